@@ -1,0 +1,54 @@
+// Package keys owns volume keys: the Manager interface the lifecycle uses and
+// its KMIP implementation. Key bytes live only in memory (Key) and on the KMIP
+// server; they are never logged, formatted into errors or written to disk.
+package keys
+
+import (
+	"context"
+	"errors"
+)
+
+var (
+	// ErrNotFound means the key id is unknown to the server.
+	ErrNotFound = errors.New("key not found")
+	// ErrNotActive means the key exists but is not in the Active state.
+	ErrNotActive = errors.New("key is not active")
+)
+
+// Manager creates, fetches and destroys volume keys.
+type Manager interface {
+	// Create returns the id of an active 256-bit AES key named name. It is
+	// idempotent: an existing key with that name is returned (duplicates from
+	// retried requests are destroyed) instead of a new one being made.
+	Create(ctx context.Context, name string) (id string, err error)
+	// Get fetches the key material of an active key.
+	Get(ctx context.Context, id string) (*Key, error)
+	// Destroy revokes and destroys the key. Unknown ids succeed.
+	Destroy(ctx context.Context, id string) error
+	// Locate returns the ids of all keys named name (used for recovery only).
+	Locate(ctx context.Context, name string) ([]string, error)
+}
+
+// Key holds key bytes in memory. Call Wipe when done.
+type Key struct{ b []byte }
+
+// NewKey takes ownership of b.
+func NewKey(b []byte) *Key { return &Key{b: b} }
+
+// Bytes returns the key material; valid until Wipe.
+func (k *Key) Bytes() []byte { return k.b }
+
+// Wipe zeroes the key material.
+func (k *Key) Wipe() {
+	if k == nil {
+		return
+	}
+	clear(k.b)
+	k.b = nil
+}
+
+// String never reveals key material, so a stray %v cannot leak it.
+func (k *Key) String() string { return "[key redacted]" }
+
+// GoString never reveals key material.
+func (k *Key) GoString() string { return "[key redacted]" }
