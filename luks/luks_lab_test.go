@@ -1,0 +1,153 @@
+//go:build lab
+
+package luks
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/cryptvol/cryptvol/lvm"
+)
+
+func TestLabFormatOpenCloseErase(t *testing.T) {
+	vgName := os.Getenv("CRYPTVOL_LAB_VG")
+	if vgName == "" {
+		t.Skip("CRYPTVOL_LAB_VG is not set (lab only)")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	lvc, err := lvm.New(vgName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	suffix := fmt.Sprintf("%d", time.Now().UnixNano()%1e9)
+	lvName, mapping := "cvlab-luks-"+suffix, "cvlab-luks-"+suffix
+	lv, err := lvc.CreateLV(ctx, lvm.CreateRequest{Name: lvName, Size: 64 << 20, Tags: []string{"cvlabtest"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs := New()
+	t.Cleanup(func() {
+		if err := cs.Close(context.Background(), mapping); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+		if err := lvc.RemoveLV(context.Background(), lvName); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+	})
+
+	key := make([]byte, KeySize)
+	if _, err := rand.Read(key); err != nil {
+		t.Fatal(err)
+	}
+	if err := cs.Format(ctx, lv.Path, key, Token{KeyID: "lab-" + suffix, Volume: "v" + suffix}); err != nil {
+		t.Fatal(err)
+	}
+	h, err := cs.Inspect(ctx, lv.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Version != 2 || h.Cipher != "aes-xts-plain64" || h.KeyBits != 512 || h.SectorSize != 4096 || h.Keyslots != 1 ||
+		h.Token == nil || h.Token.KeyID != "lab-"+suffix || h.Token.Volume != "v"+suffix {
+		t.Fatalf("Header = %+v (token %+v)", h, h.Token)
+	}
+	if err := h.Verify("lab-" + suffix); err != nil {
+		t.Fatal(err)
+	}
+	if open, err := cs.IsOpen(ctx, mapping); err != nil || open {
+		t.Fatalf("IsOpen before Open = %v, %v", open, err)
+	}
+
+	if err := cs.Open(ctx, lv.Path, mapping, key, OpenOptions{NoWorkqueue: true}); err != nil {
+		t.Fatal(err)
+	}
+	if open, err := cs.IsOpen(ctx, mapping); err != nil || !open {
+		t.Fatalf("IsOpen after Open = %v, %v", open, err)
+	}
+	mapped := "/dev/mapper/" + mapping
+	plain := bytes.Repeat([]byte("cryptvol lab plaintext marker. "), (1<<20)/31)
+	writeAt(t, mapped, plain)
+	if got := readAt(t, mapped, len(plain)); !bytes.Equal(got, plain) {
+		t.Fatal("read back through the mapping differs from what was written")
+	}
+
+	if err := cs.Close(ctx, mapping); err != nil {
+		t.Fatal(err)
+	}
+	if open, err := cs.IsOpen(ctx, mapping); err != nil || open {
+		t.Fatalf("IsOpen after Close = %v, %v", open, err)
+	}
+	if _, err := os.Stat(mapped); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("%s still exists after Close: %v", mapped, err)
+	}
+	if err := cs.Close(ctx, mapping); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	if raw := readAt(t, lv.Path, 64<<20); bytes.Contains(raw, plain[:62]) {
+		t.Fatal("the raw LV contains the plaintext")
+	}
+
+	wrong := bytes.Clone(key)
+	wrong[0] ^= 0xff
+	if err := cs.Open(ctx, lv.Path, mapping, wrong, OpenOptions{}); err == nil {
+		t.Fatal("Open with a wrong key succeeded")
+	}
+	if err := cs.Open(ctx, lv.Path, mapping, key, OpenOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := readAt(t, mapped, len(plain)); !bytes.Equal(got, plain) {
+		t.Fatal("data did not survive close and reopen")
+	}
+	if err := cs.Close(ctx, mapping); err != nil {
+		t.Fatal(err)
+	}
+
+	if err := cs.Erase(ctx, lv.Path); err != nil {
+		t.Fatal(err)
+	}
+	if h, err := cs.Inspect(ctx, lv.Path); err != nil || h.Keyslots != 0 {
+		t.Fatalf("after Erase: %+v, %v; want 0 keyslots", h, err)
+	}
+	if err := cs.Open(ctx, lv.Path, mapping, key, OpenOptions{}); err == nil {
+		t.Fatal("Open succeeded after Erase")
+	}
+	if open, err := cs.IsOpen(ctx, mapping); err != nil || open {
+		t.Fatalf("IsOpen after a failed Open = %v, %v", open, err)
+	}
+}
+
+func writeAt(t *testing.T, path string, b []byte) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteAt(b, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func readAt(t *testing.T, path string, n int) []byte {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	b := make([]byte, n)
+	if _, err := io.ReadFull(f, b); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}

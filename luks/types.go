@@ -1,0 +1,38 @@
+// Package luks owns every call to cryptsetup: LUKS2 format with explicit
+// parameters, header inspection, open with verification, close, keyslot
+// erase and cryptvol's token. Keys travel to cryptsetup on stdin only.
+package luks
+
+import "errors"
+
+var (
+	// ErrNotLUKS means the device carries no LUKS header.
+	ErrNotLUKS = errors.New("no LUKS header")
+	// ErrHasHeader means Format found an existing header and refused.
+	ErrHasHeader = errors.New("device already has a LUKS header")
+)
+
+// TokenType is the LUKS2 token type cryptvol writes.
+const TokenType = "cryptvol-kmip"
+
+// Token is cryptvol's LUKS2 token: it records which KMIP key unlocks the volume.
+type Token struct {
+	KeyID  string // KMIP unique identifier
+	Volume string // docker volume name
+}
+
+// Header is what Inspect reads from a LUKS2 header (luksDump --dump-json-metadata).
+type Header struct {
+	Version    int    // 2 for LUKS2
+	Cipher     string // segment 0 encryption, e.g. "aes-xts-plain64"
+	KeyBits    int    // volume key size in bits (from the keyslot's key_size*8)
+	SectorSize int    // segment 0 sector_size
+	Keyslots   int    // number of keyslots in use
+	Token      *Token // cryptvol's token, nil if absent
+}
+
+// OpenOptions tunes the dm-crypt mapping.
+type OpenOptions struct {
+	// NoWorkqueue adds --perf-no_read_workqueue --perf-no_write_workqueue.
+	NoWorkqueue bool
+}

@@ -1,0 +1,429 @@
+package lvm
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// ErrExists is returned (wrapped) when CreateLV finds the name taken.
+var ErrExists = errors.New("already exists")
+
+// lvFields are the lvs columns parsed into an LV, in report order.
+const lvFields = "lv_name,vg_name,lv_path,lv_size,lv_tags,lv_active,pool_lv,lv_time"
+
+// timeLayout is lvm's default report/time_format ("%Y-%m-%d %T %z").
+const timeLayout = "2006-01-02 15:04:05 -0700"
+
+// Client runs lvm commands against one volume group.
+type Client struct {
+	vg   string
+	exec Exec
+}
+
+// Option configures a Client.
+type Option func(*Client)
+
+// WithExec replaces the command runner (tests use a fake).
+func WithExec(e Exec) Option { return func(c *Client) { c.exec = e } }
+
+// New returns a Client for volume group vg. The name is validated here so
+// that no command ever sees a bad one.
+func New(vg string, opts ...Option) (*Client, error) {
+	if err := ValidateVGName(vg); err != nil {
+		return nil, err
+	}
+	c := &Client{vg: vg, exec: RunCommand}
+	for _, o := range opts {
+		o(c)
+	}
+	return c, nil
+}
+
+// VGName returns the volume group this client is bound to.
+func (c *Client) VGName() string { return c.vg }
+
+func (c *Client) run(ctx context.Context, args ...string) ([]byte, error) {
+	return c.exec(ctx, nil, "lvm", args...)
+}
+
+func (c *Client) lvRef(name string) string { return c.vg + "/" + name }
+
+// isNotFound recognises lvm's "no such LV/VG" failures. lvm exits 5
+// (ECMD_FAILED) for these and for many real failures alike, so the message
+// decides.
+func isNotFound(err error) bool {
+	var e *Error
+	if !errors.As(err, &e) || e.ExitCode != 5 {
+		return false
+	}
+	return strings.Contains(e.Stderr, "Failed to find logical volume") ||
+		(strings.Contains(e.Stderr, "Volume group \"") && strings.Contains(e.Stderr, "\" not found"))
+}
+
+func isExists(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && strings.Contains(e.Stderr, "already exists in volume group")
+}
+
+// report is lvm's JSON report: {"report":[{"lv":[{...}]}]}. Every value is
+// a string, numbers included.
+type report[T any] struct {
+	Report []map[string][]T `json:"report"`
+}
+
+func parseReport[T any](out []byte, kind string) ([]T, error) {
+	var r report[T]
+	if err := json.Unmarshal(out, &r); err != nil {
+		return nil, fmt.Errorf("parse lvm %s report: %w", kind, err)
+	}
+	var rows []T
+	for _, part := range r.Report {
+		rows = append(rows, part[kind]...)
+	}
+	return rows, nil
+}
+
+type lvRow struct {
+	Name   string `json:"lv_name"`
+	VG     string `json:"vg_name"`
+	Path   string `json:"lv_path"`
+	Size   string `json:"lv_size"`
+	Tags   string `json:"lv_tags"`
+	Active string `json:"lv_active"`
+	Pool   string `json:"pool_lv"`
+	Time   string `json:"lv_time"`
+}
+
+func (r lvRow) toLV() (LV, error) {
+	lv := LV{Name: r.Name, VG: r.VG, Path: r.Path, Active: r.Active == "active", Pool: r.Pool}
+	var err error
+	if lv.Size, err = strconv.ParseUint(r.Size, 10, 64); err != nil {
+		return LV{}, fmt.Errorf("lv %s/%s: bad lv_size %q: %w", r.VG, r.Name, r.Size, err)
+	}
+	for _, t := range strings.Split(r.Tags, ",") {
+		if t != "" {
+			lv.Tags = append(lv.Tags, t)
+		}
+	}
+	if r.Time != "" {
+		if lv.Created, err = time.Parse(timeLayout, r.Time); err != nil {
+			return LV{}, fmt.Errorf("lv %s/%s: bad lv_time %q: %w", r.VG, r.Name, r.Time, err)
+		}
+	}
+	return lv, nil
+}
+
+func (c *Client) lvs(ctx context.Context, selector string) ([]LV, error) {
+	out, err := c.run(ctx, "lvs", "-o", lvFields, "--units", "b", "--nosuffix", "--reportformat", "json", selector)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := parseReport[lvRow](out, "lv")
+	if err != nil {
+		return nil, err
+	}
+	lvs := make([]LV, 0, len(rows))
+	for _, r := range rows {
+		// A tag selector spans every VG on the host; keep ours only.
+		if r.VG != c.vg {
+			continue
+		}
+		lv, err := r.toLV()
+		if err != nil {
+			return nil, err
+		}
+		lvs = append(lvs, lv)
+	}
+	return lvs, nil
+}
+
+// VG reports the size and free space of the volume group.
+func (c *Client) VG(ctx context.Context) (VG, error) {
+	out, err := c.run(ctx, "vgs", "-o", "vg_name,vg_size,vg_free,vg_extent_size", "--units", "b", "--nosuffix", "--reportformat", "json", c.vg)
+	if err != nil {
+		if isNotFound(err) {
+			return VG{}, fmt.Errorf("volume group %s: %w: %w", c.vg, ErrNotFound, err)
+		}
+		return VG{}, fmt.Errorf("volume group %s: %w", c.vg, err)
+	}
+	rows, err := parseReport[struct {
+		Name       string `json:"vg_name"`
+		Size       string `json:"vg_size"`
+		Free       string `json:"vg_free"`
+		ExtentSize string `json:"vg_extent_size"`
+	}](out, "vg")
+	if err != nil {
+		return VG{}, err
+	}
+	if len(rows) != 1 || rows[0].Name != c.vg {
+		return VG{}, fmt.Errorf("volume group %s: vgs reported %d groups", c.vg, len(rows))
+	}
+	r := rows[0]
+	vg := VG{Name: r.Name}
+	for _, f := range []struct {
+		dst  *uint64
+		name string
+		val  string
+	}{{&vg.Size, "vg_size", r.Size}, {&vg.Free, "vg_free", r.Free}, {&vg.ExtentSize, "vg_extent_size", r.ExtentSize}} {
+		v, err := strconv.ParseUint(f.val, 10, 64)
+		if err != nil {
+			return VG{}, fmt.Errorf("volume group %s: bad %s %q: %w", c.vg, f.name, f.val, err)
+		}
+		*f.dst = v
+	}
+	return vg, nil
+}
+
+type poolRow struct {
+	Name        string `json:"lv_name"`
+	Size        string `json:"lv_size"`
+	DataPercent string `json:"data_percent"`
+	Segtype     string `json:"segtype"`
+	Active      string `json:"lv_active"`
+}
+
+func (c *Client) pool(ctx context.Context, pool string) (poolRow, error) {
+	out, err := c.run(ctx, "lvs", "-o", "lv_name,lv_size,data_percent,segtype,lv_active", "--units", "b", "--nosuffix", "--reportformat", "json", c.lvRef(pool))
+	if err != nil {
+		if isNotFound(err) {
+			return poolRow{}, fmt.Errorf("thin pool %s: %w: %w", c.lvRef(pool), ErrNotFound, err)
+		}
+		return poolRow{}, fmt.Errorf("thin pool %s: %w", c.lvRef(pool), err)
+	}
+	rows, err := parseReport[poolRow](out, "lv")
+	if err != nil {
+		return poolRow{}, err
+	}
+	if len(rows) != 1 {
+		return poolRow{}, fmt.Errorf("thin pool %s: lvs reported %d volumes", c.lvRef(pool), len(rows))
+	}
+	return rows[0], nil
+}
+
+// PoolFree returns the bytes of the thin pool's data area not yet used.
+// lvm only knows data_percent while the pool is active, and lvm deactivates
+// an implicitly activated pool with its last thin volume, so an inactive
+// pool is activated once to read it.
+func (c *Client) PoolFree(ctx context.Context, pool string) (uint64, error) {
+	if err := ValidateLVName(pool); err != nil {
+		return 0, err
+	}
+	r, err := c.pool(ctx, pool)
+	if err != nil {
+		return 0, err
+	}
+	if r.Segtype != "thin-pool" {
+		return 0, fmt.Errorf("%s is a %q volume, not a thin pool", c.lvRef(pool), r.Segtype)
+	}
+	if r.DataPercent == "" {
+		if _, err := c.run(ctx, "lvchange", "-ay", c.lvRef(pool)); err != nil {
+			return 0, fmt.Errorf("activate thin pool %s to read its usage: %w", c.lvRef(pool), err)
+		}
+		if r, err = c.pool(ctx, pool); err != nil {
+			return 0, err
+		}
+		if r.DataPercent == "" {
+			return 0, fmt.Errorf("thin pool %s: lvm reports no data usage even after activation", c.lvRef(pool))
+		}
+	}
+	size, err := strconv.ParseUint(r.Size, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("thin pool %s: bad lv_size %q: %w", c.lvRef(pool), r.Size, err)
+	}
+	pct, err := strconv.ParseFloat(r.DataPercent, 64)
+	if err != nil || pct < 0 || pct > 100 {
+		return 0, fmt.Errorf("thin pool %s: bad data_percent %q", c.lvRef(pool), r.DataPercent)
+	}
+	// data_percent is rounded to 0.01%; round usage up so free is never overstated.
+	used := uint64(math.Ceil(float64(size) * pct / 100))
+	if used >= size {
+		return 0, nil
+	}
+	return size - used, nil
+}
+
+// LV returns one logical volume of the group; a missing one wraps ErrNotFound.
+func (c *Client) LV(ctx context.Context, name string) (LV, error) {
+	if err := ValidateLVName(name); err != nil {
+		return LV{}, err
+	}
+	lvs, err := c.lvs(ctx, c.lvRef(name))
+	if err != nil {
+		if isNotFound(err) {
+			return LV{}, fmt.Errorf("logical volume %s: %w: %w", c.lvRef(name), ErrNotFound, err)
+		}
+		return LV{}, fmt.Errorf("logical volume %s: %w", c.lvRef(name), err)
+	}
+	if len(lvs) != 1 {
+		return LV{}, fmt.Errorf("logical volume %s: lvs reported %d volumes", c.lvRef(name), len(lvs))
+	}
+	return lvs[0], nil
+}
+
+// ListLVs returns the group's LVs carrying tag, or all of them when tag is "".
+func (c *Client) ListLVs(ctx context.Context, tag string) ([]LV, error) {
+	selector := c.vg
+	if tag != "" {
+		if err := ValidateTag(tag); err != nil {
+			return nil, err
+		}
+		selector = "@" + tag
+	}
+	lvs, err := c.lvs(ctx, selector)
+	if err != nil {
+		return nil, fmt.Errorf("list logical volumes of %s: %w", c.vg, err)
+	}
+	return lvs, nil
+}
+
+// CreateLV creates an active LV, thin when req.Pool is set. Activation skip
+// is cleared explicitly so that a later plain `lvchange -ay` activates it.
+func (c *Client) CreateLV(ctx context.Context, req CreateRequest) (LV, error) {
+	if err := ValidateLVName(req.Name); err != nil {
+		return LV{}, err
+	}
+	if req.Size == 0 {
+		return LV{}, fmt.Errorf("create logical volume %s: size must be greater than 0", c.lvRef(req.Name))
+	}
+	if req.Pool != "" {
+		if err := ValidateLVName(req.Pool); err != nil {
+			return LV{}, fmt.Errorf("thin pool: %w", err)
+		}
+	}
+	var tagArgs []string
+	for _, t := range req.Tags {
+		if err := ValidateTag(t); err != nil {
+			return LV{}, err
+		}
+		tagArgs = append(tagArgs, "--addtag", t)
+	}
+	size := strconv.FormatUint(req.Size, 10) + "b"
+	var args []string
+	if req.Pool == "" {
+		args = []string{"lvcreate", "-n", req.Name, "-L", size}
+	} else {
+		args = []string{"lvcreate", "-T", c.lvRef(req.Pool), "-V", size, "-n", req.Name}
+	}
+	args = append(args, "--activate", "y", "--setactivationskip", "n")
+	args = append(args, tagArgs...)
+	args = append(args, "-y", "--wipesignatures", "y")
+	if req.Pool == "" {
+		args = append(args, c.vg)
+	}
+	if _, err := c.run(ctx, args...); err != nil {
+		if isExists(err) {
+			return LV{}, fmt.Errorf("create logical volume %s: %w: %w", c.lvRef(req.Name), ErrExists, err)
+		}
+		return LV{}, fmt.Errorf("create logical volume %s: %w", c.lvRef(req.Name), err)
+	}
+	return c.LV(ctx, req.Name)
+}
+
+func (c *Client) lvchange(ctx context.Context, op, name string, args ...string) error {
+	if err := ValidateLVName(name); err != nil {
+		return err
+	}
+	if _, err := c.run(ctx, append(append([]string{"lvchange"}, args...), c.lvRef(name))...); err != nil {
+		if isNotFound(err) {
+			return fmt.Errorf("%s logical volume %s: %w: %w", op, c.lvRef(name), ErrNotFound, err)
+		}
+		return fmt.Errorf("%s logical volume %s: %w", op, c.lvRef(name), err)
+	}
+	return nil
+}
+
+// Activate activates the LV, creating its /dev node.
+func (c *Client) Activate(ctx context.Context, name string) error {
+	return c.lvchange(ctx, "activate", name, "-ay")
+}
+
+// Deactivate deactivates the LV so that nothing can reach its blocks.
+func (c *Client) Deactivate(ctx context.Context, name string) error {
+	return c.lvchange(ctx, "deactivate", name, "-an")
+}
+
+// AddTag adds tag to the LV.
+func (c *Client) AddTag(ctx context.Context, name, tag string) error {
+	if err := ValidateTag(tag); err != nil {
+		return err
+	}
+	return c.lvchange(ctx, "tag", name, "--addtag", tag)
+}
+
+// RemoveLV removes the LV (deactivating it first if needed); a missing one
+// wraps ErrNotFound.
+func (c *Client) RemoveLV(ctx context.Context, name string) error {
+	if err := ValidateLVName(name); err != nil {
+		return err
+	}
+	if _, err := c.run(ctx, "lvremove", "-y", c.lvRef(name)); err != nil {
+		if isNotFound(err) {
+			return fmt.Errorf("remove logical volume %s: %w: %w", c.lvRef(name), ErrNotFound, err)
+		}
+		return fmt.Errorf("remove logical volume %s: %w", c.lvRef(name), err)
+	}
+	return nil
+}
+
+// EnsureVG creates the volume group from devices unless it already exists.
+// pvcreate runs without -y on purpose: on a device that carries a filesystem
+// or other signature lvm asks before wiping, reads EOF from the empty stdin
+// and refuses, so a wrong device in the configuration does not lose data.
+func (c *Client) EnsureVG(ctx context.Context, devices []string) error {
+	_, err := c.VG(ctx)
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	if len(devices) == 0 {
+		return fmt.Errorf("volume group %s does not exist and no devices were given to create it", c.vg)
+	}
+	seen := map[string]bool{}
+	for _, d := range devices {
+		if err := validateDevice(d); err != nil {
+			return err
+		}
+		if seen[d] {
+			return fmt.Errorf("device %s is listed twice", d)
+		}
+		seen[d] = true
+	}
+	if _, err := c.run(ctx, append([]string{"pvcreate"}, devices...)...); err != nil {
+		return fmt.Errorf("create physical volumes for %s on %s: %w", c.vg, strings.Join(devices, ", "), err)
+	}
+	if _, err := c.run(ctx, append([]string{"vgcreate", c.vg}, devices...)...); err != nil {
+		return fmt.Errorf("create volume group %s on %s: %w", c.vg, strings.Join(devices, ", "), err)
+	}
+	return nil
+}
+
+// EnsureThinPool creates the thin pool over 90% of the group's free space
+// unless it exists; an existing LV of that name must be a thin pool. The
+// 10% left free gives lvm room to grow the pool metadata and spare.
+func (c *Client) EnsureThinPool(ctx context.Context, pool string) error {
+	if err := ValidateLVName(pool); err != nil {
+		return err
+	}
+	r, err := c.pool(ctx, pool)
+	if err == nil {
+		if r.Segtype != "thin-pool" {
+			return fmt.Errorf("%s exists but is a %q volume, not a thin pool", c.lvRef(pool), r.Segtype)
+		}
+		return nil
+	}
+	if !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	if _, err := c.run(ctx, "lvcreate", "--type", "thin-pool", "-l", "90%FREE", "-n", pool, "-y", c.vg); err != nil {
+		return fmt.Errorf("create thin pool %s: %w", c.lvRef(pool), err)
+	}
+	return nil
+}

@@ -1,0 +1,147 @@
+//go:build lab
+
+package lvm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"testing"
+	"time"
+)
+
+func labClient(t *testing.T) (*Client, string) {
+	t.Helper()
+	vg := os.Getenv("CRYPTVOL_LAB_VG")
+	if vg == "" {
+		t.Skip("CRYPTVOL_LAB_VG is not set (lab only)")
+	}
+	c, err := New(vg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, os.Getenv("CRYPTVOL_LAB_POOL")
+}
+
+func TestLabLifecycle(t *testing.T) {
+	c, pool := labClient(t)
+	if pool == "" {
+		t.Fatal("CRYPTVOL_LAB_POOL is not set")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+
+	suffix := fmt.Sprintf("%d", time.Now().UnixNano()%1e9)
+	tag := "cvlabtest_" + suffix
+	thick, thin := "cvlab-thick-"+suffix, "cvlab-thin-"+suffix
+	for _, name := range []string{thick, thin} {
+		t.Cleanup(func() {
+			if err := c.RemoveLV(context.Background(), name); err != nil && !errors.Is(err, ErrNotFound) {
+				t.Errorf("cleanup: %v", err)
+			}
+		})
+	}
+
+	vg, err := c.VG(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if vg.Free < 128<<20 || vg.ExtentSize == 0 || vg.Size < vg.Free {
+		t.Fatalf("VG = %+v", vg)
+	}
+	if _, err := c.PoolFree(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+
+	lv, err := c.CreateLV(ctx, CreateRequest{Name: thick, Size: 64 << 20, Tags: []string{tag, "cryptvol_fs_ext4"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !lv.Active || lv.Pool != "" || lv.Size != 64<<20 || lv.Path != "/dev/"+vg.Name+"/"+thick || time.Since(lv.Created) > time.Hour {
+		t.Fatalf("thick LV = %+v", lv)
+	}
+	if _, err := os.Stat(lv.Path); err != nil {
+		t.Fatalf("active thick LV has no device node: %v", err)
+	}
+
+	tlv, err := c.CreateLV(ctx, CreateRequest{Name: thin, Size: 96 << 20, Pool: pool, Tags: []string{tag}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !tlv.Active || tlv.Pool != pool || tlv.Size != 96<<20 {
+		t.Fatalf("thin LV = %+v", tlv)
+	}
+	if _, err := c.CreateLV(ctx, CreateRequest{Name: thin, Size: 96 << 20, Pool: pool}); !errors.Is(err, ErrExists) {
+		t.Fatalf("creating %s twice: %v, want ErrExists", thin, err)
+	}
+
+	if err := c.AddTag(ctx, thin, "cryptvol_key_17"); err != nil {
+		t.Fatal(err)
+	}
+	listed, err := c.ListLVs(ctx, tag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, l := range listed {
+		names = append(names, l.Name)
+		if l.Name == thin && !slices.Contains(l.Tags, "cryptvol_key_17") {
+			t.Errorf("AddTag not visible: %q", l.Tags)
+		}
+	}
+	slices.Sort(names)
+	if want := []string{thick, thin}; !slices.Equal(names, want) {
+		t.Fatalf("ListLVs(%s) = %q, want %q", tag, names, want)
+	}
+
+	for _, name := range []string{thick, thin} {
+		if err := c.Deactivate(ctx, name); err != nil {
+			t.Fatal(err)
+		}
+		got, err := c.LV(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Active {
+			t.Fatalf("%s still active after Deactivate", name)
+		}
+		if _, err := os.Stat(got.Path); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("%s: device node %s still there after Deactivate: %v", name, got.Path, err)
+		}
+		if err := c.Activate(ctx, name); err != nil {
+			t.Fatal(err)
+		}
+		if got, err = c.LV(ctx, name); err != nil {
+			t.Fatal(err)
+		}
+		if !got.Active {
+			t.Fatalf("%s not active after Activate", name)
+		}
+		if _, err := os.Stat(got.Path); err != nil {
+			t.Fatalf("%s: no device node after Activate: %v", name, err)
+		}
+	}
+	if _, err := c.PoolFree(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, name := range []string{thick, thin} {
+		if err := c.RemoveLV(ctx, name); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.LV(ctx, name); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("LV(%s) after RemoveLV: %v, want ErrNotFound", name, err)
+		}
+		if err := c.RemoveLV(ctx, name); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("second RemoveLV(%s): %v, want ErrNotFound", name, err)
+		}
+	}
+	if listed, err := c.ListLVs(ctx, tag); err != nil || len(listed) != 0 {
+		t.Fatalf("ListLVs after removal = %v, %v", listed, err)
+	}
+	if err := c.Activate(ctx, "cvlab-never-"+suffix); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Activate of a missing LV: %v, want ErrNotFound", err)
+	}
+}

@@ -1,0 +1,40 @@
+// Package lvm owns every call to lvm2: it runs `lvm` with LC_ALL=C, reads
+// --reportformat json, and returns a typed *Error carrying stderr and the exit
+// code. A Client is bound to one volume group; nothing else in cryptvol runs lvm.
+package lvm
+
+import (
+	"errors"
+	"time"
+)
+
+// ErrNotFound is returned (wrapped) when a VG or LV does not exist.
+var ErrNotFound = errors.New("not found")
+
+// LV is one logical volume as reported by `lvs`.
+type LV struct {
+	Name    string    // lv_name
+	VG      string    // vg_name
+	Path    string    // /dev/<vg>/<lv>
+	Size    uint64    // bytes
+	Tags    []string  // lv_tags split on ','
+	Active  bool      // lv_active == "active"
+	Pool    string    // pool_lv; non-empty for thin volumes
+	Created time.Time // lv_time
+}
+
+// VG is the volume group as reported by `vgs`.
+type VG struct {
+	Name       string
+	Size       uint64 // bytes
+	Free       uint64 // bytes
+	ExtentSize uint64 // bytes
+}
+
+// CreateRequest describes a new LV. Pool empty means thick.
+type CreateRequest struct {
+	Name string
+	Size uint64 // bytes; rounded up to the extent size by lvm
+	Pool string // thin pool LV name in the same VG, or ""
+	Tags []string
+}

@@ -1,0 +1,216 @@
+package mount
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+)
+
+// Options every volume is mounted with: a volume is data, never device
+// nodes or set-uid programs for the host.
+const mountOptions = "nodev,nosuid"
+
+// FS makes, mounts and unmounts filesystems and reads the mount table.
+type FS struct {
+	exec      Exec
+	mountinfo string
+	sysfs     string
+}
+
+// Option configures an FS.
+type Option func(*FS)
+
+// WithExec replaces the command runner (tests use a fake).
+func WithExec(e Exec) Option { return func(f *FS) { f.exec = e } }
+
+// WithMountInfo reads the mount table from path instead of /proc/self/mountinfo.
+func WithMountInfo(path string) Option { return func(f *FS) { f.mountinfo = path } }
+
+// WithSysfs looks up device-mapper names under root instead of /sys.
+func WithSysfs(root string) Option { return func(f *FS) { f.sysfs = root } }
+
+// New returns an FS using the real commands, /proc/self/mountinfo and /sys.
+func New(opts ...Option) *FS {
+	f := &FS{exec: RunCommand, mountinfo: "/proc/self/mountinfo", sysfs: "/sys"}
+	for _, o := range opts {
+		o(f)
+	}
+	return f
+}
+
+// ValidateFSType accepts the filesystems cryptvol supports.
+func ValidateFSType(fstype string) error {
+	switch fstype {
+	case "ext4", "xfs":
+		return nil
+	}
+	return fmt.Errorf("invalid filesystem type %q: allowed are ext4 and xfs", fstype)
+}
+
+func validatePath(kind, p string) error {
+	if !filepath.IsAbs(p) || filepath.Clean(p) != p || p == "/" {
+		return fmt.Errorf("invalid %s %q: must be a clean absolute path other than /", kind, p)
+	}
+	return nil
+}
+
+// Mkfs creates a filesystem on dev. -F/-f: dev is a freshly opened volume
+// whose random-looking contents must not make mkfs stop and ask.
+func (f *FS) Mkfs(ctx context.Context, dev, fstype string) error {
+	if err := ValidateFSType(fstype); err != nil {
+		return err
+	}
+	if err := validatePath("device", dev); err != nil {
+		return err
+	}
+	var args []string
+	switch fstype {
+	case "ext4":
+		args = []string{"-q", "-F", dev}
+	case "xfs":
+		args = []string{"-q", "-f", dev}
+	}
+	if _, err := f.exec(ctx, nil, "mkfs."+fstype, args...); err != nil {
+		return fmt.Errorf("make %s filesystem on %s: %w", fstype, dev, err)
+	}
+	return nil
+}
+
+// Mount mounts dev on target with nodev,nosuid, creating target (0700) if
+// needed. It is idempotent: dev already mounted there succeeds, anything
+// else mounted there is an error. Success means the mount table shows dev
+// at target, not merely that mount(8) exited 0.
+func (f *FS) Mount(ctx context.Context, dev, target, fstype string) error {
+	if err := ValidateFSType(fstype); err != nil {
+		return err
+	}
+	if err := validatePath("device", dev); err != nil {
+		return err
+	}
+	if err := validatePath("mount point", target); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(target, 0o700); err != nil {
+		return fmt.Errorf("mount %s: create mount point: %w", dev, err)
+	}
+	e, err := f.lookup(target)
+	if err != nil {
+		return err
+	}
+	if e != nil {
+		if f.isDevice(e, dev) {
+			return nil
+		}
+		return fmt.Errorf("mount %s on %s: %s is already mounted there", dev, target, f.source(e))
+	}
+	if _, err := f.exec(ctx, nil, "mount", "-t", fstype, "-o", mountOptions, dev, target); err != nil {
+		return fmt.Errorf("mount %s on %s: %w", dev, target, err)
+	}
+	e, err = f.lookup(target)
+	if err != nil {
+		return err
+	}
+	if e == nil || !f.isDevice(e, dev) {
+		got := "nothing"
+		if e != nil {
+			got = f.source(e)
+		}
+		return fmt.Errorf("mount %s on %s: mount succeeded but the mount table shows %s there", dev, target, got)
+	}
+	return nil
+}
+
+// Unmount unmounts target. A target with nothing mounted succeeds, so
+// Unmount is safe to retry.
+func (f *FS) Unmount(ctx context.Context, target string) error {
+	if err := validatePath("mount point", target); err != nil {
+		return err
+	}
+	e, err := f.lookup(target)
+	if err != nil || e == nil {
+		return err
+	}
+	_, uerr := f.exec(ctx, nil, "umount", target)
+	e, err = f.lookup(target)
+	if err != nil {
+		return err
+	}
+	if e == nil {
+		// Unmounted, by us or by someone racing us.
+		return nil
+	}
+	if uerr != nil {
+		return fmt.Errorf("unmount %s: %w", target, uerr)
+	}
+	return fmt.Errorf("unmount %s: %s is still mounted there (stacked mounts?)", target, f.source(e))
+}
+
+// MountedDevice returns the device mounted at target, or "" if nothing is.
+// Device-mapper devices are reported as /dev/mapper/<name> however they
+// were mounted (/dev/dm-3, /dev/vg/lv), found through the device number
+// in sysfs, so callers can compare against the mapping they opened.
+func (f *FS) MountedDevice(target string) (string, error) {
+	if err := validatePath("mount point", target); err != nil {
+		return "", err
+	}
+	e, err := f.lookup(target)
+	if err != nil || e == nil {
+		return "", err
+	}
+	return f.source(e), nil
+}
+
+// lookup returns the topmost mount at target, or nil.
+func (f *FS) lookup(target string) (*mountEntry, error) {
+	// The kernel lists the resolved path; resolve ours the same way.
+	if resolved, err := filepath.EvalSymlinks(target); err == nil {
+		target = resolved
+	}
+	r, err := os.Open(f.mountinfo)
+	if err != nil {
+		return nil, fmt.Errorf("read mount table: %w", err)
+	}
+	defer r.Close()
+	entries, err := parseMountInfo(r)
+	if err != nil {
+		return nil, err
+	}
+	var found *mountEntry
+	for i := range entries {
+		// Later lines are mounted on top of earlier ones.
+		if entries[i].MountPoint == target {
+			found = &entries[i]
+		}
+	}
+	return found, nil
+}
+
+func (f *FS) source(e *mountEntry) string {
+	if name, err := os.ReadFile(filepath.Join(f.sysfs, "dev", "block", e.MajMin, "dm", "name")); err == nil {
+		if n := strings.TrimSpace(string(name)); n != "" {
+			return "/dev/mapper/" + n
+		}
+	}
+	return e.Source
+}
+
+// isDevice reports whether the mount e is of dev: by device number when dev
+// is a block device, else by name.
+func (f *FS) isDevice(e *mountEntry, dev string) bool {
+	if fi, err := os.Stat(dev); err == nil && fi.Mode()&os.ModeDevice != 0 && fi.Mode()&os.ModeCharDevice == 0 {
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			return e.MajMin == majMin(uint64(st.Rdev))
+		}
+	}
+	return f.source(e) == dev || e.Source == dev
+}
+
+// majMin formats a Linux dev_t as mountinfo does.
+func majMin(rdev uint64) string {
+	major := (rdev>>8)&0xfff | (rdev>>32)&^0xfff
+	minor := rdev&0xff | (rdev>>12)&^0xff
+	return fmt.Sprintf("%d:%d", major, minor)
+}

@@ -1,0 +1,321 @@
+package mount
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// A mount table as the kernel writes it: optional fields, a mount point with
+// a space (\040), and two mounts stacked on one directory.
+const baseMountInfo = `22 1 253:0 / / rw,relatime shared:1 - ext4 /dev/mapper/root rw
+25 22 0:22 / /proc rw,nosuid,nodev,noexec,relatime shared:12 - proc proc rw
+41 22 7:1 / /mnt/with\040space rw,nosuid,nodev,relatime shared:30 master:2 - ext4 /dev/loop1 rw
+42 22 0:45 / /mnt/stack rw,relatime - tmpfs tmpfs rw
+43 42 253:3 / /mnt/stack rw,nosuid,nodev,relatime - xfs /dev/dm-3 rw,attr2
+`
+
+type fakeMounts struct {
+	t     *testing.T
+	dir   string
+	info  string
+	calls [][]string
+	// run decides what a command does to the mount table and returns its error.
+	run func(argv []string) error
+}
+
+func newFakeMounts(t *testing.T, table string) *fakeMounts {
+	dir := t.TempDir()
+	fm := &fakeMounts{t: t, dir: dir, info: filepath.Join(dir, "mountinfo")}
+	fm.write(table)
+	// /sys/dev/block/253:3 is the dm device cryptvol-v1.
+	if err := os.MkdirAll(filepath.Join(dir, "sys/dev/block/253:3/dm"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "sys/dev/block/253:3/dm/name"), []byte("cryptvol-v1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return fm
+}
+
+func (fm *fakeMounts) write(table string) {
+	if err := os.WriteFile(fm.info, []byte(table), 0o644); err != nil {
+		fm.t.Fatal(err)
+	}
+}
+
+func (fm *fakeMounts) read() string {
+	b, err := os.ReadFile(fm.info)
+	if err != nil {
+		fm.t.Fatal(err)
+	}
+	return string(b)
+}
+
+func (fm *fakeMounts) exec(_ context.Context, stdin []byte, name string, args ...string) ([]byte, error) {
+	argv := append([]string{name}, args...)
+	fm.calls = append(fm.calls, argv)
+	if stdin != nil {
+		fm.t.Errorf("%s got stdin", name)
+	}
+	if fm.run == nil {
+		fm.t.Fatalf("unexpected command %q", argv)
+	}
+	return nil, fm.run(argv)
+}
+
+func (fm *fakeMounts) fs() *FS {
+	return New(WithExec(fm.exec), WithMountInfo(fm.info), WithSysfs(filepath.Join(fm.dir, "sys")))
+}
+
+func TestParseMountInfo(t *testing.T) {
+	entries, err := parseMountInfo(strings.NewReader(baseMountInfo + `50 22 0:50 /a\134b\011c /mnt/x\012y rw - fuse.sshfs user@host:/dir\040x rw` + "\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 6 {
+		t.Fatalf("%d entries", len(entries))
+	}
+	want := mountEntry{MajMin: "7:1", Root: "/", MountPoint: "/mnt/with space", Options: "rw,nosuid,nodev,relatime", FSType: "ext4", Source: "/dev/loop1"}
+	if entries[2] != want {
+		t.Errorf("entry = %+v, want %+v", entries[2], want)
+	}
+	want = mountEntry{MajMin: "0:50", Root: "/a\\b\tc", MountPoint: "/mnt/x\ny", Options: "rw", FSType: "fuse.sshfs", Source: "user@host:/dir x"}
+	if entries[5] != want {
+		t.Errorf("entry = %+v, want %+v", entries[5], want)
+	}
+	if _, err := parseMountInfo(strings.NewReader("22 1 253:0 / / rw shared:1 ext4 /dev/root rw\n")); err == nil {
+		t.Error("a line without the separator was accepted")
+	}
+}
+
+func TestUnescape(t *testing.T) {
+	for in, want := range map[string]string{
+		`plain`: "plain", `a\040b`: "a b", `\134`: `\`, `end\04`: `end\04`, `\999`: `\999`, `\400`: `\400`,
+	} {
+		if got := unescape(in); got != want {
+			t.Errorf("unescape(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestMountedDevice(t *testing.T) {
+	fm := newFakeMounts(t, baseMountInfo)
+	f := fm.fs()
+	for target, want := range map[string]string{
+		"/mnt/with space": "/dev/loop1",
+		"/mnt/stack":      "/dev/mapper/cryptvol-v1", // the top mount, named through sysfs
+		"/mnt/none":       "",
+		"/proc":           "proc",
+	} {
+		got, err := f.MountedDevice(target)
+		if err != nil || got != want {
+			t.Errorf("MountedDevice(%q) = %q, %v; want %q", target, got, err, want)
+		}
+	}
+	if _, err := f.MountedDevice("relative/path"); err == nil {
+		t.Error("relative target accepted")
+	}
+	if _, err := New(WithMountInfo(filepath.Join(fm.dir, "missing"))).MountedDevice("/mnt/x"); err == nil {
+		t.Error("an unreadable mount table must be an error, not \"not mounted\"")
+	}
+}
+
+func TestMountedDeviceResolvesSymlinkedTarget(t *testing.T) {
+	fm := newFakeMounts(t, "")
+	real := filepath.Join(fm.dir, "real")
+	link := filepath.Join(fm.dir, "link")
+	if err := os.Mkdir(real, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(real, link); err != nil {
+		t.Fatal(err)
+	}
+	fm.write("60 22 253:3 / " + real + " rw,nosuid,nodev - ext4 /dev/mapper/cryptvol-v1 rw\n")
+	if got, err := fm.fs().MountedDevice(link); err != nil || got != "/dev/mapper/cryptvol-v1" {
+		t.Fatalf("MountedDevice(link) = %q, %v", got, err)
+	}
+}
+
+func TestMkfs(t *testing.T) {
+	fm := newFakeMounts(t, "")
+	fm.run = func([]string) error { return nil }
+	f := fm.fs()
+	ctx := context.Background()
+	if err := f.Mkfs(ctx, "/dev/mapper/cryptvol-v1", "ext4"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Mkfs(ctx, "/dev/mapper/cryptvol-v2", "xfs"); err != nil {
+		t.Fatal(err)
+	}
+	want := [][]string{
+		{"mkfs.ext4", "-q", "-F", "/dev/mapper/cryptvol-v1"},
+		{"mkfs.xfs", "-q", "-f", "/dev/mapper/cryptvol-v2"},
+	}
+	if !reflect.DeepEqual(fm.calls, want) {
+		t.Fatalf("calls = %q, want %q", fm.calls, want)
+	}
+	for _, c := range []struct{ dev, fs string }{{"/dev/x", "btrfs"}, {"/dev/x", ""}, {"/dev/x", "EXT4"}, {"dev/x", "ext4"}, {"/dev/../x", "ext4"}} {
+		err := f.Mkfs(ctx, c.dev, c.fs)
+		if err == nil {
+			t.Errorf("Mkfs(%q, %q) accepted bad input", c.dev, c.fs)
+		}
+	}
+	if err := f.Mkfs(ctx, "/dev/x", "btrfs"); err == nil || !strings.Contains(err.Error(), "ext4 and xfs") {
+		t.Errorf("error should list what is allowed: %v", err)
+	}
+	if len(fm.calls) != 2 {
+		t.Fatalf("bad input reached a command: %q", fm.calls[2:])
+	}
+}
+
+func TestMkfsFailure(t *testing.T) {
+	fm := newFakeMounts(t, "")
+	fm.run = func(argv []string) error {
+		return &Error{Args: argv, ExitCode: 1, Stderr: "mkfs.xfs: /dev/x appears to contain an existing filesystem\n"}
+	}
+	err := fm.fs().Mkfs(context.Background(), "/dev/x", "xfs")
+	var e *Error
+	if !errors.As(err, &e) || e.ExitCode != 1 || !strings.Contains(err.Error(), "/dev/x") || !strings.Contains(err.Error(), "existing filesystem") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestMount(t *testing.T) {
+	fm := newFakeMounts(t, baseMountInfo)
+	target := filepath.Join(fm.dir, "volumes", "v1")
+	fm.run = func(argv []string) error {
+		fm.write(fm.read() + "70 22 253:3 / " + strings.ReplaceAll(argv[len(argv)-1], " ", `\040`) + " rw,nosuid,nodev,relatime - ext4 " + argv[len(argv)-2] + " rw\n")
+		return nil
+	}
+	f := fm.fs()
+	if err := f.Mount(context.Background(), "/dev/mapper/cryptvol-v1", target, "ext4"); err != nil {
+		t.Fatal(err)
+	}
+	want := [][]string{{"mount", "-t", "ext4", "-o", "nodev,nosuid", "/dev/mapper/cryptvol-v1", target}}
+	if !reflect.DeepEqual(fm.calls, want) {
+		t.Fatalf("calls = %q, want %q", fm.calls, want)
+	}
+	fi, err := os.Stat(target)
+	if err != nil || !fi.IsDir() || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("mount point: %v, %v; want a 0700 directory", fi, err)
+	}
+	// Mounting again is a no-op.
+	if err := f.Mount(context.Background(), "/dev/mapper/cryptvol-v1", target, "ext4"); err != nil || len(fm.calls) != 1 {
+		t.Fatalf("second Mount: %v, calls %q", err, fm.calls)
+	}
+}
+
+func TestMountRefusesOccupiedTarget(t *testing.T) {
+	fm := newFakeMounts(t, baseMountInfo)
+	target := filepath.Join(fm.dir, "v1")
+	fm.write(baseMountInfo + "70 22 0:60 / " + target + " rw - tmpfs tmpfs rw\n")
+	err := fm.fs().Mount(context.Background(), "/dev/mapper/cryptvol-v1", target, "ext4")
+	if err == nil || !strings.Contains(err.Error(), "tmpfs is already mounted") {
+		t.Fatalf("err = %v", err)
+	}
+	if len(fm.calls) != 0 {
+		t.Fatalf("ran %q", fm.calls)
+	}
+}
+
+func TestMountNotInTableIsAnError(t *testing.T) {
+	fm := newFakeMounts(t, baseMountInfo)
+	fm.run = func([]string) error { return nil } // exits 0, mounts nothing
+	err := fm.fs().Mount(context.Background(), "/dev/mapper/cryptvol-v1", filepath.Join(fm.dir, "v1"), "ext4")
+	if err == nil || !strings.Contains(err.Error(), "shows nothing there") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestMountFailure(t *testing.T) {
+	fm := newFakeMounts(t, baseMountInfo)
+	fm.run = func(argv []string) error {
+		return &Error{Args: argv, ExitCode: 32, Stderr: "mount: /x: wrong fs type, bad option, bad superblock on /dev/mapper/cryptvol-v1.\n"}
+	}
+	err := fm.fs().Mount(context.Background(), "/dev/mapper/cryptvol-v1", filepath.Join(fm.dir, "v1"), "xfs")
+	var e *Error
+	if !errors.As(err, &e) || e.ExitCode != 32 || !strings.Contains(err.Error(), "bad superblock") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestMountValidates(t *testing.T) {
+	fm := newFakeMounts(t, baseMountInfo)
+	f := fm.fs()
+	ctx := context.Background()
+	for _, c := range []struct{ dev, target, fs string }{
+		{"/dev/x", "/", "ext4"}, {"/dev/x", "rel", "ext4"}, {"/dev/x", "/mnt/../etc", "ext4"},
+		{"x", "/mnt/v", "ext4"}, {"/dev/x", "/mnt/v", "vfat"},
+	} {
+		if err := f.Mount(ctx, c.dev, c.target, c.fs); err == nil {
+			t.Errorf("Mount(%q, %q, %q) accepted bad input", c.dev, c.target, c.fs)
+		}
+	}
+	if len(fm.calls) != 0 {
+		t.Fatalf("ran %q", fm.calls)
+	}
+}
+
+func TestUnmount(t *testing.T) {
+	fm := newFakeMounts(t, baseMountInfo)
+	fm.run = func(argv []string) error {
+		fm.write(strings.Replace(fm.read(), `41 22 7:1 / /mnt/with\040space rw,nosuid,nodev,relatime shared:30 master:2 - ext4 /dev/loop1 rw`+"\n", "", 1))
+		return nil
+	}
+	f := fm.fs()
+	if err := f.Unmount(context.Background(), "/mnt/with space"); err != nil {
+		t.Fatal(err)
+	}
+	if want := [][]string{{"umount", "/mnt/with space"}}; !reflect.DeepEqual(fm.calls, want) {
+		t.Fatalf("calls = %q", fm.calls)
+	}
+	// Not mounted any more: nothing to run.
+	if err := f.Unmount(context.Background(), "/mnt/with space"); err != nil || len(fm.calls) != 1 {
+		t.Fatalf("second Unmount: %v, calls %q", err, fm.calls)
+	}
+}
+
+func TestUnmountFailures(t *testing.T) {
+	fm := newFakeMounts(t, baseMountInfo)
+	fm.run = func(argv []string) error {
+		return &Error{Args: argv, ExitCode: 32, Stderr: "umount: /mnt/stack: target is busy.\n"}
+	}
+	err := fm.fs().Unmount(context.Background(), "/mnt/stack")
+	if err == nil || !strings.Contains(err.Error(), "target is busy") {
+		t.Fatalf("err = %v", err)
+	}
+
+	// umount exits 0 but a second mount lies underneath: not unmounted.
+	fm = newFakeMounts(t, baseMountInfo)
+	fm.run = func([]string) error {
+		fm.write(strings.Replace(fm.read(), "43 42 253:3 / /mnt/stack rw,nosuid,nodev,relatime - xfs /dev/dm-3 rw,attr2\n", "", 1))
+		return nil
+	}
+	err = fm.fs().Unmount(context.Background(), "/mnt/stack")
+	if err == nil || !strings.Contains(err.Error(), "tmpfs is still mounted") {
+		t.Fatalf("err = %v", err)
+	}
+
+	// umount fails because someone else unmounted first: success.
+	fm = newFakeMounts(t, baseMountInfo)
+	fm.run = func(argv []string) error {
+		fm.write(strings.Replace(fm.read(), `41 22 7:1 / /mnt/with\040space rw,nosuid,nodev,relatime shared:30 master:2 - ext4 /dev/loop1 rw`+"\n", "", 1))
+		return &Error{Args: argv, ExitCode: 32, Stderr: "umount: /mnt/with space: not mounted.\n"}
+	}
+	if err := fm.fs().Unmount(context.Background(), "/mnt/with space"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestMajMin(t *testing.T) {
+	for rdev, want := range map[uint64]string{0xfd03: "253:3", 0x0701: "7:1", 0x10300: "259:0", 0x10fd00: "253:256"} {
+		if got := majMin(rdev); got != want {
+			t.Errorf("majMin(%#x) = %s, want %s", rdev, got, want)
+		}
+	}
+}
