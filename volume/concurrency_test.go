@@ -1,0 +1,111 @@
+package volume
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+)
+
+func TestConcurrentDistinctVolumes(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.DefaultSize = 64 << 20 })
+	h.s.track = true
+	const n = 50
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			name := fmt.Sprintf("vol%02d", i)
+			if err := h.m.Create(h.ctx, name, nil); err != nil {
+				errs <- err
+				return
+			}
+			if _, err := h.m.Mount(h.ctx, name, "c"); err != nil {
+				errs <- err
+				return
+			}
+			if _, err := h.m.List(h.ctx); err != nil {
+				errs <- err
+				return
+			}
+			if err := h.m.Unmount(h.ctx, name, "c"); err != nil {
+				errs <- err
+				return
+			}
+			if i%2 == 0 {
+				if err := h.m.Remove(h.ctx, name); err != nil {
+					errs <- err
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if len(h.w.lvs) != n/2 || len(h.w.keys) != n/2 || len(h.w.mappings) != 0 || len(h.w.mounts) != 0 {
+		t.Errorf("final: %d LVs %d keys %d mappings %d mounts", len(h.w.lvs), len(h.w.keys), len(h.w.mappings), len(h.w.mounts))
+	}
+	if h.w.maxTotal < 2 {
+		t.Errorf("operations on distinct volumes never overlapped (max %d in flight)", h.w.maxTotal)
+	}
+	if h.w.maxPerVol > 1 {
+		t.Errorf("%d operations ran at once on one volume", h.w.maxPerVol)
+	}
+	h.assertConsistent()
+	h.restart()
+	if err := h.m.Reconcile(h.ctx); err != nil {
+		t.Fatal(err)
+	}
+	h.assertConsistent()
+}
+
+func TestConcurrentIDsOnOneVolume(t *testing.T) {
+	h := newHarness(t)
+	h.mustCreate("shared", nil)
+	h.s.track = true
+	const n = 20
+	var wg sync.WaitGroup
+	errs := make(chan error, 2*n)
+	// Half the IDs stay; half mount and unmount again.
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			id := fmt.Sprintf("c%02d", i)
+			p, err := h.m.Mount(h.ctx, "shared", id)
+			if err != nil {
+				errs <- err
+				return
+			}
+			if p == "" {
+				errs <- fmt.Errorf("empty path for %s", id)
+			}
+			if i%2 == 1 {
+				if err := h.m.Unmount(h.ctx, "shared", id); err != nil {
+					errs <- err
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if h.w.maxPerVol > 1 {
+		t.Errorf("%d operations ran at once on one volume", h.w.maxPerVol)
+	}
+	if ids := h.m.st.ids("shared"); len(ids) != n/2 {
+		t.Fatalf("%d ids, want %d", len(ids), n/2)
+	}
+	h.assertUp("shared")
+	h.assertConsistent()
+	for i := 0; i < n; i += 2 {
+		h.mustUnmount("shared", fmt.Sprintf("c%02d", i))
+	}
+	h.assertDown("shared")
+	h.assertConsistent()
+}

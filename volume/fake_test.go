@@ -1,0 +1,905 @@
+package volume
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/cryptvol/cryptvol/keys"
+	"github.com/cryptvol/cryptvol/luks"
+	"github.com/cryptvol/cryptvol/lvm"
+)
+
+// world is an in-memory model of one host: a volume group, LUKS headers,
+// dm-crypt mappings, mounts and a KMIP server. The four fakes below are
+// views of it, so that a step of one (open) depends on the state left by
+// another (activate), as on a real host.
+type world struct {
+	t  testing.TB
+	mu sync.Mutex
+
+	vg       lvm.VG
+	poolFree uint64
+	lvs      map[string]*lvm.LV     // by LV name
+	headers  map[string]*fakeHeader // by LV name
+	fsMade   map[string]string      // LV name -> filesystem made through its mapping
+	mappings map[string]string      // mapping name -> LV name
+	openOpts map[string]luks.OpenOptions
+	mounts   map[string]string // target -> source
+	keys     map[string]*fakeKey
+	nextKey  int
+	handed   [][]byte // every key buffer given out by Keys.Get
+
+	failures map[string][]error // op -> errors returned by its next calls (nil entries pass)
+	calls    []string
+
+	// behaviour switches
+	silentMount  bool   // Mount succeeds but mounts nothing
+	wrongSource  string // Mount mounts this source instead of the device
+	createOrphan bool   // keys.Create makes the key, then fails (a timed-out request)
+	keyPrefix    string // key ids are keyPrefix+N (default "k")
+
+	// before runs before every op, outside the lock.
+	before func(op, arg string)
+
+	inflightMu sync.Mutex
+	inflight   map[string]int // volume -> ops in flight
+	maxPerVol  int
+	total      int
+	maxTotal   int
+}
+
+type fakeHeader struct {
+	h       luks.Header
+	keyHash [32]byte
+}
+
+type fakeKey struct {
+	name string
+	b    []byte
+}
+
+var errCrashed = errors.New("process crashed")
+
+func newWorld(t testing.TB) *world {
+	return &world{
+		t:        t,
+		vg:       lvm.VG{Name: "vg0", Size: 8 << 30, Free: 6 << 30, ExtentSize: 4 << 20},
+		poolFree: 2 << 30,
+		lvs:      map[string]*lvm.LV{},
+		headers:  map[string]*fakeHeader{},
+		fsMade:   map[string]string{},
+		mappings: map[string]string{},
+		openOpts: map[string]luks.OpenOptions{},
+		mounts:   map[string]string{},
+		keys:     map[string]*fakeKey{},
+		failures: map[string][]error{},
+		inflight: map[string]int{},
+	}
+}
+
+// failNext makes the next len(errs) calls of op return those errors.
+func (w *world) failNext(op string, errs ...error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.failures[op] = append(w.failures[op], errs...)
+}
+
+// failAlways makes every call of op fail until clearFailures.
+func (w *world) failAlways(op string, err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.failures[op] = slices.Repeat([]error{err}, 1<<20)
+}
+
+func (w *world) clearFailures() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.failures = map[string][]error{}
+}
+
+func (w *world) callLog() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.calls)
+}
+
+func (w *world) resetCalls() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.calls = nil
+}
+
+// volumeOf maps an op argument back to its volume name, for the
+// serialization check.
+func volumeOf(arg string) string {
+	arg = filepath.Base(arg)
+	for _, p := range []string{lvPrefix, mappingPrefix} {
+		if v, ok := strings.CutPrefix(arg, p); ok {
+			return v
+		}
+	}
+	return arg
+}
+
+// session is one plugin process's view of the world. A crash kills the
+// session: its later calls fail and change nothing, as if the process had
+// died at that instant.
+type session struct {
+	w       *world
+	dead    atomic.Bool
+	crashAt int          // crash at this op number (1-based); 0 never
+	crashOn string       // crash at the first call of this op
+	n       atomic.Int64 // ops so far
+	track   bool         // count in-flight ops per volume
+}
+
+func (w *world) session() *session { return &session{w: w} }
+
+// enter runs before each op: crash simulation, hooks, failure injection.
+// It returns with w.mu held on success.
+func (s *session) enter(op, arg string) (done func(), err error) {
+	if s.dead.Load() {
+		return nil, errCrashed
+	}
+	if n := s.n.Add(1); s.crashAt > 0 && int(n) == s.crashAt || s.crashOn == op {
+		s.dead.Store(true)
+		return nil, errCrashed
+	}
+	w := s.w
+	if w.before != nil {
+		w.before(op, arg)
+	}
+	vol := ""
+	if s.track && arg != "" && !strings.HasPrefix(op, "state.") && op != "lvm.VG" && op != "lvm.PoolFree" && op != "lvm.ListLVs" &&
+		op != "fs.MountedDevice" /* List and Get read mountinfo without the volume lock, by design */ {
+		vol = volumeOf(arg)
+		w.inflightMu.Lock()
+		w.inflight[vol]++
+		w.total++
+		w.maxPerVol = max(w.maxPerVol, w.inflight[vol])
+		w.maxTotal = max(w.maxTotal, w.total)
+		w.inflightMu.Unlock()
+		time.Sleep(200 * time.Microsecond) // widen the window for overlaps
+	}
+	w.mu.Lock()
+	w.calls = append(w.calls, op+" "+arg)
+	if q := w.failures[op]; len(q) > 0 {
+		err = q[0]
+		w.failures[op] = q[1:]
+	}
+	if err != nil {
+		w.mu.Unlock()
+		s.leave(vol)
+		return nil, err
+	}
+	return func() { w.mu.Unlock(); s.leave(vol) }, nil
+}
+
+func (s *session) leave(vol string) {
+	if vol == "" {
+		return
+	}
+	s.w.inflightMu.Lock()
+	s.w.inflight[vol]--
+	s.w.total--
+	s.w.inflightMu.Unlock()
+}
+
+func (w *world) lvOfDev(dev string) (string, bool) {
+	name, ok := strings.CutPrefix(dev, "/dev/"+w.vg.Name+"/")
+	return name, ok
+}
+
+// ---- LVM ----
+
+type fakeLVM struct{ s *session }
+
+func (f fakeLVM) VG(ctx context.Context) (lvm.VG, error) {
+	done, err := f.s.enter("lvm.VG", "")
+	if err != nil {
+		return lvm.VG{}, err
+	}
+	defer done()
+	return f.s.w.vg, nil
+}
+
+func (f fakeLVM) PoolFree(ctx context.Context, pool string) (uint64, error) {
+	done, err := f.s.enter("lvm.PoolFree", pool)
+	if err != nil {
+		return 0, err
+	}
+	defer done()
+	return f.s.w.poolFree, nil
+}
+
+func (f fakeLVM) LV(ctx context.Context, name string) (lvm.LV, error) {
+	done, err := f.s.enter("lvm.LV", name)
+	if err != nil {
+		return lvm.LV{}, err
+	}
+	defer done()
+	lv, ok := f.s.w.lvs[name]
+	if !ok {
+		return lvm.LV{}, fmt.Errorf("LV %s: %w", name, lvm.ErrNotFound)
+	}
+	c := *lv
+	c.Tags = slices.Clone(lv.Tags)
+	return c, nil
+}
+
+func (f fakeLVM) ListLVs(ctx context.Context, tag string) ([]lvm.LV, error) {
+	done, err := f.s.enter("lvm.ListLVs", tag)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	var out []lvm.LV
+	for _, lv := range f.s.w.lvs {
+		if hasTag(lv.Tags, tag) {
+			c := *lv
+			c.Tags = slices.Clone(lv.Tags)
+			out = append(out, c)
+		}
+	}
+	return out, nil
+}
+
+func (f fakeLVM) CreateLV(ctx context.Context, req lvm.CreateRequest) (lvm.LV, error) {
+	done, err := f.s.enter("lvm.CreateLV", req.Name)
+	if err != nil {
+		return lvm.LV{}, err
+	}
+	defer done()
+	w := f.s.w
+	if _, ok := w.lvs[req.Name]; ok {
+		return lvm.LV{}, fmt.Errorf("LV %s already exists", req.Name)
+	}
+	size := roundUp(req.Size, w.vg.ExtentSize)
+	if req.Pool == "" {
+		if size > w.vg.Free {
+			return lvm.LV{}, fmt.Errorf("insufficient free space")
+		}
+		w.vg.Free -= size
+	}
+	lv := &lvm.LV{
+		Name: req.Name, VG: w.vg.Name, Path: "/dev/" + w.vg.Name + "/" + req.Name, Size: size,
+		Tags: slices.Clone(req.Tags), Active: true, Pool: req.Pool,
+		Created: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC),
+	}
+	w.lvs[req.Name] = lv
+	return *lv, nil
+}
+
+func (f fakeLVM) Activate(ctx context.Context, name string) error {
+	done, err := f.s.enter("lvm.Activate", name)
+	if err != nil {
+		return err
+	}
+	defer done()
+	lv, ok := f.s.w.lvs[name]
+	if !ok {
+		return fmt.Errorf("LV %s: %w", name, lvm.ErrNotFound)
+	}
+	lv.Active = true
+	return nil
+}
+
+func (w *world) lvOpen(name string) bool {
+	for _, lv := range w.mappings {
+		if lv == name {
+			return true
+		}
+	}
+	return false
+}
+
+func (f fakeLVM) Deactivate(ctx context.Context, name string) error {
+	done, err := f.s.enter("lvm.Deactivate", name)
+	if err != nil {
+		return err
+	}
+	defer done()
+	w := f.s.w
+	lv, ok := w.lvs[name]
+	if !ok {
+		return fmt.Errorf("LV %s: %w", name, lvm.ErrNotFound)
+	}
+	if w.lvOpen(name) {
+		return fmt.Errorf("LV %s in use: a mapping is open", name)
+	}
+	lv.Active = false
+	return nil
+}
+
+func (f fakeLVM) RemoveLV(ctx context.Context, name string) error {
+	done, err := f.s.enter("lvm.RemoveLV", name)
+	if err != nil {
+		return err
+	}
+	defer done()
+	w := f.s.w
+	lv, ok := w.lvs[name]
+	if !ok {
+		return fmt.Errorf("LV %s: %w", name, lvm.ErrNotFound)
+	}
+	if w.lvOpen(name) {
+		return fmt.Errorf("LV %s in use: a mapping is open", name)
+	}
+	if lv.Pool == "" {
+		w.vg.Free += lv.Size
+	}
+	delete(w.lvs, name)
+	delete(w.headers, name)
+	delete(w.fsMade, name)
+	return nil
+}
+
+func (f fakeLVM) AddTag(ctx context.Context, name, tag string) error {
+	done, err := f.s.enter("lvm.AddTag", name)
+	if err != nil {
+		return err
+	}
+	defer done()
+	lv, ok := f.s.w.lvs[name]
+	if !ok {
+		return fmt.Errorf("LV %s: %w", name, lvm.ErrNotFound)
+	}
+	if !hasTag(lv.Tags, tag) {
+		lv.Tags = append(lv.Tags, tag)
+	}
+	return nil
+}
+
+// ---- cryptsetup ----
+
+type fakeCrypt struct{ s *session }
+
+// activeLV returns the LV behind dev if its device node exists (LV active).
+func (w *world) activeLV(dev string) (string, error) {
+	name, ok := w.lvOfDev(dev)
+	if !ok {
+		return "", fmt.Errorf("device %s does not exist", dev)
+	}
+	lv, ok := w.lvs[name]
+	if !ok || !lv.Active {
+		return "", fmt.Errorf("device %s does not exist", dev)
+	}
+	return name, nil
+}
+
+func (f fakeCrypt) Format(ctx context.Context, dev string, key []byte, token luks.Token) error {
+	done, err := f.s.enter("crypt.Format", dev)
+	if err != nil {
+		return err
+	}
+	defer done()
+	w := f.s.w
+	name, err := w.activeLV(dev)
+	if err != nil {
+		return err
+	}
+	if _, ok := w.headers[name]; ok {
+		return fmt.Errorf("%s: %w", dev, luks.ErrHasHeader)
+	}
+	if len(key) != 32 {
+		return fmt.Errorf("passphrase is %d bytes, want 32", len(key))
+	}
+	tok := token
+	w.headers[name] = &fakeHeader{
+		h:       luks.Header{Version: 2, Cipher: Cipher, KeyBits: 512, SectorSize: 4096, Keyslots: 1, Token: &tok},
+		keyHash: sha256.Sum256(key),
+	}
+	return nil
+}
+
+func (f fakeCrypt) Inspect(ctx context.Context, dev string) (luks.Header, error) {
+	done, err := f.s.enter("crypt.Inspect", dev)
+	if err != nil {
+		return luks.Header{}, err
+	}
+	defer done()
+	w := f.s.w
+	name, err := w.activeLV(dev)
+	if err != nil {
+		return luks.Header{}, err
+	}
+	hd, ok := w.headers[name]
+	if !ok {
+		return luks.Header{}, fmt.Errorf("%s: %w", dev, luks.ErrNotLUKS)
+	}
+	h := hd.h
+	if h.Token != nil {
+		t := *h.Token
+		h.Token = &t
+	}
+	return h, nil
+}
+
+func (f fakeCrypt) Open(ctx context.Context, dev, mapping string, key []byte, opts luks.OpenOptions) error {
+	done, err := f.s.enter("crypt.Open", mapping)
+	if err != nil {
+		return err
+	}
+	defer done()
+	w := f.s.w
+	name, err := w.activeLV(dev)
+	if err != nil {
+		return err
+	}
+	hd, ok := w.headers[name]
+	if !ok {
+		return fmt.Errorf("%s: %w", dev, luks.ErrNotLUKS)
+	}
+	if hd.h.Keyslots == 0 || sha256.Sum256(key) != hd.keyHash {
+		return errors.New("no key available with this passphrase")
+	}
+	if _, ok := w.mappings[mapping]; ok {
+		return fmt.Errorf("device %s already exists", mapping)
+	}
+	w.mappings[mapping] = name
+	w.openOpts[mapping] = opts
+	return nil
+}
+
+func (w *world) mappingMounted(mapping string) bool {
+	for _, src := range w.mounts {
+		if src == "/dev/mapper/"+mapping {
+			return true
+		}
+	}
+	return false
+}
+
+func (f fakeCrypt) Close(ctx context.Context, mapping string) error {
+	done, err := f.s.enter("crypt.Close", mapping)
+	if err != nil {
+		return err
+	}
+	defer done()
+	w := f.s.w
+	if _, ok := w.mappings[mapping]; !ok {
+		return nil
+	}
+	if w.mappingMounted(mapping) {
+		return fmt.Errorf("device %s is still in use", mapping)
+	}
+	delete(w.mappings, mapping)
+	return nil
+}
+
+func (f fakeCrypt) IsOpen(ctx context.Context, mapping string) (bool, error) {
+	done, err := f.s.enter("crypt.IsOpen", mapping)
+	if err != nil {
+		return false, err
+	}
+	defer done()
+	_, ok := f.s.w.mappings[mapping]
+	return ok, nil
+}
+
+func (f fakeCrypt) Erase(ctx context.Context, dev string) error {
+	done, err := f.s.enter("crypt.Erase", dev)
+	if err != nil {
+		return err
+	}
+	defer done()
+	w := f.s.w
+	name, err := w.activeLV(dev)
+	if err != nil {
+		return err
+	}
+	hd, ok := w.headers[name]
+	if !ok {
+		return fmt.Errorf("%s: %w", dev, luks.ErrNotLUKS)
+	}
+	hd.h.Keyslots = 0
+	hd.h.KeyBits = 0
+	return nil
+}
+
+// ---- filesystems ----
+
+type fakeFS struct{ s *session }
+
+func (w *world) openMapping(dev string) (lv string, err error) {
+	mapping, ok := strings.CutPrefix(dev, "/dev/mapper/")
+	if !ok {
+		return "", fmt.Errorf("%s is not a mapping", dev)
+	}
+	lv, ok = w.mappings[mapping]
+	if !ok {
+		return "", fmt.Errorf("%s does not exist", dev)
+	}
+	return lv, nil
+}
+
+func (f fakeFS) Mkfs(ctx context.Context, dev, fstype string) error {
+	done, err := f.s.enter("fs.Mkfs", dev)
+	if err != nil {
+		return err
+	}
+	defer done()
+	lv, err := f.s.w.openMapping(dev)
+	if err != nil {
+		return err
+	}
+	f.s.w.fsMade[lv] = fstype
+	return nil
+}
+
+func (f fakeFS) Mount(ctx context.Context, dev, target, fstype string) error {
+	done, err := f.s.enter("fs.Mount", target)
+	if err != nil {
+		return err
+	}
+	defer done()
+	w := f.s.w
+	lv, err := w.openMapping(dev)
+	if err != nil {
+		return err
+	}
+	if w.fsMade[lv] != fstype {
+		return fmt.Errorf("wrong fs type %s on %s", fstype, dev)
+	}
+	if fi, err := os.Stat(target); err != nil || !fi.IsDir() {
+		return fmt.Errorf("mount point %s does not exist", target)
+	}
+	if _, ok := w.mounts[target]; ok {
+		return fmt.Errorf("%s is already mounted", target)
+	}
+	switch {
+	case w.silentMount:
+	case w.wrongSource != "":
+		w.mounts[target] = w.wrongSource
+	default:
+		w.mounts[target] = dev
+	}
+	return nil
+}
+
+func (f fakeFS) Unmount(ctx context.Context, target string) error {
+	done, err := f.s.enter("fs.Unmount", target)
+	if err != nil {
+		return err
+	}
+	defer done()
+	delete(f.s.w.mounts, target)
+	return nil
+}
+
+func (f fakeFS) MountedDevice(target string) (string, error) {
+	done, err := f.s.enter("fs.MountedDevice", target)
+	if err != nil {
+		return "", err
+	}
+	defer done()
+	return f.s.w.mounts[target], nil
+}
+
+// ---- KMIP ----
+
+type fakeKeys struct{ s *session }
+
+func (f fakeKeys) Create(ctx context.Context, name string) (string, error) {
+	done, err := f.s.enter("keys.Create", name)
+	if err != nil {
+		return "", err
+	}
+	defer done()
+	w := f.s.w
+	for id, k := range w.keys {
+		if k.name == name {
+			return id, nil
+		}
+	}
+	w.nextKey++
+	id := fmt.Sprintf("%s%d", cmp.Or(w.keyPrefix, "k"), w.nextKey)
+	b := make([]byte, 32)
+	rand.Read(b)
+	w.keys[id] = &fakeKey{name: name, b: b}
+	if w.createOrphan {
+		return "", errors.New("kmip 127.0.0.1:5696: i/o timeout")
+	}
+	return id, nil
+}
+
+func (f fakeKeys) Get(ctx context.Context, id string) (*keys.Key, error) {
+	done, err := f.s.enter("keys.Get", id)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	w := f.s.w
+	k, ok := w.keys[id]
+	if !ok {
+		return nil, fmt.Errorf("key %s: %w", id, keys.ErrNotFound)
+	}
+	b := slices.Clone(k.b)
+	w.handed = append(w.handed, b)
+	return keys.NewKey(b), nil
+}
+
+func (f fakeKeys) Destroy(ctx context.Context, id string) error {
+	done, err := f.s.enter("keys.Destroy", id)
+	if err != nil {
+		return err
+	}
+	defer done()
+	delete(f.s.w.keys, id)
+	return nil
+}
+
+func (f fakeKeys) Locate(ctx context.Context, name string) ([]string, error) {
+	done, err := f.s.enter("keys.Locate", name)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	var ids []string
+	for id, k := range f.s.w.keys {
+		if k.name == name {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	return ids, nil
+}
+
+// ---- assertions ----
+
+// assertWiped fails if any key buffer handed out still holds a non-zero byte.
+func (w *world) assertWiped(t testing.TB) {
+	t.Helper()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for i, b := range w.handed {
+		if !bytes.Equal(b, make([]byte, len(b))) {
+			t.Errorf("key buffer %d of %d was not wiped", i+1, len(w.handed))
+		}
+	}
+}
+
+// secrets returns every key's bytes in the encodings a leak would take.
+func (w *world) secrets() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []string
+	for _, k := range w.keys {
+		out = append(out, string(k.b), hex.EncodeToString(k.b), strings.ToUpper(hex.EncodeToString(k.b)),
+			base64.StdEncoding.EncodeToString(k.b), fmt.Sprint(k.b), fmt.Sprintf("%x", k.b[:8]))
+	}
+	return out
+}
+
+func (w *world) assertNoSecret(t testing.TB, what, s string) {
+	t.Helper()
+	for _, sec := range w.secrets() {
+		if strings.Contains(s, sec) {
+			t.Errorf("%s contains key material", what)
+			return
+		}
+	}
+}
+
+// syncBuffer collects log output from concurrent goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// harness is a Manager on a world, with its directories and log.
+type harness struct {
+	t       *testing.T
+	w       *world
+	s       *session
+	m       *Manager
+	cfg     Config
+	logs    *syncBuffer
+	logger  *logrus.Logger
+	ctx     context.Context
+	bootIDs string
+}
+
+func newHarness(t *testing.T, mutate ...func(*Config)) *harness {
+	t.Helper()
+	dir := t.TempDir()
+	boot := filepath.Join(dir, "boot_id")
+	if err := os.WriteFile(boot, []byte("boot-1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{
+		VG: "vg0", DefaultFS: FSExt4, MountRoot: filepath.Join(dir, "mnt"), StateDir: filepath.Join(dir, "state"),
+		DefaultSize: 1 << 30, NoWorkqueue: true, BootIDFile: boot,
+	}
+	for _, f := range mutate {
+		f(&cfg)
+	}
+	h := &harness{t: t, w: newWorld(t), cfg: cfg, logs: &syncBuffer{}, ctx: context.Background(), bootIDs: boot}
+	h.logger = logrus.New()
+	h.logger.SetOutput(h.logs)
+	h.logger.SetLevel(logrus.DebugLevel)
+	h.restart()
+	t.Cleanup(func() {
+		h.w.assertWiped(t)
+		h.w.assertNoSecret(t, "log output", h.logs.String())
+	})
+	return h
+}
+
+// restart starts a new "process": a new session and Manager on the same
+// world and directories. It does not reconcile.
+func (h *harness) restart() {
+	h.t.Helper()
+	h.s = h.w.session()
+	m, err := h.newManager()
+	if err != nil {
+		h.t.Fatalf("New: %v", err)
+	}
+	h.m = m
+}
+
+func (h *harness) newManager() (*Manager, error) {
+	s := h.s
+	m, err := New(h.cfg, fakeLVM{s}, fakeCrypt{s}, fakeFS{s}, fakeKeys{s}, h.logger)
+	if err != nil {
+		return nil, err
+	}
+	// A dead process writes nothing more to disk either.
+	m.st.rename = func(oldpath, newpath string) error {
+		if s.dead.Load() {
+			return errCrashed
+		}
+		done, err := s.enter("state.rename", filepath.Base(newpath))
+		if err != nil {
+			return err
+		}
+		done()
+		return os.Rename(oldpath, newpath)
+	}
+	return m, nil
+}
+
+// mustCreate creates a volume or fails the test.
+func (h *harness) mustCreate(name string, opts map[string]string) {
+	h.t.Helper()
+	if err := h.m.Create(h.ctx, name, opts); err != nil {
+		h.t.Fatalf("Create(%s): %v", name, err)
+	}
+}
+
+func (h *harness) mustMount(name, id string) string {
+	h.t.Helper()
+	p, err := h.m.Mount(h.ctx, name, id)
+	if err != nil {
+		h.t.Fatalf("Mount(%s, %s): %v", name, id, err)
+	}
+	return p
+}
+
+func (h *harness) mustUnmount(name, id string) {
+	h.t.Helper()
+	if err := h.m.Unmount(h.ctx, name, id); err != nil {
+		h.t.Fatalf("Unmount(%s, %s): %v", name, id, err)
+	}
+}
+
+// up reports what of a volume is up: mounted at its mountpoint (from its
+// mapping), mapping open, LV active.
+func (h *harness) up(name string) (mounted, open, active bool) {
+	w := h.w
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	mounted = w.mounts[filepath.Join(h.cfg.MountRoot, name)] == "/dev/mapper/cryptvol-"+name
+	_, open = w.mappings["cryptvol-"+name]
+	if lv, ok := w.lvs["cv-"+name]; ok {
+		active = lv.Active
+	}
+	return
+}
+
+func (h *harness) assertDown(name string) {
+	h.t.Helper()
+	if mounted, open, active := h.up(name); mounted || open || active {
+		h.t.Errorf("volume %s: mounted=%v mapping open=%v LV active=%v, want all false", name, mounted, open, active)
+	}
+}
+
+func (h *harness) assertUp(name string) {
+	h.t.Helper()
+	if mounted, open, active := h.up(name); !mounted || !open || !active {
+		h.t.Errorf("volume %s: mounted=%v mapping open=%v LV active=%v, want all true", name, mounted, open, active)
+	}
+}
+
+// assertConsistent checks the invariants a user relies on: every LV is a
+// complete volume whose key exists and unlocks it; every key belongs to such
+// a volume; a volume is up exactly when it has mount IDs; the journal is
+// empty; nothing is mounted or open that is not a volume's.
+func (h *harness) assertConsistent() {
+	h.t.Helper()
+	w := h.w
+	snap := h.m.st.snapshot()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(snap.Creating) > 0 || len(snap.Removing) > 0 {
+		h.t.Errorf("journal not empty: creating=%v removing=%v", snap.Creating, snap.Removing)
+	}
+	keyOwner := map[string]string{}
+	for name, lv := range w.lvs {
+		vol := strings.TrimPrefix(name, lvPrefix)
+		if !hasTag(lv.Tags, TagOurs) || !hasTag(lv.Tags, TagReady) {
+			h.t.Errorf("LV %s is not a complete volume: tags %v", name, lv.Tags)
+			continue
+		}
+		hd, ok := w.headers[name]
+		if !ok || hd.h.Token == nil || hd.h.Keyslots == 0 {
+			h.t.Errorf("LV %s has no usable LUKS header", name)
+			continue
+		}
+		k, ok := w.keys[hd.h.Token.KeyID]
+		if !ok || sha256.Sum256(k.b) != hd.keyHash {
+			h.t.Errorf("LV %s: its key %s is missing or does not unlock it (data lost)", name, hd.h.Token.KeyID)
+		}
+		keyOwner[hd.h.Token.KeyID] = vol
+		if w.fsMade[name] == "" {
+			h.t.Errorf("LV %s has no filesystem", name)
+		}
+		ids := snap.Mounts[vol]
+		target := filepath.Join(h.cfg.MountRoot, vol)
+		_, open := w.mappings[mappingPrefix+vol]
+		mounted := w.mounts[target] == "/dev/mapper/"+mappingPrefix+vol
+		if len(ids) > 0 != mounted || len(ids) > 0 != open || len(ids) > 0 != lv.Active {
+			h.t.Errorf("volume %s: %d mount IDs but mounted=%v open=%v active=%v", vol, len(ids), mounted, open, lv.Active)
+		}
+	}
+	for id, k := range w.keys {
+		if _, ok := keyOwner[id]; !ok {
+			h.t.Errorf("orphan KMIP key %s (%s)", id, k.name)
+		}
+	}
+	for mapping, lv := range w.mappings {
+		if _, ok := w.lvs[lv]; !ok {
+			h.t.Errorf("mapping %s open on a missing LV", mapping)
+		}
+	}
+	for name := range snap.Mounts {
+		if _, ok := w.lvs[lvPrefix+name]; !ok {
+			h.t.Errorf("mount IDs recorded for missing volume %s", name)
+		}
+	}
+	for target, src := range w.mounts {
+		vol := filepath.Base(target)
+		if len(snap.Mounts[vol]) == 0 {
+			h.t.Errorf("%s mounted at %s with no mount ID", src, target)
+		}
+	}
+}

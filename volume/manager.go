@@ -1,0 +1,344 @@
+package volume
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/cryptvol/cryptvol/luks"
+	"github.com/cryptvol/cryptvol/lvm"
+)
+
+// Names and tags that tie a docker volume to its LVM, dm-crypt and KMIP
+// objects. They are derived from the volume name alone, so every object can
+// be found again after a crash without any database.
+const (
+	lvPrefix      = "cv-"
+	mappingPrefix = "cryptvol-"
+
+	// TagOurs marks an LV as a cryptvol volume.
+	TagOurs = "cryptvol"
+	// TagReady is added as the last step of Create. An LV without it is a
+	// half-made volume from an interrupted create and is undone.
+	TagReady     = "cryptvol_ready"
+	tagFSPrefix  = "cryptvol_fs_"
+	tagKeyPrefix = "cryptvol_key_"
+
+	// Cipher is the only dm-crypt cipher cryptvol formats or opens.
+	Cipher  = "aes-xts-plain64"
+	keyBits = 512
+)
+
+// ErrNotFound is returned (wrapped, with the volume name) for a volume that
+// does not exist. Its text is what docker expects from a volume driver.
+var ErrNotFound = errors.New("no such volume")
+
+// ErrInUse is returned (wrapped) by Remove while containers hold the volume.
+var ErrInUse = errors.New("volume is in use")
+
+// cleanupTimeout bounds the undo steps of a failed operation, which run even
+// when the request's own context has expired.
+const cleanupTimeout = time.Minute
+
+// Config is the lifecycle's configuration.
+type Config struct {
+	VG          string // volume group holding every volume
+	DefaultFS   string // FSExt4 or FSXFS
+	ThinPool    string // thin pool LV in VG; "" means volumes are thick
+	MountRoot   string // volumes are mounted at MountRoot/<name>
+	StateDir    string // holds StateFile
+	DefaultSize uint64 // bytes
+	NoWorkqueue bool   // open with --perf-no_read_workqueue --perf-no_write_workqueue
+	// BootIDFile tells a reboot from a plugin restart. Default
+	// /proc/sys/kernel/random/boot_id.
+	BootIDFile string
+}
+
+// DefaultBootIDFile is the kernel's per-boot random id.
+const DefaultBootIDFile = "/proc/sys/kernel/random/boot_id"
+
+// Manager runs the volume lifecycle. Its methods are safe for concurrent
+// use: operations on one volume are serialized, different volumes proceed
+// in parallel.
+type Manager struct {
+	cfg   Config
+	lvm   LVM
+	crypt Crypt
+	fs    Filesystems
+	keys  Keys
+	log   logrus.FieldLogger
+	st    *store
+
+	mu    sync.Mutex // guards locks only; never held across a command
+	locks map[string]*volumeLock
+}
+
+// volumeLock serializes operations on one volume. refs counts holders and
+// waiters so the entry can be dropped when nobody needs it.
+type volumeLock struct {
+	mu   sync.Mutex
+	refs int
+}
+
+// New validates cfg, creates MountRoot and StateDir, and loads the state
+// file. Mount IDs recorded under an earlier boot are discarded (and logged).
+// Call Reconcile before serving requests.
+func New(cfg Config, l LVM, c Crypt, f Filesystems, k Keys, log logrus.FieldLogger) (*Manager, error) {
+	if l == nil || c == nil || f == nil || k == nil {
+		return nil, errors.New("volume.New: LVM, Crypt, Filesystems and Keys are all required")
+	}
+	if log == nil {
+		log = logrus.StandardLogger()
+	}
+	if cfg.VG == "" {
+		return nil, errors.New("volume.New: Config.VG is empty")
+	}
+	if cfg.DefaultFS == "" {
+		cfg.DefaultFS = FSExt4
+	}
+	if _, ok := minSize[cfg.DefaultFS]; !ok {
+		return nil, fmt.Errorf("volume.New: default filesystem %q is not supported (allowed: %s, %s)", cfg.DefaultFS, FSExt4, FSXFS)
+	}
+	if cfg.DefaultSize < minSize[cfg.DefaultFS] {
+		return nil, fmt.Errorf("volume.New: default size %s is below the %s minimum of %s", FormatSize(cfg.DefaultSize), cfg.DefaultFS, FormatSize(minSize[cfg.DefaultFS]))
+	}
+	if cfg.ThinPool != "" {
+		if err := ValidateName(cfg.ThinPool); err != nil {
+			return nil, fmt.Errorf("volume.New: thin pool name: %w", err)
+		}
+	}
+	if !filepath.IsAbs(cfg.MountRoot) || !filepath.IsAbs(cfg.StateDir) {
+		return nil, fmt.Errorf("volume.New: MountRoot %q and StateDir %q must be absolute paths", cfg.MountRoot, cfg.StateDir)
+	}
+	if cfg.BootIDFile == "" {
+		cfg.BootIDFile = DefaultBootIDFile
+	}
+	cfg.MountRoot = filepath.Clean(cfg.MountRoot)
+	if err := os.MkdirAll(cfg.MountRoot, 0o755); err != nil {
+		return nil, fmt.Errorf("creating mount root: %w", err)
+	}
+	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("creating state directory: %w", err)
+	}
+	boot, err := readBootID(cfg.BootIDFile)
+	if err != nil {
+		return nil, err
+	}
+	st, dropped, err := loadStore(filepath.Join(cfg.StateDir, StateFile), boot)
+	if err != nil {
+		return nil, err
+	}
+	for name, ids := range dropped {
+		log.WithFields(logrus.Fields{"volume": name, "op": "reconcile", "mount_ids": len(ids)}).
+			Info("discarding mount IDs recorded before the last reboot")
+	}
+	return &Manager{
+		cfg: cfg, lvm: l, crypt: c, fs: f, keys: k, log: log, st: st,
+		locks: map[string]*volumeLock{},
+	}, nil
+}
+
+// lock takes the volume's lock and returns its release.
+func (m *Manager) lock(name string) (unlock func()) {
+	m.mu.Lock()
+	l := m.locks[name]
+	if l == nil {
+		l = &volumeLock{}
+		m.locks[name] = l
+	}
+	l.refs++
+	m.mu.Unlock()
+
+	l.mu.Lock()
+	return func() {
+		l.mu.Unlock()
+		m.mu.Lock()
+		l.refs--
+		if l.refs == 0 {
+			delete(m.locks, name)
+		}
+		m.mu.Unlock()
+	}
+}
+
+func (m *Manager) defaults() Defaults {
+	return Defaults{Size: m.cfg.DefaultSize, FS: m.cfg.DefaultFS, ThinPool: m.cfg.ThinPool}
+}
+
+func (m *Manager) logFor(name, op string) logrus.FieldLogger {
+	return m.log.WithFields(logrus.Fields{"volume": name, "op": op})
+}
+
+func lvName(name string) string      { return lvPrefix + name }
+func mappingName(name string) string { return mappingPrefix + name }
+func mapperPath(name string) string  { return "/dev/mapper/" + mappingName(name) }
+func (m *Manager) keyName(name string) string {
+	return "cryptvol/" + m.cfg.VG + "/" + name
+}
+func (m *Manager) mountpoint(name string) string { return filepath.Join(m.cfg.MountRoot, name) }
+
+func (m *Manager) devPath(lv lvm.LV) string {
+	if lv.Path != "" {
+		return lv.Path
+	}
+	return "/dev/" + m.cfg.VG + "/" + lv.Name
+}
+
+func hasTag(tags []string, tag string) bool {
+	for _, t := range tags {
+		if t == tag {
+			return true
+		}
+	}
+	return false
+}
+
+func tagValue(tags []string, prefix string) string {
+	for _, t := range tags {
+		if v, ok := strings.CutPrefix(t, prefix); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// volumeName returns the docker volume name of one of our LVs, or false for
+// an LV that merely carries our tag without our naming.
+func volumeName(lv lvm.LV) (string, bool) {
+	name, ok := strings.CutPrefix(lv.Name, lvPrefix)
+	if !ok || ValidateName(name) != nil {
+		return "", false
+	}
+	return name, true
+}
+
+// ourLV returns the complete cryptvol volume called name, or an error
+// wrapping ErrNotFound. Half-made volumes are not volumes yet.
+func (m *Manager) ourLV(ctx context.Context, name string) (lvm.LV, error) {
+	lv, err := m.lvm.LV(ctx, lvName(name))
+	if errors.Is(err, lvm.ErrNotFound) {
+		return lvm.LV{}, fmt.Errorf("volume %q: %w", name, ErrNotFound)
+	}
+	if err != nil {
+		return lvm.LV{}, fmt.Errorf("volume %q: %w", name, err)
+	}
+	if !hasTag(lv.Tags, TagOurs) || !hasTag(lv.Tags, TagReady) {
+		return lvm.LV{}, fmt.Errorf("volume %q: %w", name, ErrNotFound)
+	}
+	return lv, nil
+}
+
+// mountedHere reports whether target is the volume's decrypted filesystem.
+// other is what is mounted there instead ("" if nothing).
+func (m *Manager) mountedHere(name string) (ok bool, other string, err error) {
+	src, err := m.fs.MountedDevice(m.mountpoint(name))
+	if err != nil {
+		return false, "", fmt.Errorf("volume %q: reading mounts: %w", name, err)
+	}
+	if src == "" {
+		return false, "", nil
+	}
+	if sameDevice(src, mapperPath(name)) {
+		return true, "", nil
+	}
+	return false, src, nil
+}
+
+// sameDevice compares a mount source with a device path. mountinfo shows
+// the path given to mount(2), but some tools canonicalize to /dev/dm-N, so
+// block devices are also compared by device number.
+func sameDevice(a, b string) bool {
+	if a == b {
+		return true
+	}
+	sa, errA := os.Stat(a)
+	sb, errB := os.Stat(b)
+	if errA != nil || errB != nil {
+		return false
+	}
+	if sa.Mode()&os.ModeDevice == 0 || sb.Mode()&os.ModeDevice == 0 {
+		return false
+	}
+	return os.SameFile(sa, sb) || rdev(sa) == rdev(sb) && rdev(sa) != 0
+}
+
+// checkHeader refuses a header cryptvol did not write: anything but LUKS2
+// aes-xts-plain64 with a 512-bit key and our token naming this volume.
+func checkHeader(h luks.Header, name, tagKeyID string) (keyID string, err error) {
+	switch {
+	case h.Version != 2:
+		return "", fmt.Errorf("header is LUKS%d, expected LUKS2", h.Version)
+	case h.Keyslots == 0:
+		return "", errors.New("header has no keyslots left (erased by a remove)")
+	case h.Cipher != Cipher:
+		return "", fmt.Errorf("header cipher is %q, expected %q", h.Cipher, Cipher)
+	case h.KeyBits != keyBits:
+		return "", fmt.Errorf("header volume key is %d bits, expected %d", h.KeyBits, keyBits)
+	case h.Token == nil:
+		return "", fmt.Errorf("header has no %s token", luks.TokenType)
+	case h.Token.KeyID == "":
+		return "", fmt.Errorf("header's %s token has no KMIP key id", luks.TokenType)
+	case h.Token.Volume != name:
+		return "", fmt.Errorf("header's %s token belongs to volume %q", luks.TokenType, h.Token.Volume)
+	case tagKeyID != "" && tagKeyID != h.Token.KeyID:
+		return "", fmt.Errorf("header's KMIP key id %q differs from the LV tag's %q", h.Token.KeyID, tagKeyID)
+	}
+	return h.Token.KeyID, nil
+}
+
+// cleanupContext gives undo steps their own deadline: they must run even
+// when the request's context has expired, which is often why they run.
+func cleanupContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+}
+
+// teardown unmounts, closes and deactivates a volume, whatever of that is
+// still up, and removes the empty mountpoint. Each step is a no-op when
+// already done, so it is safe to retry after a crash at any point.
+func (m *Manager) teardown(ctx context.Context, name string, log logrus.FieldLogger) error {
+	target := m.mountpoint(name)
+	src, err := m.fs.MountedDevice(target)
+	if err != nil {
+		return fmt.Errorf("reading mounts: %w", err)
+	}
+	if src != "" {
+		if err := m.fs.Unmount(ctx, target); err != nil {
+			return fmt.Errorf("unmounting %s: %w", target, err)
+		}
+		log.WithField("target", target).Debug("unmounted")
+	}
+	if err := m.crypt.Close(ctx, mappingName(name)); err != nil {
+		return fmt.Errorf("closing mapping %s: %w", mappingName(name), err)
+	}
+	if err := m.lvm.Deactivate(ctx, lvName(name)); err != nil && !errors.Is(err, lvm.ErrNotFound) {
+		return fmt.Errorf("deactivating LV %s: %w", lvName(name), err)
+	}
+	removeMountpoint(target, log)
+	return nil
+}
+
+// removeMountpoint removes the (empty) mountpoint directory. os.Remove never
+// removes a non-empty directory; a non-empty one would mean data was written
+// to the host disk, so it is left for an administrator and logged.
+func removeMountpoint(target string, log logrus.FieldLogger) {
+	err := os.Remove(target)
+	if err == nil || errors.Is(err, os.ErrNotExist) {
+		return
+	}
+	log.WithError(err).WithField("target", target).Warn("mountpoint directory not removed")
+}
+
+func rdev(fi os.FileInfo) uint64 {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return uint64(st.Rdev)
+	}
+	return 0
+}

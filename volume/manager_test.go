@@ -1,0 +1,734 @@
+package volume
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/cryptvol/cryptvol/luks"
+	"github.com/cryptvol/cryptvol/lvm"
+)
+
+func TestCreateMakesACompleteClosedVolume(t *testing.T) {
+	h := newHarness(t)
+	h.mustCreate("v1", map[string]string{"size": "100M"})
+
+	w := h.w
+	lv, ok := w.lvs["cv-v1"]
+	if !ok {
+		t.Fatal("no LV cv-v1")
+	}
+	for _, tag := range []string{"cryptvol", "cryptvol_fs_ext4", "cryptvol_key_k1", "cryptvol_ready"} {
+		if !hasTag(lv.Tags, tag) {
+			t.Errorf("LV tags %v lack %q", lv.Tags, tag)
+		}
+	}
+	if lv.Size != 100<<20 || lv.Pool != "" {
+		t.Errorf("LV size %d pool %q, want 100 MiB thick", lv.Size, lv.Pool)
+	}
+	hd := w.headers["cv-v1"]
+	if hd == nil || hd.h.Token == nil || *hd.h.Token != (luks.Token{KeyID: "k1", Volume: "v1"}) {
+		t.Fatalf("LUKS header/token wrong: %+v", hd)
+	}
+	if w.fsMade["cv-v1"] != "ext4" {
+		t.Errorf("filesystem %q, want ext4", w.fsMade["cv-v1"])
+	}
+	if k := w.keys["k1"]; k == nil || k.name != "cryptvol/vg0/v1" {
+		t.Errorf("KMIP key k1 missing or misnamed: %+v", k)
+	}
+	h.assertDown("v1")
+	h.assertConsistent()
+	// Format before the mapping is opened, mkfs through the mapping, ready tag last.
+	calls := strings.Join(w.callLog(), "\n")
+	order := []string{"keys.Create", "lvm.CreateLV", "crypt.Format", "crypt.Open", "fs.Mkfs", "crypt.Close", "lvm.Deactivate", "lvm.AddTag"}
+	last := -1
+	for _, op := range order {
+		i := strings.Index(calls, op+" ")
+		if i < last {
+			t.Errorf("%s out of order in:\n%s", op, calls)
+		}
+		last = i
+	}
+}
+
+func TestCreateThinAndXFS(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.ThinPool = "pool" })
+	h.mustCreate("thin1", map[string]string{"size": "7G"}) // beyond the pool's 2 GiB free, within the 8 GiB VG
+	h.mustCreate("thick1", map[string]string{"thin": "false", "fs": "xfs", "size": "320M"})
+	if p := h.w.lvs["cv-thin1"].Pool; p != "pool" {
+		t.Errorf("thin1 pool %q, want pool", p)
+	}
+	if h.w.lvs["cv-thick1"].Pool != "" || h.w.fsMade["cv-thick1"] != "xfs" {
+		t.Errorf("thick1: %+v fs %q", h.w.lvs["cv-thick1"], h.w.fsMade["cv-thick1"])
+	}
+	if !strings.Contains(h.logs.String(), "larger than the pool's free space") {
+		t.Error("no warning about a thin volume larger than the pool's free space")
+	}
+	err := h.m.Create(h.ctx, "thin2", map[string]string{"size": "9G"})
+	if err == nil || !strings.Contains(err.Error(), "more than the whole volume group") {
+		t.Fatalf("9G thin volume in an 8G VG: %v", err)
+	}
+	h.assertConsistent()
+}
+
+func TestCreateExistingSameOptionsSucceeds(t *testing.T) {
+	h := newHarness(t)
+	h.mustCreate("v1", map[string]string{"size": "99.5M", "fs": "ext4"})
+	h.w.resetCalls()
+	for _, opts := range []map[string]string{
+		{"size": "99.5M", "fs": "ext4"},
+		{"size": "100M"}, // same after rounding to the 4 MiB extent
+		{"size": "97M"},  // 97M rounds up to 100M as well
+		{"fs": "ext4", "thin": "false"},
+		nil, // options left out accept the existing volume
+	} {
+		if err := h.m.Create(h.ctx, "v1", opts); err != nil {
+			t.Errorf("Create(v1, %v) on existing volume: %v", opts, err)
+		}
+	}
+	for _, c := range h.w.callLog() {
+		if strings.HasPrefix(c, "keys.Create") || strings.HasPrefix(c, "lvm.CreateLV") || strings.HasPrefix(c, "crypt.Format") {
+			t.Errorf("idempotent create made something: %s", c)
+		}
+	}
+	if len(h.w.keys) != 1 || len(h.w.lvs) != 1 {
+		t.Errorf("%d keys %d LVs, want 1 and 1", len(h.w.keys), len(h.w.lvs))
+	}
+}
+
+func TestCreateExistingDifferentOptionsSaysWhy(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.ThinPool = "pool" })
+	h.mustCreate("v1", map[string]string{"size": "1G", "thin": "false"})
+	cases := map[string]struct {
+		opts map[string]string
+		want string
+	}{
+		"size": {map[string]string{"size": "2G"}, "size is 1 GiB, requested 2 GiB"},
+		"fs":   {map[string]string{"fs": "xfs"}, "fs is ext4, requested xfs"},
+		"thin": {map[string]string{"thin": "true"}, "thin is false, requested true"},
+		"two":  {map[string]string{"size": "400M", "fs": "xfs"}, "size is 1 GiB, requested 400 MiB; fs is ext4, requested xfs"},
+	}
+	for name, c := range cases {
+		err := h.m.Create(h.ctx, "v1", c.opts)
+		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), `volume "v1" already exists with different options`) {
+			t.Errorf("%s: err = %v, want it to say %q", name, err, c.want)
+		}
+	}
+	h.assertConsistent()
+}
+
+func TestCreateRefusesBeforeMakingAnything(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.DefaultSize = 64 << 20 })
+	cases := map[string]struct {
+		name string
+		opts map[string]string
+		want string
+	}{
+		"bad name":                  {"bad/name", nil, "not allowed"},
+		"reserved name":             {"x_tdata", nil, "LVM reserves"},
+		"unknown option":            {"v", map[string]string{"encrypt": "no"}, "allowed options: size, fs, thin"},
+		"too small":                 {"v", map[string]string{"size": "32M"}, "at least 64 MiB"},
+		"default too small for xfs": {"v", map[string]string{"fs": "xfs"}, "the default size 64 MiB is too small for xfs"},
+		"too large thick":           {"v", map[string]string{"size": "7G"}, "more than the 6 GiB free"},
+		"thin without pool":         {"v", map[string]string{"thin": "true"}, "no thin pool is configured"},
+		"bad size":                  {"v", map[string]string{"size": "10 gigs"}, "allowed: a number"},
+	}
+	for what, c := range cases {
+		err := h.m.Create(h.ctx, c.name, c.opts)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: err = %v, want it to contain %q", what, err, c.want)
+		}
+	}
+	for _, call := range h.w.callLog() {
+		if !strings.HasPrefix(call, "lvm.LV ") && !strings.HasPrefix(call, "lvm.VG ") {
+			t.Errorf("refused create ran %s", call)
+		}
+	}
+	if len(h.w.keys) != 0 || len(h.w.lvs) != 0 {
+		t.Errorf("refused creates left %d keys, %d LVs", len(h.w.keys), len(h.w.lvs))
+	}
+}
+
+func TestCreateRefusesForeignLV(t *testing.T) {
+	h := newHarness(t)
+	h.w.lvs["cv-v1"] = lvmLV("cv-v1", nil)
+	err := h.m.Create(h.ctx, "v1", nil)
+	if err == nil || !strings.Contains(err.Error(), "is not a cryptvol volume") {
+		t.Fatalf("err = %v", err)
+	}
+	if len(h.w.keys) != 0 || h.w.lvs["cv-v1"] == nil {
+		t.Fatal("touched a foreign LV or made a key")
+	}
+}
+
+// Every step of create fails once in turn; each failure must leave nothing
+// behind (no LV, key, mapping, journal entry) and name the volume and step.
+func TestCreateFailureAtEachStepUndoesEarlierSteps(t *testing.T) {
+	steps := map[string]string{
+		"keys.Create":    "KMIP key creation",
+		"lvm.CreateLV":   "lvcreate",
+		"lvm.Activate":   "LV activation",
+		"keys.Get":       "KMIP key fetch",
+		"crypt.Format":   "luksFormat",
+		"crypt.Open":     "cryptsetup open",
+		"fs.Mkfs":        "mkfs.ext4",
+		"crypt.Close":    "cryptsetup close",
+		"lvm.Deactivate": "LV deactivation",
+		"lvm.AddTag":     "marking the volume complete",
+	}
+	for op, step := range steps {
+		t.Run(op, func(t *testing.T) {
+			h := newHarness(t)
+			cause := errors.New("injected " + op + " failure")
+			h.w.failNext(op, cause)
+			err := h.m.Create(h.ctx, "v1", nil)
+			if err == nil {
+				t.Fatal("create succeeded")
+			}
+			if !errors.Is(err, cause) || !strings.Contains(err.Error(), `volume "v1"`) || !strings.Contains(err.Error(), step) {
+				t.Errorf("error %q does not wrap the cause with volume and step %q", err, step)
+			}
+			if strings.Contains(err.Error(), "cleanup incomplete") {
+				t.Errorf("cleanup reported incomplete: %v", err)
+			}
+			h.w.assertNoSecret(t, "error", err.Error())
+			if len(h.w.lvs) != 0 || len(h.w.keys) != 0 || len(h.w.mappings) != 0 {
+				t.Errorf("left behind: LVs %v keys %d mappings %v", h.w.lvs, len(h.w.keys), h.w.mappings)
+			}
+			if s := h.m.st.snapshot(); len(s.Creating) != 0 {
+				t.Errorf("journal still lists %v", s.Creating)
+			}
+			if h.w.vg.Free != 6<<30 {
+				t.Errorf("VG free %d, want all space back", h.w.vg.Free)
+			}
+			// The name is usable again.
+			h.mustCreate("v1", nil)
+			h.assertConsistent()
+		})
+	}
+}
+
+// A KMIP create that times out after the server made the key must not leave
+// the key behind.
+func TestCreateTimedOutKMIPCreateLeavesNoKey(t *testing.T) {
+	h := newHarness(t)
+	h.w.createOrphan = true
+	err := h.m.Create(h.ctx, "v1", nil)
+	if err == nil || !strings.Contains(err.Error(), "127.0.0.1:5696") {
+		t.Fatalf("err = %v, want the KMIP error naming the endpoint", err)
+	}
+	if len(h.w.keys) != 0 {
+		t.Fatalf("orphan key left: %d keys", len(h.w.keys))
+	}
+}
+
+// When the undo itself cannot finish (KMIP down), the journal keeps the
+// create, and the next start finishes the cleanup.
+func TestCreateIncompleteUndoFinishedByReconcile(t *testing.T) {
+	h := newHarness(t)
+	h.w.failNext("crypt.Format", errors.New("format failed"))
+	kmipDown := errors.New("kmip 127.0.0.1:5696: connection refused")
+	h.w.before = func(op, arg string) {
+		if op == "crypt.Format" {
+			h.w.failAlways("keys.Locate", kmipDown)
+			h.w.failAlways("keys.Destroy", kmipDown)
+		}
+	}
+	err := h.m.Create(h.ctx, "v1", nil)
+	if err == nil || !strings.Contains(err.Error(), "cleanup incomplete") {
+		t.Fatalf("err = %v, want cleanup incomplete", err)
+	}
+	if len(h.w.lvs) != 0 {
+		t.Error("LV not removed")
+	}
+	if len(h.w.keys) != 1 {
+		t.Fatalf("%d keys, want the one that could not be destroyed", len(h.w.keys))
+	}
+	if s := h.m.st.snapshot(); !slices.Contains(s.Creating, "v1") {
+		t.Fatalf("journal lost the unfinished create: %+v", s)
+	}
+	h.w.before = nil
+	h.w.clearFailures()
+	h.restart()
+	if err := h.m.Reconcile(h.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(h.w.keys) != 0 {
+		t.Error("reconcile did not destroy the orphan key")
+	}
+	if !strings.Contains(h.logs.String(), "undid an interrupted create") {
+		t.Error("repair not logged")
+	}
+	h.assertConsistent()
+}
+
+func TestCreateRedoesHalfMadeVolume(t *testing.T) {
+	h := newHarness(t)
+	// A create that died after mkfs, before the ready tag.
+	h.s.crashOn = "lvm.AddTag"
+	_ = h.m.Create(h.ctx, "v1", nil)
+	if lv := h.w.lvs["cv-v1"]; lv == nil || hasTag(lv.Tags, TagReady) {
+		t.Fatal("setup: expected a half-made LV")
+	}
+	h.restart()
+	// Without reconciling first: Create itself finishes the job.
+	h.mustCreate("v1", nil)
+	h.assertConsistent()
+	if len(h.w.keys) != 1 {
+		t.Errorf("%d keys, want 1", len(h.w.keys))
+	}
+}
+
+func TestMountTwoIDs(t *testing.T) {
+	h := newHarness(t)
+	h.mustCreate("v1", nil)
+	p1 := h.mustMount("v1", "c1")
+	want := filepath.Join(h.cfg.MountRoot, "v1")
+	if p1 != want {
+		t.Fatalf("mountpoint %q, want %q", p1, want)
+	}
+	h.assertUp("v1")
+	if !h.w.openOpts["cryptvol-v1"].NoWorkqueue {
+		t.Error("mapping opened without the no-workqueue flags")
+	}
+	if p2 := h.mustMount("v1", "c2"); p2 != p1 {
+		t.Fatalf("second mount %q, want %q", p2, p1)
+	}
+	if n := countCalls(h.w, "crypt.Open"); n != 2 { // one in create, one in mount
+		t.Errorf("crypt.Open ran %d times, want 2", n)
+	}
+	v, err := h.m.Get(h.ctx, "v1")
+	if err != nil || v.Status[StatusMountCount] != 2 || v.Status[StatusMounted] != true || v.Mountpoint != want {
+		t.Fatalf("Get = %+v, %v", v, err)
+	}
+	h.mustUnmount("v1", "c1")
+	h.assertUp("v1")
+	h.mustUnmount("v1", "c2")
+	h.assertDown("v1")
+	if _, err := os.Stat(want); !os.IsNotExist(err) {
+		t.Errorf("mountpoint directory left: %v", err)
+	}
+	h.assertConsistent()
+	// Mount again: the same volume comes back.
+	h.mustMount("v1", "c3")
+	h.assertUp("v1")
+}
+
+func TestMountRepeatedIDIsIdempotent(t *testing.T) {
+	h := newHarness(t)
+	h.mustCreate("v1", nil)
+	p := h.mustMount("v1", "c1")
+	if p2 := h.mustMount("v1", "c1"); p2 != p {
+		t.Fatalf("repeat mount %q, want %q", p2, p)
+	}
+	if ids := h.m.st.ids("v1"); len(ids) != 1 {
+		t.Fatalf("ids %v, want one", ids)
+	}
+	// The repeat still verifies: mounts vanished behind our back come back.
+	delete(h.w.mounts, p)
+	if p3 := h.mustMount("v1", "c1"); p3 != p {
+		t.Fatalf("re-mount %q", p3)
+	}
+	h.assertUp("v1")
+	h.mustUnmount("v1", "c1")
+	h.assertDown("v1")
+}
+
+func TestUnmountUnknownIDIsHarmless(t *testing.T) {
+	h := newHarness(t)
+	h.mustCreate("v1", nil)
+	h.mustMount("v1", "c1")
+	h.mustUnmount("v1", "nobody")
+	h.assertUp("v1")
+	h.mustUnmount("v1", "c1")
+	h.mustUnmount("v1", "c1")
+	h.assertDown("v1")
+	if err := h.m.Unmount(h.ctx, "never-created", "x"); err != nil {
+		t.Errorf("unmount of unknown volume: %v", err)
+	}
+}
+
+func TestMountUnknownVolume(t *testing.T) {
+	h := newHarness(t)
+	_, err := h.m.Mount(h.ctx, "ghost", "c1")
+	if !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), `volume "ghost": no such volume`) {
+		t.Fatalf("err = %v", err)
+	}
+	if _, err := h.m.Mount(h.ctx, "../x", "c1"); err == nil {
+		t.Fatal("mount of a bad name accepted")
+	}
+}
+
+// The issue's central promise: never hand a container a path that is not
+// the decrypted filesystem.
+func TestMountVerifyFailureNeverReturnsAPath(t *testing.T) {
+	for name, setup := range map[string]func(w *world){
+		"mount does nothing":   func(w *world) { w.silentMount = true },
+		"wrong device mounted": func(w *world) { w.wrongSource = "/dev/sda1" },
+		"mountinfo unreadable": func(w *world) { w.failNext("fs.MountedDevice", nil, errors.New("reading mountinfo: EIO")) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			h := newHarness(t)
+			h.mustCreate("v1", nil)
+			setup(h.w)
+			p, err := h.m.Mount(h.ctx, "v1", "c1")
+			if err == nil || p != "" {
+				t.Fatalf("Mount = %q, %v; want no path and an error", p, err)
+			}
+			if !strings.Contains(err.Error(), `volume "v1"`) {
+				t.Errorf("error %q does not name the volume", err)
+			}
+			h.w.silentMount, h.w.wrongSource = false, ""
+			h.w.clearFailures()
+			h.assertDown("v1")
+			delete(h.w.mounts, filepath.Join(h.cfg.MountRoot, "v1"))
+			if ids := h.m.st.ids("v1"); len(ids) != 0 {
+				t.Errorf("ids recorded for a failed mount: %v", ids)
+			}
+			if p, _ := h.m.Path(h.ctx, "v1"); p != "" {
+				t.Errorf("Path = %q for an unmounted volume", p)
+			}
+		})
+	}
+}
+
+func TestMountRefusesWhenSomethingElseIsMountedThere(t *testing.T) {
+	h := newHarness(t)
+	h.mustCreate("v1", nil)
+	target := filepath.Join(h.cfg.MountRoot, "v1")
+	h.w.mounts[target] = "/dev/sdb1"
+	_, err := h.m.Mount(h.ctx, "v1", "c1")
+	if err == nil || !strings.Contains(err.Error(), "/dev/sdb1 is mounted at") {
+		t.Fatalf("err = %v", err)
+	}
+	if h.w.mounts[target] != "/dev/sdb1" {
+		t.Error("someone else's mount was touched")
+	}
+	if _, open := h.w.mappings["cryptvol-v1"]; open {
+		t.Error("mapping opened")
+	}
+}
+
+func TestMountFailureAtEachStepUndoes(t *testing.T) {
+	for _, op := range []string{"crypt.IsOpen", "lvm.Activate", "crypt.Inspect", "keys.Get", "crypt.Open", "fs.Mount", "state.rename"} {
+		t.Run(op, func(t *testing.T) {
+			h := newHarness(t)
+			h.mustCreate("v1", nil)
+			cause := errors.New("injected " + op + " failure")
+			h.w.failNext(op, cause)
+			p, err := h.m.Mount(h.ctx, "v1", "c1")
+			if err == nil || p != "" {
+				t.Fatalf("Mount = %q, %v", p, err)
+			}
+			if !errors.Is(err, cause) || !strings.Contains(err.Error(), `volume "v1"`) {
+				t.Errorf("error %q does not wrap the cause with the volume", err)
+			}
+			h.w.assertNoSecret(t, "error", err.Error())
+			h.assertDown("v1")
+			if ids := h.m.st.ids("v1"); len(ids) != 0 {
+				t.Errorf("ids recorded: %v", ids)
+			}
+			h.assertConsistent()
+		})
+	}
+}
+
+func TestMountRefusesForeignHeaders(t *testing.T) {
+	cases := map[string]struct {
+		edit func(h *luks.Header)
+		want string
+	}{
+		"luks1":       {func(h *luks.Header) { h.Version = 1 }, "LUKS1, expected LUKS2"},
+		"cipher":      {func(h *luks.Header) { h.Cipher = "aes-cbc-essiv:sha256" }, `cipher is "aes-cbc-essiv:sha256"`},
+		"key size":    {func(h *luks.Header) { h.KeyBits = 256 }, "256 bits, expected 512"},
+		"no token":    {func(h *luks.Header) { h.Token = nil }, "no cryptvol-kmip token"},
+		"other vol":   {func(h *luks.Header) { h.Token = &luks.Token{KeyID: "k1", Volume: "v2"} }, `belongs to volume "v2"`},
+		"tag differs": {func(h *luks.Header) { h.Token = &luks.Token{KeyID: "k9", Volume: "v1"} }, `"k9" differs from the LV tag's "k1"`},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			h := newHarness(t)
+			h.mustCreate("v1", nil)
+			c.edit(&h.w.headers["cv-v1"].h)
+			h.w.resetCalls()
+			_, err := h.m.Mount(h.ctx, "v1", "c1")
+			if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "LUKS header check") {
+				t.Fatalf("err = %v, want %q", err, c.want)
+			}
+			if countCalls(h.w, "keys.Get") != 0 {
+				t.Error("fetched the key for a foreign header")
+			}
+			h.assertDown("v1")
+		})
+	}
+}
+
+func TestMountClosesStaleMappingBeforeOpening(t *testing.T) {
+	h := newHarness(t)
+	h.mustCreate("v1", nil)
+	h.w.lvs["cv-v1"].Active = true
+	h.w.mappings["cryptvol-v1"] = "cv-v1"
+	h.mustMount("v1", "c1")
+	h.assertUp("v1")
+	if countCalls(h.w, "crypt.Inspect") != 1 {
+		t.Error("the stale mapping was trusted instead of re-checking the header")
+	}
+}
+
+func TestRemove(t *testing.T) {
+	h := newHarness(t)
+	h.mustCreate("v1", nil)
+	h.mustMount("v1", "c1")
+	err := h.m.Remove(h.ctx, "v1")
+	if !errors.Is(err, ErrInUse) || !strings.Contains(err.Error(), `volume "v1": volume is in use by 1 container(s)`) {
+		t.Fatalf("remove while mounted: %v", err)
+	}
+	h.assertUp("v1")
+	h.mustUnmount("v1", "c1")
+	h.w.resetCalls()
+	if err := h.m.Remove(h.ctx, "v1"); err != nil {
+		t.Fatal(err)
+	}
+	if len(h.w.lvs) != 0 || len(h.w.keys) != 0 {
+		t.Fatalf("left LVs %v keys %d", h.w.lvs, len(h.w.keys))
+	}
+	calls := strings.Join(h.w.callLog(), "\n")
+	erase, rm, destroy := strings.Index(calls, "crypt.Erase"), strings.Index(calls, "lvm.RemoveLV"), strings.Index(calls, "keys.Destroy k1")
+	if erase < 0 || rm < erase || destroy < rm {
+		t.Errorf("want erase, lvremove, key destroy in that order:\n%s", calls)
+	}
+	if strings.Contains(calls, "keys.Locate") {
+		t.Error("Locate used although the token names the key")
+	}
+	if _, err := h.m.Get(h.ctx, "v1"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Get after remove: %v", err)
+	}
+	if err := h.m.Remove(h.ctx, "v1"); !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "no such volume") {
+		t.Errorf("second remove: %v", err)
+	}
+	h.assertConsistent()
+}
+
+func TestRemoveWithLVGoneStillDestroysKey(t *testing.T) {
+	h := newHarness(t)
+	h.mustCreate("v1", nil)
+	delete(h.w.lvs, "cv-v1")
+	if err := h.m.Remove(h.ctx, "v1"); err != nil {
+		t.Fatal(err)
+	}
+	if len(h.w.keys) != 0 {
+		t.Fatal("key survived")
+	}
+}
+
+func TestRemoveFailureBeforeEraseKeepsVolumeUsable(t *testing.T) {
+	h := newHarness(t)
+	h.mustCreate("v1", nil)
+	h.w.failNext("crypt.Erase", errors.New("erase failed"))
+	if err := h.m.Remove(h.ctx, "v1"); err == nil {
+		t.Fatal("remove succeeded")
+	}
+	if s := h.m.st.snapshot(); len(s.Removing) != 0 {
+		t.Fatalf("journal keeps a remove that was answered with an error: %v", s.Removing)
+	}
+	h.w.lvs["cv-v1"].Active = false
+	h.restart()
+	if err := h.m.Reconcile(h.ctx); err != nil {
+		t.Fatal(err)
+	}
+	h.mustMount("v1", "c1") // still there and usable
+	h.assertConsistent()
+}
+
+func TestRemoveFailureAfterEraseIsFinished(t *testing.T) {
+	h := newHarness(t)
+	h.mustCreate("v1", nil)
+	h.w.failAlways("keys.Destroy", errors.New("kmip 127.0.0.1:5696: connection refused"))
+	err := h.m.Remove(h.ctx, "v1")
+	if err == nil || !strings.Contains(err.Error(), "127.0.0.1:5696") {
+		t.Fatalf("err = %v", err)
+	}
+	h.w.clearFailures()
+	// Retrying removes the rest.
+	if err := h.m.Remove(h.ctx, "v1"); err != nil {
+		t.Fatal(err)
+	}
+	h.assertConsistent()
+}
+
+func TestGetListPath(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.ThinPool = "pool" })
+	h.mustCreate("b", map[string]string{"size": "1.5G"})
+	h.mustCreate("a", map[string]string{"thin": "false", "fs": "xfs", "size": "512M"})
+	// A half-made volume is not listed.
+	h.w.lvs["cv-half"] = lvmLV("cv-half", []string{TagOurs})
+	h.mustMount("b", "c1")
+
+	vols, err := h.m.List(h.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(vols) != 2 || vols[0].Name != "a" || vols[1].Name != "b" {
+		t.Fatalf("List = %+v", vols)
+	}
+	a, b := vols[0], vols[1]
+	if a.Mountpoint != "" || a.Status[StatusMounted] != false || a.Status[StatusProvision] != "thick" || a.Status[StatusFS] != "xfs" ||
+		a.Status[StatusSize] != "512 MiB" || a.Status[StatusSizeBytes] != "536870912" || a.Status[StatusCipher] != "aes-xts-plain64" {
+		t.Errorf("a = %+v", a)
+	}
+	if b.Mountpoint != filepath.Join(h.cfg.MountRoot, "b") || b.Status[StatusMounted] != true || b.Status[StatusMountCount] != 1 ||
+		b.Status[StatusProvision] != "thin" || b.Status[StatusThinPool] != "pool" || b.Status[StatusSize] != "1.5 GiB" {
+		t.Errorf("b = %+v", b)
+	}
+	if a.Status[StatusKeyID] != "k2" || b.Status[StatusKeyID] != "k1" {
+		t.Errorf("key ids %v %v", a.Status[StatusKeyID], b.Status[StatusKeyID])
+	}
+	if a.CreatedAt.IsZero() {
+		t.Error("CreatedAt not set")
+	}
+	js, _ := json.Marshal(vols)
+	h.w.assertNoSecret(t, "status", string(js))
+
+	if p, err := h.m.Path(h.ctx, "b"); err != nil || p != b.Mountpoint {
+		t.Errorf("Path(b) = %q, %v", p, err)
+	}
+	if p, err := h.m.Path(h.ctx, "a"); err != nil || p != "" {
+		t.Errorf("Path(a) = %q, %v", p, err)
+	}
+	if _, err := h.m.Path(h.ctx, "half"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Path(half) = %v", err)
+	}
+	if _, err := h.m.Get(h.ctx, "half"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Get(half) = %v", err)
+	}
+	if _, err := h.m.Get(h.ctx, "bad/name"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Get(bad/name) = %v", err)
+	}
+}
+
+func TestKeysWipedAndNeverInErrors(t *testing.T) {
+	h := newHarness(t)
+	h.mustCreate("v1", nil)
+	h.mustMount("v1", "c1")
+	h.mustUnmount("v1", "c1")
+	h.w.assertWiped(t)
+	if len(h.w.handed) != 2 {
+		t.Fatalf("%d keys handed out, want 2 (create, mount)", len(h.w.handed))
+	}
+	// Failures after the key is in hand: the error and logs carry no key.
+	h.w.failNext("crypt.Open", errors.New("open failed"))
+	_, err := h.m.Mount(h.ctx, "v1", "c2")
+	if err == nil {
+		t.Fatal("mount succeeded")
+	}
+	h.w.assertNoSecret(t, "error", err.Error())
+	h.w.assertWiped(t)
+	b, _ := os.ReadFile(filepath.Join(h.cfg.StateDir, StateFile))
+	h.w.assertNoSecret(t, "state file", string(b))
+}
+
+func lvmLV(name string, tags []string) *lvm.LV {
+	return &lvm.LV{Name: name, VG: "vg0", Path: "/dev/vg0/" + name, Size: 100 << 20, Tags: tags}
+}
+
+func countCalls(w *world, op string) int {
+	n := 0
+	for _, c := range w.callLog() {
+		if strings.HasPrefix(c, op+" ") {
+			n++
+		}
+	}
+	return n
+}
+
+func TestNewValidatesConfig(t *testing.T) {
+	h := newHarness(t)
+	w := h.w.session()
+	cases := map[string]struct {
+		edit func(c *Config)
+		want string
+	}{
+		"no vg":         {func(c *Config) { c.VG = "" }, "VG is empty"},
+		"bad fs":        {func(c *Config) { c.DefaultFS = "zfs" }, `"zfs" is not supported`},
+		"small default": {func(c *Config) { c.DefaultFS = FSXFS; c.DefaultSize = 100 << 20 }, "below the xfs minimum of 320 MiB"},
+		"relative":      {func(c *Config) { c.MountRoot = "mnt" }, "must be absolute"},
+		"bad pool":      {func(c *Config) { c.ThinPool = "po/ol" }, "thin pool name"},
+		"no boot id":    {func(c *Config) { c.BootIDFile = filepath.Join(t.TempDir(), "missing") }, "reading boot id"},
+	}
+	for name, c := range cases {
+		cfg := h.cfg
+		c.edit(&cfg)
+		_, err := New(cfg, fakeLVM{w}, fakeCrypt{w}, fakeFS{w}, fakeKeys{w}, nil)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: err = %v, want %q", name, err, c.want)
+		}
+	}
+	if _, err := New(h.cfg, nil, fakeCrypt{w}, fakeFS{w}, fakeKeys{w}, nil); err == nil {
+		t.Error("nil LVM accepted")
+	}
+}
+
+func TestSameDevice(t *testing.T) {
+	link := filepath.Join(t.TempDir(), "null")
+	if err := os.Symlink("/dev/null", link); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "f")
+	os.WriteFile(file, nil, 0o600)
+	for _, c := range []struct {
+		a, b string
+		want bool
+	}{
+		{"/dev/mapper/cryptvol-v", "/dev/mapper/cryptvol-v", true},
+		{link, "/dev/null", true},
+		{"/dev/null", "/dev/zero", false},
+		{file, file + "x", false},
+		{"/dev/mapper/cryptvol-a", "/dev/mapper/cryptvol-b", false},
+	} {
+		if got := sameDevice(c.a, c.b); got != c.want {
+			t.Errorf("sameDevice(%s, %s) = %v", c.a, c.b, got)
+		}
+	}
+}
+
+// KMIP ids that are not tag-safe are kept in the LUKS token only; the
+// volume still mounts and is removed with its key.
+func TestKeyIDNotTagSafe(t *testing.T) {
+	h := newHarness(t)
+	h.w.keyPrefix = "urn:uuid:1234/"
+	h.mustCreate("v1", nil)
+	for _, tag := range h.w.lvs["cv-v1"].Tags {
+		if strings.HasPrefix(tag, tagKeyPrefix) {
+			t.Fatalf("unsafe key id put in tag %q", tag)
+		}
+	}
+	if tok := h.w.headers["cv-v1"].h.Token; tok.KeyID != "urn:uuid:1234/1" {
+		t.Fatalf("token key id %q", tok.KeyID)
+	}
+	v, _ := h.m.Get(h.ctx, "v1")
+	if v.Status[StatusKeyID] != "(recorded in the LUKS2 token only)" {
+		t.Errorf("status key id %v", v.Status[StatusKeyID])
+	}
+	h.mustMount("v1", "c1")
+	h.mustUnmount("v1", "c1")
+	if err := h.m.Remove(h.ctx, "v1"); err != nil {
+		t.Fatal(err)
+	}
+	if len(h.w.keys) != 0 {
+		t.Error("key survived")
+	}
+}
+
+func TestMountRefusesErasedHeader(t *testing.T) {
+	h := newHarness(t)
+	h.mustCreate("v1", nil)
+	h.w.headers["cv-v1"].h.Keyslots = 0
+	if _, err := h.m.Mount(h.ctx, "v1", "c1"); err == nil || !strings.Contains(err.Error(), "no keyslots left") {
+		t.Fatalf("err = %v", err)
+	}
+	h.assertDown("v1")
+}

@@ -1,0 +1,288 @@
+package volume
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func readState(t *testing.T, h *harness) state {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(h.cfg.StateDir, StateFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s state
+	if err := json.Unmarshal(b, &s); err != nil {
+		t.Fatalf("state file is not JSON: %v\n%s", err, b)
+	}
+	return s
+}
+
+func assertNoTempFiles(t *testing.T, dir string) {
+	t.Helper()
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if e.Name() != StateFile {
+			t.Errorf("stray file in state directory: %s", e.Name())
+		}
+	}
+}
+
+func TestStatePersistedAndReloadedByNewManager(t *testing.T) {
+	h := newHarness(t)
+	h.mustCreate("v1", nil)
+	h.mustMount("v1", "c1")
+	h.mustMount("v1", "c2")
+
+	s := readState(t, h)
+	if s.BootID != "boot-1" || strings.Join(s.Mounts["v1"], ",") != "c1,c2" {
+		t.Fatalf("state on disk: %+v", s)
+	}
+	assertNoTempFiles(t, h.cfg.StateDir)
+	if fi, err := os.Stat(filepath.Join(h.cfg.StateDir, StateFile)); err != nil || fi.Mode().Perm()&0o077 != 0 {
+		t.Errorf("state file mode %v, %v: want private", fi.Mode(), err)
+	}
+
+	h.restart() // a new plugin process, same boot
+	if err := h.m.Reconcile(h.ctx); err != nil {
+		t.Fatal(err)
+	}
+	h.assertUp("v1")
+	v, err := h.m.Get(h.ctx, "v1")
+	if err != nil || v.Status[StatusMountCount] != 2 {
+		t.Fatalf("after restart Get = %+v, %v", v, err)
+	}
+	if err := h.m.Remove(h.ctx, "v1"); !errors.Is(err, ErrInUse) {
+		t.Fatalf("remove after restart: %v", err)
+	}
+	h.mustUnmount("v1", "c1")
+	h.assertUp("v1")
+	h.mustUnmount("v1", "c2")
+	h.assertDown("v1")
+	h.assertConsistent()
+}
+
+// A failed write must leave the previous file in place: the rename is the
+// commit point.
+func TestStateWriteFailureKeepsOldFileAndFailsTheMount(t *testing.T) {
+	h := newHarness(t)
+	h.mustCreate("v1", nil)
+	h.mustMount("v1", "c1")
+	before, _ := os.ReadFile(filepath.Join(h.cfg.StateDir, StateFile))
+
+	h.w.failNext("state.rename", errors.New("disk full"))
+	if p, err := h.m.Mount(h.ctx, "v1", "c2"); err == nil || p != "" || !strings.Contains(err.Error(), "disk full") {
+		t.Fatalf("Mount = %q, %v", p, err)
+	}
+	after, _ := os.ReadFile(filepath.Join(h.cfg.StateDir, StateFile))
+	if string(before) != string(after) {
+		t.Fatalf("state file changed by a failed write:\n%s\n---\n%s", before, after)
+	}
+	assertNoTempFiles(t, h.cfg.StateDir)
+	// c1 still holds it: the failed second mount must not tear it down.
+	h.assertUp("v1")
+	if ids := h.m.st.ids("v1"); strings.Join(ids, ",") != "c1" {
+		t.Fatalf("in-memory ids %v, want c1", ids)
+	}
+}
+
+func TestCorruptStateFileStopsStart(t *testing.T) {
+	h := newHarness(t)
+	os.WriteFile(filepath.Join(h.cfg.StateDir, StateFile), []byte("{not json"), 0o600)
+	_, err := h.newManager()
+	if err == nil || !strings.Contains(err.Error(), "not valid JSON") || !strings.Contains(err.Error(), "move it away") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestRebootDiscardsMountIDs(t *testing.T) {
+	h := newHarness(t)
+	h.mustCreate("v1", nil)
+	h.mustCreate("v2", nil)
+	h.mustMount("v1", "c1")
+
+	// Reboot: kernel state is gone; LVM auto-activated v2 at boot.
+	h.w.mounts = map[string]string{}
+	h.w.mappings = map[string]string{}
+	for _, lv := range h.w.lvs {
+		lv.Active = false
+	}
+	h.w.lvs["cv-v2"].Active = true
+	os.WriteFile(h.bootIDs, []byte("boot-2\n"), 0o644)
+
+	h.restart()
+	if ids := h.m.st.ids("v1"); len(ids) != 0 {
+		t.Fatalf("ids survived a reboot: %v", ids)
+	}
+	if !strings.Contains(h.logs.String(), "discarding mount IDs recorded before the last reboot") {
+		t.Error("discard not logged")
+	}
+	if err := h.m.Reconcile(h.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if s := readState(t, h); s.BootID != "boot-2" || len(s.Mounts) != 0 {
+		t.Errorf("state after reconcile: %+v", s)
+	}
+	h.assertDown("v2")
+	if err := h.m.Remove(h.ctx, "v1"); err != nil {
+		t.Fatalf("remove after reboot: %v", err)
+	}
+	h.assertConsistent()
+}
+
+// The plugin died after mounting but before recording the ID: docker got
+// an error, so nothing uses the mount. Reconcile takes it down.
+func TestReconcileClosesStaleMountAndMapping(t *testing.T) {
+	h := newHarness(t)
+	h.mustCreate("v1", nil)
+	h.s.crashOn = "state.rename"
+	if _, err := h.m.Mount(h.ctx, "v1", "c1"); err == nil {
+		t.Fatal("mount succeeded")
+	}
+	h.assertUp("v1") // the dead process could not clean up
+	h.restart()
+	if err := h.m.Reconcile(h.ctx); err != nil {
+		t.Fatal(err)
+	}
+	h.assertDown("v1")
+	logs := h.logs.String()
+	for _, want := range []string{"unmounted a stale mount", "closed a stale mapping", "deactivated a stale active LV"} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("repair %q not logged", want)
+		}
+	}
+	if !strings.Contains(logs, "op=reconcile") || !strings.Contains(logs, "volume=v1") {
+		t.Errorf("repairs not logged with volume= and op= fields:\n%s", logs)
+	}
+	h.assertConsistent()
+}
+
+// IDs recorded but the volume not mounted (an unmount that finished its
+// teardown and died before recording it): the IDs are dropped.
+func TestReconcileDropsStaleIDs(t *testing.T) {
+	h := newHarness(t)
+	h.mustCreate("v1", nil)
+	h.mustMount("v1", "c1")
+	// Someone unmounted it; the mapping is still open.
+	delete(h.w.mounts, filepath.Join(h.cfg.MountRoot, "v1"))
+	h.restart()
+	if err := h.m.Reconcile(h.ctx); err != nil {
+		t.Fatal(err)
+	}
+	h.assertDown("v1")
+	if ids := h.m.st.ids("v1"); len(ids) != 0 {
+		t.Fatalf("stale ids kept: %v", ids)
+	}
+	if !strings.Contains(h.logs.String(), "dropped stale mount IDs") {
+		t.Error("not logged")
+	}
+	if err := h.m.Remove(h.ctx, "v1"); err != nil {
+		t.Fatalf("remove: %v", err)
+	}
+}
+
+func TestReconcileKeepsLiveMounts(t *testing.T) {
+	h := newHarness(t)
+	h.mustCreate("v1", nil)
+	h.mustMount("v1", "c1")
+	h.restart()
+	h.w.resetCalls()
+	if err := h.m.Reconcile(h.ctx); err != nil {
+		t.Fatal(err)
+	}
+	h.assertUp("v1")
+	for _, c := range h.w.callLog() {
+		if strings.HasPrefix(c, "fs.Unmount") || strings.HasPrefix(c, "crypt.Close") || strings.HasPrefix(c, "lvm.Deactivate") {
+			t.Errorf("reconcile touched a live volume: %s", c)
+		}
+	}
+	h.mustUnmount("v1", "c1")
+	h.assertDown("v1")
+}
+
+func TestReconcileRemovesHalfCreatedVolume(t *testing.T) {
+	h := newHarness(t)
+	// An LV tagged ours with no LUKS header and no journal entry (the state
+	// directory was lost): undone, and its key found by name.
+	h.w.lvs["cv-half"] = lvmLV("cv-half", []string{TagOurs, "cryptvol_fs_ext4"})
+	h.w.keys["k7"] = &fakeKey{name: "cryptvol/vg0/half", b: make([]byte, 32)}
+	h.w.keys["k8"] = &fakeKey{name: "cryptvol/vg0/half", b: make([]byte, 32)} // duplicate from a retried create
+	h.mustCreate("good", nil)
+	if err := h.m.Reconcile(h.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := h.w.lvs["cv-half"]; ok {
+		t.Error("half-made LV kept")
+	}
+	if len(h.w.keys) != 1 {
+		t.Errorf("%d keys, want only good's", len(h.w.keys))
+	}
+	if !strings.Contains(h.logs.String(), "removed a half-made volume") {
+		t.Error("not logged")
+	}
+	h.assertConsistent()
+}
+
+func TestReconcileLeavesForeignLVsAlone(t *testing.T) {
+	h := newHarness(t)
+	h.w.lvs["data"] = lvmLV("data", []string{TagOurs}) // tagged, not our naming
+	h.w.lvs["cv-x"] = lvmLV("cv-x", nil)               // our naming, not tagged
+	if err := h.m.Reconcile(h.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if h.w.lvs["data"] == nil || h.w.lvs["cv-x"] == nil {
+		t.Fatal("reconcile removed an LV that is not a cryptvol volume")
+	}
+}
+
+func TestReconcileStrayMountpoint(t *testing.T) {
+	h := newHarness(t)
+	// A volume removed outside cryptvol while mounted.
+	target := filepath.Join(h.cfg.MountRoot, "gone")
+	os.MkdirAll(target, 0o755)
+	h.w.mounts[target] = "/dev/mapper/cryptvol-gone"
+	h.w.mappings["cryptvol-gone"] = "cv-gone"
+	h.w.lvs["cv-gone"] = lvmLV("cv-gone", nil) // so the mapping has a device; not ours
+	h.m.st.update(func(s *state) { s.addMount("gone", "c1") })
+	if err := h.m.Reconcile(h.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(h.w.mounts) != 0 || len(h.w.mappings) != 0 {
+		t.Errorf("stray mount %v / mapping %v left", h.w.mounts, h.w.mappings)
+	}
+	if _, err := os.Stat(target); !os.IsNotExist(err) {
+		t.Error("stray mountpoint directory left")
+	}
+	if ids := h.m.st.ids("gone"); len(ids) != 0 {
+		t.Error("ids of a missing volume kept")
+	}
+}
+
+// A failure on one volume does not stop the others being repaired, and is
+// reported with the volume's name.
+func TestReconcileCarriesOnAndReports(t *testing.T) {
+	h := newHarness(t)
+	h.mustCreate("a", nil)
+	h.mustCreate("b", nil)
+	for _, n := range []string{"a", "b"} {
+		h.w.lvs["cv-"+n].Active = true
+	}
+	h.w.failNext("lvm.Deactivate", errors.New("device busy"))
+	err := h.m.Reconcile(h.ctx)
+	if err == nil || !strings.Contains(err.Error(), "device busy") || !strings.Contains(err.Error(), "reconcile") {
+		t.Fatalf("err = %v", err)
+	}
+	active := 0
+	for _, lv := range h.w.lvs {
+		if lv.Active {
+			active++
+		}
+	}
+	if active != 1 {
+		t.Fatalf("%d LVs still active, want exactly the failed one", active)
+	}
+}
