@@ -1,0 +1,136 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+)
+
+func baseEnv(t *testing.T) map[string]string {
+	dir := t.TempDir()
+	env := map[string]string{
+		"CRYPTVOL_VG":            "vg0",
+		"CRYPTVOL_KMIP_ENDPOINT": "kmip.example.com:5696",
+		"CRYPTVOL_KMIP_CA":       filepath.Join(dir, "ca.pem"),
+		"CRYPTVOL_KMIP_CERT":     filepath.Join(dir, "cert.pem"),
+		"CRYPTVOL_KMIP_KEY":      filepath.Join(dir, "key.pem"),
+	}
+	for _, k := range []string{"CRYPTVOL_KMIP_CA", "CRYPTVOL_KMIP_CERT", "CRYPTVOL_KMIP_KEY"} {
+		os.WriteFile(env[k], []byte("pem"), 0o600)
+	}
+	return env
+}
+
+func load(env map[string]string) (Config, error) {
+	return LoadConfig(func(k string) string { return env[k] })
+}
+
+func TestConfigDefaults(t *testing.T) {
+	env := baseEnv(t)
+	c, err := load(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.VG != "vg0" || c.DefaultSize != 1<<30 || c.FS != "ext4" || c.ThinPool != "" || len(c.Devices) != 0 ||
+		c.MountRoot != "/mnt/volumes" || c.StateDir != "/var/lib/cryptvol" || c.Socket != "/run/docker/plugins/cryptvol.sock" ||
+		!c.NoWorkqueue || c.LogLevel != logrus.InfoLevel {
+		t.Errorf("defaults: %+v", c)
+	}
+	if c.KMIP.ServerName != "kmip.example.com" || c.KMIP.Timeout != 10*time.Second || c.KMIP.CAFile != env["CRYPTVOL_KMIP_CA"] {
+		t.Errorf("kmip defaults: %+v", c.KMIP)
+	}
+	v := c.volumeConfig()
+	if v.VG != "vg0" || v.DefaultSize != 1<<30 || !v.NoWorkqueue || v.MountRoot != "/mnt/volumes" {
+		t.Errorf("volume config: %+v", v)
+	}
+}
+
+func TestConfigAllSet(t *testing.T) {
+	env := baseEnv(t)
+	for k, v := range map[string]string{
+		"CRYPTVOL_DEVICES":          "/dev/vdb, /dev/vdc /dev/vdd",
+		"CRYPTVOL_DEFAULT_SIZE":     "2.5GiB",
+		"CRYPTVOL_THIN_POOL":        "pool",
+		"CRYPTVOL_FS":               "xfs",
+		"CRYPTVOL_KMIP_SERVER_NAME": "kms",
+		"CRYPTVOL_KMIP_TIMEOUT":     "3s",
+		"CRYPTVOL_MOUNT_ROOT":       "/srv/vols/",
+		"CRYPTVOL_STATE_DIR":        "/data/state",
+		"CRYPTVOL_SOCKET":           "/run/x.sock",
+		"CRYPTVOL_NO_WORKQUEUE":     "false",
+		"CRYPTVOL_LOG_LEVEL":        "debug",
+	} {
+		env[k] = v
+	}
+	c, err := load(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(c.Devices, ",") != "/dev/vdb,/dev/vdc,/dev/vdd" || c.DefaultSize != 5<<29 || c.ThinPool != "pool" || c.FS != "xfs" ||
+		c.KMIP.ServerName != "kms" || c.KMIP.Timeout != 3*time.Second || c.MountRoot != "/srv/vols" || c.StateDir != "/data/state" ||
+		c.Socket != "/run/x.sock" || c.NoWorkqueue || c.LogLevel != logrus.DebugLevel {
+		t.Errorf("%+v", c)
+	}
+}
+
+// Every bad or missing setting gives one line that names it.
+func TestConfigErrorsNameTheSetting(t *testing.T) {
+	cases := []struct {
+		env  string
+		val  string // "" deletes
+		want string
+	}{
+		{"CRYPTVOL_VG", "", "CRYPTVOL_VG is required"},
+		{"CRYPTVOL_VG", "bad/vg", "CRYPTVOL_VG: invalid volume group name"},
+		{"CRYPTVOL_DEVICES", "vdb", `CRYPTVOL_DEVICES: "vdb" is not a block device path`},
+		{"CRYPTVOL_DEVICES", "/dev/../etc/passwd", "CRYPTVOL_DEVICES"},
+		{"CRYPTVOL_DEFAULT_SIZE", "huge", `CRYPTVOL_DEFAULT_SIZE: size "huge" is not valid`},
+		{"CRYPTVOL_DEFAULT_SIZE", "32M", "CRYPTVOL_DEFAULT_SIZE=32M is below the ext4 minimum of 64 MiB"},
+		{"CRYPTVOL_FS", "btrfs", `CRYPTVOL_FS="btrfs" is not supported (allowed: ext4, xfs)`},
+		{"CRYPTVOL_THIN_POOL", "my_tmeta", "CRYPTVOL_THIN_POOL"},
+		{"CRYPTVOL_KMIP_ENDPOINT", "", "CRYPTVOL_KMIP_ENDPOINT is required"},
+		{"CRYPTVOL_KMIP_ENDPOINT", "kmip.example.com", "CRYPTVOL_KMIP_ENDPOINT=\"kmip.example.com\" is not host:port"},
+		{"CRYPTVOL_KMIP_ENDPOINT", ":5696", "is not host:port"},
+		{"CRYPTVOL_KMIP_ENDPOINT", "h:99999", "is not host:port"},
+		{"CRYPTVOL_KMIP_CA", "", "CRYPTVOL_KMIP_CA is required"},
+		{"CRYPTVOL_KMIP_CERT", "/nonexistent/cert.pem", "CRYPTVOL_KMIP_CERT=/nonexistent/cert.pem: no such file or directory"},
+		{"CRYPTVOL_KMIP_KEY", "/", "CRYPTVOL_KMIP_KEY=/ is a directory"},
+		{"CRYPTVOL_KMIP_TIMEOUT", "10", `CRYPTVOL_KMIP_TIMEOUT="10" is not a positive duration`},
+		{"CRYPTVOL_KMIP_TIMEOUT", "-1s", "CRYPTVOL_KMIP_TIMEOUT"},
+		{"CRYPTVOL_MOUNT_ROOT", "mnt", `CRYPTVOL_MOUNT_ROOT="mnt" is not an absolute path`},
+		{"CRYPTVOL_STATE_DIR", "./state", "CRYPTVOL_STATE_DIR"},
+		{"CRYPTVOL_SOCKET", "cryptvol.sock", "CRYPTVOL_SOCKET"},
+		{"CRYPTVOL_NO_WORKQUEUE", "maybe", `CRYPTVOL_NO_WORKQUEUE="maybe" is not valid (allowed: true, false)`},
+		{"CRYPTVOL_LOG_LEVEL", "loud", `CRYPTVOL_LOG_LEVEL="loud" is not valid`},
+	}
+	for _, c := range cases {
+		env := baseEnv(t)
+		if c.val == "" {
+			delete(env, c.env)
+		} else {
+			env[c.env] = c.val
+		}
+		_, err := load(env)
+		if err == nil {
+			t.Errorf("%s=%q accepted", c.env, c.val)
+			continue
+		}
+		if !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%s=%q: error %q, want one line containing %q", c.env, c.val, err, c.want)
+		}
+	}
+	// xfs raises the floor for the default size.
+	env := baseEnv(t)
+	env["CRYPTVOL_FS"] = "xfs"
+	if _, err := load(env); err != nil {
+		t.Errorf("xfs with the 1G default: %v", err)
+	}
+	env["CRYPTVOL_DEFAULT_SIZE"] = "256M"
+	if _, err := load(env); err == nil || !strings.Contains(err.Error(), "xfs minimum of 320 MiB") {
+		t.Errorf("xfs with 256M default: %v", err)
+	}
+}

@@ -1,0 +1,249 @@
+// Package plugin serves Docker's VolumeDriver protocol on top of the volume
+// lifecycle. It owns only the translation: requests in, each with its own
+// deadline; results and errors out, as text the docker CLI shows verbatim.
+// All behaviour lives in package volume.
+//
+// Deadlines: docker waits 2 minutes for Create, Remove, Mount and Unmount
+// and 1 minute for Get, List and Path (volume/drivers/proxy.go in moby). The
+// defaults here are 10 seconds shorter, so that an operation gives up, undoes
+// its steps and answers with a readable error before docker stops listening.
+package plugin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	dv "github.com/docker/go-plugins-helpers/volume"
+	"github.com/sirupsen/logrus"
+
+	"github.com/cryptvol/cryptvol/volume"
+)
+
+// Manager is the part of *volume.Manager the driver uses.
+type Manager interface {
+	Create(ctx context.Context, name string, opts map[string]string) error
+	Remove(ctx context.Context, name string) error
+	Mount(ctx context.Context, name, id string) (string, error)
+	Unmount(ctx context.Context, name, id string) error
+	Path(ctx context.Context, name string) (string, error)
+	Get(ctx context.Context, name string) (volume.Volume, error)
+	List(ctx context.Context) ([]volume.Volume, error)
+}
+
+var _ Manager = (*volume.Manager)(nil)
+
+// Default deadlines, just under docker's own.
+const (
+	DefaultLongTimeout  = 110 * time.Second
+	DefaultShortTimeout = 50 * time.Second
+)
+
+// Options tunes the driver. Zero values take the defaults.
+type Options struct {
+	LongTimeout  time.Duration // Create, Remove, Mount, Unmount
+	ShortTimeout time.Duration // Get, List, Path
+}
+
+// Driver implements dv.Driver.
+type Driver struct {
+	m     Manager
+	log   logrus.FieldLogger
+	long  time.Duration
+	short time.Duration
+
+	// Requests in flight, for a clean shutdown. Not a WaitGroup: requests
+	// may start while Wait is waiting, which a WaitGroup forbids.
+	mu       sync.Mutex
+	inflight int
+	idle     chan struct{} // closed when inflight drops to 0
+}
+
+var _ dv.Driver = (*Driver)(nil)
+
+// New returns a driver serving m.
+func New(m Manager, log logrus.FieldLogger, o Options) *Driver {
+	if log == nil {
+		log = logrus.StandardLogger()
+	}
+	d := &Driver{m: m, log: log, long: o.LongTimeout, short: o.ShortTimeout}
+	if d.long <= 0 {
+		d.long = DefaultLongTimeout
+	}
+	if d.short <= 0 {
+		d.short = DefaultShortTimeout
+	}
+	return d
+}
+
+// Handler returns the go-plugins-helpers HTTP handler for d.
+func (d *Driver) Handler() *dv.Handler { return dv.NewHandler(d) }
+
+// Wait blocks until no request is in flight or ctx ends. Called on shutdown
+// after the listener is closed, so that an operation is not cut off between
+// two of its steps.
+func (d *Driver) Wait(ctx context.Context) error {
+	d.mu.Lock()
+	if d.inflight == 0 {
+		d.mu.Unlock()
+		return nil
+	}
+	idle := d.idle
+	d.mu.Unlock()
+	select {
+	case <-idle:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (d *Driver) begin() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.inflight == 0 {
+		d.idle = make(chan struct{})
+	}
+	d.inflight++
+}
+
+func (d *Driver) end() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.inflight--
+	if d.inflight == 0 {
+		close(d.idle)
+	}
+}
+
+// call runs one request with its deadline and turns its error into the text
+// docker will show.
+func (d *Driver) call(op, name string, timeout time.Duration, fn func(ctx context.Context) error) error {
+	d.begin()
+	defer d.end()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	start := time.Now()
+	err := fn(ctx)
+	log := d.log.WithFields(logrus.Fields{"op": op, "duration": time.Since(start).Round(time.Millisecond)})
+	if name != "" {
+		log = log.WithField("volume", name)
+	}
+	if err == nil {
+		log.Debug("request done")
+		return nil
+	}
+	msg := oneLine(err.Error())
+	if errors.Is(err, context.DeadlineExceeded) {
+		msg = fmt.Sprintf("%s: gave up after %s: %s", op, timeout, msg)
+	}
+	log.WithError(err).Error("request failed")
+	return errors.New(msg)
+}
+
+// oneLine folds multi-line text (lvm and cryptsetup stderr) so the docker
+// CLI prints it as one readable message.
+func oneLine(s string) string {
+	lines := strings.FieldsFunc(s, func(r rune) bool { return r == '\n' || r == '\r' })
+	for i, l := range lines {
+		lines[i] = strings.TrimSpace(l)
+	}
+	out := strings.Join(lines, "; ")
+	if out == "" {
+		return "unknown error"
+	}
+	return out
+}
+
+// Create implements dv.Driver.
+func (d *Driver) Create(r *dv.CreateRequest) error {
+	return d.call("create", r.Name, d.long, func(ctx context.Context) error {
+		return d.m.Create(ctx, r.Name, r.Options)
+	})
+}
+
+// Remove implements dv.Driver.
+func (d *Driver) Remove(r *dv.RemoveRequest) error {
+	return d.call("remove", r.Name, d.long, func(ctx context.Context) error {
+		return d.m.Remove(ctx, r.Name)
+	})
+}
+
+// Mount implements dv.Driver.
+func (d *Driver) Mount(r *dv.MountRequest) (*dv.MountResponse, error) {
+	var p string
+	err := d.call("mount", r.Name, d.long, func(ctx context.Context) (err error) {
+		p, err = d.m.Mount(ctx, r.Name, r.ID)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &dv.MountResponse{Mountpoint: p}, nil
+}
+
+// Unmount implements dv.Driver.
+func (d *Driver) Unmount(r *dv.UnmountRequest) error {
+	return d.call("unmount", r.Name, d.long, func(ctx context.Context) error {
+		return d.m.Unmount(ctx, r.Name, r.ID)
+	})
+}
+
+// Path implements dv.Driver.
+func (d *Driver) Path(r *dv.PathRequest) (*dv.PathResponse, error) {
+	var p string
+	err := d.call("path", r.Name, d.short, func(ctx context.Context) (err error) {
+		p, err = d.m.Path(ctx, r.Name)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &dv.PathResponse{Mountpoint: p}, nil
+}
+
+// Get implements dv.Driver.
+func (d *Driver) Get(r *dv.GetRequest) (*dv.GetResponse, error) {
+	var v volume.Volume
+	err := d.call("get", r.Name, d.short, func(ctx context.Context) (err error) {
+		v, err = d.m.Get(ctx, r.Name)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &dv.GetResponse{Volume: toDocker(v)}, nil
+}
+
+// List implements dv.Driver.
+func (d *Driver) List() (*dv.ListResponse, error) {
+	var vols []volume.Volume
+	err := d.call("list", "", d.short, func(ctx context.Context) (err error) {
+		vols, err = d.m.List(ctx)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*dv.Volume, 0, len(vols))
+	for _, v := range vols {
+		out = append(out, toDocker(v))
+	}
+	return &dv.ListResponse{Volumes: out}, nil
+}
+
+// Capabilities implements dv.Driver: volumes live on this host's disks.
+func (d *Driver) Capabilities() *dv.CapabilitiesResponse {
+	return &dv.CapabilitiesResponse{Capabilities: dv.Capability{Scope: "local"}}
+}
+
+func toDocker(v volume.Volume) *dv.Volume {
+	out := &dv.Volume{Name: v.Name, Mountpoint: v.Mountpoint, Status: v.Status}
+	if !v.CreatedAt.IsZero() {
+		out.CreatedAt = v.CreatedAt.UTC().Format(time.RFC3339)
+	}
+	return out
+}
