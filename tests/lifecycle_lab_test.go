@@ -1,0 +1,423 @@
+//go:build lab
+
+// Package tests holds cryptvol's integration tests: the whole driver stack
+// (volume.Manager over the real lvm, luks, mount and keys packages) against
+// the lab guest's real kernel, lvm2, cryptsetup and PyKMIP server.
+package tests
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/cryptvol/cryptvol/keys"
+	"github.com/cryptvol/cryptvol/luks"
+	"github.com/cryptvol/cryptvol/lvm"
+	"github.com/cryptvol/cryptvol/mount"
+	"github.com/cryptvol/cryptvol/volume"
+)
+
+type stack struct {
+	t     *testing.T
+	vg    string
+	pool  string
+	lvm   *lvm.Client
+	crypt *luks.Cryptsetup
+	fs    *mount.FS
+	keys  *keys.KMIP
+	mgr   *volume.Manager
+	cfg   volume.Config
+}
+
+func newStack(t *testing.T) *stack {
+	t.Helper()
+	vg, pool := os.Getenv("CRYPTVOL_LAB_VG"), os.Getenv("CRYPTVOL_LAB_POOL")
+	if vg == "" || os.Getenv("CRYPTVOL_KMIP_ENDPOINT") == "" {
+		t.Skip("CRYPTVOL_LAB_VG and CRYPTVOL_KMIP_* are set only inside the lab guest")
+	}
+	l, err := lvm.New(vg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := logrus.New()
+	log.SetLevel(logrus.WarnLevel)
+	k, err := keys.NewKMIP(keys.Config{
+		Endpoint:   os.Getenv("CRYPTVOL_KMIP_ENDPOINT"),
+		CAFile:     os.Getenv("CRYPTVOL_KMIP_CA"),
+		CertFile:   os.Getenv("CRYPTVOL_KMIP_CERT"),
+		KeyFile:    os.Getenv("CRYPTVOL_KMIP_KEY"),
+		ServerName: os.Getenv("CRYPTVOL_KMIP_SERVER_NAME"),
+		Timeout:    20 * time.Second,
+	}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &stack{t: t, vg: vg, pool: pool, lvm: l, crypt: luks.New(), fs: mount.New(), keys: k}
+	s.cfg = volume.Config{
+		VG: vg, DefaultFS: "ext4", ThinPool: pool, MountRoot: t.TempDir(), StateDir: t.TempDir(),
+		DefaultSize: 64 << 20, NoWorkqueue: true,
+	}
+	s.restart()
+	return s
+}
+
+// restart builds a new Manager over the same state directory, as a plugin restart does.
+func (s *stack) restart() {
+	s.t.Helper()
+	log := logrus.New()
+	log.SetLevel(logrus.WarnLevel)
+	m, err := volume.New(s.cfg, s.lvm, s.crypt, s.fs, s.keys, log)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	if err := m.Reconcile(ctx(s.t)); err != nil {
+		s.t.Fatal(err)
+	}
+	s.mgr = m
+}
+
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	t.Cleanup(cancel)
+	return c
+}
+
+// create makes a volume and removes it (with whatever still holds it) when the test ends.
+func (s *stack) create(name string, opts map[string]string) {
+	s.t.Helper()
+	if err := s.mgr.Create(ctx(s.t), name, opts); err != nil {
+		s.t.Fatalf("create %s: %v", name, err)
+	}
+	s.t.Cleanup(func() {
+		for _, id := range []string{"a", "b", "c"} {
+			_ = s.mgr.Unmount(context.Background(), name, id)
+		}
+		if err := s.mgr.Remove(context.Background(), name); err != nil && !volume.IsNotFound(err) {
+			s.t.Errorf("cleanup: remove %s: %v", name, err)
+		}
+	})
+}
+
+func (s *stack) mount(name, id string) string {
+	s.t.Helper()
+	p, err := s.mgr.Mount(ctx(s.t), name, id)
+	if err != nil {
+		s.t.Fatalf("mount %s %s: %v", name, id, err)
+	}
+	return p
+}
+
+func (s *stack) unmount(name, id string) {
+	s.t.Helper()
+	if err := s.mgr.Unmount(ctx(s.t), name, id); err != nil {
+		s.t.Fatalf("unmount %s %s: %v", name, id, err)
+	}
+}
+
+func (s *stack) lv(name string) lvm.LV {
+	s.t.Helper()
+	lv, err := s.lvm.LV(ctx(s.t), "cv-"+name)
+	if err != nil {
+		s.t.Fatalf("LV of %s: %v", name, err)
+	}
+	return lv
+}
+
+func (s *stack) open(name string) bool {
+	s.t.Helper()
+	ok, err := s.crypt.IsOpen(ctx(s.t), "cryptvol-"+name)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return ok
+}
+
+// assertDown checks what a user relies on after the last unmount: nothing decrypted, nothing active.
+func (s *stack) assertDown(name, path string) {
+	s.t.Helper()
+	if s.open(name) {
+		s.t.Errorf("%s: dm-crypt mapping still open", name)
+	}
+	if s.lv(name).Active {
+		s.t.Errorf("%s: LV still active", name)
+	}
+	if path != "" {
+		if dev, err := s.fs.MountedDevice(path); err != nil || dev != "" {
+			s.t.Errorf("%s: %s still a mountpoint (%q, %v)", name, path, dev, err)
+		}
+	}
+}
+
+// withActive runs fn with the raw LV activated, as an attacker with the disk would see it.
+func (s *stack) withActive(name string, fn func(dev string)) {
+	s.t.Helper()
+	if err := s.lvm.Activate(ctx(s.t), "cv-"+name); err != nil {
+		s.t.Fatal(err)
+	}
+	defer func() {
+		if err := s.lvm.Deactivate(ctx(s.t), "cv-"+name); err != nil {
+			s.t.Error(err)
+		}
+	}()
+	fn(s.lv(name).Path)
+}
+
+func keyID(t *testing.T, v volume.Volume) string {
+	t.Helper()
+	id, _ := v.Status[volume.StatusKeyID].(string)
+	if id == "" {
+		t.Fatalf("volume %s: no key id in status %v", v.Name, v.Status)
+	}
+	return id
+}
+
+func TestLabCreateWritesLUKS2HeaderWithTokenAndActiveKey(t *testing.T) {
+	s := newStack(t)
+	s.create("lab-create", map[string]string{"size": "64M"})
+	v, err := s.mgr.Get(ctx(t), "lab-create")
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := keyID(t, v)
+	s.assertDown("lab-create", "")
+	s.withActive("lab-create", func(dev string) {
+		f, err := os.Open(dev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		magic := make([]byte, 6)
+		if _, err := f.Read(magic); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(magic, []byte("LUKS\xba\xbe")) {
+			t.Errorf("first bytes of the LV = %q, want the LUKS magic", magic)
+		}
+		h, err := s.crypt.Inspect(ctx(t), dev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.Version != 2 || h.Cipher != "aes-xts-plain64" || h.KeyBits != 512 || h.SectorSize != 4096 {
+			t.Errorf("header = %+v, want LUKS2 aes-xts-plain64 512-bit 4096-byte sectors", h)
+		}
+		if h.Token == nil || h.Token.KeyID != id || h.Token.Volume != "lab-create" {
+			t.Errorf("token = %+v, want key id %q for volume lab-create", h.Token, id)
+		}
+	})
+	k, err := s.keys.Get(ctx(t), id)
+	if err != nil {
+		t.Fatalf("KMIP Get of the recorded key %q: %v", id, err)
+	}
+	if len(k.Bytes()) != 32 {
+		t.Errorf("key is %d bytes, want 32", len(k.Bytes()))
+	}
+	k.Wipe()
+	if got := s.lv("lab-create").Size; got < 64<<20 {
+		t.Errorf("LV size %d, want at least 64 MiB", got)
+	}
+}
+
+func TestLabMountWriteUnmountRemount(t *testing.T) {
+	s := newStack(t)
+	s.create("lab-mount", nil)
+	p := s.mount("lab-mount", "a")
+	dev, err := s.fs.MountedDevice(p)
+	if err != nil || dev != "/dev/mapper/cryptvol-lab-mount" {
+		t.Fatalf("mountpoint %s is mounted from %q (%v), want the decrypted mapping", p, dev, err)
+	}
+	if !s.open("lab-mount") || !s.lv("lab-mount").Active {
+		t.Fatal("mapping not open or LV not active while mounted")
+	}
+	if err := os.WriteFile(filepath.Join(p, "f"), []byte("kept"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s.unmount("lab-mount", "a")
+	s.assertDown("lab-mount", p)
+	if _, err := os.Stat(filepath.Join(p, "f")); err == nil {
+		t.Error("the file is visible at the mountpoint after unmount: it was written to the host's disk")
+	}
+	p = s.mount("lab-mount", "b")
+	got, err := os.ReadFile(filepath.Join(p, "f"))
+	if err != nil || string(got) != "kept" {
+		t.Errorf("after remount read %q, %v; want the file back", got, err)
+	}
+	s.unmount("lab-mount", "b")
+	s.assertDown("lab-mount", p)
+}
+
+func TestLabRawLVNeverHoldsPlaintext(t *testing.T) {
+	s := newStack(t)
+	s.create("lab-raw", map[string]string{"thin": "false"})
+	p := s.mount("lab-raw", "a")
+	pattern := []byte("cryptvol-known-plaintext-7f3a9c")
+	if err := os.WriteFile(filepath.Join(p, "pattern"), bytes.Repeat(pattern, 4096), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s.unmount("lab-raw", "a")
+	s.withActive("lab-raw", func(dev string) {
+		raw, err := os.ReadFile(dev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bytes.Contains(raw, pattern) {
+			t.Fatal("the raw LV contains the plaintext written through the mount")
+		}
+	})
+}
+
+func TestLabTwoMountIDs(t *testing.T) {
+	s := newStack(t)
+	s.create("lab-two", map[string]string{"thin": "true"})
+	if lv := s.lv("lab-two"); lv.Pool != s.pool {
+		t.Errorf("thin volume's pool = %q, want %q", lv.Pool, s.pool)
+	}
+	p1 := s.mount("lab-two", "a")
+	p2 := s.mount("lab-two", "b")
+	if p1 != p2 {
+		t.Fatalf("two IDs got different paths %s and %s", p1, p2)
+	}
+	if again := s.mount("lab-two", "b"); again != p2 {
+		t.Fatalf("repeated ID got %s", again)
+	}
+	s.unmount("lab-two", "a")
+	if !s.open("lab-two") {
+		t.Fatal("the first unmount closed a volume the second ID still holds")
+	}
+	if dev, _ := s.fs.MountedDevice(p2); dev == "" {
+		t.Fatal("the first unmount unmounted a volume the second ID still holds")
+	}
+	s.unmount("lab-two", "b")
+	s.assertDown("lab-two", p2)
+	s.unmount("lab-two", "never-mounted") // harmless
+}
+
+func TestLabRemoveShreds(t *testing.T) {
+	s := newStack(t)
+	s.create("lab-rm", nil)
+	v, err := s.mgr.Get(ctx(t), "lab-rm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := keyID(t, v)
+	s.mount("lab-rm", "a")
+	err = s.mgr.Remove(ctx(t), "lab-rm")
+	if !errors.Is(err, volume.ErrInUse) || !strings.Contains(err.Error(), "in use") {
+		t.Fatalf("remove while mounted: %v, want an in-use refusal", err)
+	}
+	s.unmount("lab-rm", "a")
+	if err := s.mgr.Remove(ctx(t), "lab-rm"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.lvm.LV(ctx(t), "cv-lab-rm"); !errors.Is(err, lvm.ErrNotFound) {
+		t.Errorf("LV after remove: %v, want not found", err)
+	}
+	if k, err := s.keys.Get(ctx(t), id); err == nil {
+		k.Wipe()
+		t.Error("the KMIP key can still be fetched after remove")
+	}
+	if ids, err := s.keys.Locate(ctx(t), "cryptvol/"+s.vg+"/lab-rm"); err != nil || len(ids) != 0 {
+		t.Errorf("KMIP still holds %v (%v) for the removed volume", ids, err)
+	}
+}
+
+func TestLabRemoveAfterLVVanishedStillDestroysKey(t *testing.T) {
+	s := newStack(t)
+	s.create("lab-gone", nil)
+	v, err := s.mgr.Get(ctx(t), "lab-gone")
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := keyID(t, v)
+	if err := s.lvm.RemoveLV(ctx(t), "cv-lab-gone"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.mgr.Remove(ctx(t), "lab-gone"); err != nil {
+		t.Fatalf("remove of a volume whose LV is gone: %v", err)
+	}
+	if k, err := s.keys.Get(ctx(t), id); err == nil {
+		k.Wipe()
+		t.Error("the key of a volume whose LV vanished survived remove")
+	}
+}
+
+func TestLabXFS(t *testing.T) {
+	s := newStack(t)
+	s.create("lab-xfs", map[string]string{"fs": "xfs", "size": "320M"})
+	p := s.mount("lab-xfs", "a")
+	if err := os.WriteFile(filepath.Join(p, "x"), []byte("xfs"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	v, err := s.mgr.Get(ctx(t), "lab-xfs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Status[volume.StatusFS] != "xfs" || v.Status[volume.StatusMounted] != true {
+		t.Errorf("status %v, want fs xfs and mounted", v.Status)
+	}
+	s.unmount("lab-xfs", "a")
+	s.assertDown("lab-xfs", p)
+}
+
+func TestLabRestartKeepsMountIDs(t *testing.T) {
+	s := newStack(t)
+	s.create("lab-restart", nil)
+	p := s.mount("lab-restart", "a")
+	s.restart() // a plugin restart: same boot, same state directory
+	if dev, _ := s.fs.MountedDevice(p); dev == "" {
+		t.Fatal("a plugin restart unmounted a volume a container holds")
+	}
+	s.unmount("lab-restart", "a")
+	s.assertDown("lab-restart", p)
+}
+
+func TestLabBadInputCreatesNothing(t *testing.T) {
+	s := newStack(t)
+	before, err := s.lvm.ListLVs(ctx(t), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name string
+		opts map[string]string
+		want string // the error must name what was wrong
+	}{
+		{"bad/name", nil, "name"},
+		{"-dash", nil, "name"},
+		{"has_tmeta", nil, "name"},
+		{"lab-unknown", map[string]string{"colour": "red"}, "colour"},
+		{"lab-small", map[string]string{"size": "1M"}, "size"},
+		{"lab-xfs-small", map[string]string{"fs": "xfs", "size": "100M"}, "size"},
+		{"lab-huge", map[string]string{"size": "64T"}, "size"},
+		{"lab-badsize", map[string]string{"size": "lots"}, "size"},
+		{"lab-badfs", map[string]string{"fs": "btrfs"}, "fs"},
+		{"lab-badthin", map[string]string{"thin": "maybe"}, "thin"},
+	}
+	for _, c := range cases {
+		err := s.mgr.Create(ctx(t), c.name, c.opts)
+		if err == nil {
+			_ = s.mgr.Remove(context.Background(), c.name)
+			t.Errorf("create %q %v succeeded, want a refusal", c.name, c.opts)
+			continue
+		}
+		if !strings.Contains(strings.ToLower(err.Error()), c.want) {
+			t.Errorf("create %q %v: error %q does not name %q", c.name, c.opts, err, c.want)
+		}
+		if ids, err := s.keys.Locate(ctx(t), "cryptvol/"+s.vg+"/"+c.name); err != nil || len(ids) != 0 {
+			t.Errorf("create %q left KMIP keys %v (%v)", c.name, ids, err)
+		}
+	}
+	after, err := s.lvm.ListLVs(ctx(t), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(after) != len(before) {
+		t.Errorf("refused creates changed the VG: %d LVs before, %d after", len(before), len(after))
+	}
+}
