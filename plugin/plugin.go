@@ -137,7 +137,9 @@ func (d *Driver) call(op, name string, timeout time.Duration, fn func(ctx contex
 		return nil
 	}
 	msg := oneLine(err.Error())
-	if errors.Is(err, context.DeadlineExceeded) {
+	// Only when the request's own deadline passed: a KMIP or command
+	// timeout inside it also wraps DeadlineExceeded and says so itself.
+	if ctx.Err() != nil {
 		msg = fmt.Sprintf("%s: gave up after %s: %s", op, timeout, msg)
 	}
 	log.WithError(err).Error("request failed")

@@ -281,6 +281,20 @@ func TestDeadlineGivesUpWithReadableError(t *testing.T) {
 	}
 }
 
+// A timeout inside the operation (KMIP, a command) is reported as it is,
+// not as the request's deadline, which had not passed.
+func TestInnerTimeoutIsNotReportedAsTheRequestDeadline(t *testing.T) {
+	inner := fmt.Errorf(`volume "v1": kmip 10.0.0.1:5696: no answer in time (timeout 5s): %w`, context.DeadlineExceeded)
+	f := &fakeManager{err: inner}
+	d, _ := newDriver(f, Options{})
+	c := serve(t, d)
+	_, out := post(t, c, "/VolumeDriver.Create", `{"Name":"v1"}`)
+	msg, _ := out["Err"].(string)
+	if strings.Contains(msg, "gave up") || !strings.Contains(msg, "kmip 10.0.0.1:5696: no answer in time") {
+		t.Errorf("%q", msg)
+	}
+}
+
 func TestWaitDrainsInFlightRequests(t *testing.T) {
 	f := &fakeManager{block: make(chan struct{})}
 	d, _ := newDriver(f, Options{})
