@@ -37,9 +37,9 @@ const maxNameLen = 256
 // against PyKMIP, a new one in 8-12 ms. The connection is opened on first
 // use, so the plugin starts while the server is down, and is dropped on any
 // transport error so the next call dials again: the server can come back
-// without a plugin restart. Each call, waiting for the connection included,
-// is bounded by Config.Timeout and its errors start with
-// "kmip <endpoint>: <operation>:".
+// without a plugin restart. Each call is bounded by Config.Timeout once it
+// has the connection (waiting for it is bounded by the caller's context),
+// and its errors start with "kmip <endpoint>: <operation>:".
 type KMIP struct {
 	cfg      Config
 	tls      *tls.Config
@@ -52,6 +52,8 @@ type KMIP struct {
 	client  *kmipclient.Client // nil when not connected
 	sock    net.Conn           // the socket under client, which we close ourselves
 	version kmip.ProtocolVersion
+	downAt  time.Time // when a call last found the server unreachable
+	downErr error     // that call's error; nil once a call succeeds
 }
 
 var _ Manager = (*KMIP)(nil)
@@ -238,19 +240,33 @@ func (m *KMIP) Locate(ctx context.Context, name string) ([]string, error) {
 	return ids, err
 }
 
-// run executes one Manager call: it bounds it by the configured timeout,
-// waits for the connection, and names the endpoint and the operation in any
-// error.
+// run executes one Manager call: it waits for the connection for as long as
+// the caller's context allows (a queue of calls is not a slow server), then
+// bounds the call itself by the configured timeout, and names the endpoint
+// and the operation in any error. Calls that waited while another found the
+// server unreachable fail at once with that error instead of each paying
+// the timeout again, so an outage fails a queue of calls in one timeout.
 func (m *KMIP) run(ctx context.Context, op string, fn func(ctx context.Context) error) error {
-	ctx, cancel := context.WithTimeout(ctx, m.cfg.Timeout)
-	defer cancel()
+	began := time.Now()
 	select {
 	case m.sem <- struct{}{}:
 	case <-ctx.Done():
-		return m.wrap(op, &unavailableError{fmt.Errorf("waiting for the connection (timeout %s): %w", m.cfg.Timeout, ctx.Err())})
+		return m.wrap(op, &unavailableError{fmt.Errorf("waiting for the connection (other calls ahead): %w", ctx.Err())})
 	}
 	defer func() { <-m.sem }()
-	if err := fn(ctx); err != nil {
+	if m.client == nil && m.downErr != nil && m.downAt.After(began) {
+		return m.wrap(op, &unavailableError{fmt.Errorf("server unreachable %s ago: %w", time.Since(m.downAt).Round(time.Millisecond), m.downErr)})
+	}
+	cctx, cancel := context.WithTimeout(ctx, m.cfg.Timeout)
+	defer cancel()
+	err := fn(cctx)
+	switch {
+	case err == nil:
+		m.downErr = nil
+	case errors.Is(err, ErrUnavailable):
+		m.downAt, m.downErr = time.Now(), err
+	}
+	if err != nil {
 		return m.wrap(op, err)
 	}
 	return nil

@@ -441,6 +441,82 @@ func TestConnectionIsReusedAndSerialized(t *testing.T) {
 	}
 }
 
+// A queue of calls is not a slow server: a call waiting behind others for
+// the one connection is bounded by its caller's context, not by the
+// per-call timeout (50 concurrent creates under load failed that way).
+func TestQueuedCallsWaitLongerThanTheCallTimeout(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	id, err := e.m.Create(ctx, "cryptvol/vg0/q")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := e.client(t, Config{Endpoint: e.server.addr, CAFile: e.pki.caFile, CertFile: e.pki.certFile, KeyFile: e.pki.keyFile, Timeout: 300 * time.Millisecond})
+	e.fake.delay.Store(int64(100 * time.Millisecond)) // 10 queued Gets: the last waits ~900ms
+	var wg sync.WaitGroup
+	errs := make(chan error, 10)
+	for range 10 {
+		wg.Go(func() {
+			k, err := m.Get(ctx, id)
+			if err != nil {
+				errs <- err
+				return
+			}
+			k.Wipe()
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Errorf("queued Get: %v", err)
+	}
+}
+
+// When the server is unreachable, the calls queued behind the one that
+// found out fail with its error instead of each waiting a timeout more.
+func TestQueuedCallsFailTogetherWhenTheServerIsSilent(t *testing.T) {
+	pki := newTestPKI(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // hold it open, say nothing
+		}
+	}()
+	e := &env{pki: pki, fake: newFakeKMS(), logs: &bytes.Buffer{}}
+	cfg := pki.config(ln.Addr().String())
+	cfg.Timeout = 300 * time.Millisecond
+	m := e.client(t, cfg)
+	start := time.Now()
+	var wg sync.WaitGroup
+	errs := make(chan error, 10)
+	for range 10 {
+		wg.Go(func() {
+			_, err := m.Get(context.Background(), "1")
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	d := time.Since(start)
+	for err := range errs {
+		if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), ln.Addr().String()) {
+			t.Errorf("queued Get against a silent server: %v", err)
+		}
+	}
+	// One timeout for the queue (with room for a slow machine), not ten.
+	if d > 5*cfg.Timeout {
+		t.Errorf("10 queued calls took %s to fail; the timeout is %s", d, cfg.Timeout)
+	}
+}
+
 func TestServerDownFailsWithinTimeoutNamingEndpoint(t *testing.T) {
 	pki := newTestPKI(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
