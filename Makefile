@@ -7,7 +7,7 @@ export CGO_ENABLED ?= 0
 # Packages that have lab tests (files *_lab_test.go with the `lab` build tag), compiled here, run in the guest.
 LAB_PKGS = $(sort $(patsubst ./%/,%,$(dir $(shell find . -name '*_lab_test.go' -not -path './bin/*'))))
 
-.PHONY: all build test unit lab-bins vm-test vm-shell lab-prepare clean fmt-check
+.PHONY: all build plugin test unit lab-bins vm-test vm-shell lab-prepare clean fmt-check demo
 
 all: build
 
@@ -15,6 +15,10 @@ build: bin/cryptvol
 
 bin/cryptvol: $(shell find . -name '*.go' -not -name '*_test.go' -not -path './bin/*') go.mod go.sum
 	$(GO) build -trimpath -ldflags '-s -w' -o $@ ./cmd/cryptvol
+
+# The managed plugin bundle (config.json + rootfs/) for `docker plugin create cryptvol bin/plugin`.
+plugin: build lab-prepare
+	scripts/plugin/build
 
 fmt-check:
 	@out=$$(gofmt -l $$(find . -name '*.go' -not -path './bin/*')); \
@@ -35,13 +39,31 @@ lab-bins: build
 lab-prepare:
 	scripts/vm/prepare
 
-vm-test: lab-prepare lab-bins
-	scripts/vm/run scripts/vm/lab-tests
+# The guest's hard timeout: the whole VM stage takes about 40 minutes under emulation on 2 cores.
+vm-test: lab-prepare lab-bins plugin
+	LAB_TIMEOUT=$${LAB_TIMEOUT:-3600} scripts/vm/run scripts/vm/lab-tests
 
 test: unit vm-test
 
+# The story, end to end, in a fresh lab guest.
+demo: lab-prepare plugin
+	scripts/vm/run scripts/demo-guest
+
 vm-shell: lab-prepare build
 	scripts/vm/run --shell
+
+# Performance (issue 6), in a fresh lab guest: encrypted vs plain I/O (fio), operation latencies through the real
+# plugin and dockerd, PBKDF choice, List and start-up at scale. Prints a table; the CSV lands in
+# bin/bench/results.csv (cut out of the guest's output: the guest cannot write into the repository). Settings:
+# BENCH_SCALE (thin volumes for the scale part), BENCH_RUNS (runs per figure; medians are reported).
+BENCH_SCALE ?= 200
+BENCH_RUNS ?= 3
+.PHONY: bench
+bench: lab-prepare plugin
+	@mkdir -p bin/bench
+	set -o pipefail; LAB_TIMEOUT=$${LAB_TIMEOUT:-3600} scripts/vm/run \
+		env BENCH_SCALE=$(BENCH_SCALE) BENCH_RUNS=$(BENCH_RUNS) scripts/bench/run-guest | tee bin/bench/output.txt
+	scripts/bench/extract-csv bin/bench/output.txt bin/bench/results.csv
 
 clean:
 	rm -rf bin

@@ -6,7 +6,7 @@ REPO_DIR=$(cd "$LAB_DIR/../.." && pwd)
 
 # Host packages: qemu and the userland the guest runs (the guest's root is the host's root, shared read-only).
 LAB_HOST_PACKAGES="qemu-system-x86 lvm2 cryptsetup-bin e2fsprogs xfsprogs thin-provisioning-tools
- python3-pykmip docker.io busybox-static cpio kmod openssl iproute2 iptables fio procps util-linux"
+ python3-pykmip docker.io busybox-static cpio kmod openssl iproute2 iptables fio procps util-linux curl jq"
 
 # Kernel modules loaded from the initramfs, in this order (dependencies are resolved at build time).
 # Loading them through modprobe over 9p after boot measured ~1 min; from the initramfs it is seconds.
