@@ -15,6 +15,11 @@ check_not() {
 	local out
 	if out=$("$@" 2>&1); then fail "$desc: unexpectedly succeeded: $* -> $out"; else pass "$desc"; fi
 }
+# step DESC CMD...: like check, but CMD's output streams (for whole test scripts).
+step() {
+	local desc=$1; shift
+	if "$@"; then pass "$desc"; else fail "$desc"; fi
+}
 # check_eq DESC WANT GOT
 check_eq() { if [ "$2" = "$3" ]; then pass "$1"; else fail "$1: want '$2', got '$3'"; fi; }
 finish() {

@@ -1,0 +1,209 @@
+#!/usr/bin/env python3
+"""report.py: turns the bench's raw measurements into the table (stdout) and the results CSV.
+
+usage: report.py RAW.csv INFO OUT.csv
+
+RAW.csv rows are "section,metric,variant,run,value,unit" (see lib.sh); INFO holds key=value context lines. Each
+(section, metric, variant) is reduced to its median over the runs, and set against the baseline variant of its
+section, measured in the same run: the ratio is what the report leads with, since the lab guest runs under
+software emulation and its absolute figures are not those of real hardware.
+"""
+import csv
+import statistics
+import sys
+from collections import OrderedDict
+
+raw_path, info_path, out_path = sys.argv[1:4]
+
+samples = OrderedDict()  # (section, metric, variant) -> [values]
+units = {}
+with open(raw_path) as f:
+    for row in csv.reader(f):
+        if not row:
+            continue
+        section, metric, variant, _run, value, unit = row
+        samples.setdefault((section, metric, variant), []).append(float(value))
+        units[(section, metric, variant)] = unit
+
+info = {}
+with open(info_path) as f:
+    for line in f:
+        k, _, v = line.rstrip("\n").partition("=")
+        info[k] = v
+
+
+def med(section, metric, variant):
+    v = samples.get((section, metric, variant))
+    return statistics.median(v) if v else None
+
+
+# Baseline variant of each section: the ratio column is variant / baseline. For fio that is MiB/s or IOPS (higher
+# is better, so a ratio below 1 is the cost of encryption); for everything else it is seconds (a ratio above 1 is
+# the extra time).
+BASELINE = {"fio": "plain", "latency": "plain-lv", "docker": "local", "pbkdf": "pbkdf2", "scale": None}
+
+
+def scale_base(metric):
+    # Scale figures grow against the smallest non-zero count measured (List and start-up also have N=0).
+    ns = sorted(int(v[2:]) for (s, m, v) in samples if s == "scale" and m == metric)
+    ns = [n for n in ns if n > 0] or ns
+    return "N=%d" % ns[0] if ns else None
+
+
+rows = []  # for the CSV
+for (section, metric, variant), vals in samples.items():
+    base = BASELINE.get(section)
+    if section == "scale":
+        base = scale_base(metric)
+    m = statistics.median(vals)
+    b = med(section, metric, base) if base else None
+    ratio = "" if (b in (None, 0) or variant == base) else "%.4g" % (m / b)
+    rows.append([section, metric, variant, units[(section, metric, variant)], len(vals), "%.6g" % m,
+                 "%.6g" % min(vals), "%.6g" % max(vals), base or "", ratio])
+with open(out_path, "w", newline="") as f:
+    w = csv.writer(f)
+    w.writerow(["section", "metric", "variant", "unit", "runs", "median", "min", "max", "baseline", "ratio"])
+    w.writerows(rows)
+
+
+def fmt(v, unit):
+    if v is None:
+        return "-"
+    if unit == "s":
+        return "%.2f s" % v if v < 100 else "%.0f s" % v
+    if unit == "IOPS":
+        return "%.0f IOPS" % v
+    if unit == "MiB/s":
+        return "%.1f MiB/s" % v if v < 100 else "%.0f MiB/s" % v
+    return "%g %s" % (v, unit)
+
+
+def ratio(a, b):
+    # Three significant digits: 0.0291, 0.536, 4.96, 12.2.
+    return "-" if a is None or not b else "%.3g" % (a / b)
+
+
+def table(header, body):
+    widths = [max(len(str(r[i])) for r in [header] + body) for i in range(len(header))]
+    line = lambda r: "  ".join(str(c).ljust(widths[i]) if i == 0 else str(c).rjust(widths[i]) for i, c in enumerate(r))
+    print(line(header))
+    print("  ".join("-" * w for w in widths))
+    for r in body:
+        print(line(r))
+    print()
+
+
+def has(section):
+    return any(s == section for (s, _, _) in samples)
+
+
+def header():
+    print("=" * 100)
+    print("cryptvol benchmark (make bench), %s; parts run: %s" % (info.get("date", ""), info.get("parts", "?")))
+    print("=" * 100)
+    print("READ THE RATIOS. The lab guest runs under QEMU TCG software emulation (%s vCPUs, kernel %s): every" %
+          (info.get("vcpus", "?"), info.get("kernel", "?")))
+    print("instruction, AES included, is emulated, so absolute times and rates are NOT those of real hardware (AES")
+    print("is ~100x slower than with native AES-NI, process start-up ~10-50x). Each figure is set against a baseline")
+    print("measured in the same guest, in the same run, on the same disk; values are medians of %s runs." %
+          info.get("runs", "?"))
+    print("Guest AES-XTS (cryptsetup benchmark -c aes-xts-plain64 -s 512, memory only): encryption %s, decryption %s;"
+          % (fmt(med("cpu", "aes-xts-512 encryption (cryptsetup benchmark)", "guest"), "MiB/s"),
+             fmt(med("cpu", "aes-xts-512 decryption (cryptsetup benchmark)", "guest"), "MiB/s")))
+    print("kernel driver %s (AES instructions visible to the guest: %s). cryptsetup %s, lvm %s, %s." %
+          (info.get("xts_driver", "?"), info.get("aes_insn", "?"), info.get("cryptsetup", "?"), info.get("lvm", "?"),
+           info.get("fio", "?")))
+    print()
+
+
+def io():
+    print("1. I/O through dm-crypt: fio, ext4, O_DIRECT, libaio, %s file, %s s per run; plain and LUKS2 LVs of"
+          % (info.get("fio_size", "?"), info.get("fio_runtime", "?")))
+    print("   512 MiB side by side on one disk. LUKS2 = cryptvol's format (aes-xts-plain64, 512-bit key, 4096-byte")
+    print("   sectors), opened with --perf-no_read_workqueue --perf-no_write_workqueue (CRYPTVOL_NO_WORKQUEUE=true,")
+    print("   the default) and without them (=false). ratio = LUKS2 / plain (1 = no cost).")
+    body = []
+    for name in ["seq read 1M qd4", "seq write 1M qd4", "rand read 4k qd16", "rand write 4k qd16"]:
+        unit = "MiB/s" if name.startswith("seq") else "IOPS"
+        metric = "%s %s" % (name, unit)
+        p, n, q = (med("fio", metric, v) for v in ("plain", "luks-no-workqueue", "luks-workqueue"))
+        body.append([name, fmt(p, unit), fmt(n, unit), ratio(n, p), fmt(q, unit), ratio(q, p), ratio(n, q)])
+    table(["workload", "plain LV", "LUKS2 no-workqueue", "ratio", "LUKS2 workqueue", "ratio", "nowq/wq"], body)
+
+
+def latency():
+    print("2. What a user waits for. cryptvol: bin/cryptvol driven over its socket as dockerd drives it (1 GiB thick")
+    print("   volume, ext4, KMIP = PyKMIP in the guest). Baseline: the same steps on a plain LV by hand (lvcreate+")
+    print("   mkfs+lvchange -an / lvchange -ay+mount / umount+lvchange -an / lvremove); for docker run, a volume of")
+    print("   docker's local driver. ratio = cryptvol / baseline.")
+    body = []
+    for op, what in [("create", "create (KMIP key, LV, luksFormat, mkfs)"),
+                     ("first mount", "first mount (KMIP Get, open, mount)"),
+                     ("last unmount", "last unmount (umount, close, deactivate)"),
+                     ("remove", "remove (erase, lvremove, KMIP destroy)")]:
+        c, p = med("latency", op, "cryptvol"), med("latency", op, "plain-lv")
+        if c is not None:
+            body.append([what, fmt(c, "s"), fmt(p, "s"), ratio(c, p)])
+    dm = "docker run --rm -v VOL:/data busybox true"
+    c, p = med("docker", dm, "cryptvol"), med("docker", dm, "local")
+    if c is not None:
+        body.append([dm, fmt(c, "s"), fmt(p, "s") + " (local)", ratio(c, p)])
+    table(["operation", "cryptvol", "baseline", "ratio"], body)
+
+
+def pbkdf():
+    print("3. Key derivation: cryptsetup open of the same LV, 32-byte random passphrase on stdin (--key-file -).")
+    print("   ours: --pbkdf pbkdf2 --pbkdf-force-iterations 1000 (the passphrase is a random 256-bit KMIP key, so a")
+    print("   slow KDF adds nothing). default: cryptsetup's argon2id, calibrated here to %s." %
+          info.get("argon2id_params", "?"))
+    print("   cryptsetup sizes argon2id to ~2 s of unlock on whatever CPU runs luksFormat (--iter-time 2000), so that")
+    print("   extra time per mount is paid on real hardware too, while 1000 pbkdf2 iterations cost microseconds there.")
+    body = []
+    for op in ["cryptsetup open", "luksFormat"]:
+        a, b = med("pbkdf", op, "argon2id"), med("pbkdf", op, "pbkdf2")
+        body.append([op + (" (1 run)" if op == "luksFormat" else ""), fmt(b, "s"), fmt(a, "s"), ratio(a, b)])
+    table(["operation", "pbkdf2 (ours)", "argon2id (default)", "argon2id/pbkdf2"], body)
+
+
+def scale():
+    par = info.get("parallel", "?")
+    print("4. Scale: thin volumes of 64 MiB in one thin pool, created through the plugin %s at a time; List over the"
+          % par)
+    print("   socket and a plugin restart (SIGTERM, start, first answered request; the reconciliation part as the")
+    print("   plugin logs it) measured at each count. (xG) = growth against the smallest non-zero count.")
+    body = []
+    mets = [("List", "List"), ("restart: start to socket answering", "restart to answering"),
+            ("restart: start-up reconciliation (logged)", "of which reconciliation")]
+    for n in sorted({int(v[2:]) for (s, m, v) in samples if s == "scale"}):
+        v = "N=%d" % n
+        r = [str(n)]
+        for metric, _ in mets:
+            x, bv = med("scale", metric, v), scale_base(metric)
+            b = med("scale", metric, bv)
+            plain = n == 0 or x is None or not b or v == bv
+            r.append(fmt(x, "s") + ("" if plain else " (x%s)" % ratio(x, b)))
+        r.append(fmt(med("scale", "create: wall time per volume (%s in flight)" % par, v), "s"))
+        body.append(r)
+    table(["volumes"] + [h for _, h in mets] + ["create, wall time/volume"], body)
+    print("Scale run: BENCH_SCALE=%s, measured at %s volumes. Creates that failed in a batch and were retried alone:"
+          % (info.get("scale", "?"), info.get("checkpoints", "?")))
+    print("%s. Thin pool (%s MiB) data use at the end: %s%%; one freshly created 64 MiB volume occupies %s MiB of it." %
+          (info.get("scale_create_retries", "?"), info.get("scale_pool_mib", "?"),
+           info.get("scale_pool_data_percent", "?"), info.get("scale_volume_pool_mib", "?")))
+    print("CRYPTVOL_KMIP_TIMEOUT=60s for this part (see run-guest).")
+    print()
+
+
+header()
+if has("fio"):
+    io()
+if has("latency") or has("docker"):
+    latency()
+if has("pbkdf"):
+    pbkdf()
+if has("scale"):
+    scale()
+if "bench_guest_seconds" in info:
+    print("Bench time inside the guest: %.0f s." % float(info["bench_guest_seconds"]))
+else:
+    print("(PARTIAL: the run stopped before the end.)")

@@ -1,0 +1,178 @@
+#!/usr/bin/env bash
+# docker.sh: the end-to-end test of the managed plugin, inside the lab guest: dockerd, the plugin bundle from
+# bin/plugin (make plugin), a real PyKMIP server (CRYPTVOL_KMIP_* in the environment) and the data disks
+# /dev/vda and /dev/vdb, from which the plugin builds its volume group. Everything a user does goes through the
+# docker CLI; the proofs (mappings, LV activation, raw bytes, KMIP key state) are read from the guest's host side.
+set -uo pipefail
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+source "$repo/scripts/vm/check.sh"
+[ "$(hostname)" = cryptvol-lab ] || { echo "docker.sh: run inside the lab guest" >&2; exit 2; }
+: "${CRYPTVOL_KMIP_ENDPOINT:?start scripts/kmip/dev-server and source its env file}"
+vg=cryptvg
+img=busybox:lab
+
+mapping_open() { dmsetup info "cryptvol-$1" >/dev/null 2>&1; }
+lv_active() { [ "$(lvs --noheadings -o lv_active "$vg/cv-$1" 2>/dev/null | tr -d ' ')" = active ]; }
+lv_exists() { lvs "$vg/cv-$1" >/dev/null 2>&1; }
+# The plugin mounts under its propagated mount (DOCKER_DATA_ROOT/plugins/ID/propagated-mount), so a mount
+# is found by its source, the volume's dm-crypt mapping.
+# absent PATTERN FILE...: no FILE contains PATTERN; a grep that fails (exit 2, killed) is not "absent". -z makes
+# NUL the record separator, so a disk with no newlines does not become one enormous line.
+absent() { LC_ALL=C grep -qaz -- "$1" "${@:2}"; [ $? -eq 1 ]; }
+mounted() { grep -q "^/dev/mapper/cryptvol-$1 " /proc/mounts; }
+closed() { ! mapping_open "$1" && ! lv_active "$1" && ! mounted "$1"; }
+status() { docker volume inspect "$1" --format "{{index .Status \"$2\"}}"; }
+# wait_for DESC SECONDS CMD...: polls CMD until it succeeds (for asynchronous things: swarm tasks).
+wait_for() {
+	local desc=$1 n=$2; shift 2
+	for _ in $(seq 1 "$n"); do "$@" >/dev/null 2>&1 && { pass "$desc"; return 0; }; sleep 1; done
+	fail "$desc (waited ${n}s for: $*)"
+}
+# says PATTERN CMD...: CMD fails, and its output matches PATTERN (case-insensitive).
+says() { local pat=$1 out; shift; out=$("$@" 2>&1) && return 1; grep -qiE -- "$pat" <<<"$out"; }
+
+check "dockerd up with an imported image" "$repo/scripts/vm/lab-docker" start
+mkdir -p /etc/cryptvol/kmip /var/lib/cryptvol /run/lock/lvm
+cp "$CRYPTVOL_KMIP_CA" /etc/cryptvol/kmip/ca.pem
+cp "$CRYPTVOL_KMIP_CERT" /etc/cryptvol/kmip/client.pem
+cp "$CRYPTVOL_KMIP_KEY" /etc/cryptvol/kmip/client.key
+
+echo "== install the plugin"
+check "docker plugin create" docker plugin create cryptvol "$repo/bin/plugin"
+check "docker plugin set" docker plugin set cryptvol CRYPTVOL_VG=$vg CRYPTVOL_DEVICES=/dev/vda,/dev/vdb \
+	CRYPTVOL_DEFAULT_SIZE=80M CRYPTVOL_KMIP_ENDPOINT="$CRYPTVOL_KMIP_ENDPOINT" CRYPTVOL_KMIP_SERVER_NAME=localhost \
+	kmip.source=/etc/cryptvol/kmip
+check "docker plugin enable" docker plugin enable cryptvol
+check_eq "VG built from both devices" 2 "$(vgs --noheadings -o pv_count $vg 2>&1 | tr -d ' ')"
+
+echo "== create, write, read"
+check "docker volume create --opt size=64M v1" docker volume create -d cryptvol --opt size=64M v1
+check "docker volume ls lists v1" sh -c 'docker volume ls --format "{{.Driver}} {{.Name}}" | grep -qx "cryptvol:latest v1"'
+key1=$(status v1 kmip_key_id)
+check "inspect shows the KMIP key id" test -n "$key1"
+check_eq "inspect shows the cipher" aes-xts-plain64 "$(status v1 cipher)"
+check "inspect shows a CreatedAt" sh -c '[ -n "$(docker volume inspect v1 --format "{{.CreatedAt}}")" ]'
+check "KMIP holds an active key for v1" "$repo/scripts/kmip/key-state" "$key1"
+check "closed after create" closed v1
+check "write through a container" docker run --rm -v v1:/data $img sh -c 'echo e2e-secret-pattern > /data/f && sync'
+check "closed after the container exits (no mapping, LV inactive, not mounted)" closed v1
+check_eq "a second container reads it back" e2e-secret-pattern "$(docker run --rm -v v1:/data $img cat /data/f 2>&1)"
+check "closed again" closed v1
+lvchange -ay $vg/cv-v1
+check "the raw LV holds no plaintext" absent e2e-secret-pattern /dev/$vg/cv-v1
+check_eq "the raw LV starts with a LUKS2 header" LUKS "$(head -c 4 /dev/$vg/cv-v1)"
+lvchange -an $vg/cv-v1
+
+echo "== created on the fly by docker run"
+check "docker run -v auto:/data --volume-driver cryptvol" \
+	docker run --rm -v auto:/data --volume-driver cryptvol $img sh -c 'echo x > /data/x'
+check_eq "auto has the default size" 83886080 "$(status auto size_bytes)"
+check "auto is closed" closed auto
+
+echo "== two containers share one volume"
+check "c1 starts" docker run -d --name c1 -v v1:/data $img sleep 600
+check "c2 starts" docker run -d --name c2 -v v1:/data $img sleep 600
+check "open while used" mapping_open v1
+check "mounted while used" mounted v1
+check_eq "mount count 2" 2 "$(status v1 mount_count)"
+check "c1 removed" docker rm -f c1
+check "still open while c2 runs" mapping_open v1
+check_eq "c2 still reads" e2e-secret-pattern "$(docker exec c2 cat /data/f 2>&1)"
+check_not "docker volume rm refused while in use" docker volume rm v1
+check "c2 removed" docker rm -f c2
+check "closed after both exited" closed v1
+
+echo "== plugin disable/enable and a dockerd restart keep the volumes"
+check "docker plugin disable -f" docker plugin disable -f cryptvol
+check "docker plugin enable" docker plugin enable cryptvol
+check_eq "v1 and auto still listed" "auto v1" \
+	"$(docker volume ls --format '{{.Driver}} {{.Name}}' | awk '$1 == "cryptvol:latest" {print $2}' | sort | xargs)"
+check_eq "v1 readable after re-enable" e2e-secret-pattern "$(docker run --rm -v v1:/data $img cat /data/f 2>&1)"
+check "dockerd stops" "$repo/scripts/vm/lab-docker" stop
+check "dockerd starts again" "$repo/scripts/vm/lab-docker" start
+wait_for "the plugin is enabled again by dockerd" 120 sh -c 'docker plugin inspect cryptvol --format "{{.Enabled}}" | grep -qx true'
+check "v1 still listed after the dockerd restart" sh -c 'docker volume ls -q | grep -qx v1'
+check_eq "v1 readable after the dockerd restart" e2e-secret-pattern "$(docker run --rm -v v1:/data $img cat /data/f 2>&1)"
+check "closed after all that" closed v1
+
+echo "== KMIP server down: running containers keep working, creates and mounts fail clearly, then recover"
+check "c3 holds v1" docker run -d --name c3 -v v1:/data $img sleep 600
+check "KMIP server stopped" "$repo/scripts/kmip/dev-server" stop /scratch/kmip
+check "c3 writes while KMIP is down" docker exec c3 sh -c 'echo during-outage > /data/outage && sync'
+t0=$(date +%s)
+check "create fails naming the KMIP endpoint" says "$CRYPTVOL_KMIP_ENDPOINT" docker volume create -d cryptvol kdown
+check "...within a bounded time (KMIP timeout 10s; generous for emulation)" test $(( $(date +%s) - t0 )) -lt 90
+check_not "...and leaves no LV" lv_exists kdown
+check "mount of a closed volume fails naming the KMIP endpoint" says "$CRYPTVOL_KMIP_ENDPOINT" \
+	docker run --rm -v auto:/data $img true
+check "...and leaves it closed" closed auto
+check "KMIP server back (same certificates and keys)" "$repo/scripts/kmip/dev-server" start /scratch/kmip
+check "create works again without a plugin restart" docker volume create -d cryptvol kdown
+check "mount works again" docker run --rm -v auto:/data $img true
+check_eq "c3's write survived" during-outage "$(docker exec c3 cat /data/outage 2>&1)"
+check "c3 removed" docker rm -f c3
+check "closed after c3" closed v1
+check "docker volume rm kdown" docker volume rm kdown
+
+echo "== no key material on disk, in /run or in the plugin's logs"
+check "the plugin's log lines reach dockerd's log (so the scan reads them)" grep -q 'serving the Docker VolumeDriver API' /scratch/dockerd.log
+check "scan: state dir, plugin rootfs, /run, dockerd log" "$repo/scripts/kmip/key-state" --scan "$key1" \
+	"$(status auto kmip_key_id)" -- /var/lib/cryptvol /scratch/docker/plugins /run /scratch/dockerd.log
+
+echo "== the driver itself refuses to remove a volume that a mount holds"
+sock=$(find /run/docker/plugins -name cryptvol.sock | head -1)
+api() { curl -s --unix-socket "$sock" -X POST -d "$2" "http://plugin/VolumeDriver.$1"; }
+# api_ok OP BODY [WANT]: the plugin answered, without an Err, and (if given) with WANT in its reply.
+api_ok() {
+	local r; r=$(api "$1" "$2") || return 1
+	[ -n "$r" ] && ! grep -q '"Err":"[^"]' <<<"$r" && grep -q -- "${3:-}" <<<"$r"
+}
+check "mount through the plugin API" api_ok Mount '{"Name":"v1","ID":"outside"}' /mnt/volumes/v1
+check "docker volume rm shows the driver's refusal" says 'in use' docker volume rm v1
+check "unmount through the plugin API" api_ok Unmount '{"Name":"v1","ID":"outside"}'
+check "closed after the API unmount" closed v1
+
+echo "== bad input reaches the CLI readably and creates nothing"
+keys_before=$("$repo/scripts/kmip/key-state" --count)
+check "too small: refused naming the size" says size docker volume create -d cryptvol --opt size=1K tiny
+check "unknown option: refused naming it and what is allowed" says 'colour.*size|size.*colour' \
+	docker volume create -d cryptvol --opt colour=red odd
+check "too large: refused" says size docker volume create -d cryptvol --opt size=100T huge
+check "unknown filesystem: refused naming ext4 and xfs" says 'ext4.*xfs|xfs.*ext4' \
+	docker volume create -d cryptvol --opt fs=btrfs bfs
+check_not "nothing created for refused volumes" sh -c 'lvs --noheadings -o lv_name cryptvg | grep -qE "cv-(tiny|odd|huge|bfs)"'
+check_eq "no new KMIP key for refused volumes" "$keys_before" \
+	"$("$repo/scripts/kmip/key-state" --count)"
+
+echo "== remove shreds"
+check "docker volume rm v1" docker volume rm v1
+check_not "LV gone" lv_exists v1
+check_not "KMIP key gone" "$repo/scripts/kmip/key-state" "$key1"
+check "docker volume rm auto" docker volume rm auto
+
+echo "== swarm stack"
+check "swarm init" docker swarm init --advertise-addr 127.0.0.1 --listen-addr 127.0.0.1:2377
+cat > /scratch/stack.yml <<'YML'
+version: "3.8"
+services:
+  writer:
+    image: busybox:lab
+    command: ["sh", "-c", "echo from-swarm > /data/s && sleep 600"]
+    volumes: ["data:/data"]
+volumes:
+  data:
+    driver: cryptvol
+    driver_opts:
+      size: 72M
+YML
+check "stack deploy" docker stack deploy -c /scratch/stack.yml st
+wait_for "the service's volume is open" 240 mapping_open st_data
+check_eq "the stack volume has its driver_opts size" 75497472 "$(status st_data size_bytes)"
+check "stack rm" docker stack rm st
+wait_for "the stack volume is closed after stack rm" 180 closed st_data
+check_eq "the service wrote through the volume" from-swarm "$(docker run --rm -v st_data:/data $img cat /data/s 2>&1)"
+docker swarm leave --force >/dev/null 2>&1
+check "docker volume rm st_data" docker volume rm st_data
+
+check "plugin disable" docker plugin disable cryptvol
+finish
