@@ -168,9 +168,12 @@ YML
 check "stack deploy" docker stack deploy -c /scratch/stack.yml st
 wait_for "the service's volume is open" 240 mapping_open st_data
 check_eq "the stack volume has its driver_opts size" 75497472 "$(status st_data size_bytes)"
+# The volume is mounted before the task's process starts: wait for the write itself before removing the stack.
+wait_for "the service writes through the volume" 180 \
+	sh -c 'docker exec "$(docker ps -q -f name=st_writer | head -1)" cat /data/s | grep -qx from-swarm'
 check "stack rm" docker stack rm st
 wait_for "the stack volume is closed after stack rm" 180 closed st_data
-check_eq "the service wrote through the volume" from-swarm "$(docker run --rm -v st_data:/data $img cat /data/s 2>&1)"
+check_eq "what the service wrote is there after stack rm" from-swarm "$(docker run --rm -v st_data:/data $img cat /data/s 2>&1)"
 docker swarm leave --force >/dev/null 2>&1
 check "docker volume rm st_data" docker volume rm st_data
 
