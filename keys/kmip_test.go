@@ -476,20 +476,7 @@ func TestQueuedCallsWaitLongerThanTheCallTimeout(t *testing.T) {
 // found out fail with its error instead of each waiting a timeout more.
 func TestQueuedCallsFailTogetherWhenTheServerIsSilent(t *testing.T) {
 	pki := newTestPKI(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			defer c.Close() // hold it open, say nothing
-		}
-	}()
+	ln := silentServer(t)
 	e := &env{pki: pki, fake: newFakeKMS(), logs: &bytes.Buffer{}}
 	cfg := pki.config(ln.Addr().String())
 	cfg.Timeout = 300 * time.Millisecond
@@ -544,15 +531,15 @@ func TestServerDownFailsWithinTimeoutNamingEndpoint(t *testing.T) {
 	t.Logf("error: %v", err)
 }
 
-// A server that accepts the connection but never answers (a hung process,
-// a black-holing firewall) costs one timeout, not a hang.
-func TestSilentServerTimesOut(t *testing.T) {
-	pki := newTestPKI(t)
+// silentServer accepts connections and never answers, like a hung process
+// or a black-holing firewall.
+func silentServer(t *testing.T) net.Listener {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
+	t.Cleanup(func() { ln.Close() })
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -562,12 +549,20 @@ func TestSilentServerTimesOut(t *testing.T) {
 			defer c.Close() // hold it open, say nothing
 		}
 	}()
+	return ln
+}
+
+// A server that accepts the connection but never answers (a hung process,
+// a black-holing firewall) costs one timeout, not a hang.
+func TestSilentServerTimesOut(t *testing.T) {
+	pki := newTestPKI(t)
+	ln := silentServer(t)
 	e := &env{pki: pki, fake: newFakeKMS(), logs: &bytes.Buffer{}}
 	cfg := pki.config(ln.Addr().String())
 	cfg.Timeout = 300 * time.Millisecond
 	m := e.client(t, cfg)
 	start := time.Now()
-	_, err = m.Get(context.Background(), "1")
+	_, err := m.Get(context.Background(), "1")
 	d := time.Since(start)
 	if err == nil {
 		t.Fatal("Get succeeded against a silent server")
