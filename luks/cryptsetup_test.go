@@ -44,7 +44,7 @@ func (f *fakeCS) exec(_ context.Context, stdin []byte, name string, args ...stri
 		f.t.Fatalf("unexpected command %q", argv)
 	}
 	if a.code != 0 {
-		return []byte(a.stdout), &Error{Args: argv, ExitCode: a.code, Stderr: a.stderr}
+		return []byte(a.stdout), &Error{Args: argv, ExitCode: a.code, Stderr: a.stderr, Words: 2}
 	}
 	return []byte(a.stdout), nil
 }

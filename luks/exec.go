@@ -1,13 +1,9 @@
 package luks
 
 import (
-	"bytes"
 	"context"
-	"errors"
-	"fmt"
-	"os"
-	"os/exec"
-	"strings"
+
+	"github.com/cryptvol/cryptvol/internal/command"
 )
 
 // Exec runs one command with stdin and returns its stdout. A command that
@@ -15,68 +11,12 @@ import (
 // code from it (cryptsetup exits 1 for "not LUKS", 4 for "not active").
 type Exec func(ctx context.Context, stdin []byte, name string, args ...string) (stdout []byte, err error)
 
-// Error is a failed cryptsetup command. It never holds stdin, which is where keys travel.
-type Error struct {
-	Args     []string // full argv, starting with "cryptsetup" and the action; never key material
-	ExitCode int      // -1 when the command did not exit by itself (not started, killed)
-	Stderr   string
-	Err      error
-}
+// Error is a failed cryptsetup command; its message names "cryptsetup
+// ACTION". It never holds stdin, which is where keys travel.
+type Error = command.Error
 
-func (e *Error) Error() string {
-	cmd := "cryptsetup"
-	if len(e.Args) > 1 {
-		cmd = e.Args[0] + " " + e.Args[1]
-	}
-	msg := fmt.Sprintf("%s: exit code %d", cmd, e.ExitCode)
-	if s := oneLine(e.Stderr); s != "" {
-		msg += ": " + s
-	} else if e.Err != nil {
-		msg += ": " + e.Err.Error()
-	}
-	return msg
-}
-
-func (e *Error) Unwrap() error { return e.Err }
-
-// oneLine trims stderr and folds its lines so that an error stays one log line.
-func oneLine(s string) string {
-	var parts []string
-	for _, l := range strings.Split(s, "\n") {
-		if l = strings.TrimSpace(l); l != "" {
-			parts = append(parts, l)
-		}
-	}
-	return strings.Join(parts, "; ")
-}
-
-// RunCommand is the default Exec. LC_ALL=C keeps messages parseable; the rest
-// of the environment is inherited on purpose, since DM_DISABLE_UDEV is how a
-// host without udev (the lab) tells libdevmapper to manage /dev/mapper itself.
-// stdin is handed over through a bytes.Reader, whose WriteTo writes the
-// caller's slice straight into the pipe, so no copy of a key is left behind in
-// a buffer the caller cannot zero.
+// RunCommand is the default Exec (see package command: LC_ALL=C, the
+// environment inherited, keys passed on stdin without a copy, typed errors).
 func RunCommand(ctx context.Context, stdin []byte, name string, args ...string) ([]byte, error) {
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Env = append(os.Environ(), "LC_ALL=C")
-	if stdin != nil {
-		cmd.Stdin = bytes.NewReader(stdin)
-	}
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout = &stdout
-	cmd.Stderr = &stderr
-	err := cmd.Run()
-	if err == nil {
-		return stdout.Bytes(), nil
-	}
-	e := &Error{Args: append([]string{name}, args...), ExitCode: -1, Stderr: stderr.String(), Err: err}
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		e.ExitCode = ee.ExitCode()
-	}
-	if ctx.Err() != nil {
-		// Let callers see errors.Is(err, context.DeadlineExceeded).
-		e.Err = fmt.Errorf("%w (%v)", ctx.Err(), err)
-	}
-	return stdout.Bytes(), e
+	return command.Run(ctx, 2, stdin, name, args...)
 }

@@ -156,7 +156,7 @@ func TestHostTokenImportFailureLeavesNoHeader(t *testing.T) {
 	dev := imageFile(t, 32<<20)
 	failToken := func(ctx context.Context, stdin []byte, name string, args ...string) ([]byte, error) {
 		if args[0] == "token" {
-			return nil, &Error{Args: append([]string{name}, args...), ExitCode: 1, Stderr: "Failed to import token from file.\n"}
+			return nil, &Error{Args: append([]string{name}, args...), ExitCode: 1, Stderr: "Failed to import token from file.\n", Words: 2}
 		}
 		return RunCommand(ctx, stdin, name, args...)
 	}

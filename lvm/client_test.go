@@ -40,7 +40,7 @@ func (f *fakeLVM) exec(_ context.Context, stdin []byte, name string, args ...str
 		f.t.Fatalf("unexpected command %q", argv)
 	}
 	if a.code != 0 {
-		return []byte(a.stdout), &Error{Args: argv, ExitCode: a.code, Stderr: a.stderr}
+		return []byte(a.stdout), &Error{Args: argv, ExitCode: a.code, Stderr: a.stderr, Words: 2}
 	}
 	return []byte(a.stdout), nil
 }
@@ -477,30 +477,12 @@ func TestEnsureThinPool(t *testing.T) {
 	}
 }
 
+// The mechanics are tested in internal/command; lvm's errors name the
+// subcommand, not the whole command line.
 func TestRunCommand(t *testing.T) {
-	t.Setenv("CRYPTVOL_TEST_MARK", "passed-through")
-	t.Setenv("LC_ALL", "de_DE.UTF-8")
-	out, err := RunCommand(context.Background(), []byte("in"), "sh", "-c", `cat; echo " $LC_ALL $CRYPTVOL_TEST_MARK"`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if string(out) != "in C passed-through\n" {
-		t.Fatalf("stdout = %q", out)
-	}
-
-	_, err = RunCommand(context.Background(), nil, "sh", "-c", "echo '  boom  ' >&2; exit 5")
+	_, err := RunCommand(context.Background(), nil, "sh", "-c", "echo '  boom  ' >&2; exit 5")
 	var e *Error
-	if !errors.As(err, &e) || e.ExitCode != 5 || e.Stderr != "  boom  \n" || !reflect.DeepEqual(e.Args, []string{"sh", "-c", "echo '  boom  ' >&2; exit 5"}) {
-		t.Fatalf("err = %#v", err)
-	}
-	if err.Error() != "sh -c: exit code 5: boom" {
-		t.Fatalf("message = %q", err)
-	}
-
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-	defer cancel()
-	_, err = RunCommand(ctx, nil, "sleep", "10")
-	if !errors.Is(err, context.DeadlineExceeded) || !errors.As(err, &e) {
-		t.Fatalf("err = %v, want a *Error wrapping DeadlineExceeded", err)
+	if !errors.As(err, &e) || e.ExitCode != 5 || err.Error() != "sh -c: exit code 5: boom" {
+		t.Fatalf("err = %v", err)
 	}
 }

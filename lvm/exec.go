@@ -1,13 +1,9 @@
 package lvm
 
 import (
-	"bytes"
 	"context"
-	"errors"
-	"fmt"
-	"os"
-	"os/exec"
-	"strings"
+
+	"github.com/cryptvol/cryptvol/internal/command"
 )
 
 // Exec runs one command with stdin and returns its stdout. A command that
@@ -15,65 +11,11 @@ import (
 // code and stderr from it to tell "not found" from real failures.
 type Exec func(ctx context.Context, stdin []byte, name string, args ...string) (stdout []byte, err error)
 
-// Error is a failed lvm command.
-type Error struct {
-	Args     []string // full argv, starting with "lvm" and the subcommand
-	ExitCode int      // -1 when the command did not exit by itself (not started, killed)
-	Stderr   string
-	Err      error
-}
+// Error is a failed lvm command; its message names "lvm SUBCOMMAND".
+type Error = command.Error
 
-func (e *Error) Error() string {
-	cmd := "lvm"
-	if len(e.Args) > 1 {
-		cmd = e.Args[0] + " " + e.Args[1]
-	}
-	msg := fmt.Sprintf("%s: exit code %d", cmd, e.ExitCode)
-	if s := oneLine(e.Stderr); s != "" {
-		msg += ": " + s
-	} else if e.Err != nil {
-		msg += ": " + e.Err.Error()
-	}
-	return msg
-}
-
-func (e *Error) Unwrap() error { return e.Err }
-
-// oneLine trims stderr and folds its lines so that an error stays one log line.
-func oneLine(s string) string {
-	var parts []string
-	for _, l := range strings.Split(s, "\n") {
-		if l = strings.TrimSpace(l); l != "" {
-			parts = append(parts, l)
-		}
-	}
-	return strings.Join(parts, "; ")
-}
-
-// RunCommand is the default Exec. LC_ALL=C keeps messages parseable; the rest
-// of the environment is inherited on purpose, since DM_DISABLE_UDEV and
-// LVM_SYSTEM_DIR are how a host without udev (the lab) configures lvm.
+// RunCommand is the default Exec (see package command: LC_ALL=C, the
+// environment inherited, typed errors).
 func RunCommand(ctx context.Context, stdin []byte, name string, args ...string) ([]byte, error) {
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Env = append(os.Environ(), "LC_ALL=C")
-	if stdin != nil {
-		cmd.Stdin = bytes.NewReader(stdin)
-	}
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout = &stdout
-	cmd.Stderr = &stderr
-	err := cmd.Run()
-	if err == nil {
-		return stdout.Bytes(), nil
-	}
-	e := &Error{Args: append([]string{name}, args...), ExitCode: -1, Stderr: stderr.String(), Err: err}
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		e.ExitCode = ee.ExitCode()
-	}
-	if ctx.Err() != nil {
-		// Let callers see errors.Is(err, context.DeadlineExceeded).
-		e.Err = fmt.Errorf("%w (%v)", ctx.Err(), err)
-	}
-	return stdout.Bytes(), e
+	return command.Run(ctx, 2, stdin, name, args...)
 }

@@ -1,0 +1,87 @@
+// Package command runs the external programs that lvm/, luks/ and mount/
+// own, the one way all three need: LC_ALL=C so that messages can be matched,
+// the rest of the environment inherited (DM_DISABLE_UDEV and LVM_SYSTEM_DIR
+// are how a host without udev, such as the lab, configures libdevmapper and
+// lvm), stdin taken from the caller's slice without a copy, and a failure
+// returned as an *Error that carries the exit code and stderr.
+package command
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+)
+
+// Error is a failed command. It never holds stdin, which is where keys travel.
+type Error struct {
+	Args     []string // full argv, starting with the program
+	ExitCode int      // -1 when the command did not exit by itself (not started, killed)
+	Stderr   string
+	Err      error
+	// Words is how many words of Args name the command in the message: 2
+	// for programs whose first argument is the action ("lvm lvcreate",
+	// "cryptsetup open"), 0 for the whole argv (mount, whose target is what
+	// the reader needs).
+	Words int
+}
+
+func (e *Error) Error() string {
+	words := e.Args
+	if e.Words > 0 && len(words) > e.Words {
+		words = words[:e.Words]
+	}
+	msg := fmt.Sprintf("%s: exit code %d", strings.Join(words, " "), e.ExitCode)
+	if s := OneLine(e.Stderr); s != "" {
+		msg += ": " + s
+	} else if e.Err != nil {
+		msg += ": " + e.Err.Error()
+	}
+	return msg
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// OneLine trims text (stderr) and folds its lines so that an error stays one
+// log line.
+func OneLine(s string) string {
+	var parts []string
+	for _, l := range strings.Split(s, "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			parts = append(parts, l)
+		}
+	}
+	return strings.Join(parts, "; ")
+}
+
+// Run runs name with args and returns its stdout; a failure is an *Error
+// whose message names the first words of argv. stdin is handed over through
+// a bytes.Reader, whose WriteTo writes the caller's slice straight into the
+// pipe, so no copy of a key is left behind in a buffer the caller cannot
+// zero. When ctx ends first, errors.Is(err, ctx.Err()) holds.
+func Run(ctx context.Context, words int, stdin []byte, name string, args ...string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Env = append(os.Environ(), "LC_ALL=C")
+	if stdin != nil {
+		cmd.Stdin = bytes.NewReader(stdin)
+	}
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout = &stdout
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	if err == nil {
+		return stdout.Bytes(), nil
+	}
+	e := &Error{Args: append([]string{name}, args...), ExitCode: -1, Stderr: stderr.String(), Err: err, Words: words}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		e.ExitCode = ee.ExitCode()
+	}
+	if ctx.Err() != nil {
+		e.Err = fmt.Errorf("%w (%v)", ctx.Err(), err)
+	}
+	return stdout.Bytes(), e
+}

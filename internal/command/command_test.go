@@ -1,0 +1,54 @@
+package command
+
+import (
+	"context"
+	"errors"
+	"reflect"
+	"testing"
+	"time"
+)
+
+func TestRun(t *testing.T) {
+	t.Setenv("CRYPTVOL_TEST_MARK", "passed-through")
+	t.Setenv("LC_ALL", "de_DE.UTF-8")
+	out, err := Run(context.Background(), 2, []byte("in"), "sh", "-c", `cat; echo " $LC_ALL $CRYPTVOL_TEST_MARK"`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(out) != "in C passed-through\n" {
+		t.Fatalf("stdout = %q", out)
+	}
+
+	_, err = Run(context.Background(), 2, nil, "sh", "-c", "echo '  boom  ' >&2; echo '  again' >&2; exit 5")
+	var e *Error
+	if !errors.As(err, &e) || e.ExitCode != 5 || e.Stderr != "  boom  \n  again\n" ||
+		!reflect.DeepEqual(e.Args, []string{"sh", "-c", "echo '  boom  ' >&2; echo '  again' >&2; exit 5"}) {
+		t.Fatalf("err = %#v", err)
+	}
+	if err.Error() != "sh -c: exit code 5: boom; again" {
+		t.Fatalf("message = %q", err)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	_, err = Run(ctx, 2, nil, "sleep", "10")
+	if !errors.Is(err, context.DeadlineExceeded) || !errors.As(err, &e) || e.ExitCode != -1 {
+		t.Fatalf("err = %v, want a *Error wrapping DeadlineExceeded", err)
+	}
+
+	_, err = Run(context.Background(), 2, nil, "/nonexistent/program", "x")
+	if !errors.As(err, &e) || e.ExitCode != -1 || err.Error() != "/nonexistent/program x: exit code -1: fork/exec /nonexistent/program: no such file or directory" {
+		t.Fatalf("missing program: %v", err)
+	}
+}
+
+func TestErrorMessageWords(t *testing.T) {
+	e := &Error{Args: []string{"mount", "-t", "ext4", "/dev/mapper/cryptvol-a", "/mnt/a"}, ExitCode: 32, Stderr: "mount: /mnt/a: wrong fs type.\n"}
+	if got := e.Error(); got != "mount -t ext4 /dev/mapper/cryptvol-a /mnt/a: exit code 32: mount: /mnt/a: wrong fs type." {
+		t.Fatalf("whole argv: %q", got)
+	}
+	e = &Error{Args: []string{"lvm", "lvcreate", "-n", "cv-a"}, ExitCode: 5, Words: 2}
+	if got := e.Error(); got != "lvm lvcreate: exit code 5" {
+		t.Fatalf("two words, no stderr: %q", got)
+	}
+}
