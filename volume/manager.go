@@ -304,6 +304,21 @@ func cleanupContext(ctx context.Context) (context.Context, context.CancelFunc) {
 // still up, and removes the empty mountpoint. Each step is a no-op when
 // already done, so it is safe to retry after a crash at any point.
 func (m *Manager) teardown(ctx context.Context, name string, log logrus.FieldLogger) error {
+	if err := m.teardownMounted(ctx, name, false, log); err != nil {
+		return err
+	}
+	if err := m.lvm.Deactivate(ctx, lvName(name)); err != nil && !errors.Is(err, lvm.ErrNotFound) {
+		return fmt.Errorf("deactivating LV %s: %w", lvName(name), err)
+	}
+	removeMountpoint(m.mountpoint(name), log)
+	return nil
+}
+
+// teardownMounted unmounts and closes whatever is up, without touching LV
+// activation (destroy needs the LV active). repair: nothing should be up
+// (Remove of a volume no container holds), so an unmount is a repair of
+// what a crash left and is logged as one.
+func (m *Manager) teardownMounted(ctx context.Context, name string, repair bool, log logrus.FieldLogger) error {
 	target := m.mountpoint(name)
 	src, err := m.fs.MountedDevice(target)
 	if err != nil {
@@ -313,15 +328,15 @@ func (m *Manager) teardown(ctx context.Context, name string, log logrus.FieldLog
 		if err := m.fs.Unmount(ctx, target); err != nil {
 			return fmt.Errorf("unmounting %s: %w", target, err)
 		}
-		log.WithField("target", target).Debug("unmounted")
+		if repair {
+			log.WithField("target", target).Info("unmounted a mount no container holds")
+		} else {
+			log.WithField("target", target).Debug("unmounted")
+		}
 	}
 	if err := m.crypt.Close(ctx, mappingName(name)); err != nil {
 		return fmt.Errorf("closing mapping %s: %w", mappingName(name), err)
 	}
-	if err := m.lvm.Deactivate(ctx, lvName(name)); err != nil && !errors.Is(err, lvm.ErrNotFound) {
-		return fmt.Errorf("deactivating LV %s: %w", lvName(name), err)
-	}
-	removeMountpoint(target, log)
 	return nil
 }
 

@@ -292,7 +292,7 @@ func (m *Manager) clearJournal(name string, log logrus.FieldLogger) error {
 // after a crash at any point. erased reports whether the keyslots are gone
 // (from this call), after which the volume's data is unreachable.
 func (m *Manager) destroy(ctx context.Context, name string, lv *lvm.LV, locateAlways bool, log logrus.FieldLogger) (erased bool, err error) {
-	if err := m.teardownMounted(ctx, name, log); err != nil {
+	if err := m.teardownMounted(ctx, name, true, log); err != nil {
 		return false, err
 	}
 	var ids []string
@@ -338,24 +338,4 @@ func (m *Manager) destroy(ctx context.Context, name string, lv *lvm.LV, locateAl
 	}
 	removeMountpoint(m.mountpoint(name), log)
 	return erased, nil
-}
-
-// teardownMounted unmounts and closes whatever is up, without touching LV
-// activation (destroy needs the LV active).
-func (m *Manager) teardownMounted(ctx context.Context, name string, log logrus.FieldLogger) error {
-	target := m.mountpoint(name)
-	src, err := m.fs.MountedDevice(target)
-	if err != nil {
-		return fmt.Errorf("reading mounts: %w", err)
-	}
-	if src != "" {
-		if err := m.fs.Unmount(ctx, target); err != nil {
-			return fmt.Errorf("unmounting %s: %w", target, err)
-		}
-		log.WithField("target", target).Info("unmounted a mount no container holds")
-	}
-	if err := m.crypt.Close(ctx, mappingName(name)); err != nil {
-		return fmt.Errorf("closing mapping %s: %w", mappingName(name), err)
-	}
-	return nil
 }
