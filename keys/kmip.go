@@ -257,12 +257,16 @@ func (m *KMIP) run(ctx context.Context, op string, fn func(ctx context.Context) 
 	if m.client == nil && m.downErr != nil && m.downAt.After(began) {
 		return m.wrap(op, &unavailableError{fmt.Errorf("server unreachable %s ago: %w", time.Since(m.downAt).Round(time.Millisecond), m.downErr)})
 	}
-	cctx, cancel := context.WithTimeout(ctx, m.cfg.Timeout)
+	cctx, cancel := context.WithTimeoutCause(ctx, m.cfg.Timeout, errCallTimeout)
 	defer cancel()
 	err := fn(cctx)
 	switch {
 	case err == nil:
 		m.downErr = nil
+	case ctx.Err() != nil:
+		// The caller gave up (its request's deadline passed while the
+		// server was still working): that says nothing about the server,
+		// so the calls queued behind this one still try.
 	case errors.Is(err, ErrUnavailable):
 		m.downAt, m.downErr = time.Now(), err
 	}
@@ -419,10 +423,16 @@ func (m *KMIP) drop(cause error) {
 	}
 }
 
+// errCallTimeout is the cause of a call's context when Config.Timeout, not
+// the caller's own deadline, ended it.
+var errCallTimeout = errors.New("kmip call timeout")
+
 func (m *KMIP) transportError(ctx context.Context, what string, err error) error {
 	if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
-		if errors.Is(err, context.DeadlineExceeded) {
+		if context.Cause(ctx) == errCallTimeout {
 			err = fmt.Errorf("no answer in time (timeout %s): %w", m.cfg.Timeout, err)
+		} else {
+			err = fmt.Errorf("the request's own deadline passed before the server answered: %w", err)
 		}
 	}
 	return &unavailableError{fmt.Errorf("%s: %w", what, err)}
