@@ -44,6 +44,7 @@ type fakeKMS struct {
 	next    int
 	clock   time.Time
 	ops     map[kmip.Operation]int
+	msgs    atomic.Int32 // request messages (round trips), DiscoverVersions included
 	conns   atomic.Int32
 	lastReq *kmip.RequestMessage
 
@@ -155,6 +156,7 @@ func (f *fakeKMS) executor() *kmipserver.BatchExecutor {
 				return nil, ctx.Err()
 			}
 		}
+		f.msgs.Add(1)
 		f.mu.Lock()
 		f.lastReq = msg
 		for _, bi := range msg.BatchItem {

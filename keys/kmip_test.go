@@ -119,6 +119,29 @@ func TestCreateGetRoundTrip(t *testing.T) {
 	assertNoKeyBytes(t, "logs", e.logs.String(), o.material)
 }
 
+// Every round trip of a create is paid while the plugin holds the one KMIP
+// connection, under docker's request deadline: a new name costs three
+// requests (Locate; Create; Activate with the Locate that checks the name),
+// and the key's material one more.
+func TestCreateRoundTrips(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	if _, err := e.m.Create(ctx, "cryptvol/vg0/warm"); err != nil { // connects and negotiates
+		t.Fatal(err)
+	}
+	before := e.fake.msgs.Load()
+	id, err := e.m.Create(ctx, "cryptvol/vg0/rt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := e.fake.msgs.Load() - before; n != 3 {
+		t.Fatalf("Create of a new name took %d requests, want 3", n)
+	}
+	if o := e.fake.obj(id); o == nil || o.state != kmip.StateActive || len(e.fake.named("cryptvol/vg0/rt")) != 1 {
+		t.Fatal("Create did not leave exactly one active key with the name")
+	}
+}
+
 func TestCreateIsIdempotent(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
