@@ -219,9 +219,10 @@ func inRounds(t *testing.T, p *plug, what string, n int, op func(i int) error) s
 		todo[i] = i
 	}
 	var rounds []string
+	var lastErr error
 	for round := 1; len(todo) > 0; round++ {
 		if round > 6 {
-			t.Fatalf("%s: %d of %d still failing after 6 rounds", what, len(todo), n)
+			t.Fatalf("%s: %d of %d still failing after 6 rounds, the last with: %v", what, len(todo), n, lastErr)
 		}
 		start := time.Now()
 		errs := parallel(len(todo), func(j int) error { return op(todo[j]) })
@@ -229,8 +230,9 @@ func inRounds(t *testing.T, p *plug, what string, n int, op func(i int) error) s
 		for j, err := range errs {
 			if err != nil {
 				left = append(left, todo[j])
-				if round == 1 && len(left) <= 3 {
-					t.Logf("%s: first-round failure: %v", what, err)
+				lastErr = err
+				if len(left) <= 2 {
+					t.Logf("%s: round %d failure: %v", what, round, err)
 				}
 			}
 		}
