@@ -187,7 +187,7 @@ def scale():
     table(["volumes"] + [h for _, h in mets] + ["create, wall time/volume"], body)
     print("Scale run: BENCH_SCALE=%s, measured at %s volumes. Creates that failed in a batch and were retried alone:"
           % (info.get("scale", "?"), info.get("checkpoints", "?")))
-    print("%s. Thin pool (%s MiB) data use at the end: %s%%; one freshly created 64 MiB volume occupies %s MiB of it." %
+    print("%s. Thin pool (%s MiB) data use at the end: %s%%; a freshly created 64 MiB volume occupies %s MiB of it on average." %
           (info.get("scale_create_retries", "?"), info.get("scale_pool_mib", "?"),
            info.get("scale_pool_data_percent", "?"), info.get("scale_volume_pool_mib", "?")))
     print("CRYPTVOL_KMIP_TIMEOUT=60s for this part (see run-guest).")
