@@ -1,9 +1,14 @@
 package volume
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 func TestConcurrentDistinctVolumes(t *testing.T) {
@@ -107,5 +112,48 @@ func TestConcurrentIDsOnOneVolume(t *testing.T) {
 		h.mustUnmount("shared", fmt.Sprintf("c%02d", i))
 	}
 	h.assertDown("shared")
+	h.assertConsistent()
+}
+
+// Creates beyond MaxCreates wait before making anything; one whose request
+// runs out of time while waiting fails naming why, and has made nothing:
+// no KMIP key, no LV, no journal entry.
+func TestCreatesWaitTheirTurn(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.MaxCreates = 1 })
+	building, release := make(chan struct{}), make(chan struct{})
+	var blocked atomic.Bool
+	h.w.before = func(op, arg string) {
+		if op == "fs.Mkfs" && blocked.CompareAndSwap(false, true) {
+			close(building)
+			<-release
+		}
+	}
+	first := make(chan error, 1)
+	go func() { first <- h.m.Create(h.ctx, "first", nil) }()
+	<-building
+
+	ctx, cancel := context.WithTimeout(h.ctx, 100*time.Millisecond)
+	defer cancel()
+	err := h.m.Create(ctx, "second", nil)
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), `volume "second": not created, nothing was made`) ||
+		!strings.Contains(err.Error(), "CRYPTVOL_MAX_CREATES") {
+		t.Fatalf("create waiting behind a full line: %v", err)
+	}
+	for _, c := range h.w.callLog() {
+		if strings.Contains(c, "second") && !strings.HasPrefix(c, "lvm.LV ") {
+			t.Errorf("the create that never got its turn ran %q", c)
+		}
+	}
+
+	close(release)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	h.mustCreate("second", nil) // the slot is free again
+	h.assertConsistent()
+	h.restart()
+	if err := h.m.Reconcile(h.ctx); err != nil {
+		t.Fatal(err)
+	}
 	h.assertConsistent()
 }

@@ -57,10 +57,18 @@ type Config struct {
 	StateDir    string // holds StateFile
 	DefaultSize uint64 // bytes
 	NoWorkqueue bool   // open with --perf-no_read_workqueue --perf-no_write_workqueue
+	// MaxCreates is how many creates build at once; the others wait their
+	// turn (see Create). 0 means DefaultMaxCreates.
+	MaxCreates int
 	// BootIDFile tells a reboot from a plugin restart. Default
 	// /proc/sys/kernel/random/boot_id.
 	BootIDFile string
 }
+
+// DefaultMaxCreates: creates are a chain of programs (lvcreate,
+// luksFormat, mkfs) and KMIP round trips on one connection; a few at once
+// keep the CPUs and disks busy without starving each other.
+const DefaultMaxCreates = 4
 
 // DefaultBootIDFile is the kernel's per-boot random id.
 const DefaultBootIDFile = "/proc/sys/kernel/random/boot_id"
@@ -79,6 +87,8 @@ type Manager struct {
 
 	mu    sync.Mutex // guards locks only; never held across a command
 	locks map[string]*volumeLock
+
+	creates chan struct{} // one token per create building; capacity MaxCreates
 }
 
 // volumeLock serializes operations on one volume. refs counts holders and
@@ -121,6 +131,12 @@ func New(cfg Config, l LVM, c Crypt, f Filesystems, k Keys, log logrus.FieldLogg
 	if cfg.BootIDFile == "" {
 		cfg.BootIDFile = DefaultBootIDFile
 	}
+	if cfg.MaxCreates == 0 {
+		cfg.MaxCreates = DefaultMaxCreates
+	}
+	if cfg.MaxCreates < 1 {
+		return nil, fmt.Errorf("volume.New: MaxCreates %d is not positive", cfg.MaxCreates)
+	}
 	cfg.MountRoot = filepath.Clean(cfg.MountRoot)
 	if err := os.MkdirAll(cfg.MountRoot, 0o755); err != nil {
 		return nil, fmt.Errorf("creating mount root: %w", err)
@@ -142,7 +158,8 @@ func New(cfg Config, l LVM, c Crypt, f Filesystems, k Keys, log logrus.FieldLogg
 	}
 	return &Manager{
 		cfg: cfg, lvm: l, crypt: c, fs: f, keys: k, log: log, st: st,
-		locks: map[string]*volumeLock{},
+		locks:   map[string]*volumeLock{},
+		creates: make(chan struct{}, cfg.MaxCreates),
 	}, nil
 }
 

@@ -29,6 +29,7 @@ type Config struct {
 	StateDir    string
 	Socket      string
 	NoWorkqueue bool
+	MaxCreates  int
 	LogLevel    logrus.Level
 }
 
@@ -146,6 +147,11 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		return c, fmt.Errorf("CRYPTVOL_NO_WORKQUEUE=%q is not valid (allowed: true, false)", nwq)
 	}
 
+	mc := get("CRYPTVOL_MAX_CREATES", strconv.Itoa(volume.DefaultMaxCreates))
+	if c.MaxCreates, err = strconv.Atoi(mc); err != nil || c.MaxCreates < 1 || c.MaxCreates > 64 {
+		return c, fmt.Errorf("CRYPTVOL_MAX_CREATES=%q is not valid (allowed: a whole number from 1 to 64)", mc)
+	}
+
 	lvl := get("CRYPTVOL_LOG_LEVEL", "info")
 	c.LogLevel, err = logrus.ParseLevel(lvl)
 	if err != nil {
@@ -166,6 +172,6 @@ func unwrapPath(err error) error {
 func (c Config) volumeConfig() volume.Config {
 	return volume.Config{
 		VG: c.VG, DefaultFS: c.FS, ThinPool: c.ThinPool, MountRoot: c.MountRoot, StateDir: c.StateDir,
-		DefaultSize: c.DefaultSize, NoWorkqueue: c.NoWorkqueue,
+		DefaultSize: c.DefaultSize, NoWorkqueue: c.NoWorkqueue, MaxCreates: c.MaxCreates,
 	}
 }

@@ -37,14 +37,14 @@ func TestConfigDefaults(t *testing.T) {
 	}
 	if c.VG != "vg0" || c.DefaultSize != 1<<30 || c.FS != "ext4" || c.ThinPool != "" || len(c.Devices) != 0 ||
 		c.MountRoot != "/mnt/volumes" || c.StateDir != "/var/lib/cryptvol" || c.Socket != "/run/docker/plugins/cryptvol.sock" ||
-		!c.NoWorkqueue || c.LogLevel != logrus.InfoLevel {
+		!c.NoWorkqueue || c.MaxCreates != 4 || c.LogLevel != logrus.InfoLevel {
 		t.Errorf("defaults: %+v", c)
 	}
 	if c.KMIP.ServerName != "kmip.example.com" || c.KMIP.Timeout != 10*time.Second || c.KMIP.CAFile != env["CRYPTVOL_KMIP_CA"] {
 		t.Errorf("kmip defaults: %+v", c.KMIP)
 	}
 	v := c.volumeConfig()
-	if v.VG != "vg0" || v.DefaultSize != 1<<30 || !v.NoWorkqueue || v.MountRoot != "/mnt/volumes" {
+	if v.VG != "vg0" || v.DefaultSize != 1<<30 || !v.NoWorkqueue || v.MaxCreates != 4 || v.MountRoot != "/mnt/volumes" {
 		t.Errorf("volume config: %+v", v)
 	}
 }
@@ -106,6 +106,9 @@ func TestConfigErrorsNameTheSetting(t *testing.T) {
 		{"CRYPTVOL_SOCKET", "cryptvol.sock", "CRYPTVOL_SOCKET"},
 		{"CRYPTVOL_NO_WORKQUEUE", "maybe", `CRYPTVOL_NO_WORKQUEUE="maybe" is not valid (allowed: true, false)`},
 		{"CRYPTVOL_LOG_LEVEL", "loud", `CRYPTVOL_LOG_LEVEL="loud" is not valid`},
+		{"CRYPTVOL_MAX_CREATES", "0", `CRYPTVOL_MAX_CREATES="0" is not valid (allowed: a whole number from 1 to 64)`},
+		{"CRYPTVOL_MAX_CREATES", "many", `CRYPTVOL_MAX_CREATES="many" is not valid`},
+		{"CRYPTVOL_MAX_CREATES", "65", `CRYPTVOL_MAX_CREATES="65"`},
 	}
 	for _, c := range cases {
 		env := baseEnv(t)
