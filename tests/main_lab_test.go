@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 
@@ -50,7 +51,7 @@ var (
 // rememberKey keeps a copy of a volume's key for the end-of-run scan.
 func rememberKey(t *testing.T, id string) {
 	t.Helper()
-	k, err := labKeys(t).Get(ctxT(t), id)
+	k, err := labKeys(t).Get(ctx(t), id)
 	if err != nil {
 		t.Fatalf("KMIP get %s: %v", id, err)
 	}
@@ -103,24 +104,16 @@ func scanForKeys(roots []string) error {
 	return nil
 }
 
-// scanFile searches one file in chunks that overlap by the longest pattern.
+// scanFile reports the bytes read from one file and whether it holds one
+// of pats.
 func scanFile(path string, pats [][]byte) (int64, bool) {
 	f, err := os.Open(path)
 	if err != nil {
 		return 0, false
 	}
 	defer f.Close()
-	return scanReader(f, pats)
-}
-
-func scanReader(r io.Reader, pats [][]byte) (int64, bool) {
-	n, hits := scanAll(r, pats, true)
-	for _, h := range hits {
-		if h {
-			return n, true
-		}
-	}
-	return n, false
+	n, hits := scanAll(f, pats, true)
+	return n, slices.Contains(hits, true)
 }
 
 // scanAll reads r once, in chunks that overlap by 4 KiB (patterns must be

@@ -277,7 +277,7 @@ func mountedAt(t *testing.T, dir string) bool {
 func kmipKeys(t *testing.T, name string) []string {
 	t.Helper()
 	k := labKeys(t)
-	ids, err := k.Locate(ctxT(t), "cryptvol/"+os.Getenv("CRYPTVOL_LAB_VG")+"/"+name)
+	ids, err := k.Locate(ctx(t), "cryptvol/"+os.Getenv("CRYPTVOL_LAB_VG")+"/"+name)
 	if err != nil {
 		t.Fatalf("KMIP locate %s: %v", name, err)
 	}
@@ -306,12 +306,6 @@ func labKeys(t *testing.T) *keys.KMIP {
 		t.Fatal(labKeysErr)
 	}
 	return labKeysC
-}
-
-func ctxT(t *testing.T) context.Context {
-	c, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	t.Cleanup(cancel)
-	return c
 }
 
 // remember fetches the key of volume name from KMIP and keeps a copy in
