@@ -387,8 +387,11 @@ func (c *Cryptsetup) Close(ctx context.Context, mapping string) error {
 	}
 	if _, err := c.run(ctx, nil, "close", mapping); err != nil {
 		// 4: it went away between status and close.
-		if exitCode(err) == 4 {
+		switch exitCode(err) {
+		case 4:
 			return nil
+		case 5:
+			return fmt.Errorf("close mapping %s: %w: %w", mapping, ErrBusy, err)
 		}
 		return fmt.Errorf("close mapping %s: %w", mapping, err)
 	}

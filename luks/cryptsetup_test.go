@@ -384,6 +384,16 @@ func TestClose(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "still in use") || !strings.Contains(err.Error(), "cryptvol-v1") {
 		t.Fatalf("err = %v", err)
 	}
+	// The lifecycle tells "something still holds it" from other failures.
+	if !errors.Is(err, ErrBusy) {
+		t.Fatalf("busy close: %v does not wrap ErrBusy", err)
+	}
+	f = newFakeCS(t)
+	f.on("cryptsetup status cryptvol-v1", csAnswer{})
+	f.on("cryptsetup close cryptvol-v1", csAnswer{code: 1, stderr: "Wrong parameters.\n"})
+	if err := New(WithExec(f.exec)).Close(context.Background(), "cryptvol-v1"); err == nil || errors.Is(err, ErrBusy) {
+		t.Fatalf("exit 1 close: %v, want an error that is not ErrBusy", err)
+	}
 }
 
 func TestErase(t *testing.T) {

@@ -10,6 +10,10 @@ var (
 	ErrNotLUKS = errors.New("no LUKS header")
 	// ErrHasHeader means Format found an existing header and refused.
 	ErrHasHeader = errors.New("device already has a LUKS header")
+	// ErrBusy means Close found the mapping still held open: a filesystem
+	// on it is mounted somewhere (a container's mount namespace keeps it
+	// after the plugin's own mount is gone). cryptsetup(8), RETURN CODES: 5.
+	ErrBusy = errors.New("mapping is in use")
 )
 
 // TokenType is the LUKS2 token type cryptvol writes.

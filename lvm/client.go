@@ -15,7 +15,7 @@ import (
 var ErrExists = errors.New("already exists")
 
 // lvFields are the lvs columns parsed into an LV, in report order.
-const lvFields = "lv_name,vg_name,lv_path,lv_size,lv_tags,lv_active,pool_lv,lv_time"
+const lvFields = "lv_name,vg_name,lv_path,lv_size,lv_tags,lv_active,pool_lv,lv_time,lv_uuid"
 
 // timeLayout is lvm's default report/time_format ("%Y-%m-%d %T %z").
 const timeLayout = "2006-01-02 15:04:05 -0700"
@@ -98,10 +98,11 @@ type lvRow struct {
 	Active string `json:"lv_active"`
 	Pool   string `json:"pool_lv"`
 	Time   string `json:"lv_time"`
+	UUID   string `json:"lv_uuid"`
 }
 
 func (r lvRow) toLV() (LV, error) {
-	lv := LV{Name: r.Name, VG: r.VG, Path: r.Path, Active: r.Active == "active", Pool: r.Pool}
+	lv := LV{Name: r.Name, VG: r.VG, Path: r.Path, Active: r.Active == "active", Pool: r.Pool, UUID: r.UUID}
 	var err error
 	if lv.Size, err = strconv.ParseUint(r.Size, 10, 64); err != nil {
 		return LV{}, fmt.Errorf("lv %s/%s: bad lv_size %q: %w", r.VG, r.Name, r.Size, err)
@@ -145,7 +146,7 @@ func (c *Client) lvs(ctx context.Context, selector string) ([]LV, error) {
 
 // VG reports the size and free space of the volume group.
 func (c *Client) VG(ctx context.Context) (VG, error) {
-	out, err := c.run(ctx, "vgs", "-o", "vg_name,vg_size,vg_free,vg_extent_size", "--units", "b", "--nosuffix", "--reportformat", "json", c.vg)
+	out, err := c.run(ctx, "vgs", "-o", "vg_name,vg_size,vg_free,vg_extent_size,vg_uuid", "--units", "b", "--nosuffix", "--reportformat", "json", c.vg)
 	if err != nil {
 		if isNotFound(err) {
 			return VG{}, fmt.Errorf("volume group %s: %w: %w", c.vg, ErrNotFound, err)
@@ -157,6 +158,7 @@ func (c *Client) VG(ctx context.Context) (VG, error) {
 		Size       string `json:"vg_size"`
 		Free       string `json:"vg_free"`
 		ExtentSize string `json:"vg_extent_size"`
+		UUID       string `json:"vg_uuid"`
 	}](out, "vg")
 	if err != nil {
 		return VG{}, err
@@ -165,7 +167,7 @@ func (c *Client) VG(ctx context.Context) (VG, error) {
 		return VG{}, fmt.Errorf("volume group %s: vgs reported %d groups", c.vg, len(rows))
 	}
 	r := rows[0]
-	vg := VG{Name: r.Name}
+	vg := VG{Name: r.Name, UUID: r.UUID}
 	for _, f := range []struct {
 		dst  *uint64
 		name string

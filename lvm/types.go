@@ -21,6 +21,9 @@ type LV struct {
 	Active  bool      // lv_active == "active"
 	Pool    string    // pool_lv; non-empty for thin volumes
 	Created time.Time // lv_time
+	// UUID (lv_uuid) tells this LV from a later one of the same name; the
+	// journal of a remove names it.
+	UUID string
 }
 
 // VG is the volume group as reported by `vgs`.
@@ -29,6 +32,10 @@ type VG struct {
 	Size       uint64 // bytes
 	Free       uint64 // bytes
 	ExtentSize uint64 // bytes
+	// UUID (vg_uuid) is unique across hosts, unlike the name; it goes into
+	// KMIP key names so that two hosts' volume groups of one name never
+	// share a key name.
+	UUID string
 }
 
 // CreateRequest describes a new LV. Pool empty means thick.
