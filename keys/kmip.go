@@ -261,7 +261,7 @@ func (m *KMIP) run(ctx context.Context, op string, fn func(ctx context.Context) 
 	}
 	cctx, cancel := context.WithTimeoutCause(ctx, m.cfg.Timeout, errCallTimeout)
 	defer cancel()
-	err := fn(cctx)
+	err := m.guard(cctx, fn)
 	switch {
 	case err == nil:
 		m.downErr = nil
@@ -276,6 +276,23 @@ func (m *KMIP) run(ctx context.Context, op string, fn func(ctx context.Context) 
 		return m.wrap(op, err)
 	}
 	return nil
+}
+
+// guard runs fn and turns a panic inside the KMIP client into an error that
+// drops the connection. kmip-go v0.8.1's conn.send selects on sending to its
+// request channel while the reader goroutine, on a peer close, may close
+// that channel: Go picks either ready case, so a send can panic. The panic
+// happens on the caller's goroutine; unrecovered it would skip the undo of a
+// half-done create or mount, or kill the plugin at start-up. The caller
+// holds sem, so dropping the connection races no other call.
+func (m *KMIP) guard(ctx context.Context, fn func(ctx context.Context) error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = &unavailableError{fmt.Errorf("KMIP client failed (%v); connection dropped", r)}
+			m.drop(err)
+		}
+	}()
+	return fn(ctx)
 }
 
 func (m *KMIP) wrap(op string, err error) error {

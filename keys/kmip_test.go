@@ -818,3 +818,27 @@ func TestKeyFormattingNeverShowsBytes(t *testing.T) {
 		t.Fatal("formatting changed the key")
 	}
 }
+
+// A panic inside the KMIP client (kmip-go v0.8.1's send can panic on a
+// channel its reader closed when the peer hung up) is an error of that
+// call, the connection is dropped, and the next call dials afresh.
+func TestClientPanicBecomesErrorAndDropsConnection(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	id, err := e.m.Create(ctx, "cryptvol/vg0/p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = e.m.run(ctx, "get", func(context.Context) error { panic("send on closed channel") })
+	if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "send on closed channel") || !strings.Contains(err.Error(), e.server.addr) {
+		t.Fatalf("err = %v, want ErrUnavailable naming the panic and the endpoint", err)
+	}
+	if e.m.client != nil {
+		t.Fatal("connection kept after a panic inside the client")
+	}
+	k, err := e.m.Get(ctx, id)
+	if err != nil {
+		t.Fatalf("Get after the panic: %v", err)
+	}
+	k.Wipe()
+}
