@@ -76,6 +76,31 @@ func (f *FS) Mkfs(ctx context.Context, dev, fstype string) error {
 	if _, err := f.exec(ctx, nil, "mkfs."+fstype, args...); err != nil {
 		return fmt.Errorf("make %s filesystem on %s: %w", fstype, dev, err)
 	}
+	if fstype == "ext4" {
+		return f.emptyRoot(ctx, dev)
+	}
+	return nil
+}
+
+// emptyRoot removes the lost+found directory mkfs.ext4 puts at the root, so
+// that a new volume is empty as a new local volume is: dockerd copies an
+// image's content and ownership into a volume only when it is empty
+// (moby daemon/volumes_unix.go, copyExistingContents), and tools such as
+// PostgreSQL's initdb refuse a data directory holding lost+found. e2fsck
+// recreates it when it needs one (e2fsck(8), pass 3). xfs has none.
+// debugfs exits 0 whatever its commands do, so the root is listed after
+// and checked.
+func (f *FS) emptyRoot(ctx context.Context, dev string) error {
+	out, err := f.exec(ctx, []byte("rmdir lost+found\nls -p /\n"), "debugfs", "-w", "-f", "-", dev)
+	if err != nil {
+		return fmt.Errorf("removing lost+found from the new filesystem on %s: %w", dev, err)
+	}
+	// ls -p prints /inode/mode/uid/gid/name/size/ per entry.
+	for _, l := range strings.Split(string(out), "\n") {
+		if parts := strings.Split(l, "/"); len(parts) > 5 && parts[5] == "lost+found" {
+			return fmt.Errorf("removing lost+found from the new filesystem on %s: debugfs left it in place", dev)
+		}
+	}
 	return nil
 }
 

@@ -26,6 +26,8 @@ type fakeMounts struct {
 	calls [][]string
 	// run decides what a command does to the mount table and returns its error.
 	run func(argv []string) error
+	// stdout, if set, is what a command prints.
+	stdout func(argv []string, stdin []byte) []byte
 }
 
 func newFakeMounts(t *testing.T, table string) *fakeMounts {
@@ -59,13 +61,17 @@ func (fm *fakeMounts) read() string {
 func (fm *fakeMounts) exec(_ context.Context, stdin []byte, name string, args ...string) ([]byte, error) {
 	argv := append([]string{name}, args...)
 	fm.calls = append(fm.calls, argv)
-	if stdin != nil {
+	if stdin != nil && name != "debugfs" { // debugfs reads its commands, nothing secret
 		fm.t.Errorf("%s got stdin", name)
 	}
 	if fm.run == nil {
 		fm.t.Fatalf("unexpected command %q", argv)
 	}
-	return nil, fm.run(argv)
+	var out []byte
+	if fm.stdout != nil {
+		out = fm.stdout(argv, stdin)
+	}
+	return out, fm.run(argv)
 }
 
 func (fm *fakeMounts) fs() *FS {
@@ -144,6 +150,14 @@ func TestMountedDeviceResolvesSymlinkedTarget(t *testing.T) {
 func TestMkfs(t *testing.T) {
 	fm := newFakeMounts(t, "")
 	fm.run = func([]string) error { return nil }
+	var script []byte
+	fm.stdout = func(argv []string, stdin []byte) []byte {
+		if argv[0] != "debugfs" {
+			return nil
+		}
+		script = stdin
+		return []byte("debugfs: rmdir lost+found\ndebugfs: ls -p /\n/2/040755/0/0/.//\n/2/040755/0/0/..//\n\n")
+	}
 	f := fm.fs()
 	ctx := context.Background()
 	if err := f.Mkfs(ctx, "/dev/mapper/cryptvol-v1", "ext4"); err != nil {
@@ -152,13 +166,28 @@ func TestMkfs(t *testing.T) {
 	if err := f.Mkfs(ctx, "/dev/mapper/cryptvol-v2", "xfs"); err != nil {
 		t.Fatal(err)
 	}
+	// ext4's root loses lost+found: dockerd copies an image's content into
+	// a volume only when its root is empty, and initdb refuses a data
+	// directory holding lost+found.
 	want := [][]string{
 		{"mkfs.ext4", "-q", "-F", "/dev/mapper/cryptvol-v1"},
+		{"debugfs", "-w", "-f", "-", "/dev/mapper/cryptvol-v1"},
 		{"mkfs.xfs", "-q", "-f", "/dev/mapper/cryptvol-v2"},
 	}
 	if !reflect.DeepEqual(fm.calls, want) {
 		t.Fatalf("calls = %q, want %q", fm.calls, want)
 	}
+	if string(script) != "rmdir lost+found\nls -p /\n" {
+		t.Fatalf("debugfs script %q", script)
+	}
+	// A root that still lists lost+found afterwards is an error.
+	fm.stdout = func(argv []string, _ []byte) []byte {
+		return []byte("debugfs: ls -p /\n/2/040755/0/0/.//\n/2/040755/0/0/..//\n/11/040700/0/0/lost+found//\n")
+	}
+	if err := f.Mkfs(ctx, "/dev/mapper/cryptvol-v3", "ext4"); err == nil || !strings.Contains(err.Error(), "lost+found") {
+		t.Fatalf("lost+found left: %v", err)
+	}
+	fm.calls = fm.calls[:3]
 	for _, c := range []struct{ dev, fs string }{{"/dev/x", "btrfs"}, {"/dev/x", ""}, {"/dev/x", "EXT4"}, {"dev/x", "ext4"}, {"/dev/../x", "ext4"}} {
 		err := f.Mkfs(ctx, c.dev, c.fs)
 		if err == nil {
@@ -168,8 +197,8 @@ func TestMkfs(t *testing.T) {
 	if err := f.Mkfs(ctx, "/dev/x", "btrfs"); err == nil || !strings.Contains(err.Error(), "ext4 and xfs") {
 		t.Errorf("error should list what is allowed: %v", err)
 	}
-	if len(fm.calls) != 2 {
-		t.Fatalf("bad input reached a command: %q", fm.calls[2:])
+	if len(fm.calls) != 3 {
+		t.Fatalf("bad input reached a command: %q", fm.calls[3:])
 	}
 }
 
