@@ -2,6 +2,8 @@ package volume
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"regexp"
@@ -21,7 +23,7 @@ var keyIDTagRE = regexp.MustCompile(`^[A-Za-z0-9_+.-]{1,100}$`)
 // filesystem; it leaves the mapping closed and the LV inactive. Everything
 // is validated before anything is made. Creating an existing volume succeeds
 // when the options the caller gave match it, and fails saying what differs.
-// A failure at any step undoes the steps before it.
+// A failure at any step (or a panic) undoes the steps before it.
 func (m *Manager) Create(ctx context.Context, name string, opts map[string]string) error {
 	if err := ValidateName(name); err != nil {
 		return err
@@ -34,6 +36,11 @@ func (m *Manager) Create(ctx context.Context, name string, opts map[string]strin
 	defer unlock()
 	log := m.logFor(name, "create")
 
+	// What an earlier create or remove of this name left is finished
+	// first (compose removes and creates a name again).
+	if _, err := m.settleJournal(ctx, name, log); err != nil {
+		return err
+	}
 	lv, err := m.lvm.LV(ctx, lvName(name))
 	switch {
 	case err == nil:
@@ -43,22 +50,21 @@ func (m *Manager) Create(ctx context.Context, name string, opts map[string]strin
 		if hasTag(lv.Tags, TagReady) {
 			return m.compare(ctx, name, lv, o)
 		}
-		// Holding the volume's lock, nobody else is creating it: this is
-		// what an interrupted create left behind.
-		log.Warn("undoing a half-made volume left by an interrupted create before creating it again")
-		if _, err := m.destroy(ctx, name, &lv, true, log); err != nil {
-			return fmt.Errorf("volume %q: cleaning up an interrupted create: %w", name, err)
+		// Half-made with no journal entry (damage from outside): holding
+		// the volume's lock, nobody else is creating it.
+		log.Warn("undoing a half-made volume before creating it again")
+		if _, err := m.destroy(ctx, name, &lv, nil, "", log); err != nil {
+			return fmt.Errorf("volume %q: cleaning up a half-made volume: %w", name, err)
 		}
 	case errors.Is(err, lvm.ErrNotFound):
 	default:
 		return fmt.Errorf("volume %q: %w", name, err)
 	}
-	// Beyond MaxCreates, a create waits here, before it makes anything.
-	// Fifty creates let loose at once share the CPUs, the VG lock and the
-	// KMIP connection so thinly that none finishes within docker's deadline
-	// and all are undone (in the lab, under emulation: 0 of 50 in each of
-	// the first two rounds). In line, the first ones finish, and one that
-	// runs out of time waiting fails with nothing made.
+	// Beyond MaxCreates, a create waits here, before it makes anything:
+	// creates let loose together share the CPUs, the VG lock and the KMIP
+	// connection so thinly that none finishes within docker's deadline
+	// (commit b77ee1e). In line, the first ones finish, and one that runs
+	// out of time waiting fails with nothing made.
 	select {
 	case m.creates <- struct{}{}:
 		defer func() { <-m.creates }()
@@ -66,19 +72,27 @@ func (m *Manager) Create(ctx context.Context, name string, opts map[string]strin
 		return fmt.Errorf("volume %q: not created, nothing was made: the request's time ran out while %d other creates were building (CRYPTVOL_MAX_CREATES); retry: %w",
 			name, m.cfg.MaxCreates, ctx.Err())
 	}
-	if err := m.checkCapacity(ctx, name, o, log); err != nil {
+	vg, err := m.checkCapacity(ctx, name, o, log)
+	if err != nil {
 		return err
 	}
 
 	// The journal entry lets a restarted plugin undo a create that a crash
-	// interrupted, including a KMIP key made before any LV existed.
-	if err := m.st.update(func(s *state) { s.Creating = addSorted(s.Creating, name) }); err != nil {
+	// interrupted, including a KMIP key made before any LV existed: the key
+	// name is unique to this create, so Locate by it finds only this
+	// create's key.
+	keyName, err := newKeyName(vg.UUID, name)
+	if err != nil {
 		return fmt.Errorf("volume %q: %w", name, err)
 	}
-	if err := m.create(ctx, name, o, log); err != nil {
+	entry := journalEntry{Volume: name, KeyName: keyName}
+	if err := m.st.update(func(s *state) { s.Creating = append(s.Creating, entry) }); err != nil {
+		return fmt.Errorf("volume %q: %w", name, err)
+	}
+	if err := m.create(ctx, name, o, keyName, log); err != nil {
 		return err
 	}
-	if err := m.st.update(func(s *state) { s.Creating = removeSorted(s.Creating, name) }); err != nil {
+	if err := m.st.update(func(s *state) { s.Creating = withoutEntry(s.Creating, entry) }); err != nil {
 		// The volume is complete (it carries TagReady); reconciliation
 		// drops a journal entry for a complete volume.
 		log.WithError(err).Warn("volume created but its journal entry could not be cleared")
@@ -87,56 +101,54 @@ func (m *Manager) Create(ctx context.Context, name string, opts map[string]strin
 	return nil
 }
 
-// undoStep is one action that reverses a completed create step.
-type undoStep struct {
-	what string
-	fn   func(context.Context) error
+// newKeyName names a new volume's KMIP key: the volume group's UUID keeps
+// two hosts' groups of the same name apart on a shared KMIP server, and a
+// random part keeps each create's key apart from every earlier one of the
+// same volume name, so that nothing ever finds another volume's key by name.
+func newKeyName(vgUUID, name string) (string, error) {
+	if vgUUID == "" {
+		return "", errors.New("the volume group reports no UUID")
+	}
+	var nonce [8]byte
+	if _, err := rand.Read(nonce[:]); err != nil {
+		return "", fmt.Errorf("making a key name: %w", err)
+	}
+	return "cryptvol/" + vgUUID + "/" + name + "/" + hex.EncodeToString(nonce[:]), nil
 }
+
+// legacyKeyName is the key name cryptvol used before key names were unique
+// per create (state file version 1); it is only ever logged.
+func (m *Manager) legacyKeyName(name string) string { return "cryptvol/" + m.cfg.VG + "/" + name }
 
 // create runs the steps; on failure it undoes them in reverse. The journal
 // entry is cleared only when the undo completed.
-func (m *Manager) create(ctx context.Context, name string, o Options, log logrus.FieldLogger) (err error) {
-	var undo []undoStep
-	step := ""
+func (m *Manager) create(ctx context.Context, name string, o Options, keyName string, log logrus.FieldLogger) (err error) {
+	rb := &rollback{op: "create", name: name, log: log}
 	defer func() {
+		failed := rb.finish(ctx, &err, recover())
 		if err == nil {
 			return
-		}
-		err = fmt.Errorf("volume %q: create failed at %s: %w", name, step, err)
-		cctx, cancel := cleanupContext(ctx)
-		defer cancel()
-		var failed []string
-		for i := len(undo) - 1; i >= 0; i-- {
-			if uerr := undo[i].fn(cctx); uerr != nil {
-				log.WithError(uerr).WithField("undo", undo[i].what).Error("undo of a failed create failed")
-				failed = append(failed, undo[i].what+": "+uerr.Error())
-			}
 		}
 		if len(failed) > 0 {
 			err = fmt.Errorf("%w (cleanup incomplete, it will be retried at the next create of this name or plugin start: %s)", err, strings.Join(failed, "; "))
 			return
 		}
-		if jerr := m.st.update(func(s *state) { s.Creating = removeSorted(s.Creating, name) }); jerr != nil {
+		if jerr := m.st.update(func(s *state) { s.Creating = withoutEntry(s.Creating, journalEntry{Volume: name, KeyName: keyName}) }); jerr != nil {
 			log.WithError(jerr).Warn("failed create undone but its journal entry could not be cleared")
 		}
 	}()
 
-	keyName := m.keyName(name)
-	step = "KMIP key creation"
+	rb.at("KMIP key creation")
 	// A KMIP create that timed out may still have made the key; Locate by
-	// name finds it whether or not we learnt its id.
-	undo = append(undo, undoStep{"destroy KMIP key", func(ctx context.Context) error {
-		return m.destroyKeysNamed(ctx, keyName, nil)
-	}})
+	// this create's own name finds it whether or not we learnt its id.
+	rb.add("destroy KMIP key", func(ctx context.Context) error { return m.destroyKeysNamed(ctx, keyName, nil) })
 	keyID, err := m.keys.Create(ctx, keyName)
 	if err != nil {
 		return err
 	}
-	undo[len(undo)-1] = undoStep{"destroy KMIP key", func(ctx context.Context) error {
-		return m.destroyKeysNamed(ctx, keyName, []string{keyID})
-	}}
+	rb.replaceLast("destroy KMIP key", func(ctx context.Context) error { return m.destroyKeysNamed(ctx, keyName, []string{keyID}) })
 
-	step = "lvcreate"
+	rb.at("lvcreate")
 	tags := []string{TagOurs, tagFSPrefix + o.FS}
 	if keyIDTagRE.MatchString(keyID) {
 		tags = append(tags, tagKeyPrefix+keyID)
@@ -147,7 +159,7 @@ func (m *Manager) create(ctx context.Context, name string, o Options, log logrus
 	}
 	// Registered before lvcreate runs: a timed-out lvcreate may still have
 	// made the LV.
-	undo = append(undo, undoStep{"remove LV", func(ctx context.Context) error {
+	rb.add("remove LV", func(ctx context.Context) error {
 		if err := m.lvm.Deactivate(ctx, lvName(name)); err != nil && !errors.Is(err, lvm.ErrNotFound) {
 			return err
 		}
@@ -155,54 +167,91 @@ func (m *Manager) create(ctx context.Context, name string, o Options, log logrus
 			return err
 		}
 		return nil
-	}})
+	})
 	lv, err := m.lvm.CreateLV(ctx, req)
 	if err != nil {
 		return err
 	}
-	step = "LV activation"
+	rb.at("LV activation")
 	if err := m.lvm.Activate(ctx, lvName(name)); err != nil {
 		return err
 	}
 	dev := m.devPath(lv)
 
-	step = "KMIP key fetch"
+	rb.at("KMIP key fetch")
 	key, err := m.keys.Get(ctx, keyID)
 	if err != nil {
 		return err
 	}
 	defer key.Wipe()
 
-	step = "luksFormat"
+	rb.at("luksFormat")
 	if err := m.crypt.Format(ctx, dev, key.Bytes(), luks.Token{KeyID: keyID, Volume: name}); err != nil {
 		return err
 	}
-	step = "cryptsetup open"
-	undo = append(undo, undoStep{"close mapping", func(ctx context.Context) error {
-		return m.crypt.Close(ctx, mappingName(name))
-	}})
+	rb.at("cryptsetup open")
+	rb.add("close mapping", func(ctx context.Context) error { return m.crypt.Close(ctx, mappingName(name)) })
 	if err := m.crypt.Open(ctx, dev, mappingName(name), key.Bytes(), luks.OpenOptions{NoWorkqueue: m.cfg.NoWorkqueue}); err != nil {
 		return err
 	}
 	key.Wipe()
 
-	step = "mkfs." + o.FS
+	rb.at("mkfs." + o.FS)
 	if err := m.fs.Mkfs(ctx, mapperPath(name), o.FS); err != nil {
 		return err
 	}
-	step = "cryptsetup close"
+	rb.at("cryptsetup close")
 	if err := m.crypt.Close(ctx, mappingName(name)); err != nil {
 		return err
 	}
-	step = "LV deactivation"
+	rb.at("LV deactivation")
 	if err := m.lvm.Deactivate(ctx, lvName(name)); err != nil {
 		return err
 	}
-	step = "marking the volume complete"
+	rb.at("marking the volume complete")
 	if err := m.lvm.AddTag(ctx, lvName(name), TagReady); err != nil {
 		return err
 	}
 	return nil
+}
+
+// undoCreate undoes one journaled create (the caller holds the volume lock)
+// unless it had completed: its LV if it is still half-made, and the keys
+// made under its unique key name.
+func (m *Manager) undoCreate(ctx context.Context, e journalEntry, log logrus.FieldLogger) error {
+	drop := func() error {
+		return m.st.update(func(s *state) { s.Creating = withoutEntry(s.Creating, e) })
+	}
+	lv, err := m.lvm.LV(ctx, lvName(e.Volume))
+	var lvp *lvm.LV
+	switch {
+	case err == nil && !hasTag(lv.Tags, TagOurs):
+		log.Error("create journal entry names an LV that is not ours; dropping the entry")
+		return drop()
+	case err == nil && hasTag(lv.Tags, TagReady):
+		log.Info("interrupted create had completed; keeping the volume")
+		return drop()
+	case err == nil:
+		lvp = &lv
+	case errors.Is(err, lvm.ErrNotFound):
+	default:
+		return err
+	}
+	keyName := e.KeyName
+	if e.Legacy {
+		// Version 1 named keys by volume alone: only the LV's own keys
+		// (token, tag) are known to be this create's.
+		keyName = ""
+		if lvp == nil {
+			log.WithField("kmip_key_name", m.legacyKeyName(e.Volume)).Warn("an older cryptvol's create journal names only this volume and no LV is left; keys are never destroyed by name alone: check the KMIP server for keys of this name")
+			return drop()
+		}
+	}
+	if _, err := m.destroy(ctx, e.Volume, lvp, e.KeyIDs, keyName, log); err != nil {
+		return fmt.Errorf("undoing an interrupted create: %w", err)
+	}
+	log.WithField("had_lv", lvp != nil).Info("undid an interrupted create")
+	return drop()
 }
 
 // destroyKeysNamed destroys the given key ids and every key Located under
@@ -259,16 +308,16 @@ func (m *Manager) compare(ctx context.Context, name string, lv lvm.LV, o Options
 // checkCapacity refuses sizes the volume group cannot give: a thick volume
 // needs its whole size free; a thin one may exceed the pool's free space
 // (that is what thin is for) but never the whole group.
-func (m *Manager) checkCapacity(ctx context.Context, name string, o Options, log logrus.FieldLogger) error {
+func (m *Manager) checkCapacity(ctx context.Context, name string, o Options, log logrus.FieldLogger) (lvm.VG, error) {
 	vg, err := m.lvm.VG(ctx)
 	if err != nil {
-		return fmt.Errorf("volume %q: reading volume group: %w", name, err)
+		return vg, fmt.Errorf("volume %q: reading volume group: %w", name, err)
 	}
 	size := roundUp(o.Size, vg.ExtentSize)
 	min := minSize[o.FS]
 	if o.Thin {
 		if size > vg.Size {
-			return fmt.Errorf("volume %q: size %s is more than the whole volume group %q (%s) (allowed for a thin %s volume: %s to %s)",
+			return vg, fmt.Errorf("volume %q: size %s is more than the whole volume group %q (%s) (allowed for a thin %s volume: %s to %s)",
 				name, FormatSize(o.Size), m.cfg.VG, FormatSize(vg.Size), o.FS, FormatSize(min), FormatSize(vg.Size))
 		}
 		if free, err := m.lvm.PoolFree(ctx, m.cfg.ThinPool); err != nil {
@@ -277,15 +326,15 @@ func (m *Manager) checkCapacity(ctx context.Context, name string, o Options, log
 			log.WithFields(logrus.Fields{"size": size, "pool_free": free}).
 				Warn("thin volume is larger than the pool's free space: writes will fail if the pool fills")
 		}
-		return nil
+		return vg, nil
 	}
 	if size > vg.Free {
 		if vg.Free < min {
-			return fmt.Errorf("volume %q: size %s is more than volume group %q can give: only %s free, less than the %s minimum of %s",
+			return vg, fmt.Errorf("volume %q: size %s is more than volume group %q can give: only %s free, less than the %s minimum of %s",
 				name, FormatSize(o.Size), m.cfg.VG, FormatSize(vg.Free), o.FS, FormatSize(min))
 		}
-		return fmt.Errorf("volume %q: size %s is more than the %s free in volume group %q (allowed for a thick %s volume: %s to %s)",
+		return vg, fmt.Errorf("volume %q: size %s is more than the %s free in volume group %q (allowed for a thick %s volume: %s to %s)",
 			name, FormatSize(o.Size), FormatSize(vg.Free), m.cfg.VG, o.FS, FormatSize(min), FormatSize(vg.Free))
 	}
-	return nil
+	return vg, nil
 }

@@ -38,6 +38,8 @@ type Crypt interface {
 
 // Filesystems makes and mounts filesystems. Implemented by *mount.FS.
 type Filesystems interface {
+	// Mkfs makes a filesystem whose root is empty, as a new local volume is
+	// (ext4 without lost+found).
 	Mkfs(ctx context.Context, dev, fstype string) error
 	Mount(ctx context.Context, dev, target, fstype string) error // nodev,nosuid
 	Unmount(ctx context.Context, target string) error            // not mounted succeeds

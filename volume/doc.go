@@ -12,74 +12,92 @@
 //     "cryptvol_ready";
 //   - a LUKS2 header on it (aes-xts-plain64, 512-bit volume key) whose
 //     "cryptvol-kmip" token records the KMIP key id and NAME;
-//   - a KMIP AES-256 key named "cryptvol/VG/NAME", the LUKS passphrase;
+//   - a KMIP AES-256 key named "cryptvol/VG_UUID/NAME/NONCE", the LUKS
+//     passphrase: the VG's UUID keeps hosts whose groups share a name apart
+//     on one KMIP server, and the nonce makes each create's key name its own
+//     (volumes made before state version 2 have "cryptvol/VG/NAME");
 //   - while mounted: dm-crypt mapping "cryptvol-NAME" mounted at MountRoot/NAME.
 //
 // LVM is the source of truth for which volumes exist. The only other state
-// is StateDir/mounts.json: the mount IDs per volume with the boot id they
-// were recorded under, and a journal of creates and removes in progress. It
-// is replaced atomically (temp file, fsync, rename, fsync of the directory)
-// before any operation that changed it reports success.
+// is StateDir/mounts.json: per volume, how many Mounts of each mount ID are
+// not yet matched by an Unmount (dockerd sends one per use of an ID: docker
+// cp on a running container mounts again under the container's ID), with
+// the boot id they were recorded under; and a journal of creates and removes
+// in progress, each naming its exact objects (a remove: the LV's UUID and
+// the key ids it names; a create: its unique KMIP key name). It is replaced
+// atomically (temp file, fsync, rename, fsync of the directory) before any
+// operation that changed it reports success.
 //
 // # Locking
 //
-// Each volume has a mutex that serializes every mutating operation on it;
-// different volumes proceed in parallel. The Manager's own mutex guards only
-// the map of those mutexes, and the state store has a mutex held only while
-// the file is written. No lock is held across another volume's work.
+// Each volume has a mutex that serializes every mutating operation on it,
+// the sweeper's included; different volumes proceed in parallel. The
+// Manager's own mutex guards only the map of those mutexes, and the state
+// store and the sweeper each have a mutex held only for their own maps. No
+// lock is held across another volume's work.
 //
 // # Never an empty directory
 //
 // Mount returns a path only after mountinfo shows the volume's mapping
-// mounted there, and repeats that check for every further mount ID. If the
+// mounted there, and repeats that check for every further Mount. If the
 // check fails the mount is undone and the request fails, so a container can
 // never write plaintext into the host's directory.
+//
+// # In use: bookkeeping and the kernel
+//
+// dockerd's Unmounts do not always come (killed, it never unmounts for the
+// containers it had: moby#46508), so whether a volume is in use is also
+// asked of the kernel: release unmounts the plugin's own mount and closes
+// the mapping, and cryptsetup refuses to close a mapping a container's mount
+// namespace still holds (luks.ErrBusy); then the plugin's mount is restored
+// and the volume kept. release runs on the last Unmount, at start-up, in
+// the sweeper (sweep.go: lingering volumes, and IDs recorded before the
+// latest plugin start or dockerd attach), and for a Remove refused for IDs
+// that may be stale. A volume no ID holds that cannot be taken down
+// lingers, shown in Status ("pending"), and is retried until it goes down
+// or is mounted again.
 //
 // # Reconciliation rules (Reconcile, run at start-up)
 //
 //  0. Mount IDs recorded under another boot id are discarded when the state
 //     file is loaded: the reboot unmounted everything.
-//  1. A remove in the journal was interrupted by a crash: it is finished
-//     (keyslots erased, LV removed, KMIP keys destroyed). The user asked for
-//     it, and once the keyslots are erased nothing else is consistent. A
-//     remove that returned an error before erasing anything clears its
-//     journal entry, so its volume stays.
+//  1. A remove in the journal was interrupted (a crash, or KMIP away): it is
+//     finished for the exact LV (by UUID) and key ids it names. A later LV
+//     of the same name is never touched. If KMIP is still away, the sweeper
+//     and the next Create of the name retry; a Create is refused only while
+//     the LV being removed still exists.
 //  2. A create in the journal was interrupted: if the LV carries
 //     cryptvol_ready the create had finished and only the entry is dropped;
-//     otherwise the LV (if any) is removed and every KMIP key named for the
-//     volume is located and destroyed. This also catches a key made just
-//     before a crash, when no LV existed yet.
-//  3. An LV tagged cryptvol without cryptvol_ready is a half-made volume
-//     (header missing, or header without filesystem): it is undone as in 2.
-//     Create, which holds the volume's lock until it is done, applies the
-//     same rule when it finds such an LV, so a retried create succeeds.
-//  4. A volume with recorded mount IDs that is verified mounted from its
-//     mapping is left alone: containers are using it. If it is not mounted,
-//     the IDs are stale and dropped, and rule 5 applies. IDs are recorded
-//     only after a verified mount, so within one boot a missing mount means
-//     an unmount finished its teardown without recording it, or someone
-//     unmounted it from outside. Re-mounting would leave a decrypted volume
-//     that may have no user; a container that still needs it gets it back
-//     from its next Mount, which always re-establishes a missing mount.
-//  5. A volume with no mount IDs must be down: a stale mount is unmounted, a
-//     stale mapping closed, an active LV deactivated.
+//     otherwise the LV (if any) is removed, with the keys its token and tag
+//     name and those Located under the create's own unique key name (a key
+//     made just before a crash, when no LV existed yet).
+//  3. An LV tagged cryptvol without cryptvol_ready and without a journal
+//     entry is a half-made volume: it is undone with the keys it names. Keys
+//     are never destroyed because their name merely matches.
+//  4. An inactive LV can be neither open nor mounted: its mount IDs are
+//     stale and dropped.
+//  5. An active volume mounted here as recorded is left alone (the probe
+//     window checks its IDs). Otherwise it is released: held by the kernel,
+//     it is mounted again for its containers (IDs kept) or lingers (no IDs);
+//     not held, its IDs were stale and are dropped and it is taken down.
 //  6. Mount IDs of volumes whose LV no longer exists are dropped.
 //  7. A directory under MountRoot named like a volume that does not exist:
 //     whatever is mounted there is unmounted and a mapping of that name is
-//     closed; the empty directory is removed.
+//     closed unless something still holds it; the empty directory is
+//     removed.
 //
-// A KMIP key whose LV is gone and which is in no journal (which takes
-// damage outside cryptvol) is not found at start-up, because KMIP has no
-// cheap listing by name prefix. It is still harmless: a later Create of
-// that name reuses it (keys.Create is idempotent by name) and Remove of that
-// name destroys it. Likewise dm-crypt mappings are found by name only for
-// volumes that exist or have a directory under MountRoot.
+// Start-up opens the sweeper's probe window: a plugin start may be
+// dockerd's start, after which containers it stopped never sent Unmount.
+//
+// Likewise dm-crypt mappings are found by name only for volumes that exist
+// or have a directory under MountRoot.
 //
 // Every step of Create, Mount, Unmount and Remove is either recorded
 // before it starts (journal) or idempotent (close of a closed mapping,
 // deactivation of an inactive LV, erase of an erased header, destroy of a
 // destroyed key), so each operation is safe to retry after a crash at any
-// point.
+// point. A failure or a panic in Create or Mount undoes its steps
+// (rollback.go).
 //
 // # Secrets
 //

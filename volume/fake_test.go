@@ -42,6 +42,11 @@ type world struct {
 	mappings map[string]string      // mapping name -> LV name
 	openOpts map[string]luks.OpenOptions
 	mounts   map[string]string // target -> source
+	// holders counts mounts of a mapping outside the plugin's mount
+	// namespace (containers' bind mounts): they keep the filesystem, and
+	// so the mapping, busy after the plugin's own mount is gone.
+	holders  map[string]int
+	nextUUID int
 	keys     map[string]*fakeKey
 	nextKey  int
 	handed   [][]byte // every key buffer given out by Keys.Get
@@ -80,7 +85,7 @@ var errCrashed = errors.New("process crashed")
 func newWorld(t testing.TB) *world {
 	return &world{
 		t:        t,
-		vg:       lvm.VG{Name: "vg0", Size: 8 << 30, Free: 6 << 30, ExtentSize: 4 << 20},
+		vg:       lvm.VG{Name: "vg0", Size: 8 << 30, Free: 6 << 30, ExtentSize: 4 << 20, UUID: "Vg0uuid-0000"},
 		poolFree: 2 << 30,
 		lvs:      map[string]*lvm.LV{},
 		headers:  map[string]*fakeHeader{},
@@ -88,6 +93,7 @@ func newWorld(t testing.TB) *world {
 		mappings: map[string]string{},
 		openOpts: map[string]luks.OpenOptions{},
 		mounts:   map[string]string{},
+		holders:  map[string]int{},
 		keys:     map[string]*fakeKey{},
 		failures: map[string][]error{},
 		inflight: map[string]int{},
@@ -278,7 +284,9 @@ func (f fakeLVM) CreateLV(ctx context.Context, req lvm.CreateRequest) (lvm.LV, e
 		}
 		w.vg.Free -= size
 	}
+	w.nextUUID++
 	lv := &lvm.LV{
+		UUID: fmt.Sprintf("lvuuid-%d", w.nextUUID),
 		Name: req.Name, VG: w.vg.Name, Path: "/dev/" + w.vg.Name + "/" + req.Name, Size: size,
 		Tags: slices.Clone(req.Tags), Active: true, Pool: req.Pool,
 		Created: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC),
@@ -477,8 +485,8 @@ func (f fakeCrypt) Close(ctx context.Context, mapping string) error {
 	if _, ok := w.mappings[mapping]; !ok {
 		return nil
 	}
-	if w.mappingMounted(mapping) {
-		return fmt.Errorf("device %s is still in use", mapping)
+	if w.mappingMounted(mapping) || w.holders[mapping] > 0 {
+		return fmt.Errorf("device %s is still in use: %w", mapping, luks.ErrBusy)
 	}
 	delete(w.mappings, mapping)
 	return nil
@@ -810,6 +818,47 @@ func (h *harness) mustUnmount(name, id string) {
 	if err := h.m.Unmount(h.ctx, name, id); err != nil {
 		h.t.Fatalf("Unmount(%s, %s): %v", name, id, err)
 	}
+}
+
+// runContainer mounts the volume for a container as dockerd does: Mount,
+// then a bind mount in the container's namespace that holds the filesystem.
+func (h *harness) runContainer(name, id string) {
+	h.t.Helper()
+	h.mustMount(name, id)
+	h.w.mu.Lock()
+	h.w.holders[mappingPrefix+name]++
+	h.w.mu.Unlock()
+}
+
+// containerGone ends a container's hold without any Unmount (it died while
+// dockerd was not tracking it).
+func (h *harness) containerGone(name string) {
+	h.w.mu.Lock()
+	h.w.holders[mappingPrefix+name]--
+	h.w.mu.Unlock()
+}
+
+// stopContainer is a container exiting under dockerd: its namespace goes,
+// then dockerd sends Unmount.
+func (h *harness) stopContainer(name, id string) {
+	h.t.Helper()
+	h.containerGone(name)
+	h.mustUnmount(name, id)
+}
+
+// restartInNewNamespace is how a managed plugin restarts: a new process in
+// a new mount namespace, where the old process's mounts are gone while the
+// containers' bind mounts still hold the mappings.
+func (h *harness) restartInNewNamespace() {
+	h.t.Helper()
+	h.w.mu.Lock()
+	for target := range h.w.mounts {
+		if strings.HasPrefix(target, h.cfg.MountRoot+"/") {
+			delete(h.w.mounts, target)
+		}
+	}
+	h.w.mu.Unlock()
+	h.restart()
 }
 
 // up reports what of a volume is up: mounted at its mountpoint (from its

@@ -34,6 +34,9 @@ const (
 	StatusMounted    = "mounted"
 	StatusMountCount = "mount_count"
 	StatusLV         = "lv"
+	// StatusPending says why a volume no container holds is still up
+	// (the kernel still holds it, or its teardown failed and is retried).
+	StatusPending = "pending"
 )
 
 // List returns every complete volume. LVM is the source of truth: a volume
@@ -124,6 +127,9 @@ func (m *Manager) describe(name string, lv lvm.LV) (Volume, error) {
 	}
 	if mounted {
 		v.Mountpoint = m.mountpoint(name)
+	}
+	if why := m.sw.pending(name); why != nil {
+		v.Status[StatusPending] = "closing when nothing holds it: " + why.Error()
 	}
 	return v, nil
 }

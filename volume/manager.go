@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -63,7 +64,23 @@ type Config struct {
 	// BootIDFile tells a reboot from a plugin restart. Default
 	// /proc/sys/kernel/random/boot_id.
 	BootIDFile string
+	// SweepInterval is how often Run retries lingering teardowns and
+	// unfinished removes and, during a probe window, probes mount IDs that
+	// may be stale (sweep.go). 0 means DefaultSweepInterval.
+	SweepInterval time.Duration
+	// ProbeWindow is how long after a start or a dockerd attach recorded
+	// mount IDs are probed. 0 means DefaultProbeWindow.
+	ProbeWindow time.Duration
 }
+
+// Sweeper defaults: a volume whose containers died with dockerd is closed
+// within about one interval of dockerd being back (issue 10 asks for a
+// minute); dockerd restores (and stops) its containers within seconds of
+// starting, well inside the window.
+const (
+	DefaultSweepInterval = 15 * time.Second
+	DefaultProbeWindow   = 3 * time.Minute
+)
 
 // DefaultMaxCreates: creates are a chain of programs (lvcreate,
 // luksFormat, mkfs) and KMIP round trips on one connection; a few at once
@@ -89,6 +106,7 @@ type Manager struct {
 	locks map[string]*volumeLock
 
 	creates chan struct{} // one token per create building; capacity MaxCreates
+	sw      *sweeper
 }
 
 // volumeLock serializes operations on one volume. refs counts holders and
@@ -134,6 +152,12 @@ func New(cfg Config, l LVM, c Crypt, f Filesystems, k Keys, log logrus.FieldLogg
 	if cfg.MaxCreates == 0 {
 		cfg.MaxCreates = DefaultMaxCreates
 	}
+	if cfg.SweepInterval <= 0 {
+		cfg.SweepInterval = DefaultSweepInterval
+	}
+	if cfg.ProbeWindow <= 0 {
+		cfg.ProbeWindow = DefaultProbeWindow
+	}
 	if cfg.MaxCreates < 1 {
 		return nil, fmt.Errorf("volume.New: MaxCreates %d is not positive", cfg.MaxCreates)
 	}
@@ -160,6 +184,7 @@ func New(cfg Config, l LVM, c Crypt, f Filesystems, k Keys, log logrus.FieldLogg
 		cfg: cfg, lvm: l, crypt: c, fs: f, keys: k, log: log, st: st,
 		locks:   map[string]*volumeLock{},
 		creates: make(chan struct{}, cfg.MaxCreates),
+		sw:      newSweeper(cfg.SweepInterval, cfg.ProbeWindow),
 	}, nil
 }
 
@@ -194,12 +219,9 @@ func (m *Manager) logFor(name, op string) logrus.FieldLogger {
 	return m.log.WithFields(logrus.Fields{"volume": name, "op": op})
 }
 
-func lvName(name string) string      { return lvPrefix + name }
-func mappingName(name string) string { return mappingPrefix + name }
-func mapperPath(name string) string  { return "/dev/mapper/" + mappingName(name) }
-func (m *Manager) keyName(name string) string {
-	return "cryptvol/" + m.cfg.VG + "/" + name
-}
+func lvName(name string) string                  { return lvPrefix + name }
+func mappingName(name string) string             { return mappingPrefix + name }
+func mapperPath(name string) string              { return "/dev/mapper/" + mappingName(name) }
 func (m *Manager) mountpoint(name string) string { return filepath.Join(m.cfg.MountRoot, name) }
 
 func (m *Manager) devPath(lv lvm.LV) string {
@@ -209,14 +231,7 @@ func (m *Manager) devPath(lv lvm.LV) string {
 	return "/dev/" + m.cfg.VG + "/" + lv.Name
 }
 
-func hasTag(tags []string, tag string) bool {
-	for _, t := range tags {
-		if t == tag {
-			return true
-		}
-	}
-	return false
-}
+func hasTag(tags []string, tag string) bool { return slices.Contains(tags, tag) }
 
 func tagValue(tags []string, prefix string) string {
 	for _, t := range tags {

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"slices"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -37,7 +37,9 @@ func TestCreateMakesACompleteClosedVolume(t *testing.T) {
 	if w.fsMade["cv-v1"] != "ext4" {
 		t.Errorf("filesystem %q, want ext4", w.fsMade["cv-v1"])
 	}
-	if k := w.keys["k1"]; k == nil || k.name != "cryptvol/vg0/v1" {
+	// Named for the VG's UUID (two hosts' VGs may share a name) and this
+	// create alone (a later volume of the same name gets another key).
+	if k := w.keys["k1"]; k == nil || !regexp.MustCompile(`^cryptvol/Vg0uuid-0000/v1/[0-9a-f]{16}$`).MatchString(k.name) {
 		t.Errorf("KMIP key k1 missing or misnamed: %+v", k)
 	}
 	h.assertDown("v1")
@@ -248,7 +250,7 @@ func TestCreateIncompleteUndoFinishedByReconcile(t *testing.T) {
 	if len(h.w.keys) != 1 {
 		t.Fatalf("%d keys, want the one that could not be destroyed", len(h.w.keys))
 	}
-	if s := h.m.st.snapshot(); !slices.Contains(s.Creating, "v1") {
+	if s := h.m.st.snapshot(); len(entriesOf(s.Creating, "v1")) != 1 {
 		t.Fatalf("journal lost the unfinished create: %+v", s)
 	}
 	h.w.before = nil
@@ -318,15 +320,18 @@ func TestMountTwoIDs(t *testing.T) {
 	h.assertUp("v1")
 }
 
-func TestMountRepeatedIDIsIdempotent(t *testing.T) {
+// dockerd sends a Mount for every use of a mount point's ID: docker cp on a
+// running container mounts again under the container's own ID, and its
+// Unmount must not take the volume from under the container (issue 10).
+func TestMountRepeatedIDIsCounted(t *testing.T) {
 	h := newHarness(t)
 	h.mustCreate("v1", nil)
 	p := h.mustMount("v1", "c1")
 	if p2 := h.mustMount("v1", "c1"); p2 != p {
 		t.Fatalf("repeat mount %q, want %q", p2, p)
 	}
-	if ids := h.m.st.ids("v1"); len(ids) != 1 {
-		t.Fatalf("ids %v, want one", ids)
+	if ids := h.m.st.ids("v1"); len(ids) != 1 || h.m.st.mounts("v1")["c1"] != 2 {
+		t.Fatalf("ids %v counts %v, want c1 twice", ids, h.m.st.mounts("v1"))
 	}
 	// The repeat still verifies: mounts vanished behind our back come back.
 	delete(h.w.mounts, p)
@@ -335,7 +340,15 @@ func TestMountRepeatedIDIsIdempotent(t *testing.T) {
 	}
 	h.assertUp("v1")
 	h.mustUnmount("v1", "c1")
+	h.mustUnmount("v1", "c1")
+	h.assertUp("v1") // one Mount of c1 is still unmatched
+	if got := h.mustMount("v1", "c2"); got != p {
+		t.Fatalf("second container got %q", got)
+	}
+	h.mustUnmount("v1", "c2")
+	h.mustUnmount("v1", "c1")
 	h.assertDown("v1")
+	h.assertConsistent()
 }
 
 func TestUnmountUnknownIDIsHarmless(t *testing.T) {
@@ -513,15 +526,17 @@ func TestRemove(t *testing.T) {
 	h.assertConsistent()
 }
 
-func TestRemoveWithLVGoneStillDestroysKey(t *testing.T) {
+// A key is never destroyed because of its name alone: with the LV gone and
+// nothing journaled for it, nothing proves the key is that volume's.
+func TestRemoveWithLVGoneLeavesKeysFoundOnlyByName(t *testing.T) {
 	h := newHarness(t)
 	h.mustCreate("v1", nil)
 	delete(h.w.lvs, "cv-v1")
-	if err := h.m.Remove(h.ctx, "v1"); err != nil {
-		t.Fatal(err)
+	if err := h.m.Remove(h.ctx, "v1"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("remove: %v, want not found", err)
 	}
-	if len(h.w.keys) != 0 {
-		t.Fatal("key survived")
+	if len(h.w.keys) != 1 {
+		t.Fatal("a key found by name alone was destroyed")
 	}
 }
 
@@ -553,7 +568,7 @@ func TestRemoveFailureAfterEraseIsFinished(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 	h.w.clearFailures()
-	// Retrying removes the rest.
+	// Retrying removes the rest: the journal names the key.
 	if err := h.m.Remove(h.ctx, "v1"); err != nil {
 		t.Fatal(err)
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"slices"
 
 	"github.com/sirupsen/logrus"
 
@@ -15,10 +14,11 @@ import (
 
 // Mount makes the volume available to the container with mount ID id and
 // returns its mountpoint. The first ID brings the volume up (activate, KMIP
-// Get, header check, open, mount); later IDs share it. Every call, repeated
-// IDs included, proves the mountpoint is the decrypted filesystem before
-// returning it: a path that is not would let a container write plaintext to
-// the host disk. The ID is persisted before success is returned.
+// Get, header check, open, mount); later Mounts share it, each counted, so
+// that every Unmount releases exactly one. Every call proves the mountpoint
+// is the decrypted filesystem before returning it: a path that is not would
+// let a container write plaintext to the host disk. The count is persisted
+// before success is returned.
 func (m *Manager) Mount(ctx context.Context, name, id string) (string, error) {
 	if err := ValidateName(name); err != nil {
 		return "", err
@@ -45,11 +45,13 @@ func (m *Manager) Mount(ctx context.Context, name, id string) (string, error) {
 			defer cancel()
 			if terr := m.teardown(cctx, name, log); terr != nil {
 				log.WithError(terr).Error("could not undo a mount whose ID could not be recorded")
+				m.sw.linger(name, terr)
 			}
 		}
 		return "", fmt.Errorf("volume %q: recording mount ID: %w", name, err)
 	}
-	log.WithField("mount_ids", len(m.st.ids(name))).Info("mounted")
+	m.sw.mounted(name, id)
+	log.WithField("mounts", m.st.mounts(name)[id]).WithField("mount_ids", len(m.st.ids(name))).Info("mounted")
 	return m.mountpoint(name), nil
 }
 
@@ -67,58 +69,55 @@ func (m *Manager) ensureMounted(ctx context.Context, name string, lv lvm.LV, log
 		return false, fmt.Errorf("volume %q: %s is mounted at %s instead of the volume; refusing to hand it out", name, other, m.mountpoint(name))
 	}
 	if ids := m.st.ids(name); len(ids) > 0 {
-		// Someone unmounted it behind our back; the containers holding
-		// these IDs get it back.
-		log.WithField("mount_ids", len(ids)).Warn("volume has mount IDs but is not mounted; mounting it again")
+		// The plugin restarted in a new mount namespace, or someone
+		// unmounted it: the containers holding these IDs get it back.
+		log.WithField("mount_ids", len(ids)).Warn("volume has mount IDs but is not mounted here; mounting it again")
 	}
 	return true, m.bringUp(ctx, name, lv, log)
 }
 
 // bringUp activates, unlocks and mounts the volume, then verifies the mount.
-// On failure it undoes its steps in reverse.
+// On failure (or panic) it undoes its steps in reverse.
 func (m *Manager) bringUp(ctx context.Context, name string, lv lvm.LV, log logrus.FieldLogger) (err error) {
 	target := m.mountpoint(name)
 	mapping := mappingName(name)
-	var undo []undoStep
-	step := ""
-	defer func() {
-		if err == nil {
-			return
-		}
-		err = fmt.Errorf("volume %q: mount failed at %s: %w", name, step, err)
-		cctx, cancel := cleanupContext(ctx)
-		defer cancel()
-		for i := len(undo) - 1; i >= 0; i-- {
-			if uerr := undo[i].fn(cctx); uerr != nil {
-				log.WithError(uerr).WithField("undo", undo[i].what).Error("undo of a failed mount failed")
-			}
-		}
-	}()
+	rb := &rollback{op: "mount", name: name, log: log}
+	defer func() { rb.finish(ctx, &err, recover()) }()
 
-	step = "checking for a stale mapping"
+	rb.at("checking for a stale mapping")
 	open, err := m.crypt.IsOpen(ctx, mapping)
 	if err != nil {
 		return err
 	}
+	fstype := tagValue(lv.Tags, tagFSPrefix)
+	if _, ok := minSize[fstype]; !ok {
+		return fmt.Errorf("LV tag %q names no supported filesystem", tagFSPrefix+fstype)
+	}
 	if open {
-		// Left by an interrupted operation. Closing it means the header
-		// and key are checked again below rather than trusted.
-		log.Warn("closing a stale mapping before mounting")
-		if err := m.crypt.Close(ctx, mapping); err != nil {
+		// Left by an interrupted operation, or held by containers while
+		// the plugin's own mount is gone (a restart in a new mount
+		// namespace). Closing it means the header and key are checked
+		// again below rather than trusted; when something still holds
+		// it, the mapping this plugin opened is mounted again as it is.
+		err := m.crypt.Close(ctx, mapping)
+		switch {
+		case errors.Is(err, luks.ErrBusy):
+			log.Info("mapping is held by running containers; mounting it again")
+			return m.mountVerified(ctx, rb, name, fstype)
+		case err != nil:
 			return err
 		}
+		log.Warn("closed a stale mapping before mounting")
 	}
 
-	step = "LV activation"
-	undo = append(undo, undoStep{"deactivate LV", func(ctx context.Context) error {
-		return m.lvm.Deactivate(ctx, lvName(name))
-	}})
+	rb.at("LV activation")
+	rb.add("deactivate LV", func(ctx context.Context) error { return m.lvm.Deactivate(ctx, lvName(name)) })
 	if err := m.lvm.Activate(ctx, lvName(name)); err != nil {
 		return err
 	}
 	dev := m.devPath(lv)
 
-	step = "LUKS header check"
+	rb.at("LUKS header check")
 	h, err := m.crypt.Inspect(ctx, dev)
 	if err != nil {
 		return err
@@ -127,44 +126,47 @@ func (m *Manager) bringUp(ctx context.Context, name string, lv lvm.LV, log logru
 	if err != nil {
 		return err
 	}
-	fstype := tagValue(lv.Tags, tagFSPrefix)
-	if _, ok := minSize[fstype]; !ok {
-		return fmt.Errorf("LV tag %q names no supported filesystem", tagFSPrefix+fstype)
-	}
 
-	step = "KMIP key fetch"
+	rb.at("KMIP key fetch")
 	key, err := m.keys.Get(ctx, keyID)
 	if err != nil {
 		return err
 	}
 	defer key.Wipe()
 
-	step = "cryptsetup open"
-	undo = append(undo, undoStep{"close mapping", func(ctx context.Context) error {
-		return m.crypt.Close(ctx, mapping)
-	}})
+	rb.at("cryptsetup open")
+	rb.add("close mapping", func(ctx context.Context) error { return m.crypt.Close(ctx, mapping) })
 	if err := m.crypt.Open(ctx, dev, mapping, key.Bytes(), luks.OpenOptions{NoWorkqueue: m.cfg.NoWorkqueue}); err != nil {
 		return err
 	}
 	key.Wipe()
+	if err := m.mountVerified(ctx, rb, name, fstype); err != nil {
+		return err
+	}
+	log.WithField("target", target).Debug("volume brought up")
+	return nil
+}
 
-	step = "creating the mountpoint"
+// mountVerified mounts the open mapping at the mountpoint and proves the
+// mount table shows it there.
+func (m *Manager) mountVerified(ctx context.Context, rb *rollback, name, fstype string) error {
+	target := m.mountpoint(name)
+	rb.at("creating the mountpoint")
 	if err := os.MkdirAll(target, 0o755); err != nil {
 		return err
 	}
-	step = "mount"
-	undo = append(undo, undoStep{"unmount", func(ctx context.Context) error {
+	rb.at("mount")
+	rb.add("unmount", func(ctx context.Context) error {
 		src, err := m.fs.MountedDevice(target)
 		if err != nil || src == "" {
 			return err
 		}
 		return m.fs.Unmount(ctx, target)
-	}})
+	})
 	if err := m.fs.Mount(ctx, mapperPath(name), target, fstype); err != nil {
 		return err
 	}
-
-	step = "verifying the mount"
+	rb.at("verifying the mount")
 	ok, other, err := m.mountedHere(name)
 	if err != nil {
 		return err
@@ -175,15 +177,15 @@ func (m *Manager) bringUp(ctx context.Context, name string, lv lvm.LV, log logru
 		}
 		return fmt.Errorf("%s is mounted at %s, not %s", other, target, mapperPath(name))
 	}
-	log.WithField("target", target).Debug("volume brought up")
 	return nil
 }
 
-// Unmount releases mount ID id. When no ID remains the volume is unmounted,
-// its mapping closed and its LV deactivated. An unknown ID is harmless. The
-// ID is dropped (and persisted) before the teardown: if the teardown fails,
-// nothing holds the volume any more, so Remove and reconciliation may finish
-// the job, while the mount itself stays verified for any later Mount.
+// Unmount releases one Mount of mount ID id. When no Mount remains, the
+// volume is taken down (unmounted, closed, deactivated) unless the kernel
+// says something still holds its mapping; then it stays up and is retried
+// in the background, as is a teardown that fails. An unknown ID succeeds:
+// dockerd sends Unmount for mounts the plugin may have already released
+// (after a restart, or a probe that found them stale).
 func (m *Manager) Unmount(ctx context.Context, name, id string) error {
 	if err := ValidateName(name); err != nil {
 		return err
@@ -192,150 +194,66 @@ func (m *Manager) Unmount(ctx context.Context, name, id string) error {
 	defer unlock()
 	log := m.logFor(name, "unmount").WithField("id", id)
 
-	ids := m.st.ids(name)
-	if !slices.Contains(ids, id) {
+	counts := m.st.mounts(name)
+	if counts[id] == 0 {
 		log.Debug("unmount of an unknown mount ID ignored")
 		return nil
 	}
 	if err := m.st.update(func(s *state) { s.dropMount(name, id) }); err != nil {
 		return fmt.Errorf("volume %q: recording unmount: %w", name, err)
 	}
-	if len(ids) > 1 {
-		log.WithField("mount_ids", len(ids)-1).Info("mount ID released; volume stays mounted")
+	if counts[id] > 1 || len(counts) > 1 {
+		log.WithField("mount_ids", len(m.st.ids(name))).Info("mount released; volume stays mounted")
+		if counts[id] == 1 {
+			m.sw.released(name, id)
+		}
 		return nil
 	}
-	if err := m.teardown(ctx, name, log); err != nil {
-		return fmt.Errorf("volume %q: unmount: %w", name, err)
-	}
-	log.Info("volume unmounted, closed and deactivated")
-	return nil
-}
-
-// Remove destroys the volume: LUKS keyslots erased, LV removed, KMIP key
-// revoked and destroyed. It is refused while any mount ID holds the volume.
-// If the LV is already gone (an interrupted remove), the key is still
-// located and destroyed. It fails with ErrNotFound only when neither an LV
-// nor a key exists.
-func (m *Manager) Remove(ctx context.Context, name string) error {
-	if err := ValidateName(name); err != nil {
-		return err
-	}
-	unlock := m.lock(name)
-	defer unlock()
-	log := m.logFor(name, "remove")
-
-	if ids := m.st.ids(name); len(ids) > 0 {
-		return fmt.Errorf("volume %q: %w by %d container(s); stop them before removing it", name, ErrInUse, len(ids))
-	}
-	lv, err := m.lvm.LV(ctx, lvName(name))
+	m.sw.released(name, id)
+	held, err := m.release(ctx, name, log)
 	switch {
-	case errors.Is(err, lvm.ErrNotFound):
-		ids, err := m.keys.Locate(ctx, m.keyName(name))
-		if err != nil {
-			return fmt.Errorf("volume %q: LV is gone; locating its KMIP key: %w", name, err)
-		}
-		if len(ids) == 0 {
-			return fmt.Errorf("volume %q: %w", name, ErrNotFound)
-		}
-		for _, id := range ids {
-			if err := m.keys.Destroy(ctx, id); err != nil {
-				return fmt.Errorf("volume %q: LV is gone; destroying its KMIP key %q: %w", name, id, err)
-			}
-		}
-		log.WithField("keys", len(ids)).Info("LV was already gone; its KMIP key is destroyed")
-		return m.clearJournal(name, log)
 	case err != nil:
-		return fmt.Errorf("volume %q: %w", name, err)
-	case !hasTag(lv.Tags, TagOurs):
-		return fmt.Errorf("volume %q: LV %s/%s is not a cryptvol volume (no %q tag); not touching it", name, m.cfg.VG, lv.Name, TagOurs)
-	}
-
-	// Journaled so that a restarted plugin finishes a remove a crash
-	// interrupted: after the keyslots are erased the volume is useless.
-	if err := m.st.update(func(s *state) { s.Removing = addSorted(s.Removing, name) }); err != nil {
-		return fmt.Errorf("volume %q: %w", name, err)
-	}
-	// A half-made volume may have duplicate keys from a retried KMIP create.
-	erased, err := m.destroy(ctx, name, &lv, !hasTag(lv.Tags, TagReady), log)
-	if err != nil {
-		if !erased {
-			// The volume is intact and usable: a later start must not
-			// finish a remove that was answered with an error.
-			if jerr := m.st.update(func(s *state) { s.Removing = removeSorted(s.Removing, name) }); jerr != nil {
-				log.WithError(jerr).Warn("could not clear the journal entry of a failed remove")
-			}
-		}
-		return fmt.Errorf("volume %q: remove: %w", name, err)
-	}
-	log.Info("volume removed: keyslots erased, LV removed, KMIP key destroyed")
-	return m.clearJournal(name, log)
-}
-
-func (m *Manager) clearJournal(name string, log logrus.FieldLogger) error {
-	err := m.st.update(func(s *state) {
-		s.Removing = removeSorted(s.Removing, name)
-		s.Creating = removeSorted(s.Creating, name)
-		delete(s.Mounts, name)
-	})
-	if err != nil {
-		// The work is done; a stale journal entry only makes the next
-		// start try again and find nothing.
-		log.WithError(err).Warn("could not clear the journal entry")
+		// The ID is gone (docker's view), the teardown is ours to finish:
+		// retried in the background until it succeeds or the volume is
+		// mounted again.
+		log.WithError(err).Error("teardown failed; retrying in the background")
+		m.sw.linger(name, err)
+	case held:
+		log.Warn("last mount released but the kernel still holds the volume (a mount docker did not account for); it stays decrypted and is closed once nothing holds it")
+		m.sw.linger(name, errHeld)
+	default:
+		log.Info("volume unmounted, closed and deactivated")
 	}
 	return nil
 }
 
-// destroy takes a volume apart: teardown, erase keyslots, remove the LV,
-// destroy the key. The key id comes from the LUKS token, else the LV tag,
-// else (or always, with locateAlways) from a KMIP Locate by name. Every
-// step tolerates having been done already, so destroy can be repeated
-// after a crash at any point. erased reports whether the keyslots are gone
-// (from this call), after which the volume's data is unreachable.
-func (m *Manager) destroy(ctx context.Context, name string, lv *lvm.LV, locateAlways bool, log logrus.FieldLogger) (erased bool, err error) {
-	if err := m.teardownMounted(ctx, name, true, log); err != nil {
+// errHeld is what Status shows for a volume kept up because the kernel
+// still holds it while no mount ID does.
+var errHeld = errors.New("still held open outside docker's mount accounting")
+
+// release takes the volume down: unmount, close, deactivate, remove the
+// empty mountpoint. If closing fails because the mapping is still held (a
+// container's mount namespace keeps the filesystem after the plugin's own
+// mount is gone) the plugin's mount is restored and held is true: the
+// volume must stay usable for the next Mount and for dockerd's Path. Safe
+// to repeat after a crash at any point. The caller holds the volume lock.
+func (m *Manager) release(ctx context.Context, name string, log logrus.FieldLogger) (held bool, err error) {
+	err = m.teardown(ctx, name, log)
+	if !errors.Is(err, luks.ErrBusy) {
 		return false, err
 	}
-	var ids []string
-	if lv != nil {
-		if err := m.lvm.Activate(ctx, lvName(name)); err != nil {
-			return false, fmt.Errorf("activating LV %s to erase its keyslots: %w", lvName(name), err)
-		}
-		dev := m.devPath(*lv)
-		h, err := m.crypt.Inspect(ctx, dev)
-		switch {
-		case err == nil:
-			if h.Token != nil {
-				ids = appendUnique(ids, h.Token.KeyID)
-			}
-			if err := m.crypt.Erase(ctx, dev); err != nil {
-				return false, fmt.Errorf("erasing LUKS keyslots: %w", err)
-			}
-			erased = true
-			log.Debug("LUKS keyslots erased")
-		case errors.Is(err, luks.ErrNotLUKS):
-			log.Debug("LV has no LUKS header")
-		default:
-			return false, fmt.Errorf("reading LUKS header: %w", err)
-		}
-		ids = appendUnique(ids, tagValue(lv.Tags, tagKeyPrefix))
-		if err := m.lvm.Deactivate(ctx, lvName(name)); err != nil && !errors.Is(err, lvm.ErrNotFound) {
-			return erased, fmt.Errorf("deactivating LV %s: %w", lvName(name), err)
-		}
-		if err := m.lvm.RemoveLV(ctx, lvName(name)); err != nil && !errors.Is(err, lvm.ErrNotFound) {
-			return erased, fmt.Errorf("removing LV %s: %w", lvName(name), err)
-		}
+	lv, lerr := m.lvm.LV(ctx, lvName(name))
+	if lerr != nil {
+		return true, fmt.Errorf("mapping still in use; reading the LV to mount it again: %w", lerr)
 	}
-	if len(ids) == 0 || locateAlways {
-		if err := m.destroyKeysNamed(ctx, m.keyName(name), ids); err != nil {
-			return erased, err
-		}
-	} else {
-		for _, id := range ids {
-			if err := m.keys.Destroy(ctx, id); err != nil {
-				return erased, fmt.Errorf("destroying KMIP key %q: %w", id, err)
-			}
-		}
+	rb := &rollback{op: "remount", name: name, log: log}
+	var merr error
+	func() {
+		defer func() { rb.finish(ctx, &merr, recover()) }()
+		merr = m.mountVerified(ctx, rb, name, tagValue(lv.Tags, tagFSPrefix))
+	}()
+	if merr != nil {
+		return true, fmt.Errorf("mapping still in use; mounting it again: %w", merr)
 	}
-	removeMountpoint(m.mountpoint(name), log)
-	return erased, nil
+	return true, nil
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/cryptvol/cryptvol/luks"
 	"github.com/cryptvol/cryptvol/lvm"
 )
 
@@ -17,22 +18,23 @@ import (
 // repair with volume= and op=reconcile, carries on past a volume it cannot
 // repair, and returns every failure joined. Run it before serving requests:
 // it works from one listing of the LVs (a mapping can only be open on an
-// active LV, so inactive volumes cost no cryptsetup call at all).
+// active LV, so inactive volumes cost no cryptsetup call at all). It opens
+// the sweeper's probe window: the plugin starting may mean dockerd started.
 func (m *Manager) Reconcile(ctx context.Context) error {
 	var errs []error
 	snap := m.st.snapshot()
 
 	// Rule 1: a remove interrupted by a crash is finished.
-	for _, name := range snap.Removing {
-		if err := m.finishRemove(ctx, name); err != nil {
-			errs = append(errs, err)
+	for _, e := range snap.Removing {
+		if err := m.withLock(e.Volume, func(log logrus.FieldLogger) error { return m.finishRemove(ctx, e, log) }); err != nil {
+			errs = append(errs, fmt.Errorf("volume %q: reconcile: %w", e.Volume, err))
 		}
 	}
 	// Rule 2: a create interrupted by a crash is undone, unless it had
 	// completed and only the journal entry was left.
-	for _, name := range snap.Creating {
-		if err := m.undoCreate(ctx, name); err != nil {
-			errs = append(errs, err)
+	for _, e := range snap.Creating {
+		if err := m.withLock(e.Volume, func(log logrus.FieldLogger) error { return m.undoCreate(ctx, e, log) }); err != nil {
+			errs = append(errs, fmt.Errorf("volume %q: reconcile: %w", e.Volume, err))
 		}
 	}
 
@@ -61,12 +63,11 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 		if exists[name] {
 			continue
 		}
-		log := m.logFor(name, "reconcile")
 		if err := m.st.update(func(s *state) { delete(s.Mounts, name) }); err != nil {
 			errs = append(errs, fmt.Errorf("volume %q: reconcile: %w", name, err))
 			continue
 		}
-		log.Warn("dropped mount IDs of a volume that no longer exists")
+		m.logFor(name, "reconcile").Warn("dropped mount IDs of a volume that no longer exists")
 	}
 
 	// Rule 7: mounts and mappings under the mount root of names that are
@@ -77,65 +78,14 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 	if err := m.st.update(func(*state) {}); err != nil {
 		errs = append(errs, fmt.Errorf("reconcile: %w", err))
 	}
+	m.sw.openWindow()
 	return errors.Join(errs...)
 }
 
-func (m *Manager) finishRemove(ctx context.Context, name string) error {
+func (m *Manager) withLock(name string, fn func(log logrus.FieldLogger) error) error {
 	unlock := m.lock(name)
 	defer unlock()
-	log := m.logFor(name, "reconcile")
-	if ids := m.st.ids(name); len(ids) > 0 {
-		// Remove is refused while IDs exist, so this cannot come from
-		// Remove; keep the volume.
-		log.Error("remove journal entry for a volume with mount IDs; keeping the volume")
-		return m.st.update(func(s *state) { s.Removing = removeSorted(s.Removing, name) })
-	}
-	lv, err := m.lvm.LV(ctx, lvName(name))
-	var lvp *lvm.LV
-	switch {
-	case err == nil:
-		if !hasTag(lv.Tags, TagOurs) {
-			log.Error("remove journal entry names an LV that is not ours; dropping the entry")
-			return m.st.update(func(s *state) { s.Removing = removeSorted(s.Removing, name) })
-		}
-		lvp = &lv
-	case errors.Is(err, lvm.ErrNotFound):
-	default:
-		return fmt.Errorf("volume %q: reconcile: %w", name, err)
-	}
-	if _, err := m.destroy(ctx, name, lvp, true, log); err != nil {
-		return fmt.Errorf("volume %q: reconcile: finishing an interrupted remove: %w", name, err)
-	}
-	log.Info("finished an interrupted remove")
-	return m.st.update(func(s *state) { s.Removing = removeSorted(s.Removing, name) })
-}
-
-func (m *Manager) undoCreate(ctx context.Context, name string) error {
-	unlock := m.lock(name)
-	defer unlock()
-	log := m.logFor(name, "reconcile")
-	lv, err := m.lvm.LV(ctx, lvName(name))
-	var lvp *lvm.LV
-	switch {
-	case err == nil:
-		if !hasTag(lv.Tags, TagOurs) {
-			log.Error("create journal entry names an LV that is not ours; dropping the entry")
-			return m.st.update(func(s *state) { s.Creating = removeSorted(s.Creating, name) })
-		}
-		if hasTag(lv.Tags, TagReady) {
-			log.Info("interrupted create had completed; keeping the volume")
-			return m.st.update(func(s *state) { s.Creating = removeSorted(s.Creating, name) })
-		}
-		lvp = &lv
-	case errors.Is(err, lvm.ErrNotFound):
-	default:
-		return fmt.Errorf("volume %q: reconcile: %w", name, err)
-	}
-	if _, err := m.destroy(ctx, name, lvp, true, log); err != nil {
-		return fmt.Errorf("volume %q: reconcile: undoing an interrupted create: %w", name, err)
-	}
-	log.WithField("had_lv", lvp != nil).Info("undid an interrupted create")
-	return m.st.update(func(s *state) { s.Creating = removeSorted(s.Creating, name) })
+	return fn(m.logFor(name, "reconcile"))
 }
 
 // reconcileVolume applies rules 3-5 to one LV and reports whether it is a
@@ -145,60 +95,63 @@ func (m *Manager) reconcileVolume(ctx context.Context, name string, lv lvm.LV) (
 	defer unlock()
 	log := m.logFor(name, "reconcile")
 	wrap := func(err error) error { return fmt.Errorf("volume %q: reconcile: %w", name, err) }
-	// Rule 3: an LV without TagReady is a half-made volume (its create
-	// never finished, and under the volume lock none is running): undo it.
+	// Rule 3: an LV without TagReady and without a journal entry is a
+	// half-made volume (damage from outside, or a version 1 create): undo
+	// it, with the keys it names.
 	if !hasTag(lv.Tags, TagReady) {
-		if _, err := m.destroy(ctx, name, &lv, true, log); err != nil {
+		if _, err := m.destroy(ctx, name, &lv, nil, "", log); err != nil {
 			return false, wrap(fmt.Errorf("removing a half-made volume: %w", err))
 		}
 		log.Info("removed a half-made volume (LV, header and KMIP key)")
 		return false, nil
 	}
 
-	// Rule 4: recorded IDs stand only if the volume really is mounted.
-	if ids := m.st.ids(name); len(ids) > 0 {
-		ok, other, err := m.mountedHere(name)
-		if err != nil {
-			return true, wrap(err)
+	ids := m.st.ids(name)
+	// Rule 4: an inactive LV can be neither open nor mounted, so recorded
+	// IDs are stale.
+	if !lv.Active {
+		if len(ids) > 0 {
+			if err := m.st.update(func(s *state) { delete(s.Mounts, name) }); err != nil {
+				return true, wrap(err)
+			}
+			logStale(log, len(ids), "the LV is inactive, so nothing can hold the volume")
 		}
-		if ok {
-			log.WithField("mount_ids", len(ids)).Debug("mounted as recorded")
-			return true, nil
+		removeMountpoint(m.mountpoint(name), log)
+		return true, nil
+	}
+	// Rule 5: an active volume is taken down unless the kernel says it is
+	// held. Held: its mount is (re)established and its IDs kept, or it
+	// lingers if it has none. Not held: its IDs were stale.
+	mounted, _, err := m.mountedHere(name)
+	if err != nil {
+		return true, wrap(err)
+	}
+	if mounted && len(ids) > 0 {
+		// Mounted in this namespace as recorded (the plugin restarted in
+		// place): left alone; the probe window checks the IDs.
+		log.WithField("mount_ids", len(ids)).Debug("mounted as recorded")
+		return true, nil
+	}
+	held, err := m.release(ctx, name, log)
+	switch {
+	case err != nil:
+		if len(ids) == 0 {
+			m.sw.linger(name, err)
 		}
+		return true, wrap(err)
+	case held && len(ids) > 0:
+		log.WithField("mount_ids", len(ids)).Info("volume is held by its containers; mounted for them")
+	case held:
+		m.sw.linger(name, errHeld)
+		log.Warn("volume has no mount ID but the kernel still holds it; it stays decrypted until nothing does")
+	case len(ids) > 0:
 		if err := m.st.update(func(s *state) { delete(s.Mounts, name) }); err != nil {
 			return true, wrap(err)
 		}
-		log.WithFields(logrus.Fields{"mount_ids": len(ids), "mounted": other}).
-			Warn("dropped stale mount IDs: the volume was not mounted (an interrupted unmount, or an unmount from outside)")
+		logStale(log, len(ids), "nothing held the volume any more; it is closed")
+	default:
+		log.WithField("was_mounted", mounted).Info("took down a volume no container holds")
 	}
-
-	// Rule 5: with no IDs, nothing may be up.
-	target := m.mountpoint(name)
-	if src, err := m.fs.MountedDevice(target); err != nil {
-		return true, wrap(err)
-	} else if src != "" {
-		if err := m.fs.Unmount(ctx, target); err != nil {
-			return true, wrap(fmt.Errorf("unmounting stale mount %s: %w", target, err))
-		}
-		log.WithFields(logrus.Fields{"target": target, "source": src}).Info("unmounted a stale mount")
-	}
-	if !lv.Active {
-		removeMountpoint(target, log)
-		return true, nil
-	}
-	if open, err := m.crypt.IsOpen(ctx, mappingName(name)); err != nil {
-		return true, wrap(err)
-	} else if open {
-		if err := m.crypt.Close(ctx, mappingName(name)); err != nil {
-			return true, wrap(fmt.Errorf("closing stale mapping: %w", err))
-		}
-		log.WithField("mapping", mappingName(name)).Info("closed a stale mapping")
-	}
-	if err := m.lvm.Deactivate(ctx, lvName(name)); err != nil {
-		return true, wrap(fmt.Errorf("deactivating stale active LV: %w", err))
-	}
-	log.WithField("lv", lv.Name).Info("deactivated a stale active LV")
-	removeMountpoint(target, log)
 	return true, nil
 }
 
@@ -216,7 +169,7 @@ func (m *Manager) reconcileStrays(ctx context.Context, exists map[string]bool) [
 		if !e.IsDir() || exists[name] || ValidateName(name) != nil {
 			continue
 		}
-		if slices.Contains(m.st.snapshot().Creating, name) {
+		if slices.ContainsFunc(m.st.snapshot().Creating, func(x journalEntry) bool { return x.Volume == name }) {
 			continue
 		}
 		unlock := m.lock(name)
@@ -234,9 +187,12 @@ func (m *Manager) reconcileStrays(ctx context.Context, exists map[string]bool) [
 		if open, err := m.crypt.IsOpen(ctx, mappingName(name)); err != nil {
 			errs = append(errs, fmt.Errorf("volume %q: reconcile: %w", name, err))
 		} else if open {
-			if err := m.crypt.Close(ctx, mappingName(name)); err != nil {
+			switch err := m.crypt.Close(ctx, mappingName(name)); {
+			case errors.Is(err, luks.ErrBusy):
+				log.WithField("mapping", mappingName(name)).Warn("a mapping of a volume that does not exist is still held; left open")
+			case err != nil:
 				errs = append(errs, fmt.Errorf("volume %q: reconcile: closing mapping: %w", name, err))
-			} else {
+			default:
 				log.WithField("mapping", mappingName(name)).Info("closed a mapping of a volume that does not exist")
 			}
 		}

@@ -1,0 +1,296 @@
+package volume
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// Issue 10: what dockerd really does, against the bookkeeping. Each test
+// fails on the code before it (a set of IDs, teardown without the kernel's
+// word, journal by name).
+
+// docker cp into or out of a running container: Mount and Unmount under
+// the container's own ID while it keeps running.
+func TestDockerCpDoesNotCloseARunningContainersVolume(t *testing.T) {
+	h := newHarness(t)
+	h.mustCreate("v1", nil)
+	h.runContainer("v1", "c1")
+	h.mustMount("v1", "c1") // docker cp
+	h.mustUnmount("v1", "c1")
+	h.assertUp("v1")
+	if v, err := h.m.Get(h.ctx, "v1"); err != nil || v.Status[StatusMounted] != true {
+		t.Fatalf("inspect while the container runs: %+v, %v", v, err)
+	}
+	h.runContainer("v1", "c2") // another container can still mount it
+	h.stopContainer("v1", "c2")
+	h.stopContainer("v1", "c1")
+	h.assertDown("v1")
+	h.assertConsistent()
+}
+
+// The kernel says the mapping is held although docker's last Unmount came:
+// the volume stays up (never an empty mountpoint under a live user) and is
+// closed by the sweeper once nothing holds it.
+func TestLastUnmountWhileKernelHoldsKeepsItUpUntilReleased(t *testing.T) {
+	h := newHarness(t)
+	h.mustCreate("v1", nil)
+	h.runContainer("v1", "c1")
+	h.mustUnmount("v1", "c1") // dockerd lost track; the container still holds it
+	h.assertUp("v1")
+	if v, _ := h.m.Get(h.ctx, "v1"); v.Status[StatusPending] == nil {
+		t.Errorf("Status does not say the volume is waiting to close: %v", v.Status)
+	}
+	h.m.Sweep(h.ctx)
+	h.assertUp("v1")
+	h.containerGone("v1")
+	h.m.Sweep(h.ctx)
+	h.assertDown("v1")
+	h.assertConsistent()
+}
+
+// A teardown that fails is retried until it succeeds (it used to drop the
+// ID and never retry, leaving a mapping with no owner).
+func TestFailedTeardownIsRetried(t *testing.T) {
+	h := newHarness(t)
+	h.mustCreate("v1", nil)
+	h.mustMount("v1", "c1")
+	h.w.failNext("lvm.Deactivate", errors.New("lvm: device busy"))
+	if err := h.m.Unmount(h.ctx, "v1", "c1"); err != nil {
+		t.Fatalf("unmount: %v (the ID is released; the teardown is the plugin's to finish)", err)
+	}
+	if _, _, active := h.up("v1"); !active {
+		t.Fatal("the injected failure did not happen")
+	}
+	h.m.Sweep(h.ctx)
+	h.assertDown("v1")
+	h.assertConsistent()
+}
+
+// A lingering volume that is mounted again is no longer retried.
+func TestLingeringVolumeMountedAgainStaysUp(t *testing.T) {
+	h := newHarness(t)
+	h.mustCreate("v1", nil)
+	h.runContainer("v1", "c1")
+	h.mustUnmount("v1", "c1")
+	h.containerGone("v1")
+	h.runContainer("v1", "c2")
+	h.m.Sweep(h.ctx)
+	h.assertUp("v1")
+	h.stopContainer("v1", "c2")
+	h.assertDown("v1")
+}
+
+// dockerd killed with a container running: the plugin restarts in a new
+// mount namespace while the container still holds the volume; then dockerd
+// stops the container and never sends its Unmount (moby#46508).
+func TestDockerdKilledStaleIDsAreClosedBySweep(t *testing.T) {
+	h := newHarness(t)
+	h.mustCreate("v1", nil)
+	h.runContainer("v1", "c1")
+	h.restartInNewNamespace()
+	if err := h.m.Reconcile(h.ctx); err != nil {
+		t.Fatal(err)
+	}
+	h.assertUp("v1") // still held: mounted again for it, IDs kept
+	if ids := h.m.st.ids("v1"); len(ids) != 1 {
+		t.Fatalf("ids %v", ids)
+	}
+	h.containerGone("v1")
+	h.m.Sweep(h.ctx)
+	h.assertDown("v1")
+	if ids := h.m.st.ids("v1"); len(ids) != 0 {
+		t.Fatalf("stale ids kept: %v", ids)
+	}
+	if err := h.m.Remove(h.ctx, "v1"); err != nil {
+		t.Fatalf("docker volume rm: %v", err)
+	}
+	h.assertConsistent()
+}
+
+// Live-restore: dockerd comes back without restarting the plugin, and a
+// container died meanwhile. Its attach opens the probe window.
+func TestDockerAttachProbesMountsRecordedBefore(t *testing.T) {
+	h := newHarness(t)
+	h.mustCreate("v1", nil)
+	h.mustCreate("v2", nil)
+	h.runContainer("v1", "c1")
+	h.runContainer("v2", "c2") // survives dockerd's absence
+	h.containerGone("v1")
+	h.m.Sweep(h.ctx)
+	h.assertUp("v1") // no reason to doubt the IDs yet
+	h.m.DockerAttached()
+	h.m.Sweep(h.ctx)
+	h.assertDown("v1")
+	h.assertUp("v2")
+	if ids := h.m.st.ids("v2"); len(ids) != 1 {
+		t.Fatalf("live container's ID dropped: %v", ids)
+	}
+	h.stopContainer("v2", "c2")
+	h.assertDown("v2")
+}
+
+// A Mount answered after the window opened is never probed: dockerd binds
+// the returned path after the Mount, so a probe in between would hand the
+// container an empty directory.
+func TestProbeNeverTouchesAMountMadeSinceTheWindowOpened(t *testing.T) {
+	h := newHarness(t)
+	h.mustCreate("v1", nil)
+	h.m.DockerAttached()
+	h.mustMount("v1", "c1") // not yet bound into the container
+	h.w.resetCalls()
+	h.m.Sweep(h.ctx)
+	h.assertUp("v1")
+	for _, c := range h.w.callLog() {
+		if strings.HasPrefix(c, "fs.Unmount") {
+			t.Fatalf("probe unmounted a fresh mount: %v", h.w.callLog())
+		}
+	}
+}
+
+// docker volume rm of a volume whose containers died with dockerd: the IDs
+// are checked against the kernel instead of refusing for ever.
+func TestRemoveChecksIDsThatMayBeStale(t *testing.T) {
+	h := newHarness(t)
+	h.mustCreate("v1", nil)
+	h.runContainer("v1", "c1")
+	h.restartInNewNamespace()
+	if err := h.m.Reconcile(h.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.m.Remove(h.ctx, "v1"); !errors.Is(err, ErrInUse) {
+		t.Fatalf("remove while the container runs: %v", err)
+	}
+	h.containerGone("v1")
+	if err := h.m.Remove(h.ctx, "v1"); err != nil {
+		t.Fatalf("remove after the container died: %v", err)
+	}
+	h.assertConsistent()
+}
+
+// A remove that fails after erasing (KMIP away), then the same name created
+// again and used, then a restart: the new volume and its key survive, and
+// the old key is destroyed once KMIP answers.
+func TestFailedRemoveNeverDestroysALaterVolumeOfTheSameName(t *testing.T) {
+	h := newHarness(t)
+	h.mustCreate("v1", nil)
+	oldKey := h.w.headers["cv-v1"].h.Token.KeyID
+	kmipDown := errors.New("kmip 127.0.0.1:5696: connection refused")
+	h.w.before = func(op, arg string) {
+		if op == "keys.Destroy" && arg == oldKey {
+			h.w.failNext("keys.Destroy", kmipDown)
+		}
+	}
+	if err := h.m.Remove(h.ctx, "v1"); err == nil {
+		t.Fatal("remove succeeded with KMIP away")
+	}
+	h.mustCreate("v1", nil)
+	newKey := h.w.headers["cv-v1"].h.Token.KeyID
+	if newKey == oldKey || h.w.keys[newKey].name == h.w.keys[oldKey].name {
+		t.Fatalf("the new volume shares the old one's key or key name")
+	}
+	h.runContainer("v1", "c1")
+	h.stopContainer("v1", "c1")
+	h.restartInNewNamespace()
+	if err := h.m.Reconcile(h.ctx); err == nil {
+		t.Log("reconcile could not finish the old remove, as expected with KMIP away")
+	}
+	if _, ok := h.w.lvs["cv-v1"]; !ok {
+		t.Fatal("the new volume's LV was destroyed")
+	}
+	if _, ok := h.w.keys[newKey]; !ok {
+		t.Fatal("the new volume's key was destroyed")
+	}
+	h.w.before = nil
+	h.m.Sweep(h.ctx)
+	if _, ok := h.w.keys[oldKey]; ok {
+		t.Fatal("the old key survives KMIP's return")
+	}
+	h.mustMount("v1", "c2")
+	h.mustUnmount("v1", "c2")
+	h.assertConsistent()
+}
+
+// Two creates of one name never share a key name; the VG UUID is in it.
+func TestKeyNamesAreUniquePerCreate(t *testing.T) {
+	h := newHarness(t)
+	h.mustCreate("v1", nil)
+	first := h.w.keys[h.w.headers["cv-v1"].h.Token.KeyID].name
+	if err := h.m.Remove(h.ctx, "v1"); err != nil {
+		t.Fatal(err)
+	}
+	h.mustCreate("v1", nil)
+	second := h.w.keys[h.w.headers["cv-v1"].h.Token.KeyID].name
+	if first == second || !strings.Contains(first, h.w.vg.UUID) || !strings.Contains(second, h.w.vg.UUID) {
+		t.Fatalf("key names %q, %q", first, second)
+	}
+}
+
+// A panic inside a step (a library bug, kmip-go's send race) still undoes
+// everything the operation made.
+func TestPanicsUndoCreateAndMount(t *testing.T) {
+	for _, op := range []string{"crypt.Open", "fs.Mkfs"} {
+		h := newHarness(t)
+		h.w.before = func(o, arg string) {
+			if o == op {
+				panic("boom in " + o)
+			}
+		}
+		err := h.m.Create(h.ctx, "v1", nil)
+		if err == nil || !strings.Contains(err.Error(), "internal error") {
+			t.Fatalf("create with a panic at %s: %v", op, err)
+		}
+		if len(h.w.lvs) != 0 || len(h.w.keys) != 0 || len(h.w.mappings) != 0 {
+			t.Fatalf("panic at %s left lvs=%d keys=%d mappings=%d", op, len(h.w.lvs), len(h.w.keys), len(h.w.mappings))
+		}
+	}
+	h := newHarness(t)
+	h.mustCreate("v1", nil)
+	h.w.before = func(o, arg string) {
+		if o == "fs.Mount" {
+			panic("boom")
+		}
+	}
+	if _, err := h.m.Mount(h.ctx, "v1", "c1"); err == nil {
+		t.Fatal("mount succeeded")
+	}
+	h.w.before = nil
+	h.assertDown("v1")
+	h.assertConsistent()
+}
+
+// Version 1 state files are read: IDs become counts of one; journal
+// entries of bare names never destroy anything found by name alone.
+func TestStateVersion1IsConverted(t *testing.T) {
+	h := newHarness(t)
+	h.mustCreate("v1", nil)
+	h.mustCreate("v2", nil)
+	h.runContainer("v1", "c1")
+	v1 := map[string]any{
+		"version": 1, "boot_id": "boot-1",
+		"mounts":   map[string][]string{"v1": {"c1"}},
+		"removing": []string{"v2"}, // a later v2 exists: kept
+	}
+	b, _ := json.Marshal(v1)
+	if err := os.WriteFile(filepath.Join(h.cfg.StateDir, StateFile), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h.restart()
+	if err := h.m.Reconcile(h.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.m.st.mounts("v1"); got["c1"] != 1 {
+		t.Fatalf("converted mounts %v", got)
+	}
+	if _, ok := h.w.lvs["cv-v2"]; !ok {
+		t.Fatal("a legacy remove entry destroyed the LV of its name")
+	}
+	if s := readState(t, h); s.Version != stateVersion || len(s.Removing) != 0 {
+		t.Fatalf("state after conversion: %+v", s)
+	}
+	h.stopContainer("v1", "c1")
+	h.assertConsistent()
+}

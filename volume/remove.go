@@ -1,0 +1,241 @@
+package volume
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/cryptvol/cryptvol/luks"
+	"github.com/cryptvol/cryptvol/lvm"
+)
+
+// Remove destroys the volume: LUKS keyslots erased, LV removed, KMIP key
+// revoked and destroyed. It is refused while a container holds the volume.
+// Mount IDs that may be stale (see sweep.go) are checked against the kernel
+// first. The exact objects (LV UUID, key ids) are journaled before anything
+// is destroyed, so a remove that fails half-way is finished later (at the
+// next sweep, start, or Create of the name) without ever touching a later
+// volume of the same name.
+func (m *Manager) Remove(ctx context.Context, name string) error {
+	if err := ValidateName(name); err != nil {
+		return err
+	}
+	unlock := m.lock(name)
+	defer unlock()
+	log := m.logFor(name, "remove")
+
+	if ids := m.st.ids(name); len(ids) > 0 {
+		inUse := fmt.Errorf("volume %q: %w by %d container(s); stop them before removing it", name, ErrInUse, len(ids))
+		if !m.sw.probeable(name, ids) {
+			return inUse
+		}
+		held, err := m.release(ctx, name, log)
+		switch {
+		case err != nil:
+			return fmt.Errorf("%w (checking whether they still hold it failed: %w)", inUse, err)
+		case held:
+			return inUse
+		}
+		if err := m.st.update(func(s *state) { delete(s.Mounts, name) }); err != nil {
+			return fmt.Errorf("volume %q: %w", name, err)
+		}
+		logStale(log, len(ids), "nothing held the volume (its containers ended while dockerd was not tracking them)")
+	}
+	finished, err := m.settleJournal(ctx, name, log)
+	if err != nil {
+		return err
+	}
+
+	lv, err := m.lvm.LV(ctx, lvName(name))
+	switch {
+	case errors.Is(err, lvm.ErrNotFound) && finished > 0:
+		return nil // a retry of a remove that had failed half-way: now done
+	case errors.Is(err, lvm.ErrNotFound):
+		return fmt.Errorf("volume %q: %w", name, ErrNotFound)
+	case err != nil:
+		return fmt.Errorf("volume %q: %w", name, err)
+	case !hasTag(lv.Tags, TagOurs):
+		return fmt.Errorf("volume %q: LV %s/%s is not a cryptvol volume (no %q tag); not touching it", name, m.cfg.VG, lv.Name, TagOurs)
+	}
+
+	// The keys to destroy are the ones this LV names, read before the
+	// keyslots (and with them nothing) are erased.
+	keyIDs, err := m.keysOf(ctx, name, lv)
+	if err != nil {
+		return fmt.Errorf("volume %q: remove: %w", name, err)
+	}
+	entry := journalEntry{Volume: name, LVUUID: lv.UUID, KeyIDs: keyIDs}
+	if err := m.st.update(func(s *state) { s.Removing = append(withoutEntry(s.Removing, entry), entry) }); err != nil {
+		return fmt.Errorf("volume %q: %w", name, err)
+	}
+	erased, err := m.destroy(ctx, name, &lv, keyIDs, "", log)
+	if err != nil {
+		if !erased {
+			// The volume is intact and usable: nothing may finish a
+			// remove that was answered with an error.
+			if jerr := m.st.update(func(s *state) { s.Removing = withoutEntry(s.Removing, entry) }); jerr != nil {
+				log.WithError(jerr).Warn("could not clear the journal entry of a failed remove")
+			}
+			return fmt.Errorf("volume %q: remove: %w", name, err)
+		}
+		return fmt.Errorf("volume %q: remove: %w (the volume's data is already unreadable; the rest is finished in the background)", name, err)
+	}
+	log.Info("volume removed: keyslots erased, LV removed, KMIP key destroyed")
+	if err := m.st.update(func(s *state) { s.Removing = withoutEntry(s.Removing, entry); delete(s.Mounts, name) }); err != nil {
+		// The work is done; a stale entry only makes a later sweep find
+		// nothing of that LV and destroy already destroyed keys.
+		log.WithError(err).Warn("could not clear the journal entry")
+	}
+	return nil
+}
+
+// keysOf returns the KMIP key ids an LV names: its LUKS token (read with the
+// LV active) and its tag.
+func (m *Manager) keysOf(ctx context.Context, name string, lv lvm.LV) ([]string, error) {
+	ids := appendUnique(nil, tagValue(lv.Tags, tagKeyPrefix))
+	if err := m.lvm.Activate(ctx, lvName(name)); err != nil {
+		return nil, fmt.Errorf("activating LV %s to read its LUKS header: %w", lvName(name), err)
+	}
+	h, err := m.crypt.Inspect(ctx, m.devPath(lv))
+	switch {
+	case err == nil:
+		if h.Token != nil {
+			ids = appendUnique(ids, h.Token.KeyID)
+		}
+	case errors.Is(err, luks.ErrNotLUKS):
+	default:
+		return nil, fmt.Errorf("reading LUKS header: %w", err)
+	}
+	return ids, nil
+}
+
+// settleJournal finishes what earlier creates and removes of name left
+// (the caller holds its lock). An unfinished remove whose LV is gone only
+// has keys left to destroy, which harms no new volume: it stays for the
+// sweeper if KMIP is away. One whose LV is still there blocks. finished
+// counts the removes finished here.
+func (m *Manager) settleJournal(ctx context.Context, name string, log logrus.FieldLogger) (finished int, err error) {
+	snap := m.st.snapshot()
+	for _, e := range entriesOf(snap.Creating, name) {
+		if err := m.undoCreate(ctx, e, log); err != nil {
+			return 0, fmt.Errorf("volume %q: cleaning up an interrupted create: %w", name, err)
+		}
+	}
+	for _, e := range entriesOf(snap.Removing, name) {
+		err := m.finishRemove(ctx, e, log)
+		if err == nil {
+			finished++
+			continue
+		}
+		lv, lerr := m.lvm.LV(ctx, lvName(name))
+		if lerr == nil && lv.UUID == e.LVUUID {
+			return finished, fmt.Errorf("volume %q: %w: %w", name, errStillRemoving, err)
+		}
+		log.WithError(err).Warn("an earlier remove of this name still has KMIP keys to destroy; retrying in the background")
+	}
+	return finished, nil
+}
+
+// finishRemove finishes one journaled remove (the caller holds the volume
+// lock): the LV it names, if it is still there, and the keys it names.
+func (m *Manager) finishRemove(ctx context.Context, e journalEntry, log logrus.FieldLogger) error {
+	drop := func() error {
+		return m.st.update(func(s *state) { s.Removing = withoutEntry(s.Removing, e) })
+	}
+	lv, err := m.lvm.LV(ctx, lvName(e.Volume))
+	var lvp *lvm.LV
+	switch {
+	case err == nil && !e.Legacy && lv.UUID == e.LVUUID:
+		lvp = &lv
+	case err == nil:
+		// Another LV of that name: a later volume, or (legacy entry) one
+		// that cannot be told from the one being removed. Not touched.
+		if e.Legacy {
+			log.WithField("lv", lv.Name).Warn("an older cryptvol's remove journal names only this volume; its LV is kept (run docker volume rm again if it should go)")
+			return drop()
+		}
+	case errors.Is(err, lvm.ErrNotFound):
+		if e.Legacy {
+			log.WithField("kmip_key_name", m.legacyKeyName(e.Volume)).Warn("an older cryptvol's remove journal names only this volume; its LV is gone and keys are never destroyed by name alone: check the KMIP server for keys of this name")
+			return drop()
+		}
+	default:
+		return err
+	}
+	if _, err := m.destroy(ctx, e.Volume, lvp, e.KeyIDs, "", log); err != nil {
+		return fmt.Errorf("finishing an interrupted remove: %w", err)
+	}
+	log.Info("finished an interrupted remove")
+	return drop()
+}
+
+// retryRemove is the sweeper's retry of a journaled remove.
+func (m *Manager) retryRemove(ctx context.Context, e journalEntry) error {
+	unlock := m.lock(e.Volume)
+	defer unlock()
+	if !slices.ContainsFunc(m.st.snapshot().Removing, func(x journalEntry) bool {
+		return x.Volume == e.Volume && x.LVUUID == e.LVUUID && x.Legacy == e.Legacy
+	}) {
+		return nil
+	}
+	return m.finishRemove(ctx, e, m.logFor(e.Volume, "sweep"))
+}
+
+// destroy takes a volume apart: teardown, erase keyslots, remove the LV,
+// destroy keys. The keys destroyed are keyIDs, the LV's own (token, tag),
+// and, for an interrupted create, those Located under that create's unique
+// keyName: never keys found by a name another volume could have. Every
+// step tolerates having been done already, so destroy can be repeated
+// after a crash at any point. erased reports whether the keyslots are gone
+// (from this call), after which the volume's data is unreachable.
+func (m *Manager) destroy(ctx context.Context, name string, lv *lvm.LV, keyIDs []string, keyName string, log logrus.FieldLogger) (erased bool, err error) {
+	ids := slices.Clone(keyIDs)
+	if lv != nil {
+		if err := m.teardownMounted(ctx, name, true, log); err != nil {
+			return false, err
+		}
+		if err := m.lvm.Activate(ctx, lvName(name)); err != nil {
+			return false, fmt.Errorf("activating LV %s to erase its keyslots: %w", lvName(name), err)
+		}
+		dev := m.devPath(*lv)
+		h, err := m.crypt.Inspect(ctx, dev)
+		switch {
+		case err == nil:
+			if h.Token != nil {
+				ids = appendUnique(ids, h.Token.KeyID)
+			}
+			if err := m.crypt.Erase(ctx, dev); err != nil {
+				return false, fmt.Errorf("erasing LUKS keyslots: %w", err)
+			}
+			erased = true
+			log.Debug("LUKS keyslots erased")
+		case errors.Is(err, luks.ErrNotLUKS):
+			log.Debug("LV has no LUKS header")
+		default:
+			return false, fmt.Errorf("reading LUKS header: %w", err)
+		}
+		ids = appendUnique(ids, tagValue(lv.Tags, tagKeyPrefix))
+		if err := m.lvm.Deactivate(ctx, lvName(name)); err != nil && !errors.Is(err, lvm.ErrNotFound) {
+			return erased, fmt.Errorf("deactivating LV %s: %w", lvName(name), err)
+		}
+		if err := m.lvm.RemoveLV(ctx, lvName(name)); err != nil && !errors.Is(err, lvm.ErrNotFound) {
+			return erased, fmt.Errorf("removing LV %s: %w", lvName(name), err)
+		}
+		removeMountpoint(m.mountpoint(name), log)
+	}
+	if keyName != "" {
+		if err := m.destroyKeysNamed(ctx, keyName, ids); err != nil {
+			return erased, err
+		}
+		return erased, nil
+	}
+	for _, id := range ids {
+		if err := m.keys.Destroy(ctx, id); err != nil {
+			return erased, fmt.Errorf("destroying KMIP key %q: %w", id, err)
+		}
+	}
+	return erased, nil
+}

@@ -1,0 +1,64 @@
+package volume
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/sirupsen/logrus"
+)
+
+// rollback collects the undo steps of an operation as its steps complete.
+// finish runs them in reverse unless the operation succeeded; it is meant to
+// be deferred with a pointer to the operation's named error, and it also
+// catches a panic (turned into that error) so that a half-done create or
+// mount is undone whatever ended it.
+type rollback struct {
+	op    string // "create", "mount": named in errors and logs
+	name  string // volume
+	step  string // the step running now, named in the error
+	steps []undoStep
+	log   logrus.FieldLogger
+}
+
+// undoStep is one action that reverses a completed step.
+type undoStep struct {
+	what string
+	fn   func(context.Context) error
+}
+
+// at names the step about to run.
+func (r *rollback) at(step string) { r.step = step }
+
+// add registers an undo, run after every undo added later.
+func (r *rollback) add(what string, fn func(context.Context) error) {
+	r.steps = append(r.steps, undoStep{what, fn})
+}
+
+// replaceLast swaps the most recent undo for a more precise one.
+func (r *rollback) replaceLast(what string, fn func(context.Context) error) {
+	r.steps[len(r.steps)-1] = undoStep{what, fn}
+}
+
+// finish is deferred: with *errp nil and no panic it does nothing. Otherwise
+// it wraps the error with the failed step, runs every undo under its own
+// deadline (the request's may be what ran out), and returns what could not
+// be undone.
+func (r *rollback) finish(ctx context.Context, errp *error, recovered any) (failed []string) {
+	if recovered != nil {
+		*errp = fmt.Errorf("internal error: %v", recovered)
+		r.log.WithField("panic", fmt.Sprint(recovered)).Error(r.op + " panicked; undoing its steps")
+	}
+	if *errp == nil {
+		return nil
+	}
+	*errp = fmt.Errorf("volume %q: %s failed at %s: %w", r.name, r.op, r.step, *errp)
+	cctx, cancel := cleanupContext(ctx)
+	defer cancel()
+	for i := len(r.steps) - 1; i >= 0; i-- {
+		if uerr := r.steps[i].fn(cctx); uerr != nil {
+			r.log.WithError(uerr).WithField("undo", r.steps[i].what).Error("undo of a failed " + r.op + " failed")
+			failed = append(failed, r.steps[i].what+": "+uerr.Error())
+		}
+	}
+	return failed
+}

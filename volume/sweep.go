@@ -1,0 +1,233 @@
+package volume
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/sirupsen/logrus"
+)
+
+// What the sweeper does, and why (issue 10):
+//
+//   - A volume whose last Mount was released but which could not be taken
+//     down (teardown failed, or the kernel still holds the mapping) lingers:
+//     it is retried every Config.SweepInterval until it goes down or is
+//     mounted again.
+//   - dockerd does not persist which mounts are active. Killed and started
+//     again, it stops the containers it had running and never sends their
+//     Unmounts (moby#46508); under live-restore, containers that die while
+//     it is down end the same way. So mount IDs recorded before dockerd's
+//     latest start may be stale. A start of the plugin (dockerd's start
+//     restarts it, moby daemon/pkg/plugin/manager.go reload) and every
+//     attach of dockerd (it dials the socket without a request,
+//     manager_linux.go pluginPostStart) open a probe window
+//     (Config.ProbeWindow): during it, a volume none of whose IDs was
+//     mounted since is probed every SweepInterval by release. If nothing
+//     holds it, its IDs were stale and are dropped; if something does, the
+//     plugin's mount is restored and the IDs kept.
+//
+// An ID mounted after the window opened is never probed: dockerd bind-mounts
+// the path a Mount returned after the Mount, and a probe in between would
+// hand the container an empty directory.
+type sweeper struct {
+	mu          sync.Mutex
+	fresh       map[string]map[string]bool // volume -> IDs mounted since the window opened
+	lingering   map[string]error           // volume -> why it is still up with no ID
+	probeUntil  time.Time
+	now         func() time.Time
+	interval    time.Duration
+	probeWindow time.Duration
+	wake        chan struct{}
+}
+
+func newSweeper(interval, window time.Duration) *sweeper {
+	return &sweeper{
+		fresh: map[string]map[string]bool{}, lingering: map[string]error{},
+		now: time.Now, interval: interval, probeWindow: window, wake: make(chan struct{}, 1),
+	}
+}
+
+// mounted records a Mount of id since the window opened; the volume is in
+// use and no longer lingers.
+func (s *sweeper) mounted(name, id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.fresh[name] == nil {
+		s.fresh[name] = map[string]bool{}
+	}
+	s.fresh[name][id] = true
+	delete(s.lingering, name)
+}
+
+// released forgets id, whose last Mount was released.
+func (s *sweeper) released(name, id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.fresh[name], id)
+	if len(s.fresh[name]) == 0 {
+		delete(s.fresh, name)
+	}
+}
+
+// linger records that the volume must go down and has not.
+func (s *sweeper) linger(name string, why error) {
+	s.mu.Lock()
+	s.lingering[name] = why
+	s.mu.Unlock()
+	s.poke()
+}
+
+func (s *sweeper) settled(name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.lingering, name)
+}
+
+// pending returns why the volume is up with no mount ID, or nil.
+func (s *sweeper) pending(name string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lingering[name]
+}
+
+// openWindow makes every recorded ID a candidate for probing.
+func (s *sweeper) openWindow() {
+	s.mu.Lock()
+	s.fresh = map[string]map[string]bool{}
+	s.probeUntil = s.now().Add(s.probeWindow)
+	s.mu.Unlock()
+	s.poke()
+}
+
+func (s *sweeper) poke() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// probeable reports whether the volume's ids may be stale: the window is
+// open and none of them was mounted since it opened.
+func (s *sweeper) probeable(name string, ids []string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(ids) == 0 || !s.now().Before(s.probeUntil) {
+		return false
+	}
+	for _, id := range ids {
+		if s.fresh[name][id] {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *sweeper) lingeringNames() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Sorted(maps.Keys(s.lingering))
+}
+
+// DockerAttached is called when dockerd (re)attaches to the plugin: mounts
+// recorded before may belong to containers that died while it was away.
+func (m *Manager) DockerAttached() {
+	m.log.WithField("op", "sweep").Info("dockerd attached: checking for a probe window whether recorded mounts are still held")
+	m.sw.openWindow()
+}
+
+// Run sweeps until ctx ends: lingering volumes are taken down, possibly
+// stale mount IDs probed, and removes whose KMIP step failed retried. Start
+// it after Reconcile.
+func (m *Manager) Run(ctx context.Context) {
+	t := time.NewTicker(m.sw.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-m.sw.wake:
+		}
+		m.Sweep(ctx)
+	}
+}
+
+// Sweep runs one round of Run's work.
+func (m *Manager) Sweep(ctx context.Context) {
+	for _, name := range m.sw.lingeringNames() {
+		m.sweepLingering(ctx, name)
+	}
+	for name := range m.st.snapshot().Mounts {
+		if m.sw.probeable(name, m.st.ids(name)) {
+			if err := m.probe(ctx, name); err != nil {
+				m.logFor(name, "sweep").WithError(err).Warn("probing whether the volume is still held failed")
+			}
+		}
+	}
+	for _, e := range m.st.snapshot().Removing {
+		if err := m.retryRemove(ctx, e); err != nil {
+			m.logFor(e.Volume, "sweep").WithError(err).Debug("unfinished remove still cannot finish")
+		}
+	}
+}
+
+func (m *Manager) sweepLingering(ctx context.Context, name string) {
+	unlock := m.lock(name)
+	defer unlock()
+	log := m.logFor(name, "sweep")
+	if len(m.st.ids(name)) > 0 || m.sw.pending(name) == nil {
+		m.sw.settled(name) // mounted again meanwhile
+		return
+	}
+	held, err := m.release(ctx, name, log)
+	switch {
+	case err != nil:
+		m.sw.linger(name, err)
+		log.WithError(err).Warn("taking the volume down failed again; retrying")
+	case held:
+		m.sw.linger(name, errHeld)
+		log.Debug("volume still held")
+	default:
+		m.sw.settled(name)
+		log.Info("volume taken down: nothing holds it any more")
+	}
+}
+
+// probe checks whether anything still holds a volume whose mount IDs may
+// be stale, and drops them if nothing does.
+func (m *Manager) probe(ctx context.Context, name string) error {
+	unlock := m.lock(name)
+	defer unlock()
+	ids := m.st.ids(name)
+	if !m.sw.probeable(name, ids) {
+		return nil
+	}
+	log := m.logFor(name, "sweep")
+	held, err := m.release(ctx, name, log)
+	if err != nil {
+		return err
+	}
+	if held {
+		log.WithField("mount_ids", len(ids)).Debug("volume still held by its containers")
+		return nil
+	}
+	if err := m.st.update(func(s *state) { delete(s.Mounts, name) }); err != nil {
+		return fmt.Errorf("volume %q: dropping stale mount IDs: %w", name, err)
+	}
+	log.WithField("mount_ids", len(ids)).Warn("volume closed: nothing held it, so its mount IDs were stale (their containers ended while dockerd was not tracking them, moby#46508)")
+	return nil
+}
+
+// errStillRemoving refuses a create while an earlier volume of the same
+// name is still being taken apart.
+var errStillRemoving = errors.New("an earlier volume of this name is still being removed")
+
+// logStale is the one message for IDs found stale at start-up.
+func logStale(log logrus.FieldLogger, ids int, why string) {
+	log.WithField("mount_ids", ids).Warn("dropped stale mount IDs: " + why)
+}
