@@ -46,14 +46,23 @@ const (
 type Options struct {
 	LongTimeout  time.Duration // Create, Remove, Mount, Unmount
 	ShortTimeout time.Duration // Get, List, Path
+	// Status, if set, adds plugin-wide facts (KMIP reachability) to every
+	// volume's Status.
+	Status func() map[string]any
 }
 
 // Driver implements dv.Driver.
 type Driver struct {
-	m     Manager
-	log   logrus.FieldLogger
-	long  time.Duration
-	short time.Duration
+	log    logrus.FieldLogger
+	long   time.Duration
+	short  time.Duration
+	status func() map[string]any
+
+	// The manager arrives once start-up reconciliation is done (start.go).
+	startMu  sync.Mutex
+	m        Manager
+	ready    chan struct{} // closed when m is set
+	startErr error         // the latest start-up failure while m is unset
 
 	// Requests in flight, for a clean shutdown. Not a WaitGroup: requests
 	// may start while Wait is waiting, which a WaitGroup forbids.
@@ -66,16 +75,8 @@ var _ dv.Driver = (*Driver)(nil)
 
 // New returns a driver serving m.
 func New(m Manager, log logrus.FieldLogger, o Options) *Driver {
-	if log == nil {
-		log = logrus.StandardLogger()
-	}
-	d := &Driver{m: m, log: log, long: o.LongTimeout, short: o.ShortTimeout}
-	if d.long <= 0 {
-		d.long = DefaultLongTimeout
-	}
-	if d.short <= 0 {
-		d.short = DefaultShortTimeout
-	}
+	d := NewStarting(log, o)
+	d.Start(m)
 	return d
 }
 
@@ -121,13 +122,16 @@ func (d *Driver) end() {
 
 // call runs one request with its deadline and turns its error into the text
 // docker will show.
-func (d *Driver) call(op, name string, timeout time.Duration, fn func(ctx context.Context) error) error {
+func (d *Driver) call(op, name string, timeout time.Duration, fn func(ctx context.Context, m Manager) error) error {
 	d.begin()
 	defer d.end()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	start := time.Now()
-	err := fn(ctx)
+	m, err := d.manager(ctx)
+	if err == nil {
+		err = d.guard(op, func() error { return fn(ctx, m) })
+	}
 	log := d.log.WithFields(logrus.Fields{"op": op, "duration": time.Since(start).Round(time.Millisecond)})
 	if name != "" {
 		log = log.WithField("volume", name)
@@ -162,23 +166,23 @@ func oneLine(s string) string {
 
 // Create implements dv.Driver.
 func (d *Driver) Create(r *dv.CreateRequest) error {
-	return d.call("create", r.Name, d.long, func(ctx context.Context) error {
-		return d.m.Create(ctx, r.Name, r.Options)
+	return d.call("create", r.Name, d.long, func(ctx context.Context, m Manager) error {
+		return m.Create(ctx, r.Name, r.Options)
 	})
 }
 
 // Remove implements dv.Driver.
 func (d *Driver) Remove(r *dv.RemoveRequest) error {
-	return d.call("remove", r.Name, d.long, func(ctx context.Context) error {
-		return d.m.Remove(ctx, r.Name)
+	return d.call("remove", r.Name, d.long, func(ctx context.Context, m Manager) error {
+		return m.Remove(ctx, r.Name)
 	})
 }
 
 // Mount implements dv.Driver.
 func (d *Driver) Mount(r *dv.MountRequest) (*dv.MountResponse, error) {
 	var p string
-	err := d.call("mount", r.Name, d.long, func(ctx context.Context) (err error) {
-		p, err = d.m.Mount(ctx, r.Name, r.ID)
+	err := d.call("mount", r.Name, d.long, func(ctx context.Context, m Manager) (err error) {
+		p, err = m.Mount(ctx, r.Name, r.ID)
 		return err
 	})
 	if err != nil {
@@ -189,16 +193,16 @@ func (d *Driver) Mount(r *dv.MountRequest) (*dv.MountResponse, error) {
 
 // Unmount implements dv.Driver.
 func (d *Driver) Unmount(r *dv.UnmountRequest) error {
-	return d.call("unmount", r.Name, d.long, func(ctx context.Context) error {
-		return d.m.Unmount(ctx, r.Name, r.ID)
+	return d.call("unmount", r.Name, d.long, func(ctx context.Context, m Manager) error {
+		return m.Unmount(ctx, r.Name, r.ID)
 	})
 }
 
 // Path implements dv.Driver.
 func (d *Driver) Path(r *dv.PathRequest) (*dv.PathResponse, error) {
 	var p string
-	err := d.call("path", r.Name, d.short, func(ctx context.Context) (err error) {
-		p, err = d.m.Path(ctx, r.Name)
+	err := d.call("path", r.Name, d.short, func(ctx context.Context, m Manager) (err error) {
+		p, err = m.Path(ctx, r.Name)
 		return err
 	})
 	if err != nil {
@@ -210,21 +214,21 @@ func (d *Driver) Path(r *dv.PathRequest) (*dv.PathResponse, error) {
 // Get implements dv.Driver.
 func (d *Driver) Get(r *dv.GetRequest) (*dv.GetResponse, error) {
 	var v volume.Volume
-	err := d.call("get", r.Name, d.short, func(ctx context.Context) (err error) {
-		v, err = d.m.Get(ctx, r.Name)
+	err := d.call("get", r.Name, d.short, func(ctx context.Context, m Manager) (err error) {
+		v, err = m.Get(ctx, r.Name)
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &dv.GetResponse{Volume: toDocker(v)}, nil
+	return &dv.GetResponse{Volume: d.toDocker(v)}, nil
 }
 
 // List implements dv.Driver.
 func (d *Driver) List() (*dv.ListResponse, error) {
 	var vols []volume.Volume
-	err := d.call("list", "", d.short, func(ctx context.Context) (err error) {
-		vols, err = d.m.List(ctx)
+	err := d.call("list", "", d.short, func(ctx context.Context, m Manager) (err error) {
+		vols, err = m.List(ctx)
 		return err
 	})
 	if err != nil {
@@ -232,7 +236,7 @@ func (d *Driver) List() (*dv.ListResponse, error) {
 	}
 	out := make([]*dv.Volume, 0, len(vols))
 	for _, v := range vols {
-		out = append(out, toDocker(v))
+		out = append(out, d.toDocker(v))
 	}
 	return &dv.ListResponse{Volumes: out}, nil
 }
@@ -242,8 +246,16 @@ func (d *Driver) Capabilities() *dv.CapabilitiesResponse {
 	return &dv.CapabilitiesResponse{Capabilities: dv.Capability{Scope: "local"}}
 }
 
-func toDocker(v volume.Volume) *dv.Volume {
+func (d *Driver) toDocker(v volume.Volume) *dv.Volume {
 	out := &dv.Volume{Name: v.Name, Mountpoint: v.Mountpoint, Status: v.Status}
+	if d.status != nil {
+		if out.Status == nil {
+			out.Status = map[string]any{}
+		}
+		for k, val := range d.status() {
+			out.Status[k] = val
+		}
+	}
 	if !v.CreatedAt.IsZero() {
 		out.CreatedAt = v.CreatedAt.UTC().Format(time.RFC3339)
 	}

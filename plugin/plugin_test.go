@@ -29,9 +29,14 @@ type fakeManager struct {
 	path  string
 	vols  []volume.Volume
 	block chan struct{} // if set, operations wait for it or their deadline
+	// panicOn names a call that panics (Mount).
+	panicOn string
 }
 
 func (f *fakeManager) record(ctx context.Context, call string) error {
+	if f.panicOn != "" && strings.HasPrefix(call, strings.ToLower(f.panicOn)) {
+		panic("boom in " + call)
+	}
 	f.mu.Lock()
 	f.calls = append(f.calls, call)
 	f.ctxs = append(f.ctxs, ctx)

@@ -4,9 +4,11 @@
 //
 // Configuration comes from CRYPTVOL_* environment variables (see
 // LoadConfig); a missing or bad one stops the plugin at start with one line
-// naming it. Start-up: create the volume group (CRYPTVOL_DEVICES) and thin
-// pool if missing, connect the KMIP client, reconcile (package volume's
-// rules), then serve the VolumeDriver API on CRYPTVOL_SOCKET.
+// naming it. Start-up: listen on CRYPTVOL_SOCKET at once, then create the
+// volume group (CRYPTVOL_DEVICES) and thin pool if missing, start the KMIP
+// client (its reachability is checked in the background and shown in every
+// volume's Status), reconcile (package volume's rules) and only then answer
+// requests that need the volumes; then sweep in the background.
 //
 // SIGTERM or SIGINT stops serving and waits for requests in flight; mounted
 // volumes stay mounted, because running containers still use them. The next
@@ -22,6 +24,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -62,23 +65,68 @@ func run() int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
-	drv, kms, err := setup(ctx, cfg, log)
+	// The socket first: dockerd gives a starting plugin ~12.5 s to listen
+	// (plugin/start.go); requests wait for start-up within their deadline.
+	l, err := listen(cfg.Socket)
 	if err != nil {
 		log.WithError(err).Error("start-up failed")
 		return 1
 	}
-	defer kms.Close()
+	health := &kmipHealth{}
+	drv := plugin.NewStarting(log, plugin.Options{Status: health.status})
+	var mgr atomic.Pointer[volume.Manager]
+	l = plugin.WatchAttach(l, 10*time.Second, func() {
+		if m := mgr.Load(); m != nil {
+			m.DockerAttached()
+		}
+	})
+	kmsc := make(chan *keys.KMIP, 1)
+	go func() {
+		m, kms := startUp(ctx, cfg, drv, health, log)
+		kmsc <- kms
+		if m != nil {
+			mgr.Store(m)
+			m.Run(ctx)
+		}
+	}()
 
-	if err := serve(ctx, drv, cfg.Socket, log); err != nil {
+	err = serve(ctx, drv, l, log)
+	stop()
+	if kms := <-kmsc; kms != nil {
+		kms.Close()
+	}
+	if err != nil {
 		log.WithError(err).Error("serving failed")
 		return 1
 	}
 	return 0
 }
 
+// startUp runs setup until it succeeds or ctx ends, handing the manager to
+// the driver. A failure (no volume group yet, KMIP settings) is logged and
+// answered to every request meanwhile, and retried.
+func startUp(ctx context.Context, cfg Config, drv *plugin.Driver, health *kmipHealth, log logrus.FieldLogger) (*volume.Manager, *keys.KMIP) {
+	wait := 5 * time.Second
+	for {
+		mgr, kms, err := setup(ctx, cfg, health, log)
+		if err == nil {
+			drv.Start(mgr)
+			return mgr, kms
+		}
+		drv.StartFailed(err)
+		log.WithError(err).WithField("retry_in", wait).Error("start-up failed")
+		select {
+		case <-ctx.Done():
+			return nil, nil
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, time.Minute)
+	}
+}
+
 // setup builds the stack in start-up order and reconciles.
-func setup(ctx context.Context, cfg Config, log logrus.FieldLogger) (*plugin.Driver, *keys.KMIP, error) {
-	ctx, cancel := context.WithTimeout(ctx, startupTimeout)
+func setup(ctx context.Context, cfg Config, health *kmipHealth, log logrus.FieldLogger) (*volume.Manager, *keys.KMIP, error) {
+	sctx, cancel := context.WithTimeout(ctx, startupTimeout)
 	defer cancel()
 
 	lv, err := lvm.New(cfg.VG)
@@ -86,17 +134,17 @@ func setup(ctx context.Context, cfg Config, log logrus.FieldLogger) (*plugin.Dri
 		return nil, nil, fmt.Errorf("CRYPTVOL_VG: %w", err)
 	}
 	if len(cfg.Devices) > 0 {
-		if err := lv.EnsureVG(ctx, cfg.Devices); err != nil {
+		if err := lv.EnsureVG(sctx, cfg.Devices); err != nil {
 			return nil, nil, fmt.Errorf("volume group %s: %w", cfg.VG, err)
 		}
-	} else if _, err := lv.VG(ctx); err != nil {
+	} else if _, err := lv.VG(sctx); err != nil {
 		if errors.Is(err, lvm.ErrNotFound) {
 			return nil, nil, fmt.Errorf("volume group %s does not exist; set CRYPTVOL_DEVICES to have it created", cfg.VG)
 		}
 		return nil, nil, fmt.Errorf("volume group %s: %w", cfg.VG, err)
 	}
 	if cfg.ThinPool != "" {
-		if err := lv.EnsureThinPool(ctx, cfg.ThinPool); err != nil {
+		if err := lv.EnsureThinPool(sctx, cfg.ThinPool); err != nil {
 			return nil, nil, fmt.Errorf("thin pool %s: %w", cfg.ThinPool, err)
 		}
 	}
@@ -105,11 +153,9 @@ func setup(ctx context.Context, cfg Config, log logrus.FieldLogger) (*plugin.Dri
 	if err != nil {
 		return nil, nil, fmt.Errorf("KMIP settings (CRYPTVOL_KMIP_*): %w", err)
 	}
-	// Not fatal: volumes already mounted keep working without KMIP, and
-	// the client reconnects by itself once the server answers.
-	if err := kms.Check(ctx); err != nil {
-		log.WithError(err).Warn("KMIP server does not answer yet; creates and mounts will fail until it does")
-	}
+	// In the background: volumes already mounted keep working without
+	// KMIP, and the client reconnects by itself once the server answers.
+	go health.watch(ctx, kms, log)
 
 	mgr, err := volume.New(cfg.volumeConfig(), lv, luks.New(), mount.New(), kms, log)
 	if err != nil {
@@ -117,32 +163,37 @@ func setup(ctx context.Context, cfg Config, log logrus.FieldLogger) (*plugin.Dri
 		return nil, nil, err
 	}
 	start := time.Now()
-	if err := mgr.Reconcile(ctx); err != nil {
+	if err := mgr.Reconcile(sctx); err != nil {
 		// Serving is still better than not: the volumes that could be
-		// checked work, and the failures are retried by their next
-		// operation or start.
+		// checked work, and the failures are retried by the sweeper, their
+		// next operation or the next start.
 		log.WithError(err).Error("start-up reconciliation could not repair everything")
 	}
 	log.WithField("duration", time.Since(start).Round(time.Millisecond)).Info("start-up reconciliation done")
-	return plugin.New(mgr, log, plugin.Options{}), kms, nil
+	return mgr, kms, nil
 }
 
-// serve answers the VolumeDriver API on socket until ctx ends, then stops
+// listen opens the plugin socket. NewUnixSocket removes a stale socket left
+// by a killed process.
+func listen(socket string) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(socket), 0o755); err != nil {
+		return nil, fmt.Errorf("CRYPTVOL_SOCKET: %w", err)
+	}
+	l, err := sockets.NewUnixSocket(socket, 0)
+	if err != nil {
+		return nil, fmt.Errorf("CRYPTVOL_SOCKET: %w", err)
+	}
+	return l, nil
+}
+
+// serve answers the VolumeDriver API on l until ctx ends, then stops
 // accepting, waits for requests in flight and returns nil. It uses the
 // helper's handler on its own listener instead of ServeUnix because
 // ServeUnix offers no way to stop.
-func serve(ctx context.Context, drv *plugin.Driver, socket string, log logrus.FieldLogger) error {
-	if err := os.MkdirAll(filepath.Dir(socket), 0o755); err != nil {
-		return fmt.Errorf("CRYPTVOL_SOCKET: %w", err)
-	}
-	// NewUnixSocket removes a stale socket left by a killed process.
-	l, err := sockets.NewUnixSocket(socket, 0)
-	if err != nil {
-		return fmt.Errorf("CRYPTVOL_SOCKET: %w", err)
-	}
+func serve(ctx context.Context, drv *plugin.Driver, l net.Listener, log logrus.FieldLogger) error {
 	errc := make(chan error, 1)
 	go func() { errc <- drv.Handler().Serve(l) }()
-	log.WithField("socket", socket).Info("serving the Docker VolumeDriver API")
+	log.WithField("socket", l.Addr().String()).Info("serving the Docker VolumeDriver API")
 
 	select {
 	case err := <-errc:

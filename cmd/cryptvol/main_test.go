@@ -49,13 +49,16 @@ func TestServeStopsGracefully(t *testing.T) {
 	drv := plugin.New(m, log, plugin.Options{})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- serve(ctx, drv, sock, log) }()
+	l, err := listen(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { done <- serve(ctx, drv, l, log) }()
 
 	client := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
 	}}}
 	var resp *http.Response
-	var err error
 	for i := 0; i < 200; i++ {
 		resp, err = client.Post("http://p/VolumeDriver.Capabilities", "application/json", strings.NewReader("{}"))
 		if err == nil {
