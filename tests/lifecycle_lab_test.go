@@ -313,7 +313,7 @@ func TestLabRemoveShreds(t *testing.T) {
 		k.Wipe()
 		t.Error("the KMIP key can still be fetched after remove")
 	}
-	if ids, err := s.keys.Locate(ctx(t), "cryptvol/"+s.vg+"/lab-rm"); err != nil || len(ids) != 0 {
+	if ids := kmipKeys(t, "lab-rm"); len(ids) != 0 {
 		t.Errorf("KMIP still holds %v (%v) for the removed volume", ids, err)
 	}
 }
@@ -400,7 +400,7 @@ func TestLabBadInputCreatesNothing(t *testing.T) {
 		if !strings.Contains(strings.ToLower(err.Error()), c.want) {
 			t.Errorf("create %q %v: error %q does not name %q", c.name, c.opts, err, c.want)
 		}
-		if ids, err := s.keys.Locate(ctx(t), "cryptvol/"+s.vg+"/"+c.name); err != nil || len(ids) != 0 {
+		if ids := kmipKeys(t, c.name); len(ids) != 0 {
 			t.Errorf("create %q left KMIP keys %v (%v)", c.name, ids, err)
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -106,8 +107,10 @@ func (p *plug) start(pathDir string) {
 			p.t.Fatalf("plugin exited at start (%v); log:\n%s", err, p.logTail())
 		default:
 		}
-		var caps struct{ Capabilities struct{ Scope string } }
-		if p.call("Capabilities", struct{}{}, &caps) == nil && caps.Capabilities.Scope == "local" {
+		// List answers once start-up reconciliation is done; Capabilities
+		// answers as soon as the socket listens.
+		var list struct{ Volumes []any }
+		if p.call("List", struct{}{}, &list) == nil {
 			return
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -273,13 +276,23 @@ func mountedAt(t *testing.T, dir string) bool {
 	return false
 }
 
-// kmipKeys lists the KMIP keys named for volume name (cryptvol/VG/name).
+// kmipKeys lists the KMIP keys of volume name: cryptvol names each create's
+// key cryptvol/VG_UUID/NAME/NONCE, so they are found by listing every key's
+// names (scripts/kmip/key-state --names), which Locate by name cannot do.
 func kmipKeys(t *testing.T, name string) []string {
 	t.Helper()
-	k := labKeys(t)
-	ids, err := k.Locate(ctx(t), "cryptvol/"+os.Getenv("CRYPTVOL_LAB_VG")+"/"+name)
+	cmd := exec.Command("../scripts/kmip/key-state", "--names")
+	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("KMIP locate %s: %v", name, err)
+		t.Fatalf("listing KMIP key names: %v", err)
+	}
+	re := regexp.MustCompile(`^cryptvol/[^/]+/` + regexp.QuoteMeta(name) + `/[0-9a-f]{16}$`)
+	var ids []string
+	for _, l := range strings.Split(string(out), "\n") {
+		id, keyName, ok := strings.Cut(l, " ")
+		if ok && re.MatchString(keyName) {
+			ids = append(ids, id)
+		}
 	}
 	return ids
 }

@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# contract.sh: Docker's real mount contract (issue 10), end to end inside the lab guest, after docker.sh (which
+# installs the plugin and leaves it disabled, its volume group cryptvg on /dev/vda and /dev/vdb). What dockerd does
+# that an idealised model misses: docker cp on a running container, dockerd SIGKILLed (live-restore off and on),
+# the plugin SIGKILLed or force-disabled under a writing container, a remove that fails after erasing and the same
+# name created again, a KMIP server that accepts but does not answer while dockerd starts, and a fresh volume
+# that must look like a fresh local volume.
+set -uo pipefail
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+source "$repo/scripts/vm/check.sh"
+[ "$(hostname)" = cryptvol-lab ] || { echo "contract.sh: run inside the lab guest" >&2; exit 2; }
+: "${CRYPTVOL_KMIP_ENDPOINT:?start scripts/kmip/dev-server and source its env file}"
+vg=cryptvg
+img=busybox:lab
+
+mapping_open() { dmsetup info "cryptvol-$1" >/dev/null 2>&1; }
+lv_active() { [ "$(lvs --noheadings -o lv_active "$vg/cv-$1" 2>/dev/null | tr -d ' ')" = active ]; }
+lv_exists() { lvs "$vg/cv-$1" >/dev/null 2>&1; }
+closed() { ! mapping_open "$1" && ! lv_active "$1"; }
+status() { docker volume inspect "$1" --format "{{index .Status \"$2\"}}"; }
+wait_for() {
+	local desc=$1 n=$2; shift 2
+	for _ in $(seq 1 "$n"); do "$@" >/dev/null 2>&1 && { pass "$desc"; return 0; }; sleep 1; done
+	fail "$desc (waited ${n}s for: $*)"
+}
+# lines FILE-IN-CONTAINER CONTAINER: how many lines a writer has written.
+lines() { docker exec "$2" sh -c "wc -l < $1" 2>/dev/null | tr -d ' '; }
+# grows CONTAINER: the writer's log gains lines within 20 s.
+grows() {
+	local a b; a=$(lines /data/log "$1"); for _ in $(seq 1 20); do sleep 1; b=$(lines /data/log "$1"); [ "${b:-0}" -gt "${a:-0}" ] && return 0; done
+	return 1
+}
+writer() { docker run -d --name "$1" -v "$2":/data $img sh -c 'i=0; while true; do echo $i >> /data/log; i=$((i+1)); sync; sleep 1; done'; }
+plugin_up() { docker plugin inspect cryptvol --format '{{.Enabled}}' | grep -qx true && docker volume ls >/dev/null; }
+dockerd_pid() { cat /run/lab-dockerd.pid; }
+
+check "dockerd up" "$repo/scripts/vm/lab-docker" start
+check "plugin enabled" docker plugin enable cryptvol
+
+echo "== a fresh volume looks like a fresh local volume"
+# An image with content at the mount path, owned by 1000:1000, as application images have.
+ctx=$(mktemp -d)
+mkdir -p "$ctx/bin" "$ctx/data/sub"
+cp /bin/busybox "$ctx/bin/busybox"
+for a in sh ls cat stat find; do ln -s busybox "$ctx/bin/$a"; done
+echo from-image > "$ctx/data/hello"
+chown -R 1000:1000 "$ctx/data"
+chmod 0750 "$ctx/data"
+tar -C "$ctx" -c . | docker import - content:lab >/dev/null
+rm -rf "$ctx"
+check "ext4 volume" docker volume create -d cryptvol fresh4
+check "xfs volume" docker volume create -d cryptvol --opt fs=xfs freshx
+check "local volume" docker volume create freshl
+seen() { docker run --rm -v "$1":/data content:lab sh -c 'cd /data && find . | sort | while read f; do stat -c "%n %u:%g %a" "$f"; done; cat hello' 2>&1; }
+want=$(seen freshl)
+check "the local volume got the image's content (the reference)" grep -q from-image <<<"$want"
+check_eq "ext4: same listing, ownership and content as local" "$want" "$(seen fresh4)"
+check_eq "xfs: same listing, ownership and content as local" "$want" "$(seen freshx)"
+check "a fresh ext4 volume's root is empty (no lost+found)" docker volume create -d cryptvol fresh4b
+check_eq "nothing at the root" "" "$(docker run --rm -v fresh4b:/data $img ls -A /data 2>&1)"
+check "removed" docker volume rm fresh4 freshx freshl fresh4b
+
+echo "== docker cp on a running container"
+check "writer cp1 runs" writer cp1 cpv
+check "docker cp into it" docker cp /etc/hostname cp1:/data/copied
+check "docker cp out of it" docker cp cp1:/data/log /scratch/cp-log.out
+check "the writer keeps writing after docker cp" grows cp1
+check "still open" mapping_open cpv
+check_eq "mount count 1 (one container)" 1 "$(status cpv mount_count)"
+check_eq "another container can still mount it" "$(cat /etc/hostname)" "$(docker run --rm -v cpv:/data $img cat /data/copied 2>&1)"
+check "the writer still writes" grows cp1
+check "cp1 removed" docker rm -f cp1
+check "closed after the last container exits" closed cpv
+
+echo "== the plugin SIGKILLed under a writing container"
+check "writer pk1 runs" writer pk1 cpv
+before=$(lines /data/log pk1)
+check "plugin killed" pkill -KILL -x cryptvol
+wait_for "dockerd restarts the plugin" 90 plugin_up
+check "writes go on" grows pk1
+check_eq "inspect: mounted" true "$(status cpv mounted)"
+check "docker plugin disable -f" docker plugin disable -f cryptvol
+check "docker plugin enable" docker plugin enable cryptvol
+check "writes go on after disable -f and enable" grows pk1
+check "pk1 removed" docker rm -f pk1
+wait_for "closed after the container exits" 60 closed cpv
+check "nothing written was lost" sh -c "[ \$(docker run --rm -v cpv:/data $img sh -c 'wc -l < /data/log') -gt $before ]"
+
+echo "== dockerd SIGKILLed with a container running (live-restore off)"
+check "dk1 holds dkv" docker run -d --name dk1 -v dkv:/data $img sleep 600
+check "dkv open" mapping_open dkv
+check "dockerd SIGKILLed" kill -KILL "$(dockerd_pid)"
+sleep 2
+check "dockerd starts again" "$repo/scripts/vm/lab-docker" start
+wait_for "the plugin is enabled again" 120 plugin_up
+t0=$(date +%s)
+wait_for "the dead container's volume is closed within 60 s" 60 closed dkv
+echo "closed $(( $(date +%s) - t0 ))s after the plugin answered"
+docker rm -f dk1 >/dev/null 2>&1
+check "docker volume rm dkv" docker volume rm dkv
+
+echo "== dockerd SIGKILLed under live-restore: a dead container's volume closes, a live one's stays"
+check "live-restore on" sh -c 'echo "{\"live-restore\": true}" > /etc/docker/daemon.json'
+check "dockerd restarted with it" sh -c "'$repo/scripts/vm/lab-docker' stop && '$repo/scripts/vm/lab-docker' start"
+wait_for "plugin up" 120 plugin_up
+check "writer lr1 runs" writer lr1 lrv1
+check "lr2 holds lrv2" docker run -d --name lr2 -v lrv2:/data $img sleep 600
+lr2pid=$(docker inspect lr2 --format '{{.State.Pid}}')
+check "dockerd SIGKILLed" kill -KILL "$(dockerd_pid)"
+check "lr2 dies while dockerd is down" kill -KILL "$lr2pid"
+sleep 2
+check "dockerd starts again" "$repo/scripts/vm/lab-docker" start
+wait_for "plugin up" 120 plugin_up
+wait_for "the dead container's volume is closed within 60 s" 60 closed lrv2
+check "the live container keeps its volume and writes" grows lr1
+check "lrv1 still open" mapping_open lrv1
+docker rm -f lr1 lr2 >/dev/null 2>&1
+wait_for "lrv1 closed after lr1 exits" 60 closed lrv1
+check "volumes removed" docker volume rm lrv1 lrv2
+check "live-restore off again" sh -c "rm -f /etc/docker/daemon.json && '$repo/scripts/vm/lab-docker' stop && '$repo/scripts/vm/lab-docker' start"
+wait_for "plugin up" 120 plugin_up
+
+echo "== a remove that fails after erasing never costs a later volume of the same name"
+check "rmv created and written" docker run --rm -v rmv:/data --volume-driver cryptvol $img sh -c 'echo old > /data/f'
+oldkey=$(status rmv kmip_key_id)
+check "KMIP stopped" "$repo/scripts/kmip/dev-server" stop /scratch/kmip
+check_not "docker volume rm fails with KMIP away" docker volume rm rmv
+check "KMIP back" "$repo/scripts/kmip/dev-server" start /scratch/kmip
+check "the same name created again" docker volume create -d cryptvol rmv
+check "and written" docker run --rm -v rmv:/data $img sh -c 'echo new > /data/f && sync'
+check "docker plugin disable -f" docker plugin disable -f cryptvol
+check "docker plugin enable" docker plugin enable cryptvol
+check_eq "the new volume's data survives the restart" new "$(docker run --rm -v rmv:/data $img cat /data/f 2>&1)"
+wait_for "the old key is destroyed once KMIP is back" 60 sh -c "! '$repo/scripts/kmip/key-state' '$oldkey'"
+check "the new key is active" "$repo/scripts/kmip/key-state" "$(status rmv kmip_key_id)"
+check "rmv removed" docker volume rm rmv
+
+echo "== KMIP accepting but silent while dockerd starts"
+check "sv created" docker volume create -d cryptvol sv
+check "KMIP stopped" "$repo/scripts/kmip/dev-server" stop /scratch/kmip
+port=${CRYPTVOL_KMIP_ENDPOINT##*:}
+python3 -c "
+import socket, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(('127.0.0.1', $port)); s.listen(64); held = []
+while True:
+    c, _ = s.accept(); held.append(c)
+" > /dev/null 2>&1 &
+silent=$!
+sleep 1
+check "dockerd restarted while KMIP is silent" sh -c "'$repo/scripts/vm/lab-docker' stop && '$repo/scripts/vm/lab-docker' start"
+wait_for "the plugin is enabled (it answers at once)" 60 plugin_up
+check "inspect says KMIP does not answer" sh -c "docker volume inspect sv --format '{{index .Status \"kmip\"}}' | grep -qv '^reachable'"
+sleep 30
+kill "$silent"; wait "$silent" 2>/dev/null
+check "KMIP answers again" "$repo/scripts/kmip/dev-server" start /scratch/kmip
+check "sv listed with no manual step" sh -c 'docker volume ls --filter driver=cryptvol:latest -q | grep -qx sv'
+wait_for "a container can use sv with no manual step" 120 docker run --rm -v sv:/data $img true
+check "sv removed" docker volume rm sv
+
+check "plugin disable" docker plugin disable cryptvol
+finish
