@@ -71,9 +71,10 @@ timed_call() {
 	record "$s" "$m" "$v" "$r" "$t" s
 }
 
-# answers SOCK: the plugin behind SOCK answers a request (Capabilities, the cheapest one).
+# answers SOCK: the plugin behind SOCK answers a request that needs its volumes (List, which waits for start-up
+# reconciliation; Capabilities answers as soon as the socket listens).
 answers() {
-	[[ $(curl -s --max-time 10 --unix-socket "$1" -X POST -d '{}' http://plugin/VolumeDriver.Capabilities 2> /dev/null) == *Scope* ]]
+	[[ $(curl -s --max-time 10 --unix-socket "$1" -X POST -d '{}' http://plugin/VolumeDriver.List 2> /dev/null) == *'"Volumes"'* ]]
 }
 
 # alive PID: the process exists and is not a zombie (plugin_start runs inside $(...), so the plugin is re-parented
