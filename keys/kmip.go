@@ -7,14 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"slices"
 	"time"
 	"unicode"
 	"unicode/utf8"
 
 	"github.com/ovh/kmip-go"
-	"github.com/ovh/kmip-go/kmipclient"
 	"github.com/ovh/kmip-go/payloads"
 	"github.com/ovh/kmip-go/ttlv"
 	"github.com/sirupsen/logrus"
@@ -49,8 +47,7 @@ type KMIP struct {
 	// sem is a mutex that a waiter can give up on when its context ends.
 	// It guards the fields below.
 	sem     chan struct{}
-	client  *kmipclient.Client // nil when not connected
-	sock    net.Conn           // the socket under client, which we close ourselves
+	conn    *conn // nil when not connected
 	version kmip.ProtocolVersion
 	downAt  time.Time // when a call last found the server unreachable
 	downErr error     // that call's error; nil once a call succeeds
@@ -256,7 +253,7 @@ func (m *KMIP) run(ctx context.Context, op string, fn func(ctx context.Context) 
 		return m.wrap(op, &unavailableError{fmt.Errorf("waiting for the connection (other calls ahead): %w", ctx.Err())})
 	}
 	defer func() { <-m.sem }()
-	if m.client == nil && m.downErr != nil && m.downAt.After(began) {
+	if m.conn == nil && m.downErr != nil && m.downAt.After(began) {
 		return m.wrap(op, &unavailableError{fmt.Errorf("server unreachable %s ago: %w", time.Since(m.downAt).Round(time.Millisecond), m.downErr)})
 	}
 	cctx, cancel := context.WithTimeoutCause(ctx, m.cfg.Timeout, errCallTimeout)
@@ -278,13 +275,11 @@ func (m *KMIP) run(ctx context.Context, op string, fn func(ctx context.Context) 
 	return nil
 }
 
-// guard runs fn and turns a panic inside the KMIP client into an error that
-// drops the connection. kmip-go v0.8.1's conn.send selects on sending to its
-// request channel while the reader goroutine, on a peer close, may close
-// that channel: Go picks either ready case, so a send can panic. The panic
-// happens on the caller's goroutine; unrecovered it would skip the undo of a
-// half-done create or mount, or kill the plugin at start-up. The caller
-// holds sem, so dropping the connection races no other call.
+// guard runs fn and turns a panic inside the KMIP code (decoding an
+// unexpected answer, a library bug) into an error that drops the
+// connection. Unrecovered, it would skip the undo of a half-done create or
+// mount, or kill the plugin at start-up. The caller holds sem, so dropping
+// the connection races no other call.
 func (m *KMIP) guard(ctx context.Context, fn func(ctx context.Context) error) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
@@ -297,164 +292,6 @@ func (m *KMIP) guard(ctx context.Context, fn func(ctx context.Context) error) (e
 
 func (m *KMIP) wrap(op string, err error) error {
 	return fmt.Errorf("kmip %s: %s: %w", m.cfg.Endpoint, op, err)
-}
-
-// batch sends payloads in one request message on the connection, dialing
-// first if there is none. Any transport or protocol error drops the
-// connection. Failures of single operations are left in the batch items.
-// The caller holds sem.
-func (m *KMIP) batch(ctx context.Context, pls ...kmip.OperationPayload) (kmipclient.BatchResult, error) {
-	if m.client == nil {
-		if err := m.connect(ctx); err != nil {
-			return nil, err
-		}
-	}
-	msg := kmip.NewRequestMessage(m.version, pls...)
-	// PyKMIP's default is Stop, and then it answers with fewer items than
-	// asked (a Get of an unknown id batched after GetAttributes returns one
-	// item, not two), which kmip-go's Batch rejects as a count mismatch.
-	msg.Header.BatchErrorContinuationOption = kmip.BatchErrorContinuationOptionContinue
-	resp, err := m.client.Roundtrip(ctx, &msg)
-	if err != nil {
-		m.drop(err)
-		return nil, m.transportError(ctx, "request", err)
-	}
-	items := resp.BatchItem
-	switch {
-	case len(items) == 1 && len(pls) > 1 && items[0].Operation == 0:
-		// A message-level error: the server rejected the whole request.
-		return nil, itemError(&items[0])
-	case len(items) > len(pls) || len(items) == 0 || int(resp.Header.BatchCount) != len(items):
-		err := fmt.Errorf("server answered %d batch items (header says %d) to a request of %d", len(items), resp.Header.BatchCount, len(pls))
-		m.drop(err)
-		return nil, &unavailableError{err}
-	case len(items) < len(pls):
-		if itemError(&items[len(items)-1]) == nil {
-			err := fmt.Errorf("server answered %d batch items to a request of %d", len(items), len(pls))
-			m.drop(err)
-			return nil, &unavailableError{err}
-		}
-		// The server stopped at a failed item; the rest were not run.
-		for _, pl := range pls[len(items):] {
-			items = append(items, kmip.ResponseBatchItem{
-				Operation:     pl.Operation(),
-				ResultStatus:  kmip.ResultStatusOperationFailed,
-				ResultReason:  kmip.ResultReasonOperationCanceledByRequester,
-				ResultMessage: "not run: the server stopped the batch at an earlier failure",
-			})
-		}
-	}
-	return items, nil
-}
-
-// call is batch for a single operation, with its failure turned into an
-// error.
-func (m *KMIP) call(ctx context.Context, pl kmip.OperationPayload) (kmip.OperationPayload, error) {
-	items, err := m.batch(ctx, pl)
-	if err != nil {
-		return nil, err
-	}
-	if err := itemError(&items[0]); err != nil {
-		return nil, err
-	}
-	return items[0].ResponsePayload, nil
-}
-
-// connect dials the server and negotiates the protocol version.
-//
-// kmip-go's Client.Close dereferences a nil connection (and so panics) after
-// one of its internal redials has failed, and DialContext calls Close when
-// negotiation fails. So the client is made with a dialer that records the
-// socket, negotiation is done here, and drop closes the socket instead of
-// calling Close. Requests are built here with the negotiated version; the
-// version given to EnforceVersion only stops DialContext from negotiating.
-func (m *KMIP) connect(ctx context.Context) error {
-	dial := func(ctx context.Context) (net.Conn, error) {
-		d := tls.Dialer{Config: m.tls.Clone()}
-		c, err := d.DialContext(ctx, "tcp", m.cfg.Endpoint)
-		if err != nil {
-			return nil, err
-		}
-		// kmip-go calls this only inside a request we made, with sem held.
-		m.sock = c
-		return c, nil
-	}
-	c, err := kmipclient.DialContext(ctx, m.cfg.Endpoint,
-		kmipclient.WithDialerUnsafe(dial),
-		kmipclient.EnforceVersion(kmip.V1_0),
-	)
-	if err != nil {
-		return m.transportError(ctx, "connect", err)
-	}
-	m.client = c
-	v, err := m.negotiate(ctx)
-	if err != nil {
-		m.drop(nil)
-		return err
-	}
-	m.version = v
-	m.log.WithField("protocol", fmt.Sprintf("%d.%d", v.ProtocolVersionMajor, v.ProtocolVersionMinor)).Info("connected to KMIP server")
-	return nil
-}
-
-// negotiate asks the server which of our protocol versions it speaks and
-// picks the highest; a server without DiscoverVersions gets 1.0.
-func (m *KMIP) negotiate(ctx context.Context) (kmip.ProtocolVersion, error) {
-	msg := kmip.NewRequestMessage(kmip.V1_1, &payloads.DiscoverVersionsRequestPayload{ProtocolVersion: m.versions})
-	resp, err := m.client.Roundtrip(ctx, &msg)
-	if err != nil {
-		return kmip.ProtocolVersion{}, m.transportError(ctx, "negotiate protocol version", err)
-	}
-	if len(resp.BatchItem) != 1 {
-		return kmip.ProtocolVersion{}, &unavailableError{fmt.Errorf("negotiate protocol version: server answered %d batch items to 1", len(resp.BatchItem))}
-	}
-	bi := &resp.BatchItem[0]
-	if bi.ResultStatus == kmip.ResultStatusOperationFailed && bi.ResultReason == kmip.ResultReasonOperationNotSupported && slices.Contains(m.versions, kmip.V1_0) {
-		return kmip.V1_0, nil
-	}
-	pl, err := result[*payloads.DiscoverVersionsResponsePayload](bi)
-	if err != nil {
-		return kmip.ProtocolVersion{}, fmt.Errorf("negotiate protocol version: %w", err)
-	}
-	// The highest common version: servers do not all list theirs best
-	// first (kmip-go's own server lists them in ascending order).
-	var best *kmip.ProtocolVersion
-	for _, v := range pl.ProtocolVersion {
-		if slices.Contains(m.versions, v) && (best == nil || ttlv.CompareVersions(v, *best) > 0) {
-			best = &v
-		}
-	}
-	if best != nil {
-		return *best, nil
-	}
-	return kmip.ProtocolVersion{}, fmt.Errorf("negotiate protocol version: no common version (server offers %v, we speak %v)", pl.ProtocolVersion, m.versions)
-}
-
-// drop forgets the connection so that the next call dials a fresh one.
-// Closing the socket ends kmip-go's reader and writer goroutines.
-func (m *KMIP) drop(cause error) {
-	if m.sock != nil {
-		_ = m.sock.Close()
-	}
-	m.client, m.sock = nil, nil
-	if cause != nil {
-		m.log.WithError(cause).Warn("dropped KMIP connection; the next call dials again")
-	}
-}
-
-// errCallTimeout is the cause of a call's context when Config.Timeout, not
-// the caller's own deadline, ended it.
-var errCallTimeout = errors.New("kmip call timeout")
-
-func (m *KMIP) transportError(ctx context.Context, what string, err error) error {
-	if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
-		if context.Cause(ctx) == errCallTimeout {
-			err = fmt.Errorf("no answer in time (timeout %s): %w", m.cfg.Timeout, err)
-		} else {
-			err = fmt.Errorf("the request's own deadline passed before the server answered: %w", err)
-		}
-	}
-	return &unavailableError{fmt.Errorf("%s: %w", what, err)}
 }
 
 // unavailableError marks transport failures so callers can tell "the server

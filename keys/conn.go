@@ -1,0 +1,202 @@
+package keys
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"time"
+
+	"github.com/ovh/kmip-go"
+	"github.com/ovh/kmip-go/payloads"
+	"github.com/ovh/kmip-go/ttlv"
+)
+
+// conn is one KMIP connection, used synchronously: a request message, then
+// its answer, on the caller's goroutine, with the socket's deadline taken
+// from the call's context. kmip-go's kmipclient runs a reader and a writer
+// goroutine per connection, and v0.8.1's conn.send can panic when the reader,
+// on a peer close, closes the request channel that send is selecting on (Go
+// picks either ready case). One call at a time is all KMIP.run allows
+// anyway, so speaking TTLV over the TLS socket directly (kmip-go's ttlv
+// stream and message types) leaves that race no place to happen. It also
+// retires two kmipclient workarounds: its Close dereferencing a nil
+// connection after a failed redial, and DialContext negotiating on its own.
+type conn struct {
+	sock   net.Conn
+	stream ttlv.Stream
+}
+
+// maxMessage bounds a response message: cryptvol's largest is a Locate's
+// list of ids.
+const maxMessage = 1 << 20
+
+func newConn(sock net.Conn) *conn {
+	return &conn{sock: sock, stream: ttlv.NewStream(sock, maxMessage)}
+}
+
+// roundtrip sends msg and reads one response message. When ctx ends first,
+// the error wraps ctx.Err(), and the connection must be dropped: the answer
+// may still arrive.
+func (c *conn) roundtrip(ctx context.Context, msg *kmip.RequestMessage) (*kmip.ResponseMessage, error) {
+	if dl, ok := ctx.Deadline(); ok {
+		_ = c.sock.SetDeadline(dl)
+	} else {
+		_ = c.sock.SetDeadline(time.Time{})
+	}
+	// A cancellation without a deadline also ends a blocked read or write.
+	stop := context.AfterFunc(ctx, func() { _ = c.sock.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	var resp kmip.ResponseMessage
+	err := c.stream.Roundtrip(msg, &resp)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("%w (%v)", ctx.Err(), err)
+		}
+		return nil, err
+	}
+	return &resp, nil
+}
+
+func (c *conn) close() { _ = c.sock.Close() }
+
+// batch sends payloads in one request message on the connection, dialing
+// first if there is none. Any transport or protocol error drops the
+// connection. Failures of single operations are left in the batch items.
+// The caller holds sem.
+func (m *KMIP) batch(ctx context.Context, pls ...kmip.OperationPayload) ([]kmip.ResponseBatchItem, error) {
+	if m.conn == nil {
+		if err := m.connect(ctx); err != nil {
+			return nil, err
+		}
+	}
+	msg := kmip.NewRequestMessage(m.version, pls...)
+	// PyKMIP's default is Stop, and then it answers with fewer items than
+	// asked (a Get of an unknown id batched after GetAttributes returns one
+	// item, not two), which kmip-go's Batch rejects as a count mismatch.
+	msg.Header.BatchErrorContinuationOption = kmip.BatchErrorContinuationOptionContinue
+	resp, err := m.conn.roundtrip(ctx, &msg)
+	if err != nil {
+		m.drop(err)
+		return nil, m.transportError(ctx, "request", err)
+	}
+	items := resp.BatchItem
+	switch {
+	case len(items) == 1 && len(pls) > 1 && items[0].Operation == 0:
+		// A message-level error: the server rejected the whole request.
+		return nil, itemError(&items[0])
+	case len(items) > len(pls) || len(items) == 0 || int(resp.Header.BatchCount) != len(items):
+		err := fmt.Errorf("server answered %d batch items (header says %d) to a request of %d", len(items), resp.Header.BatchCount, len(pls))
+		m.drop(err)
+		return nil, &unavailableError{err}
+	case len(items) < len(pls):
+		if itemError(&items[len(items)-1]) == nil {
+			err := fmt.Errorf("server answered %d batch items to a request of %d", len(items), len(pls))
+			m.drop(err)
+			return nil, &unavailableError{err}
+		}
+		// The server stopped at a failed item; the rest were not run.
+		for _, pl := range pls[len(items):] {
+			items = append(items, kmip.ResponseBatchItem{
+				Operation:     pl.Operation(),
+				ResultStatus:  kmip.ResultStatusOperationFailed,
+				ResultReason:  kmip.ResultReasonOperationCanceledByRequester,
+				ResultMessage: "not run: the server stopped the batch at an earlier failure",
+			})
+		}
+	}
+	return items, nil
+}
+
+// call is batch for a single operation, with its failure turned into an
+// error.
+func (m *KMIP) call(ctx context.Context, pl kmip.OperationPayload) (kmip.OperationPayload, error) {
+	items, err := m.batch(ctx, pl)
+	if err != nil {
+		return nil, err
+	}
+	if err := itemError(&items[0]); err != nil {
+		return nil, err
+	}
+	return items[0].ResponsePayload, nil
+}
+
+// connect dials the server and negotiates the protocol version.
+func (m *KMIP) connect(ctx context.Context) error {
+	d := tls.Dialer{Config: m.tls.Clone()}
+	sock, err := d.DialContext(ctx, "tcp", m.cfg.Endpoint)
+	if err != nil {
+		return m.transportError(ctx, "connect", err)
+	}
+	m.conn = newConn(sock)
+	v, err := m.negotiate(ctx)
+	if err != nil {
+		m.drop(nil)
+		return err
+	}
+	m.version = v
+	m.log.WithField("protocol", fmt.Sprintf("%d.%d", v.ProtocolVersionMajor, v.ProtocolVersionMinor)).Info("connected to KMIP server")
+	return nil
+}
+
+// negotiate asks the server which of our protocol versions it speaks and
+// picks the highest; a server without DiscoverVersions gets 1.0.
+func (m *KMIP) negotiate(ctx context.Context) (kmip.ProtocolVersion, error) {
+	msg := kmip.NewRequestMessage(kmip.V1_1, &payloads.DiscoverVersionsRequestPayload{ProtocolVersion: m.versions})
+	resp, err := m.conn.roundtrip(ctx, &msg)
+	if err != nil {
+		return kmip.ProtocolVersion{}, m.transportError(ctx, "negotiate protocol version", err)
+	}
+	if len(resp.BatchItem) != 1 {
+		return kmip.ProtocolVersion{}, &unavailableError{fmt.Errorf("negotiate protocol version: server answered %d batch items to 1", len(resp.BatchItem))}
+	}
+	bi := &resp.BatchItem[0]
+	if bi.ResultStatus == kmip.ResultStatusOperationFailed && bi.ResultReason == kmip.ResultReasonOperationNotSupported && slices.Contains(m.versions, kmip.V1_0) {
+		return kmip.V1_0, nil
+	}
+	pl, err := result[*payloads.DiscoverVersionsResponsePayload](bi)
+	if err != nil {
+		return kmip.ProtocolVersion{}, fmt.Errorf("negotiate protocol version: %w", err)
+	}
+	// The highest common version: servers do not all list theirs best
+	// first (kmip-go's own server lists them in ascending order).
+	var best *kmip.ProtocolVersion
+	for _, v := range pl.ProtocolVersion {
+		if slices.Contains(m.versions, v) && (best == nil || ttlv.CompareVersions(v, *best) > 0) {
+			best = &v
+		}
+	}
+	if best != nil {
+		return *best, nil
+	}
+	return kmip.ProtocolVersion{}, fmt.Errorf("negotiate protocol version: no common version (server offers %v, we speak %v)", pl.ProtocolVersion, m.versions)
+}
+
+// drop forgets the connection so that the next call dials a fresh one: an
+// answer that arrives late can never be read as the next request's.
+func (m *KMIP) drop(cause error) {
+	if m.conn != nil {
+		m.conn.close()
+	}
+	m.conn = nil
+	if cause != nil {
+		m.log.WithError(cause).Warn("dropped KMIP connection; the next call dials again")
+	}
+}
+
+// errCallTimeout is the cause of a call's context when Config.Timeout, not
+// the caller's own deadline, ended it.
+var errCallTimeout = errors.New("kmip call timeout")
+
+func (m *KMIP) transportError(ctx context.Context, what string, err error) error {
+	if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+		if context.Cause(ctx) == errCallTimeout {
+			err = fmt.Errorf("no answer in time (timeout %s): %w", m.cfg.Timeout, err)
+		} else {
+			err = fmt.Errorf("the request's own deadline passed before the server answered: %w", err)
+		}
+	}
+	return &unavailableError{fmt.Errorf("%s: %w", what, err)}
+}
