@@ -274,15 +274,18 @@ func TestLabTwoMountIDs(t *testing.T) {
 	if p1 != p2 {
 		t.Fatalf("two IDs got different paths %s and %s", p1, p2)
 	}
+	// A repeated ID is another Mount (docker cp on a running container):
+	// counted, so its Unmount leaves the volume to the first one.
 	if again := s.mount("lab-two", "b"); again != p2 {
 		t.Fatalf("repeated ID got %s", again)
 	}
 	s.unmount("lab-two", "a")
+	s.unmount("lab-two", "b")
 	if !s.open("lab-two") {
-		t.Fatal("the first unmount closed a volume the second ID still holds")
+		t.Fatal("an unmount closed a volume a Mount of b still holds")
 	}
 	if dev, _ := s.fs.MountedDevice(p2); dev == "" {
-		t.Fatal("the first unmount unmounted a volume the second ID still holds")
+		t.Fatal("an unmount unmounted a volume a Mount of b still holds")
 	}
 	s.unmount("lab-two", "b")
 	s.assertDown("lab-two", p2)
@@ -318,7 +321,9 @@ func TestLabRemoveShreds(t *testing.T) {
 	}
 }
 
-func TestLabRemoveAfterLVVanishedStillDestroysKey(t *testing.T) {
+// A key is never destroyed because of its name alone: with the LV gone and
+// nothing journaled, nothing proves the key is that volume's (issue 10).
+func TestLabRemoveAfterLVVanishedLeavesKeyFoundOnlyByName(t *testing.T) {
 	s := newStack(t)
 	s.create("lab-gone", nil)
 	v, err := s.mgr.Get(ctx(t), "lab-gone")
@@ -329,12 +334,16 @@ func TestLabRemoveAfterLVVanishedStillDestroysKey(t *testing.T) {
 	if err := s.lvm.RemoveLV(ctx(t), "cv-lab-gone"); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.mgr.Remove(ctx(t), "lab-gone"); err != nil {
-		t.Fatalf("remove of a volume whose LV is gone: %v", err)
+	if err := s.mgr.Remove(ctx(t), "lab-gone"); !errors.Is(err, volume.ErrNotFound) {
+		t.Fatalf("remove of a volume whose LV is gone: %v, want not found", err)
 	}
-	if k, err := s.keys.Get(ctx(t), id); err == nil {
-		k.Wipe()
-		t.Error("the key of a volume whose LV vanished survived remove")
+	k, err := s.keys.Get(ctx(t), id)
+	if err != nil {
+		t.Fatalf("a key found only by its name was destroyed: %v", err)
+	}
+	k.Wipe()
+	if err := s.keys.Destroy(ctx(t), id); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# contract.sh: Docker's real mount contract (issue 10), end to end inside the lab guest, after docker.sh (which
-# installs the plugin and leaves it disabled, its volume group cryptvg on /dev/vda and /dev/vdb). What dockerd does
+# contract.sh: Docker's real mount contract (issue 10), end to end inside the lab guest, with the plugin bundle
+# over /dev/vda and /dev/vdb (installed by tests/e2e/install.bash unless already there). What dockerd does
 # that an idealised model misses: docker cp on a running container, dockerd SIGKILLed (live-restore off and on),
 # the plugin SIGKILLed or force-disabled under a writing container, a remove that fails after erasing and the same
 # name created again, a KMIP server that accepts but does not answer while dockerd starts, and a fresh volume
@@ -8,6 +8,7 @@
 set -uo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 source "$repo/scripts/vm/check.sh"
+source "$repo/tests/e2e/install.bash"
 [ "$(hostname)" = cryptvol-lab ] || { echo "contract.sh: run inside the lab guest" >&2; exit 2; }
 : "${CRYPTVOL_KMIP_ENDPOINT:?start scripts/kmip/dev-server and source its env file}"
 vg=cryptvg
@@ -34,7 +35,7 @@ writer() { docker run -d --name "$1" -v "$2":/data $img sh -c 'i=0; while true; 
 plugin_up() { docker plugin inspect cryptvol --format '{{.Enabled}}' | grep -qx true && docker volume ls >/dev/null; }
 dockerd_pid() { cat /run/lab-dockerd.pid; }
 
-check "dockerd up" "$repo/scripts/vm/lab-docker" start
+install_plugin
 check "plugin enabled" docker plugin enable cryptvol
 
 echo "== a fresh volume looks like a fresh local volume"

@@ -6,6 +6,7 @@
 set -uo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 source "$repo/scripts/vm/check.sh"
+source "$repo/tests/e2e/install.bash"
 [ "$(hostname)" = cryptvol-lab ] || { echo "docker.sh: run inside the lab guest" >&2; exit 2; }
 : "${CRYPTVOL_KMIP_ENDPOINT:?start scripts/kmip/dev-server and source its env file}"
 vg=cryptvg
@@ -31,17 +32,7 @@ wait_for() {
 # says PATTERN CMD...: CMD fails, and its output matches PATTERN (case-insensitive).
 says() { local pat=$1 out; shift; out=$("$@" 2>&1) && return 1; grep -qiE -- "$pat" <<<"$out"; }
 
-check "dockerd up with an imported image" "$repo/scripts/vm/lab-docker" start
-mkdir -p /etc/cryptvol/kmip /var/lib/cryptvol /run/lock/lvm
-cp "$CRYPTVOL_KMIP_CA" /etc/cryptvol/kmip/ca.pem
-cp "$CRYPTVOL_KMIP_CERT" /etc/cryptvol/kmip/client.pem
-cp "$CRYPTVOL_KMIP_KEY" /etc/cryptvol/kmip/client.key
-
-echo "== install the plugin"
-check "docker plugin create" docker plugin create cryptvol "$repo/bin/plugin"
-check "docker plugin set" docker plugin set cryptvol CRYPTVOL_VG=$vg CRYPTVOL_DEVICES=/dev/vda,/dev/vdb \
-	CRYPTVOL_DEFAULT_SIZE=80M CRYPTVOL_KMIP_ENDPOINT="$CRYPTVOL_KMIP_ENDPOINT" CRYPTVOL_KMIP_SERVER_NAME=localhost \
-	kmip.source=/etc/cryptvol/kmip
+install_plugin
 check "docker plugin enable" docker plugin enable cryptvol
 check_eq "VG built from both devices" 2 "$(vgs --noheadings -o pv_count $vg 2>&1 | tr -d ' ')"
 
