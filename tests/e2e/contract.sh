@@ -31,7 +31,10 @@ grows() {
 	local a b; a=$(lines /data/log "$1"); for _ in $(seq 1 20); do sleep 1; b=$(lines /data/log "$1"); [ "${b:-0}" -gt "${a:-0}" ] && return 0; done
 	return 1
 }
-writer() { docker run -d --name "$1" -v "$2":/data $img sh -c 'i=0; while true; do echo $i >> /data/log; i=$((i+1)); sync; sleep 1; done'; }
+# Every volume here is cryptvol's: a name docker does not know would otherwise become a local volume and the
+# checks would pass without the plugin.
+writer() { docker run -d --name "$1" -v "$2":/data --volume-driver cryptvol $img sh -c 'i=0; while true; do echo $i >> /data/log; i=$((i+1)); sync; sleep 1; done'; }
+ours() { docker volume inspect "$1" --format '{{.Driver}}' | grep -qx 'cryptvol:latest'; }
 plugin_up() { docker plugin inspect cryptvol --format '{{.Enabled}}' | grep -qx true && docker volume ls >/dev/null; }
 dockerd_pid() { cat /run/lab-dockerd.pid; }
 
@@ -53,6 +56,7 @@ check "ext4 volume" docker volume create -d cryptvol fresh4
 check "xfs volume" docker volume create -d cryptvol --opt fs=xfs freshx
 check "local volume" docker volume create freshl
 seen() { docker run --rm -v "$1":/data content:lab sh -c 'cd /data && find . | sort | while read f; do stat -c "%n %u:%g %a" "$f"; done; cat hello' 2>&1; }
+check "fresh4 and freshx are cryptvol volumes" sh -c "$(declare -f ours); ours fresh4 && ours freshx"
 want=$(seen freshl)
 check "the local volume got the image's content (the reference)" grep -q from-image <<<"$want"
 check_eq "ext4: same listing, ownership and content as local" "$want" "$(seen fresh4)"
@@ -62,6 +66,7 @@ check_eq "nothing at the root" "" "$(docker run --rm -v fresh4b:/data $img ls -A
 check "removed" docker volume rm fresh4 freshx freshl fresh4b
 
 echo "== docker cp on a running container"
+check "cpv created" docker volume create -d cryptvol cpv
 check "writer cp1 runs" writer cp1 cpv
 check "docker cp into it" docker cp /etc/hostname cp1:/data/copied
 check "docker cp out of it" docker cp cp1:/data/log /scratch/cp-log.out
@@ -88,6 +93,7 @@ wait_for "closed after the container exits" 60 closed cpv
 check "nothing written was lost" sh -c "[ \$(docker run --rm -v cpv:/data $img sh -c 'wc -l < /data/log') -gt $before ]"
 
 echo "== dockerd SIGKILLed with a container running (live-restore off)"
+check "dkv created" docker volume create -d cryptvol dkv
 check "dk1 holds dkv" docker run -d --name dk1 -v dkv:/data $img sleep 600
 check "dkv open" mapping_open dkv
 check "dockerd SIGKILLed" kill -KILL "$(dockerd_pid)"
@@ -104,6 +110,7 @@ echo "== dockerd SIGKILLed under live-restore: a dead container's volume closes,
 check "live-restore on" sh -c 'echo "{\"live-restore\": true}" > /etc/docker/daemon.json'
 check "dockerd restarted with it" sh -c "'$repo/scripts/vm/lab-docker' stop && '$repo/scripts/vm/lab-docker' start"
 wait_for "plugin up" 120 plugin_up
+check "lrv1 and lrv2 created" sh -c 'docker volume create -d cryptvol lrv1 && docker volume create -d cryptvol lrv2'
 check "writer lr1 runs" writer lr1 lrv1
 check "lr2 holds lrv2" docker run -d --name lr2 -v lrv2:/data $img sleep 600
 lr2pid=$(docker inspect lr2 --format '{{.State.Pid}}')
@@ -123,6 +130,7 @@ wait_for "plugin up" 120 plugin_up
 
 echo "== a remove that fails after erasing never costs a later volume of the same name"
 check "rmv created and written" docker run --rm -v rmv:/data --volume-driver cryptvol $img sh -c 'echo old > /data/f'
+check "rmv is cryptvol's" ours rmv
 oldkey=$(status rmv kmip_key_id)
 check "KMIP stopped" "$repo/scripts/kmip/dev-server" stop /scratch/kmip
 check_not "docker volume rm fails with KMIP away" docker volume rm rmv
