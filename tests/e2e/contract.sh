@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # contract.sh: Docker's real mount contract (issue 10), end to end inside the lab guest, with the plugin bundle
-# over /dev/vda and /dev/vdb (installed by tests/e2e/install.bash unless already there). What dockerd does
+# over /dev/vda and /dev/vdb (installed by tests/e2e/lib.bash unless already there). What dockerd does
 # that an idealised model misses: docker cp on a running container, dockerd SIGKILLed (live-restore off and on),
 # the plugin SIGKILLed or force-disabled under a writing container, a remove that fails after erasing and the same
 # name created again, a KMIP server that accepts but does not answer while dockerd starts, and a fresh volume
@@ -8,22 +8,9 @@
 set -uo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 source "$repo/scripts/vm/check.sh"
-source "$repo/tests/e2e/install.bash"
+source "$repo/tests/e2e/lib.bash"
 [ "$(hostname)" = cryptvol-lab ] || { echo "contract.sh: run inside the lab guest" >&2; exit 2; }
 : "${CRYPTVOL_KMIP_ENDPOINT:?start scripts/kmip/dev-server and source its env file}"
-vg=cryptvg
-img=busybox:lab
-
-mapping_open() { dmsetup info "cryptvol-$1" >/dev/null 2>&1; }
-lv_active() { [ "$(lvs --noheadings -o lv_active "$vg/cv-$1" 2>/dev/null | tr -d ' ')" = active ]; }
-lv_exists() { lvs "$vg/cv-$1" >/dev/null 2>&1; }
-closed() { ! mapping_open "$1" && ! lv_active "$1"; }
-status() { docker volume inspect "$1" --format "{{index .Status \"$2\"}}"; }
-wait_for() {
-	local desc=$1 n=$2; shift 2
-	for _ in $(seq 1 "$n"); do "$@" >/dev/null 2>&1 && { pass "$desc"; return 0; }; sleep 1; done
-	fail "$desc (waited ${n}s for: $*)"
-}
 # lines FILE-IN-CONTAINER CONTAINER: how many lines a writer has written.
 lines() { docker exec "$2" sh -c "wc -l < $1" 2>/dev/null | tr -d ' '; }
 # grows CONTAINER: the writer's log gains lines within 20 s.

@@ -6,31 +6,9 @@
 set -uo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 source "$repo/scripts/vm/check.sh"
-source "$repo/tests/e2e/install.bash"
+source "$repo/tests/e2e/lib.bash"
 [ "$(hostname)" = cryptvol-lab ] || { echo "docker.sh: run inside the lab guest" >&2; exit 2; }
 : "${CRYPTVOL_KMIP_ENDPOINT:?start scripts/kmip/dev-server and source its env file}"
-vg=cryptvg
-img=busybox:lab
-
-mapping_open() { dmsetup info "cryptvol-$1" >/dev/null 2>&1; }
-lv_active() { [ "$(lvs --noheadings -o lv_active "$vg/cv-$1" 2>/dev/null | tr -d ' ')" = active ]; }
-lv_exists() { lvs "$vg/cv-$1" >/dev/null 2>&1; }
-# The plugin mounts under its propagated mount (DOCKER_DATA_ROOT/plugins/ID/propagated-mount), so a mount
-# is found by its source, the volume's dm-crypt mapping.
-# absent PATTERN FILE...: no FILE contains PATTERN; a grep that fails (exit 2, killed) is not "absent". -z makes
-# NUL the record separator, so a disk with no newlines does not become one enormous line.
-absent() { LC_ALL=C grep -qaz -- "$1" "${@:2}"; [ $? -eq 1 ]; }
-mounted() { grep -q "^/dev/mapper/cryptvol-$1 " /proc/mounts; }
-closed() { ! mapping_open "$1" && ! lv_active "$1" && ! mounted "$1"; }
-status() { docker volume inspect "$1" --format "{{index .Status \"$2\"}}"; }
-# wait_for DESC SECONDS CMD...: polls CMD until it succeeds (for asynchronous things: swarm tasks).
-wait_for() {
-	local desc=$1 n=$2; shift 2
-	for _ in $(seq 1 "$n"); do "$@" >/dev/null 2>&1 && { pass "$desc"; return 0; }; sleep 1; done
-	fail "$desc (waited ${n}s for: $*)"
-}
-# says PATTERN CMD...: CMD fails, and its output matches PATTERN (case-insensitive).
-says() { local pat=$1 out; shift; out=$("$@" 2>&1) && return 1; grep -qiE -- "$pat" <<<"$out"; }
 
 install_plugin
 check "docker plugin enable" docker plugin enable cryptvol

@@ -1,0 +1,40 @@
+# lib.bash: what the end-to-end scripts share (sourced after scripts/vm/check.sh): the proofs read from the guest's
+# host side, and install_plugin: dockerd up, the KMIP client certificates where the bundle's kmip mount expects
+# them, and the plugin bundle from bin/plugin (make plugin) installed and configured over /dev/vda and /dev/vdb,
+# unless a script before this one installed it already. Each script runs on its own as well as after another.
+vg=cryptvg
+img=busybox:lab
+
+mapping_open() { dmsetup info "cryptvol-$1" >/dev/null 2>&1; }
+lv_active() { [ "$(lvs --noheadings -o lv_active "$vg/cv-$1" 2>/dev/null | tr -d ' ')" = active ]; }
+lv_exists() { lvs "$vg/cv-$1" >/dev/null 2>&1; }
+# The plugin mounts under its propagated mount (DOCKER_DATA_ROOT/plugins/ID/propagated-mount), so a mount
+# is found by its source, the volume's dm-crypt mapping.
+# absent PATTERN FILE...: no FILE contains PATTERN; a grep that fails (exit 2, killed) is not "absent". -z makes
+# NUL the record separator, so a disk with no newlines does not become one enormous line.
+absent() { LC_ALL=C grep -qaz -- "$1" "${@:2}"; [ $? -eq 1 ]; }
+mounted() { grep -q "^/dev/mapper/cryptvol-$1 " /proc/mounts; }
+closed() { ! mapping_open "$1" && ! lv_active "$1" && ! mounted "$1"; }
+status() { docker volume inspect "$1" --format "{{index .Status \"$2\"}}"; }
+# wait_for DESC SECONDS CMD...: polls CMD until it succeeds (for asynchronous things: swarm tasks).
+wait_for() {
+	local desc=$1 n=$2; shift 2
+	for _ in $(seq 1 "$n"); do "$@" >/dev/null 2>&1 && { pass "$desc"; return 0; }; sleep 1; done
+	fail "$desc (waited ${n}s for: $*)"
+}
+# says PATTERN CMD...: CMD fails, and its output matches PATTERN (case-insensitive).
+says() { local pat=$1 out; shift; out=$("$@" 2>&1) && return 1; grep -qiE -- "$pat" <<<"$out"; }
+
+install_plugin() {
+	check "dockerd up with an imported image" "$repo/scripts/vm/lab-docker" start
+	mkdir -p /etc/cryptvol/kmip /var/lib/cryptvol /run/lock/lvm
+	cp "$CRYPTVOL_KMIP_CA" /etc/cryptvol/kmip/ca.pem
+	cp "$CRYPTVOL_KMIP_CERT" /etc/cryptvol/kmip/client.pem
+	cp "$CRYPTVOL_KMIP_KEY" /etc/cryptvol/kmip/client.key
+	docker plugin inspect cryptvol > /dev/null 2>&1 && return 0
+	echo "== install the plugin"
+	check "docker plugin create" docker plugin create cryptvol "$repo/bin/plugin"
+	check "docker plugin set" docker plugin set cryptvol CRYPTVOL_VG=$vg CRYPTVOL_DEVICES=/dev/vda,/dev/vdb \
+		CRYPTVOL_DEFAULT_SIZE=80M CRYPTVOL_KMIP_ENDPOINT="$CRYPTVOL_KMIP_ENDPOINT" CRYPTVOL_KMIP_SERVER_NAME=localhost \
+		kmip.source=/etc/cryptvol/kmip
+}
