@@ -19,7 +19,13 @@ status() { docker volume inspect "$1" --format "{{index .Status \"$2\"}}"; }
 # wait_for DESC SECONDS CMD...: polls CMD until it succeeds (for asynchronous things: swarm tasks).
 wait_for() {
 	local desc=$1 n=$2; shift 2
-	for _ in $(seq 1 "$n"); do "$@" >/dev/null 2>&1 && { pass "$desc"; return 0; }; sleep 1; done
+	# By the clock, not by tries: one try (a docker CLI call) takes seconds in the lab.
+	local end=$((SECONDS + n))
+	while :; do
+		"$@" >/dev/null 2>&1 && { pass "$desc"; return 0; }
+		[ "$SECONDS" -lt "$end" ] || break
+		sleep 1
+	done
 	fail "$desc (waited ${n}s for: $*)"
 }
 # says PATTERN CMD...: CMD fails, and its output matches PATTERN (case-insensitive).
