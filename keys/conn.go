@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"slices"
 	"time"
 
@@ -52,6 +53,12 @@ func (c *conn) roundtrip(ctx context.Context, msg *kmip.RequestMessage) (*kmip.R
 	var resp kmip.ResponseMessage
 	err := c.stream.Roundtrip(msg, &resp)
 	if err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			// Only ctx sets the socket's deadline, so ctx is done or about
+			// to be: the socket's timer can fire a moment before the
+			// context's own. Callers tell whose deadline passed from ctx.
+			<-ctx.Done()
+		}
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("%w (%v)", ctx.Err(), err)
 		}
