@@ -4,8 +4,9 @@ LAB_CACHE=${CRYPTVOL_LAB_CACHE:-/var/cache/cryptvol-lab}
 LAB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_DIR=$(cd "$LAB_DIR/../.." && pwd)
 
-# Host packages: qemu and the userland the guest runs (the guest's root is the host's root, shared read-only).
-LAB_HOST_PACKAGES="qemu-system-x86 lvm2 cryptsetup-bin e2fsprogs xfsprogs thin-provisioning-tools
+# Host packages: the two runners (user-mode-linux, qemu) and the userland the guest runs (the guest's root is the
+# host's root, shared read-only).
+LAB_HOST_PACKAGES="user-mode-linux qemu-system-x86 lvm2 cryptsetup-bin e2fsprogs xfsprogs thin-provisioning-tools
  python3-pykmip docker.io busybox-static cpio kmod openssl iproute2 iptables fio procps util-linux curl jq"
 
 # Kernel modules loaded from the initramfs, in this order (dependencies are resolved at build time).
@@ -16,6 +17,13 @@ LAB_MODULES="virtio_pci virtio_blk virtio_console 9pnet_virtio 9p overlay loop
  bridge veth br_netfilter nf_nat nf_conntrack xt_MASQUERADE xt_conntrack xt_addrtype xt_nat xt_mark xt_tcpudp
  iptable_nat iptable_filter iptable_mangle ip6table_nat ip6table_filter nf_tables nft_compat nft_chain_nat
  nft_counter nfnetlink vxlan ip_vs ip_vs_rr xt_ipvs xt_policy tun"
+
+# The same for the UML guest (guest-init modprobes them from the user-mode-linux package): UML builds hostfs, ext4,
+# xfs, aes, sha256 and crc32c in, and has no virtio, CPU-specific crypto or nf_tables for IPv4 (nft_chain_nat).
+LAB_UML_MODULES="overlay loop ipv6 dm_mod dm_crypt dm_thin_pool dm_integrity xts af_alg algif_skcipher algif_hash
+ bridge veth br_netfilter nf_nat nf_conntrack xt_MASQUERADE xt_conntrack xt_addrtype xt_nat xt_mark xt_tcpudp
+ iptable_nat iptable_filter iptable_mangle ip6table_nat ip6table_filter nf_tables nft_compat nfnetlink vxlan
+ ip_vs ip_vs_rr xt_ipvs xt_policy tun"
 
 log() { printf '[lab] %s\n' "$*" >&2; }
 die() { printf '[lab] ERROR: %s\n' "$*" >&2; exit 1; }
