@@ -7,7 +7,7 @@ export CGO_ENABLED ?= 0
 # Packages that have lab tests (files *_lab_test.go with the `lab` build tag), compiled here, run in the guest.
 LAB_PKGS = $(sort $(patsubst ./%/,%,$(dir $(shell find . -name '*_lab_test.go' -not -path './bin/*'))))
 
-.PHONY: all build plugin test test-main test-faults unit lab-bins vm-test vm-shell lab-prepare clean fmt-check demo
+.PHONY: all build plugin test test-main test-faults test-e2e unit lab-bins vm-test vm-shell lab-prepare clean fmt-check demo
 
 all: build
 
@@ -51,8 +51,9 @@ lab-bins: build
 lab-prepare:
 	scripts/vm/prepare
 
-# The VM stage: two lab guests at once (scripts/vm/test-stage), "main" (kernel smoke, the Go lab tests, end to end
-# through dockerd) and "faults" (SIGKILL of the plugin at every step, 50 concurrent volumes).
+# The VM stage: two lab guests side by side (scripts/vm/test-stage): "main" (kernel smoke, the Go lab tests, end to
+# end through dockerd) and "faults" (SIGKILL of the plugin at every step, 50 concurrent volumes, the mount contract
+# through dockerd), under QEMU (LAB_RUNNER=uml: under user-mode-linux).
 vm-test: lab-prepare lab-bins plugin
 	scripts/vm/test-stage main faults
 
@@ -63,6 +64,9 @@ test-main: lab-prepare lab-bins plugin
 	scripts/vm/test-stage main
 test-faults: lab-prepare lab-bins plugin
 	scripts/vm/test-stage faults
+# Every end-to-end script under Docker 20.10 and under Docker 26.1 (Debian trixie's, scripts/vm/docker-trixie).
+test-e2e: lab-prepare lab-bins plugin
+	scripts/vm/test-stage e2e docker26
 
 # The story, end to end, in a fresh lab guest.
 demo: lab-prepare plugin
