@@ -12,6 +12,8 @@ source "$repo/tests/e2e/lib.bash"
 
 install_plugin
 check "docker plugin enable" docker plugin enable cryptvol
+# The plugin listens at once and builds its VG in the background; a request that needs the volumes waits for that.
+check "the plugin answers docker volume ls" docker volume ls
 check_eq "VG built from both devices" 2 "$(vgs --noheadings -o pv_count $vg 2>&1 | tr -d ' ')"
 
 echo "== create, write, read"
