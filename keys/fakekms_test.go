@@ -256,6 +256,8 @@ func (f *fakeKMS) executor() *kmipserver.BatchExecutor {
 				resp.Attribute = append(resp.Attribute, kmip.Attribute{AttributeName: n, AttributeValue: o.state})
 			case kmip.AttributeNameInitialDate:
 				resp.Attribute = append(resp.Attribute, kmip.Attribute{AttributeName: n, AttributeValue: o.initial})
+			case kmip.AttributeNameName:
+				resp.Attribute = append(resp.Attribute, kmip.Attribute{AttributeName: n, AttributeValue: kmip.Name{NameValue: o.name, NameType: kmip.NameTypeUninterpretedTextString}})
 			}
 		}
 		return resp, nil

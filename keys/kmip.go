@@ -697,3 +697,41 @@ func validateText(what, s string) error {
 	}
 	return nil
 }
+
+// Names returns the name of every symmetric key this client's identity can
+// see, by id: one Locate, then every key's Name attributes in one batched
+// request. For finding the keys of a volume name, whose key names are
+// unique per create (cryptvol/VG_UUID/NAME/NONCE), where Locate by name
+// cannot help.
+func (m *KMIP) Names(ctx context.Context) (map[string][]string, error) {
+	out := map[string][]string{}
+	err := m.run(ctx, "list key names", func(ctx context.Context) error {
+		loc, err := callT[*payloads.LocateResponsePayload](ctx, m, &payloads.LocateRequestPayload{Attribute: []kmip.Attribute{
+			{AttributeName: kmip.AttributeNameObjectType, AttributeValue: kmip.ObjectTypeSymmetricKey},
+		}})
+		if err != nil || len(loc.UniqueIdentifier) == 0 {
+			return err
+		}
+		pls := make([]kmip.OperationPayload, 0, len(loc.UniqueIdentifier))
+		for _, id := range loc.UniqueIdentifier {
+			pls = append(pls, &payloads.GetAttributesRequestPayload{UniqueIdentifier: id, AttributeName: []kmip.AttributeName{kmip.AttributeNameName}})
+		}
+		items, err := m.batch(ctx, pls...)
+		if err != nil {
+			return err
+		}
+		for i := range items {
+			attrs, err := result[*payloads.GetAttributesResponsePayload](&items[i])
+			if err != nil {
+				continue // destroyed between Locate and GetAttributes
+			}
+			for _, a := range attrs.Attribute {
+				if n, ok := a.AttributeValue.(kmip.Name); ok {
+					out[attrs.UniqueIdentifier] = append(out[attrs.UniqueIdentifier], n.NameValue)
+				}
+			}
+		}
+		return nil
+	})
+	return out, err
+}

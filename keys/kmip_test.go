@@ -841,3 +841,29 @@ func TestClientPanicBecomesErrorAndDropsConnection(t *testing.T) {
 	}
 	k.Wipe()
 }
+
+func TestNamesListsEveryKeysNames(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	a, err := e.m.Create(ctx, "cryptvol/uuid/v1/0011223344556677")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := e.m.Create(ctx, "cryptvol/uuid/v2/8899aabbccddeeff")
+	if err != nil {
+		t.Fatal(err)
+	}
+	names, err := e.m.Names(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(names[a], []string{"cryptvol/uuid/v1/0011223344556677"}) || !slices.Equal(names[b], []string{"cryptvol/uuid/v2/8899aabbccddeeff"}) || len(names) != 2 {
+		t.Fatalf("names = %v", names)
+	}
+	if err := e.m.Destroy(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	if names, err = e.m.Names(ctx); err != nil || len(names) != 1 || names[b] == nil {
+		t.Fatalf("after destroy: %v, %v", names, err)
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -277,23 +278,23 @@ func mountedAt(t *testing.T, dir string) bool {
 }
 
 // kmipKeys lists the KMIP keys of volume name: cryptvol names each create's
-// key cryptvol/VG_UUID/NAME/NONCE, so they are found by listing every key's
-// names (scripts/kmip/key-state --names), which Locate by name cannot do.
+// key cryptvol/VG_UUID/NAME/NONCE, so they are found among every key's
+// names (keys.KMIP.Names: one Locate and one batched request), which Locate
+// by name cannot do.
 func kmipKeys(t *testing.T, name string) []string {
 	t.Helper()
-	cmd := exec.Command("../scripts/kmip/key-state", "--names")
-	out, err := cmd.Output()
+	names, err := labKeys(t).Names(ctx(t))
 	if err != nil {
 		t.Fatalf("listing KMIP key names: %v", err)
 	}
 	re := regexp.MustCompile(`^cryptvol/[^/]+/` + regexp.QuoteMeta(name) + `/[0-9a-f]{16}$`)
 	var ids []string
-	for _, l := range strings.Split(string(out), "\n") {
-		id, keyName, ok := strings.Cut(l, " ")
-		if ok && re.MatchString(keyName) {
+	for id, ns := range names {
+		if slices.ContainsFunc(ns, re.MatchString) {
 			ids = append(ids, id)
 		}
 	}
+	slices.Sort(ids)
 	return ids
 }
 
