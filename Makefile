@@ -52,8 +52,8 @@ lab-prepare:
 	scripts/vm/prepare
 
 # The VM stage: two lab guests side by side (scripts/vm/test-stage): "main" (kernel smoke, the Go lab tests, end to
-# end through dockerd) and "faults" (SIGKILL of the plugin at every step, 50 concurrent volumes, the mount contract
-# through dockerd), under QEMU (LAB_RUNNER=uml: under user-mode-linux).
+# end through dockerd) and "faults" (SIGKILL of the plugin at every step, 50 concurrent volumes), under QEMU
+# (LAB_RUNNER=uml: under user-mode-linux).
 vm-test: lab-prepare lab-bins plugin
 	scripts/vm/test-stage main faults
 
@@ -64,7 +64,8 @@ test-main: lab-prepare lab-bins plugin
 	scripts/vm/test-stage main
 test-faults: lab-prepare lab-bins plugin
 	scripts/vm/test-stage faults
-# Every end-to-end script under Docker 20.10 and under Docker 26.1 (Debian trixie's, scripts/vm/docker-trixie).
+# Every end-to-end script (docker.sh, contract.sh) under Docker 20.10 and under Docker 26.1 (Debian trixie's,
+# scripts/vm/docker-trixie), in two guests.
 test-e2e: lab-prepare lab-bins plugin
 	scripts/vm/test-stage e2e docker26
 
