@@ -40,7 +40,7 @@ chmod 0750 "$ctx/data"
 tar -C "$ctx" -c . | docker import - content:lab >/dev/null
 rm -rf "$ctx"
 check "ext4 volume" docker volume create -d cryptvol fresh4
-check "xfs volume" docker volume create -d cryptvol --opt fs=xfs freshx
+check "xfs volume" docker volume create -d cryptvol --opt fs=xfs --opt size=320M freshx
 check "local volume" docker volume create freshl
 seen() { docker run --rm -v "$1":/data content:lab sh -c 'cd /data && find . | sort | while read f; do stat -c "%n %u:%g %a" "$f"; done; cat hello' 2>&1; }
 check "fresh4 and freshx are cryptvol volumes" sh -c "$(declare -f ours); ours fresh4 && ours freshx"
@@ -78,6 +78,7 @@ check "writes go on after disable -f and enable" grows pk1
 check "pk1 removed" docker rm -f pk1
 wait_for "closed after the container exits" 60 closed cpv
 check "nothing written was lost" sh -c "[ \$(docker run --rm -v cpv:/data $img sh -c 'wc -l < /data/log') -gt $before ]"
+check "cpv removed" docker volume rm cpv
 
 echo "== dockerd SIGKILLed with a container running (live-restore off)"
 check "dkv created" docker volume create -d cryptvol dkv
