@@ -1,6 +1,16 @@
 // Package keys owns volume keys: the Manager interface the lifecycle uses and
 // its KMIP implementation. Key bytes live only in memory (Key) and on the KMIP
 // server; they are never logged, formatted into errors or written to disk.
+//
+// The KMIP implementation, one concern a file: kmip.go (the KMIP type, one
+// call at a time on one connection, timeouts, panics), conn.go (the TLS
+// connection and TTLV exchange: everything that touches kmip-go's wire
+// code), lifecycle.go (create, get, destroy), locate.go (Locate, the
+// duplicate-key rule, Names), material.go (checking and wiping key bytes),
+// errors.go (what the server said versus the server being away).
+//
+// Concurrency: a KMIP value is safe for concurrent use; calls queue for its
+// single connection (see KMIP).
 package keys
 
 import (

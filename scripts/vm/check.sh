@@ -1,8 +1,9 @@
 # check.sh: the lab's tiny assertion helpers (sourced). Each check prints ok/FAIL with what it looked at, and
-# finish prints the plain "N passed, N failed" line and fails when anything failed.
+# finish prints the plain "N passed, N failed" line and fails when anything failed. Each line carries the seconds
+# since the script started (bash's SECONDS), which is where a slow lab run is read from.
 passed=0 failed=0
-pass() { passed=$((passed + 1)); printf 'ok   %s\n' "$*"; }
-fail() { failed=$((failed + 1)); printf 'FAIL %s\n' "$*"; }
+pass() { passed=$((passed + 1)); printf 'ok   %4ds %s\n' "$SECONDS" "$*"; }
+fail() { failed=$((failed + 1)); printf 'FAIL %4ds %s\n' "$SECONDS" "$*"; }
 # check DESC CMD...: CMD must exit 0.
 check() {
 	local desc=$1; shift

@@ -1,0 +1,249 @@
+package keys
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/ovh/kmip-go"
+	"github.com/ovh/kmip-go/payloads"
+	"github.com/ovh/kmip-go/ttlv"
+	"github.com/sirupsen/logrus"
+)
+
+// Create returns the id of an active AES-256 key named name, making one only
+// when the server holds none.
+//
+// kmip-go resends a request whose connection hit EOF, and a Create interrupted
+// after the server acted leaves a key behind, so keys named name may already
+// exist or be duplicated. The rule, applied before and after creating: among
+// the keys named name, the oldest Active one is kept (Initial Date, then id);
+// if none is Active, the oldest PreActive one (a Create interrupted before
+// its Activate) is activated and kept; every other key with the name (extra
+// copies, or Revoked keys whose Destroy was interrupted) is destroyed.
+func (m *KMIP) Create(ctx context.Context, name string) (string, error) {
+	op := fmt.Sprintf("create key %q", name)
+	if err := validateText("name", name); err != nil {
+		return "", m.wrap(op, err)
+	}
+	var id string
+	err := m.run(ctx, op, func(ctx context.Context) error {
+		existing, err := m.adopt(ctx, name, "")
+		if err != nil {
+			return err
+		}
+		if existing != "" {
+			m.log.WithFields(logrus.Fields{"op": "create", "key_id": existing, "key_name": name}).Debug("KMIP key with this name exists; reusing it")
+			id = existing
+			return nil
+		}
+		created, named, err := m.createActive(ctx, name)
+		if err != nil {
+			return err
+		}
+		// A resent Create may have made a second key; make sure exactly one
+		// key carries the name before handing out its id.
+		if len(named) == 1 && named[0] == created {
+			id = created
+		} else if id, err = m.adopt(ctx, name, created); err != nil {
+			return err
+		}
+		if id == "" {
+			return fmt.Errorf("key %q made for this name is not found by Locate", created)
+		}
+		m.log.WithFields(logrus.Fields{"op": "create", "key_id": id, "key_name": name}).Info("created KMIP key")
+		return nil
+	})
+	return id, err
+}
+
+// Get returns the material of the key with id if it is an Active AES-256
+// key. PyKMIP's Get also serves PreActive and Revoked keys, so the state is
+// fetched in the same batch and checked here.
+func (m *KMIP) Get(ctx context.Context, id string) (*Key, error) {
+	op := fmt.Sprintf("get key %q", id)
+	if err := validateText("key id", id); err != nil {
+		return nil, m.wrap(op, err)
+	}
+	var key *Key
+	err := m.run(ctx, op, func(ctx context.Context) error {
+		items, err := m.batch(ctx,
+			&payloads.GetAttributesRequestPayload{UniqueIdentifier: id, AttributeName: []kmip.AttributeName{kmip.AttributeNameState}},
+			&payloads.GetRequestPayload{UniqueIdentifier: id},
+		)
+		if err != nil {
+			return err
+		}
+		// Whatever happens below, no copy of the material outlives this call
+		// except the one handed to the caller.
+		got, getErr := result[*payloads.GetResponsePayload](&items[1])
+		defer wipeGetResponse(got)
+
+		attrs, err := result[*payloads.GetAttributesResponsePayload](&items[0])
+		if err != nil {
+			return err
+		}
+		state, err := stateOf(attrs)
+		if err != nil {
+			return err
+		}
+		if state != kmip.StateActive {
+			return fmt.Errorf("%w (state %s)", ErrNotActive, ttlv.EnumStr(state))
+		}
+		if getErr != nil {
+			return getErr
+		}
+		b, err := symmetricKeyMaterial(got)
+		if err != nil {
+			return err
+		}
+		key = NewKey(b)
+		return nil
+	})
+	return key, err
+}
+
+// Destroy revokes the key (reason: cessation of operation) if it is Active,
+// then destroys it. A key that is unknown or already gone counts as
+// destroyed, so an interrupted Destroy can simply be repeated.
+func (m *KMIP) Destroy(ctx context.Context, id string) error {
+	op := fmt.Sprintf("destroy key %q", id)
+	if err := validateText("key id", id); err != nil {
+		return m.wrap(op, err)
+	}
+	return m.run(ctx, op, func(ctx context.Context) error {
+		gone, err := m.destroy(ctx, id)
+		if err != nil {
+			return err
+		}
+		l := m.log.WithFields(logrus.Fields{"op": "destroy", "key_id": id})
+		if gone {
+			l.Debug("KMIP key already gone")
+		} else {
+			l.Info("destroyed KMIP key")
+		}
+		return nil
+	})
+}
+
+// createActive creates a key named name and activates it; named lists the
+// keys that carry the name after the activation (nil when that could not be
+// read). PyKMIP rejects an Activate batched without an explicit id, so the
+// Create goes alone; the Activate, with the new id, shares its request with
+// the Locate that Create's rule needs afterwards, which saves a round trip
+// per volume create. If Activate fails the new key is destroyed.
+func (m *KMIP) createActive(ctx context.Context, name string) (id string, named []string, err error) {
+	id, err = m.createKey(ctx, name)
+	if err != nil {
+		return "", nil, err
+	}
+	items, err := m.batch(ctx, &payloads.ActivateRequestPayload{UniqueIdentifier: id}, locateRequest(name, true))
+	if err == nil {
+		_, err = result[*payloads.ActivateResponsePayload](&items[0])
+		if loc, lerr := result[*payloads.LocateResponsePayload](&items[1]); lerr == nil {
+			named = loc.UniqueIdentifier
+		}
+	}
+	if err != nil {
+		// kmip-go resends after EOF: a resent Activate of a key the first
+		// one activated fails, yet the key is fine.
+		if isResultError(err) {
+			if st, serr := m.state(ctx, id); serr == nil && st == kmip.StateActive {
+				return id, named, nil
+			}
+		}
+		err = fmt.Errorf("activate new key %q: %w", id, err)
+		if _, derr := m.destroy(ctx, id); derr != nil {
+			return "", nil, errors.Join(err, fmt.Errorf("destroy the unactivated key %q: %w", id, derr))
+		}
+		m.log.WithFields(logrus.Fields{"op": "create", "key_id": id, "key_name": name}).Warn("destroyed new KMIP key that failed to activate")
+		return "", nil, err
+	}
+	return id, named, nil
+}
+
+// createKey creates a PreActive AES-256 key named name.
+func (m *KMIP) createKey(ctx context.Context, name string) (string, error) {
+	resp, err := callT[*payloads.CreateResponsePayload](ctx, m, &payloads.CreateRequestPayload{
+		ObjectType: kmip.ObjectTypeSymmetricKey,
+		TemplateAttribute: kmip.TemplateAttribute{Attribute: []kmip.Attribute{
+			{AttributeName: kmip.AttributeNameCryptographicAlgorithm, AttributeValue: kmip.CryptographicAlgorithmAES},
+			{AttributeName: kmip.AttributeNameCryptographicLength, AttributeValue: int32(keyBytes * 8)},
+			{AttributeName: kmip.AttributeNameCryptographicUsageMask, AttributeValue: kmip.CryptographicUsageEncrypt | kmip.CryptographicUsageDecrypt},
+			{AttributeName: kmip.AttributeNameName, AttributeValue: kmip.Name{NameValue: name, NameType: kmip.NameTypeUninterpretedTextString}},
+		}},
+	})
+	if err != nil {
+		return "", err
+	}
+	id := resp.UniqueIdentifier
+	if err := validateText("key id returned by Create", id); err != nil {
+		return "", err
+	}
+	return id, nil
+}
+
+// destroy is Destroy without locking: revoke if Active, then destroy. An
+// unknown id succeeds with gone set. The caller holds sem.
+func (m *KMIP) destroy(ctx context.Context, id string) (gone bool, err error) {
+	state, err := m.state(ctx, id)
+	if errors.Is(err, ErrNotFound) {
+		return true, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	switch state {
+	case kmip.StateDestroyed, kmip.StateDestroyedCompromised:
+		return true, nil
+	case kmip.StateActive:
+		// Servers refuse to destroy an Active key (PyKMIP: PermissionDenied).
+		_, err := callT[*payloads.RevokeResponsePayload](ctx, m, &payloads.RevokeRequestPayload{
+			UniqueIdentifier: id,
+			RevocationReason: kmip.RevocationReason{RevocationReasonCode: kmip.RevocationReasonCodeCessationOfOperation},
+		})
+		if errors.Is(err, ErrNotFound) {
+			return true, nil
+		}
+		// As for Activate: a resent Revoke fails on the key the first one
+		// revoked.
+		if isResultError(err) {
+			if st, serr := m.state(ctx, id); serr == nil && st != kmip.StateActive {
+				err = nil
+			}
+		}
+		if err != nil {
+			return false, fmt.Errorf("revoke: %w", err)
+		}
+	}
+	_, err = callT[*payloads.DestroyResponsePayload](ctx, m, &payloads.DestroyRequestPayload{UniqueIdentifier: id})
+	if errors.Is(err, ErrNotFound) {
+		return true, nil
+	}
+	return false, err
+}
+
+// state fetches the State attribute of id.
+func (m *KMIP) state(ctx context.Context, id string) (kmip.State, error) {
+	attrs, err := callT[*payloads.GetAttributesResponsePayload](ctx, m, &payloads.GetAttributesRequestPayload{
+		UniqueIdentifier: id,
+		AttributeName:    []kmip.AttributeName{kmip.AttributeNameState},
+	})
+	if err != nil {
+		return 0, err
+	}
+	return stateOf(attrs)
+}
+
+func stateOf(resp *payloads.GetAttributesResponsePayload) (kmip.State, error) {
+	for _, a := range resp.Attribute {
+		if a.AttributeName != kmip.AttributeNameState {
+			continue
+		}
+		if s, ok := a.AttributeValue.(kmip.State); ok {
+			return s, nil
+		}
+		return 0, fmt.Errorf("State attribute has unexpected type %T", a.AttributeValue)
+	}
+	return 0, errors.New("server returned no State attribute")
+}
