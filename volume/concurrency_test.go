@@ -157,3 +157,46 @@ func TestCreatesWaitTheirTurn(t *testing.T) {
 	}
 	h.assertConsistent()
 }
+
+// Removes take the same turns: 50 removes let loose at once finished none
+// within docker's deadline in the lab. One that runs out of time waiting
+// has touched nothing: the volume, its key and its data are intact, and a
+// later remove works.
+func TestRemovesWaitTheirTurn(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.MaxCreates = 1 })
+	h.mustCreate("old", nil)
+	building, release := make(chan struct{}), make(chan struct{})
+	var blocked atomic.Bool
+	h.w.before = func(op, arg string) {
+		if op == "fs.Mkfs" && blocked.CompareAndSwap(false, true) {
+			close(building)
+			<-release
+		}
+	}
+	first := make(chan error, 1)
+	go func() { first <- h.m.Create(h.ctx, "first", nil) }()
+	<-building
+
+	keysBefore := len(h.w.keys)
+	ctx, cancel := context.WithTimeout(h.ctx, 100*time.Millisecond)
+	defer cancel()
+	err := h.m.Remove(ctx, "old")
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), `volume "old": not removed, nothing was touched`) ||
+		!strings.Contains(err.Error(), "CRYPTVOL_MAX_CREATES") {
+		t.Fatalf("remove waiting behind a full line: %v", err)
+	}
+	if h.w.lvs["cv-old"] == nil || len(h.w.keys) != keysBefore {
+		t.Fatal("the remove that never got its turn touched the volume or its key")
+	}
+	close(release)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.m.Get(h.ctx, "old"); err != nil {
+		t.Fatalf("the volume is not usable after the refused remove: %v", err)
+	}
+	if err := h.m.Remove(h.ctx, "old"); err != nil {
+		t.Fatal(err)
+	}
+	h.assertConsistent()
+}

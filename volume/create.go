@@ -53,25 +53,18 @@ func (m *Manager) Create(ctx context.Context, name string, opts map[string]strin
 		// Half-made with no journal entry (damage from outside): holding
 		// the volume's lock, nobody else is creating it.
 		log.Warn("undoing a half-made volume before creating it again")
-		if _, err := m.destroy(ctx, name, &lv, nil, "", log); err != nil {
+		if _, err := m.destroy(ctx, name, &lv, nil, nil, "", log); err != nil {
 			return fmt.Errorf("volume %q: cleaning up a half-made volume: %w", name, err)
 		}
 	case errors.Is(err, lvm.ErrNotFound):
 	default:
 		return fmt.Errorf("volume %q: %w", name, err)
 	}
-	// Beyond MaxCreates, a create waits here, before it makes anything:
-	// creates let loose together share the CPUs, the VG lock and the KMIP
-	// connection so thinly that none finishes within docker's deadline
-	// (commit b77ee1e). In line, the first ones finish, and one that runs
-	// out of time waiting fails with nothing made.
-	select {
-	case m.creates <- struct{}{}:
-		defer func() { <-m.creates }()
-	case <-ctx.Done():
-		return fmt.Errorf("volume %q: not created, nothing was made: the request's time ran out while %d other creates were building (CRYPTVOL_MAX_CREATES); retry: %w",
-			name, m.cfg.MaxCreates, ctx.Err())
+	done, err := m.takeTurn(ctx)
+	if err != nil {
+		return fmt.Errorf("volume %q: not created, nothing was made: %w", name, err)
 	}
+	defer done()
 	vg, err := m.checkCapacity(ctx, name, o, log)
 	if err != nil {
 		return err
@@ -168,12 +161,9 @@ func (m *Manager) create(ctx context.Context, name string, o Options, keyName st
 		}
 		return nil
 	})
+	// lvcreate activates the new LV (lvm.Client.CreateLV: --activate y).
 	lv, err := m.lvm.CreateLV(ctx, req)
 	if err != nil {
-		return err
-	}
-	rb.at("LV activation")
-	if err := m.lvm.Activate(ctx, lvName(name)); err != nil {
 		return err
 	}
 	dev := m.devPath(lv)
@@ -247,7 +237,7 @@ func (m *Manager) undoCreate(ctx context.Context, e journalEntry, log logrus.Fie
 			return drop()
 		}
 	}
-	if _, err := m.destroy(ctx, e.Volume, lvp, e.KeyIDs, keyName, log); err != nil {
+	if _, err := m.destroy(ctx, e.Volume, lvp, nil, e.KeyIDs, keyName, log); err != nil {
 		return fmt.Errorf("undoing an interrupted create: %w", err)
 	}
 	log.WithField("had_lv", lvp != nil).Info("undid an interrupted create")

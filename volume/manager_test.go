@@ -173,7 +173,6 @@ func TestCreateFailureAtEachStepUndoesEarlierSteps(t *testing.T) {
 	steps := map[string]string{
 		"keys.Create":    "KMIP key creation",
 		"lvm.CreateLV":   "lvcreate",
-		"lvm.Activate":   "LV activation",
 		"keys.Get":       "KMIP key fetch",
 		"crypt.Format":   "luksFormat",
 		"crypt.Open":     "cryptsetup open",

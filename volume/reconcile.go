@@ -99,7 +99,7 @@ func (m *Manager) reconcileVolume(ctx context.Context, name string, lv lvm.LV) (
 	// half-made volume (damage from outside, or a version 1 create): undo
 	// it, with the keys it names.
 	if !hasTag(lv.Tags, TagReady) {
-		if _, err := m.destroy(ctx, name, &lv, nil, "", log); err != nil {
+		if _, err := m.destroy(ctx, name, &lv, nil, nil, "", log); err != nil {
 			return false, wrap(fmt.Errorf("removing a half-made volume: %w", err))
 		}
 		log.Info("removed a half-made volume (LV, header and KMIP key)")

@@ -44,6 +44,11 @@ func (m *Manager) Remove(ctx context.Context, name string) error {
 		}
 		logStale(log, len(ids), "nothing held the volume (its containers ended while dockerd was not tracking them)")
 	}
+	done, err := m.takeTurn(ctx)
+	if err != nil {
+		return fmt.Errorf("volume %q: not removed, nothing was touched: %w", name, err)
+	}
+	defer done()
 	finished, err := m.settleJournal(ctx, name, log)
 	if err != nil {
 		return err
@@ -63,15 +68,16 @@ func (m *Manager) Remove(ctx context.Context, name string) error {
 
 	// The keys to destroy are the ones this LV names, read before the
 	// keyslots (and with them nothing) are erased.
-	keyIDs, err := m.keysOf(ctx, name, lv)
+	hdr, err := m.readHeader(ctx, name, &lv)
 	if err != nil {
 		return fmt.Errorf("volume %q: remove: %w", name, err)
 	}
+	keyIDs := hdr.keyIDs(nil, lv)
 	entry := journalEntry{Volume: name, LVUUID: lv.UUID, KeyIDs: keyIDs}
 	if err := m.st.update(func(s *state) { s.Removing = append(withoutEntry(s.Removing, entry), entry) }); err != nil {
 		return fmt.Errorf("volume %q: %w", name, err)
 	}
-	erased, err := m.destroy(ctx, name, &lv, keyIDs, "", log)
+	erased, err := m.destroy(ctx, name, &lv, &hdr, keyIDs, "", log)
 	if err != nil {
 		if !erased {
 			// The volume is intact and usable: nothing may finish a
@@ -92,24 +98,38 @@ func (m *Manager) Remove(ctx context.Context, name string) error {
 	return nil
 }
 
-// keysOf returns the KMIP key ids an LV names: its LUKS token (read with the
-// LV active) and its tag.
-func (m *Manager) keysOf(ctx context.Context, name string, lv lvm.LV) ([]string, error) {
-	ids := appendUnique(nil, tagValue(lv.Tags, tagKeyPrefix))
-	if err := m.lvm.Activate(ctx, lvName(name)); err != nil {
-		return nil, fmt.Errorf("activating LV %s to read its LUKS header: %w", lvName(name), err)
+// header is what readHeader found on an LV: its LUKS2 header, if it has one.
+type header struct {
+	luks.Header
+	isLUKS bool
+}
+
+// readHeader activates the LV unless lv says it is active (and records that
+// it now is) and reads its LUKS header.
+func (m *Manager) readHeader(ctx context.Context, name string, lv *lvm.LV) (header, error) {
+	if !lv.Active {
+		if err := m.lvm.Activate(ctx, lvName(name)); err != nil {
+			return header{}, fmt.Errorf("activating LV %s to read its LUKS header: %w", lvName(name), err)
+		}
+		lv.Active = true
 	}
-	h, err := m.crypt.Inspect(ctx, m.devPath(lv))
+	h, err := m.crypt.Inspect(ctx, m.devPath(*lv))
 	switch {
 	case err == nil:
-		if h.Token != nil {
-			ids = appendUnique(ids, h.Token.KeyID)
-		}
+		return header{Header: h, isLUKS: true}, nil
 	case errors.Is(err, luks.ErrNotLUKS):
+		return header{}, nil
 	default:
-		return nil, fmt.Errorf("reading LUKS header: %w", err)
+		return header{}, fmt.Errorf("reading LUKS header: %w", err)
 	}
-	return ids, nil
+}
+
+// keyIDs adds the key ids the LV names (its LUKS token and its tag) to ids.
+func (h header) keyIDs(ids []string, lv lvm.LV) []string {
+	if h.isLUKS && h.Token != nil {
+		ids = appendUnique(ids, h.Token.KeyID)
+	}
+	return appendUnique(ids, tagValue(lv.Tags, tagKeyPrefix))
 }
 
 // settleJournal finishes what earlier creates and removes of name left
@@ -165,7 +185,7 @@ func (m *Manager) finishRemove(ctx context.Context, e journalEntry, log logrus.F
 	default:
 		return err
 	}
-	if _, err := m.destroy(ctx, e.Volume, lvp, e.KeyIDs, "", log); err != nil {
+	if _, err := m.destroy(ctx, e.Volume, lvp, nil, e.KeyIDs, "", log); err != nil {
 		return fmt.Errorf("finishing an interrupted remove: %w", err)
 	}
 	log.Info("finished an interrupted remove")
@@ -187,40 +207,37 @@ func (m *Manager) retryRemove(ctx context.Context, e journalEntry) error {
 // destroy takes a volume apart: teardown, erase keyslots, remove the LV,
 // destroy keys. The keys destroyed are keyIDs, the LV's own (token, tag),
 // and, for an interrupted create, those Located under that create's unique
-// keyName: never keys found by a name another volume could have. Every
-// step tolerates having been done already, so destroy can be repeated
-// after a crash at any point. erased reports whether the keyslots are gone
-// (from this call), after which the volume's data is unreachable.
-func (m *Manager) destroy(ctx context.Context, name string, lv *lvm.LV, keyIDs []string, keyName string, log logrus.FieldLogger) (erased bool, err error) {
+// keyName: never keys found by a name another volume could have. hdr is
+// the LV's header when the caller has just read it (readHeader), nil to
+// read it here. Every step tolerates having been done already, so destroy
+// can be repeated after a crash at any point. erased reports whether the
+// keyslots are gone (from this call), after which the volume's data is
+// unreachable.
+func (m *Manager) destroy(ctx context.Context, name string, lv *lvm.LV, hdr *header, keyIDs []string, keyName string, log logrus.FieldLogger) (erased bool, err error) {
 	ids := slices.Clone(keyIDs)
 	if lv != nil {
 		if err := m.teardownMounted(ctx, name, true, log); err != nil {
 			return false, err
 		}
-		if err := m.lvm.Activate(ctx, lvName(name)); err != nil {
-			return false, fmt.Errorf("activating LV %s to erase its keyslots: %w", lvName(name), err)
-		}
-		dev := m.devPath(*lv)
-		h, err := m.crypt.Inspect(ctx, dev)
-		switch {
-		case err == nil:
-			if h.Token != nil {
-				ids = appendUnique(ids, h.Token.KeyID)
+		if hdr == nil {
+			h, err := m.readHeader(ctx, name, lv)
+			if err != nil {
+				return false, err
 			}
-			if err := m.crypt.Erase(ctx, dev); err != nil {
+			hdr = &h
+		}
+		ids = hdr.keyIDs(ids, *lv)
+		if hdr.isLUKS {
+			if err := m.crypt.Erase(ctx, m.devPath(*lv)); err != nil {
 				return false, fmt.Errorf("erasing LUKS keyslots: %w", err)
 			}
 			erased = true
 			log.Debug("LUKS keyslots erased")
-		case errors.Is(err, luks.ErrNotLUKS):
+		} else {
 			log.Debug("LV has no LUKS header")
-		default:
-			return false, fmt.Errorf("reading LUKS header: %w", err)
 		}
-		ids = appendUnique(ids, tagValue(lv.Tags, tagKeyPrefix))
-		if err := m.lvm.Deactivate(ctx, lvName(name)); err != nil && !errors.Is(err, lvm.ErrNotFound) {
-			return erased, fmt.Errorf("deactivating LV %s: %w", lvName(name), err)
-		}
+		// lvremove deactivates the LV itself (nothing has it open: the
+		// mapping is closed above).
 		if err := m.lvm.RemoveLV(ctx, lvName(name)); err != nil && !errors.Is(err, lvm.ErrNotFound) {
 			return erased, fmt.Errorf("removing LV %s: %w", lvName(name), err)
 		}
