@@ -82,9 +82,6 @@ func NewKMIP(cfg Config, log logrus.FieldLogger) (*KMIP, error) {
 	}, nil
 }
 
-// Endpoint returns the configured host:port.
-func (m *KMIP) Endpoint() string { return m.cfg.Endpoint }
-
 // Close drops the connection, if any. The KMIP value stays usable: the next
 // call dials again.
 func (m *KMIP) Close() error {

@@ -45,9 +45,6 @@ func New(vg string, opts ...Option) (*Client, error) {
 	return c, nil
 }
 
-// VGName returns the volume group this client is bound to.
-func (c *Client) VGName() string { return c.vg }
-
 func (c *Client) run(ctx context.Context, args ...string) ([]byte, error) {
 	return c.exec(ctx, nil, "lvm", args...)
 }

@@ -13,13 +13,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
 	dv "github.com/docker/go-plugins-helpers/volume"
 	"github.com/sirupsen/logrus"
 
+	"github.com/cryptvol/cryptvol/internal/command"
 	"github.com/cryptvol/cryptvol/volume"
 )
 
@@ -140,7 +140,11 @@ func (d *Driver) call(op, name string, timeout time.Duration, fn func(ctx contex
 		log.Debug("request done")
 		return nil
 	}
-	msg := oneLine(err.Error())
+	// One line, so the docker CLI prints lvm and cryptsetup stderr readably.
+	msg := command.OneLine(err.Error())
+	if msg == "" {
+		msg = "unknown error"
+	}
 	// Only when the request's own deadline passed: a KMIP or command
 	// timeout inside it also wraps DeadlineExceeded and says so itself.
 	if ctx.Err() != nil {
@@ -148,20 +152,6 @@ func (d *Driver) call(op, name string, timeout time.Duration, fn func(ctx contex
 	}
 	log.WithError(err).Error("request failed")
 	return errors.New(msg)
-}
-
-// oneLine folds multi-line text (lvm and cryptsetup stderr) so the docker
-// CLI prints it as one readable message.
-func oneLine(s string) string {
-	lines := strings.FieldsFunc(s, func(r rune) bool { return r == '\n' || r == '\r' })
-	for i, l := range lines {
-		lines[i] = strings.TrimSpace(l)
-	}
-	out := strings.Join(lines, "; ")
-	if out == "" {
-		return "unknown error"
-	}
-	return out
 }
 
 // Create implements dv.Driver.

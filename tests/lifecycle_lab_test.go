@@ -90,7 +90,7 @@ func (s *stack) create(name string, opts map[string]string) {
 		for _, id := range []string{"a", "b", "c"} {
 			_ = s.mgr.Unmount(context.Background(), name, id)
 		}
-		if err := s.mgr.Remove(context.Background(), name); err != nil && !volume.IsNotFound(err) {
+		if err := s.mgr.Remove(context.Background(), name); err != nil && !errors.Is(err, volume.ErrNotFound) {
 			s.t.Errorf("cleanup: remove %s: %v", name, err)
 		}
 	})

@@ -1,6 +1,7 @@
 package volume
 
 import (
+	"errors"
 	"fmt"
 	"testing"
 )
@@ -47,7 +48,7 @@ var crashScenarios = []scenario{
 		op:      func(h *harness) error { return h.m.Remove(h.ctx, "v") },
 		retry: func(h *harness) error {
 			err := h.m.Remove(h.ctx, "v")
-			if IsNotFound(err) {
+			if errors.Is(err, ErrNotFound) {
 				return nil // finished by reconciliation
 			}
 			return err

@@ -2,7 +2,6 @@ package volume
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sort"
 	"strconv"
@@ -133,6 +132,3 @@ func (m *Manager) describe(name string, lv lvm.LV) (Volume, error) {
 	}
 	return v, nil
 }
-
-// IsNotFound reports whether err means the volume does not exist.
-func IsNotFound(err error) bool { return errors.Is(err, ErrNotFound) }

@@ -49,7 +49,7 @@ func (e *Error) Unwrap() error { return e.Err }
 // log line.
 func OneLine(s string) string {
 	var parts []string
-	for _, l := range strings.Split(s, "\n") {
+	for _, l := range strings.FieldsFunc(s, func(r rune) bool { return r == '\n' || r == '\r' }) {
 		if l = strings.TrimSpace(l); l != "" {
 			parts = append(parts, l)
 		}
