@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Issue 10: what dockerd really does, against the bookkeeping. Each test
@@ -108,6 +109,49 @@ func TestDockerdKilledStaleIDsAreClosedBySweep(t *testing.T) {
 	if err := h.m.Remove(h.ctx, "v1"); err != nil {
 		t.Fatalf("docker volume rm: %v", err)
 	}
+	h.assertConsistent()
+}
+
+// Docker 26.1 restarts a SIGKILLed plugin, then unmounts the old
+// instance's propagated mount, taking the new instance's mount with it,
+// while the container keeps its own. The sweeper mounts it again (Status
+// and Path are right again); a volume whose mount went and that nothing
+// holds is closed and its IDs dropped.
+func TestMountUnmountedFromOutsideIsRestored(t *testing.T) {
+	h := newHarness(t)
+	h.mustCreate("v1", nil)
+	h.mustCreate("v2", nil)
+	h.runContainer("v1", "c1")
+	h.runContainer("v2", "c2")
+	h.restartInNewNamespace()
+	if err := h.m.Reconcile(h.ctx); err != nil {
+		t.Fatal(err)
+	}
+	h.assertUp("v1")
+	// Past the probe window (or with IDs mounted again since it opened),
+	// probing does not look at these volumes.
+	h.m.sw.mu.Lock()
+	h.m.sw.probeUntil = time.Time{}
+	h.m.sw.mu.Unlock()
+	h.w.mu.Lock()
+	delete(h.w.mounts, h.m.mountpoint("v1")) // dockerd's late unmount
+	delete(h.w.mounts, h.m.mountpoint("v2"))
+	h.w.mu.Unlock()
+	h.containerGone("v2")
+	h.m.Sweep(h.ctx)
+	if v, err := h.m.Get(h.ctx, "v1"); err != nil || v.Status[StatusMounted] != true {
+		t.Fatalf("inspect after the outside unmount and a sweep: %+v, %v", v, err)
+	}
+	if p, err := h.m.Path(h.ctx, "v1"); err != nil || p != h.m.mountpoint("v1") {
+		t.Fatalf("Path = %q, %v", p, err)
+	}
+	h.assertUp("v1")
+	h.assertDown("v2")
+	if ids := h.m.st.ids("v2"); len(ids) != 0 {
+		t.Fatalf("stale ids kept: %v", ids)
+	}
+	h.stopContainer("v1", "c1")
+	h.assertDown("v1")
 	h.assertConsistent()
 }
 

@@ -167,6 +167,8 @@ func (m *Manager) Sweep(ctx context.Context) {
 			if err := m.probe(ctx, name); err != nil {
 				m.logFor(name, "sweep").WithError(err).Warn("probing whether the volume is still held failed")
 			}
+		} else if err := m.restoreMount(ctx, name); err != nil {
+			m.logFor(name, "sweep").WithError(err).Warn("restoring the plugin's mount of a volume in use failed")
 		}
 	}
 	for _, e := range m.st.snapshot().Removing {
@@ -220,6 +222,46 @@ func (m *Manager) probe(ctx context.Context, name string) error {
 		return fmt.Errorf("volume %q: dropping stale mount IDs: %w", name, err)
 	}
 	log.WithField("mount_ids", len(ids)).Warn("volume closed: nothing held it, so its mount IDs were stale (their containers ended while dockerd was not tracking them, moby#46508)")
+	return nil
+}
+
+// restoreMount puts back the plugin's own mount of a volume with mount IDs
+// when it is gone while the plugin runs: Docker 26.1 restarts a SIGKILLed
+// plugin and then unmounts the old instance's propagated mount, which takes
+// the new instance's mount with it (lab, tests/e2e/contract.sh), so Status
+// said "not mounted" and Path "" under a running container. The volume is
+// released: a mapping still held is mounted again (release), one that
+// nothing holds is closed and its IDs, stale, dropped. A volume whose mount
+// is in place costs one read of the mount table.
+func (m *Manager) restoreMount(ctx context.Context, name string) error {
+	unlock := m.lock(name)
+	defer unlock()
+	ids := m.st.ids(name)
+	if len(ids) == 0 {
+		return nil
+	}
+	ok, other, err := m.mountedHere(name)
+	switch {
+	case err != nil:
+		return err
+	case ok:
+		return nil
+	case other != "":
+		return fmt.Errorf("volume %q: %s is mounted at %s instead of the volume; leaving it", name, other, m.mountpoint(name))
+	}
+	log := m.logFor(name, "sweep")
+	held, err := m.release(ctx, name, log)
+	switch {
+	case err != nil:
+		return err
+	case held:
+		log.WithField("mount_ids", len(ids)).Warn("the plugin's mount of a volume its containers hold was unmounted from outside; mounted it again")
+		return nil
+	}
+	if err := m.st.update(func(s *state) { delete(s.Mounts, name) }); err != nil {
+		return fmt.Errorf("volume %q: dropping stale mount IDs: %w", name, err)
+	}
+	log.WithField("mount_ids", len(ids)).Warn("volume closed: its mount was gone and nothing held it, so its mount IDs were stale")
 	return nil
 }
 
