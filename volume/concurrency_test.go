@@ -120,17 +120,7 @@ func TestConcurrentIDsOnOneVolume(t *testing.T) {
 // no KMIP key, no LV, no journal entry.
 func TestCreatesWaitTheirTurn(t *testing.T) {
 	h := newHarness(t, func(c *Config) { c.MaxCreates = 1 })
-	building, release := make(chan struct{}), make(chan struct{})
-	var blocked atomic.Bool
-	h.w.before = func(op, arg string) {
-		if op == "fs.Mkfs" && blocked.CompareAndSwap(false, true) {
-			close(building)
-			<-release
-		}
-	}
-	first := make(chan error, 1)
-	go func() { first <- h.m.Create(h.ctx, "first", nil) }()
-	<-building
+	release, first := h.createHeldAtMkfs("first")
 
 	ctx, cancel := context.WithTimeout(h.ctx, 100*time.Millisecond)
 	defer cancel()
@@ -165,17 +155,7 @@ func TestCreatesWaitTheirTurn(t *testing.T) {
 func TestRemovesWaitTheirTurn(t *testing.T) {
 	h := newHarness(t, func(c *Config) { c.MaxCreates = 1 })
 	h.mustCreate("old", nil)
-	building, release := make(chan struct{}), make(chan struct{})
-	var blocked atomic.Bool
-	h.w.before = func(op, arg string) {
-		if op == "fs.Mkfs" && blocked.CompareAndSwap(false, true) {
-			close(building)
-			<-release
-		}
-	}
-	first := make(chan error, 1)
-	go func() { first <- h.m.Create(h.ctx, "first", nil) }()
-	<-building
+	release, first := h.createHeldAtMkfs("first")
 
 	keysBefore := len(h.w.keys)
 	ctx, cancel := context.WithTimeout(h.ctx, 100*time.Millisecond)
@@ -199,4 +179,21 @@ func TestRemovesWaitTheirTurn(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.assertConsistent()
+}
+
+// createHeldAtMkfs starts a Create of name that holds its turn at mkfs until
+// release is closed; first gets its result.
+func (h *harness) createHeldAtMkfs(name string) (release chan struct{}, first chan error) {
+	building := make(chan struct{})
+	release, first = make(chan struct{}), make(chan error, 1)
+	var blocked atomic.Bool
+	h.w.before = func(op, arg string) {
+		if op == "fs.Mkfs" && blocked.CompareAndSwap(false, true) {
+			close(building)
+			<-release
+		}
+	}
+	go func() { first <- h.m.Create(h.ctx, name, nil) }()
+	<-building
+	return release, first
 }

@@ -210,19 +210,30 @@ func (m *Manager) probe(ctx context.Context, name string) error {
 		return nil
 	}
 	log := m.logFor(name, "sweep")
-	held, err := m.release(ctx, name, log)
-	if err != nil {
+	held, err := m.releaseOrDrop(ctx, name, log)
+	switch {
+	case err != nil:
 		return err
-	}
-	if held {
+	case held:
 		log.WithField("mount_ids", len(ids)).Debug("volume still held by its containers")
-		return nil
+	default:
+		log.WithField("mount_ids", len(ids)).Warn("volume closed: nothing held it, so its mount IDs were stale (their containers ended while dockerd was not tracking them, moby#46508)")
+	}
+	return nil
+}
+
+// releaseOrDrop releases a volume whose mount IDs are in doubt (the caller
+// holds its lock): held, it is mounted (again) and its IDs kept; not held,
+// it is closed and its IDs, stale, dropped.
+func (m *Manager) releaseOrDrop(ctx context.Context, name string, log logrus.FieldLogger) (held bool, err error) {
+	held, err = m.release(ctx, name, log)
+	if err != nil || held {
+		return held, err
 	}
 	if err := m.st.update(func(s *state) { delete(s.Mounts, name) }); err != nil {
-		return fmt.Errorf("volume %q: dropping stale mount IDs: %w", name, err)
+		return false, fmt.Errorf("volume %q: dropping stale mount IDs: %w", name, err)
 	}
-	log.WithField("mount_ids", len(ids)).Warn("volume closed: nothing held it, so its mount IDs were stale (their containers ended while dockerd was not tracking them, moby#46508)")
-	return nil
+	return false, nil
 }
 
 // restoreMount puts back the plugin's own mount of a volume with mount IDs
@@ -250,18 +261,15 @@ func (m *Manager) restoreMount(ctx context.Context, name string) error {
 		return fmt.Errorf("volume %q: %s is mounted at %s instead of the volume; leaving it", name, other, m.mountpoint(name))
 	}
 	log := m.logFor(name, "sweep")
-	held, err := m.release(ctx, name, log)
+	held, err := m.releaseOrDrop(ctx, name, log)
 	switch {
 	case err != nil:
 		return err
 	case held:
 		log.WithField("mount_ids", len(ids)).Warn("the plugin's mount of a volume its containers hold was unmounted from outside; mounted it again")
-		return nil
+	default:
+		log.WithField("mount_ids", len(ids)).Warn("volume closed: its mount was gone and nothing held it, so its mount IDs were stale")
 	}
-	if err := m.st.update(func(s *state) { delete(s.Mounts, name) }); err != nil {
-		return fmt.Errorf("volume %q: dropping stale mount IDs: %w", name, err)
-	}
-	log.WithField("mount_ids", len(ids)).Warn("volume closed: its mount was gone and nothing held it, so its mount IDs were stale")
 	return nil
 }
 
