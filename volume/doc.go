@@ -51,9 +51,10 @@
 // the mapping, and cryptsetup refuses to close a mapping a container's mount
 // namespace still holds (luks.ErrBusy); then the plugin's mount is restored
 // and the volume kept. release runs on the last Unmount, at start-up, in
-// the sweeper (sweep.go: lingering volumes, and IDs recorded before the
-// latest plugin start or dockerd attach), and for a Remove refused for IDs
-// that may be stale. A volume no ID holds that cannot be taken down
+// the sweeper (sweep.go: lingering volumes; IDs recorded before the
+// latest plugin start or dockerd attach; and volumes with IDs whose mount
+// was taken from under the plugin, which Docker 26.1 does after restarting
+// it), and for a Remove refused for IDs that may be stale. A volume no ID holds that cannot be taken down
 // lingers, shown in Status ("pending"), and is retried until it goes down
 // or is mounted again.
 //
