@@ -152,10 +152,9 @@ func (m *Manager) create(ctx context.Context, name string, o Options, keyName st
 	}
 	// Registered before lvcreate runs: a timed-out lvcreate may still have
 	// made the LV.
+	// lvremove deactivates the LV itself; the mapping is closed first (the
+	// undo runs in reverse), as in destroy.
 	rb.add("remove LV", func(ctx context.Context) error {
-		if err := m.lvm.Deactivate(ctx, lvName(name)); err != nil && !errors.Is(err, lvm.ErrNotFound) {
-			return err
-		}
 		if err := m.lvm.RemoveLV(ctx, lvName(name)); err != nil && !errors.Is(err, lvm.ErrNotFound) {
 			return err
 		}

@@ -54,9 +54,9 @@
 // the sweeper (sweep.go: lingering volumes; IDs recorded before the
 // latest plugin start or dockerd attach; and volumes with IDs whose mount
 // was taken from under the plugin, which Docker 26.1 does after restarting
-// it), and for a Remove refused for IDs that may be stale. A volume no ID holds that cannot be taken down
-// lingers, shown in Status ("pending"), and is retried until it goes down
-// or is mounted again.
+// it), and for a Remove refused for IDs that may be stale. A volume no ID
+// holds that cannot be taken down lingers, shown in Status ("pending"),
+// and is retried until it goes down or is mounted again.
 //
 // # Reconciliation rules (Reconcile, run at start-up)
 //
