@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -419,5 +420,60 @@ func TestLabBadInputCreatesNothing(t *testing.T) {
 	}
 	if len(after) != len(before) {
 		t.Errorf("refused creates changed the VG: %d LVs before, %d after", len(before), len(after))
+	}
+}
+
+// What Docker 26.1 did to a restarted plugin (tests/e2e/contract.sh), on the
+// real kernel: the plugin's mount of a volume a container holds is unmounted
+// from outside. With sweeps an hour apart, only the kernel's report of the
+// changed mount table (mount.WatchMounts) can bring it back.
+func TestLabOutsideUnmountIsRestored(t *testing.T) {
+	s := newStack(t)
+	s.cfg.SweepInterval = time.Hour
+	s.restart()
+	s.create("lab-outside", nil)
+	p := s.mount("lab-outside", "a")
+	if err := os.WriteFile(filepath.Join(p, "kept"), []byte("before"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	container := t.TempDir() // a container's bind mount holds the filesystem
+	mustRun(t, "mount", "--bind", p, container)
+	t.Cleanup(func() { _ = exec.Command("umount", container).Run() })
+
+	runCtx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.mgr.Run(runCtx); close(done) }()
+	defer func() { cancel(); <-done }()
+	time.Sleep(time.Second) // Run's first sweep and the watch start
+	mustRun(t, "umount", p)
+
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		got, err := s.mgr.Path(ctx(t), "lab-outside")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got == p {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("Path still \"\" 30 s after the mount was taken from outside; the next sweep is an hour away")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if b, err := os.ReadFile(filepath.Join(p, "kept")); err != nil || string(b) != "before" {
+		t.Fatalf("the restored mount is not the volume: %q, %v", b, err)
+	}
+	cancel()
+	<-done
+	mustRun(t, "umount", container)
+	s.unmount("lab-outside", "a")
+	s.assertDown("lab-outside", p)
+}
+
+func mustRun(t *testing.T, name string, args ...string) {
+	t.Helper()
+	if out, err := run(t, name, args...); err != nil {
+		t.Fatalf("%s %s: %v: %s", name, strings.Join(args, " "), err, out)
 	}
 }

@@ -1,6 +1,7 @@
 package volume
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"os"
@@ -336,5 +337,41 @@ func TestStateVersion1IsConverted(t *testing.T) {
 		t.Fatalf("state after conversion: %+v", s)
 	}
 	h.stopContainer("v1", "c1")
+	h.assertConsistent()
+}
+
+// A mount taken from under a running container is restored when the mount
+// table changes, not a SweepInterval later: with sweeps an hour apart,
+// only the watch can bring it back (Docker 26.1 unmounted a restarted
+// plugin's mount after `inspect` had shown it mounted; CI, stop 11).
+func TestOutsideUnmountIsRestoredWhenTheTableChanges(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.SweepInterval = time.Hour })
+	h.mustCreate("v1", nil)
+	h.runContainer("v1", "c1")
+	ctx, cancel := context.WithCancel(h.ctx)
+	done := make(chan struct{})
+	go func() { h.m.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	h.w.unmountFromOutside(h.m.mountpoint("v1"))
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		p, err := h.m.Path(h.ctx, "v1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p == h.m.mountpoint("v1") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("Path still \"\" 10 s after the mount was taken from outside; the sweep is an hour away")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	h.assertUp("v1")
+	cancel()
+	<-done
+	h.stopContainer("v1", "c1")
+	h.assertDown("v1")
 	h.assertConsistent()
 }

@@ -46,6 +46,9 @@ type Filesystems interface {
 	// MountedDevice returns the source device mounted at target ("" if none),
 	// read from /proc/self/mountinfo.
 	MountedDevice(target string) (string, error)
+	// WatchMounts calls changed after each change of the mount table
+	// MountedDevice reads, until ctx ends (nil) or watching fails.
+	WatchMounts(ctx context.Context, changed func()) error
 }
 
 // Keys is the key manager. Implemented by *keys.KMIP.

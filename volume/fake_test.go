@@ -42,6 +42,9 @@ type world struct {
 	mappings map[string]string      // mapping name -> LV name
 	openOpts map[string]luks.OpenOptions
 	mounts   map[string]string // target -> source
+	// tableChanged is signalled on each change of mounts, as the kernel
+	// reports a change of /proc/self/mountinfo to a poll (WatchMounts).
+	tableChanged chan struct{}
 	// holders counts mounts of a mapping outside the plugin's mount
 	// namespace (containers' bind mounts): they keep the filesystem, and
 	// so the mapping, busy after the plugin's own mount is gone.
@@ -84,19 +87,20 @@ var errCrashed = errors.New("process crashed")
 
 func newWorld(t testing.TB) *world {
 	return &world{
-		t:        t,
-		vg:       lvm.VG{Name: "vg0", Size: 8 << 30, Free: 6 << 30, ExtentSize: 4 << 20, UUID: "Vg0uuid-0000"},
-		poolFree: 2 << 30,
-		lvs:      map[string]*lvm.LV{},
-		headers:  map[string]*fakeHeader{},
-		fsMade:   map[string]string{},
-		mappings: map[string]string{},
-		openOpts: map[string]luks.OpenOptions{},
-		mounts:   map[string]string{},
-		holders:  map[string]int{},
-		keys:     map[string]*fakeKey{},
-		failures: map[string][]error{},
-		inflight: map[string]int{},
+		t:            t,
+		vg:           lvm.VG{Name: "vg0", Size: 8 << 30, Free: 6 << 30, ExtentSize: 4 << 20, UUID: "Vg0uuid-0000"},
+		poolFree:     2 << 30,
+		lvs:          map[string]*lvm.LV{},
+		headers:      map[string]*fakeHeader{},
+		fsMade:       map[string]string{},
+		mappings:     map[string]string{},
+		openOpts:     map[string]luks.OpenOptions{},
+		mounts:       map[string]string{},
+		tableChanged: make(chan struct{}, 1),
+		holders:      map[string]int{},
+		keys:         map[string]*fakeKey{},
+		failures:     map[string][]error{},
+		inflight:     map[string]int{},
 	}
 }
 
@@ -579,6 +583,9 @@ func (f fakeFS) Mount(ctx context.Context, dev, target, fstype string) error {
 	default:
 		w.mounts[target] = dev
 	}
+	if !w.silentMount {
+		w.mountTableChanged()
+	}
 	return nil
 }
 
@@ -588,8 +595,39 @@ func (f fakeFS) Unmount(ctx context.Context, target string) error {
 		return err
 	}
 	defer done()
-	delete(f.s.w.mounts, target)
+	if _, ok := f.s.w.mounts[target]; ok {
+		delete(f.s.w.mounts, target)
+		f.s.w.mountTableChanged()
+	}
 	return nil
+}
+
+// WatchMounts is not a recorded call: it runs for the life of Run.
+func (f fakeFS) WatchMounts(ctx context.Context, changed func()) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-f.s.w.tableChanged:
+			changed()
+		}
+	}
+}
+
+func (w *world) mountTableChanged() {
+	select {
+	case w.tableChanged <- struct{}{}:
+	default:
+	}
+}
+
+// unmountFromOutside unmounts target as another mount namespace's unmount
+// propagated here would (dockerd's, contract.sh).
+func (w *world) unmountFromOutside(target string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	delete(w.mounts, target)
+	w.mountTableChanged()
 }
 
 func (f fakeFS) MountedDevice(target string) (string, error) {
