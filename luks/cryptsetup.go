@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"time"
 	"unicode/utf8"
+
+	"github.com/cryptvol/cryptvol/internal/command"
 )
 
 // KeySize is the passphrase length cryptvol uses: one AES-256 key from KMIP.
@@ -49,18 +51,18 @@ var formatArgs = []string{
 
 // Cryptsetup runs cryptsetup.
 type Cryptsetup struct {
-	exec Exec
+	exec command.Exec
 }
 
 // Option configures a Cryptsetup.
 type Option func(*Cryptsetup)
 
 // WithExec replaces the command runner (tests use a fake).
-func WithExec(e Exec) Option { return func(c *Cryptsetup) { c.exec = e } }
+func WithExec(e command.Exec) Option { return func(c *Cryptsetup) { c.exec = e } }
 
 // New returns a Cryptsetup that runs the cryptsetup binary from PATH.
 func New(opts ...Option) *Cryptsetup {
-	c := &Cryptsetup{exec: RunCommand}
+	c := &Cryptsetup{exec: command.Runner(command.ProgramAndAction)}
 	for _, o := range opts {
 		o(c)
 	}
@@ -81,7 +83,7 @@ func (c *Cryptsetup) runWithKey(ctx context.Context, key []byte, args ...string)
 }
 
 func exitCode(err error) int {
-	var e *Error
+	var e *command.Error
 	if errors.As(err, &e) {
 		return e.ExitCode
 	}

@@ -9,6 +9,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/cryptvol/cryptvol/internal/command"
 )
 
 // fakeCS answers cryptsetup commands from a table keyed by the joined argv
@@ -44,7 +46,7 @@ func (f *fakeCS) exec(_ context.Context, stdin []byte, name string, args ...stri
 		f.t.Fatalf("unexpected command %q", argv)
 	}
 	if a.code != 0 {
-		return []byte(a.stdout), &Error{Args: argv, ExitCode: a.code, Stderr: a.stderr, Words: 2}
+		return []byte(a.stdout), &command.Error{Args: argv, ExitCode: a.code, Stderr: a.stderr, Naming: command.ProgramAndAction}
 	}
 	return []byte(a.stdout), nil
 }
@@ -124,7 +126,7 @@ func TestFormatStopsWhenIsLuksFails(t *testing.T) {
 	f := newFakeCS(t)
 	f.on("cryptsetup isLuks /dev/vg/cv-v1", csAnswer{code: 4, stderr: "Device /dev/vg/cv-v1 does not exist or access denied.\n"})
 	err := New(WithExec(f.exec)).Format(context.Background(), "/dev/vg/cv-v1", testKey, Token{KeyID: "42", Volume: "v1"})
-	var e *Error
+	var e *command.Error
 	if err == nil || errors.Is(err, ErrHasHeader) || !errors.As(err, &e) || e.ExitCode != 4 {
 		t.Fatalf("err = %v", err)
 	}
@@ -145,7 +147,7 @@ func TestFormatTokenFailureRemovesHeader(t *testing.T) {
 	f.on("cryptsetup token import --json-file - "+dev, csAnswer{code: 1, stderr: "Failed to import token from file.\n"})
 	f.on("cryptsetup luksErase --batch-mode "+dev, csAnswer{})
 	err := New(WithExec(f.exec)).Format(context.Background(), dev, testKey, Token{KeyID: "42", Volume: "v1"})
-	var e *Error
+	var e *command.Error
 	if err == nil || !errors.As(err, &e) || e.ExitCode != 1 || !strings.Contains(err.Error(), "Failed to import token") {
 		t.Fatalf("err = %v, want the token import failure", err)
 	}
@@ -274,7 +276,7 @@ func TestInspectDeviceErrorIsNotNotLUKS(t *testing.T) {
 	f.on("cryptsetup luksDump --dump-json-metadata /dev/x", csAnswer{code: 4, stderr: "Device /dev/x does not exist or access denied.\n"})
 	f.on("cryptsetup isLuks --type luks2 /dev/x", csAnswer{code: 4, stderr: "Device /dev/x does not exist or access denied.\n"})
 	_, err := New(WithExec(f.exec)).Inspect(context.Background(), "/dev/x")
-	var e *Error
+	var e *command.Error
 	if err == nil || errors.Is(err, ErrNotLUKS) || !errors.As(err, &e) || e.ExitCode != 4 || e.Args[1] != "luksDump" {
 		t.Fatalf("err = %v", err)
 	}
@@ -310,7 +312,7 @@ func TestOpenWrongKey(t *testing.T) {
 	f := newFakeCS(t)
 	f.on("cryptsetup open --type luks2 --key-file - /dev/vg/cv-v1 cryptvol-v1", csAnswer{code: 2, stderr: "No key available with this passphrase.\n"})
 	err := New(WithExec(f.exec)).Open(context.Background(), "/dev/vg/cv-v1", "cryptvol-v1", testKey, OpenOptions{})
-	var e *Error
+	var e *command.Error
 	if !errors.As(err, &e) || e.ExitCode != 2 || !strings.Contains(err.Error(), "No key available") || !strings.Contains(err.Error(), "cryptvol-v1") {
 		t.Fatalf("err = %v", err)
 	}

@@ -9,6 +9,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"github.com/cryptvol/cryptvol/internal/command"
 )
 
 // These tests run the real cryptsetup on image files. Formatting, dumping,
@@ -57,7 +59,7 @@ func randomKey(t *testing.T) []byte {
 // testPassphrase asks cryptsetup whether key unlocks a keyslot of dev.
 func testPassphrase(t *testing.T, dev string, key []byte) error {
 	t.Helper()
-	_, err := RunCommand(context.Background(), key, "cryptsetup", "open", "--test-passphrase", "--key-file", "-", dev)
+	_, err := command.Run(context.Background(), command.ProgramAndAction, key, "cryptsetup", "open", "--test-passphrase", "--key-file", "-", dev)
 	return err
 }
 
@@ -133,7 +135,7 @@ func TestHostFormatInspectErase(t *testing.T) {
 func TestHostInspectLUKS1(t *testing.T) {
 	hostCryptsetup(t)
 	dev := imageFile(t, 8<<20)
-	if _, err := RunCommand(context.Background(), randomKey(t), "cryptsetup", "luksFormat", "--type", "luks1",
+	if _, err := command.Run(context.Background(), command.ProgramAndAction, randomKey(t), "cryptsetup", "luksFormat", "--type", "luks1",
 		"--pbkdf-force-iterations", "1000", "--batch-mode", "--key-file", "-", dev); err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +150,7 @@ func TestHostInspectLUKS1(t *testing.T) {
 func TestHostInspectMissingDevice(t *testing.T) {
 	hostCryptsetup(t)
 	_, err := New().Inspect(context.Background(), filepath.Join(t.TempDir(), "none"))
-	var e *Error
+	var e *command.Error
 	if err == nil || errors.Is(err, ErrNotLUKS) || !errors.As(err, &e) || e.ExitCode != 4 {
 		t.Fatalf("Inspect of a missing device: %v, want a cryptsetup error with exit code 4", err)
 	}
@@ -160,9 +162,9 @@ func TestHostTokenImportFailureLeavesNoHeader(t *testing.T) {
 	dev := imageFile(t, 32<<20)
 	failToken := func(ctx context.Context, stdin []byte, name string, args ...string) ([]byte, error) {
 		if args[0] == "token" {
-			return nil, &Error{Args: append([]string{name}, args...), ExitCode: 1, Stderr: "Failed to import token from file.\n", Words: 2}
+			return nil, &command.Error{Args: append([]string{name}, args...), ExitCode: 1, Stderr: "Failed to import token from file.\n", Naming: command.ProgramAndAction}
 		}
-		return RunCommand(ctx, stdin, name, args...)
+		return command.Run(ctx, command.ProgramAndAction, stdin, name, args...)
 	}
 	key := randomKey(t)
 	if err := New(WithExec(failToken)).Format(ctx, dev, key, Token{KeyID: "5", Volume: "v"}); err == nil {

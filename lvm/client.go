@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/cryptvol/cryptvol/internal/command"
 )
 
 // ErrExists is returned (wrapped) when CreateLV finds the name taken.
@@ -23,14 +25,14 @@ const timeLayout = "2006-01-02 15:04:05 -0700"
 // Client runs lvm commands against one volume group.
 type Client struct {
 	vg   string
-	exec Exec
+	exec command.Exec
 }
 
 // Option configures a Client.
 type Option func(*Client)
 
 // WithExec replaces the command runner (tests use a fake).
-func WithExec(e Exec) Option { return func(c *Client) { c.exec = e } }
+func WithExec(e command.Exec) Option { return func(c *Client) { c.exec = e } }
 
 // New returns a Client for volume group vg. The name is validated here so
 // that no command ever sees a bad one.
@@ -38,7 +40,7 @@ func New(vg string, opts ...Option) (*Client, error) {
 	if err := ValidateVGName(vg); err != nil {
 		return nil, err
 	}
-	c := &Client{vg: vg, exec: RunCommand}
+	c := &Client{vg: vg, exec: command.Runner(command.ProgramAndAction)}
 	for _, o := range opts {
 		o(c)
 	}
@@ -55,7 +57,7 @@ func (c *Client) lvRef(name string) string { return c.vg + "/" + name }
 // (ECMD_FAILED) for these and for many real failures alike, so the message
 // decides.
 func isNotFound(err error) bool {
-	var e *Error
+	var e *command.Error
 	if !errors.As(err, &e) || e.ExitCode != 5 {
 		return false
 	}
@@ -64,7 +66,7 @@ func isNotFound(err error) bool {
 }
 
 func isExists(err error) bool {
-	var e *Error
+	var e *command.Error
 	return errors.As(err, &e) && strings.Contains(e.Stderr, "already exists in volume group")
 }
 

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cryptvol/cryptvol/internal/command"
 )
 
 // fakeLVM records every argv and answers from a table keyed by the joined
@@ -21,7 +23,7 @@ type fakeLVM struct {
 
 type answer struct {
 	stdout string
-	code   int // non-zero: return *Error with this exit code
+	code   int // non-zero: return *command.Error with this exit code
 	stderr string
 }
 
@@ -40,7 +42,7 @@ func (f *fakeLVM) exec(_ context.Context, stdin []byte, name string, args ...str
 		f.t.Fatalf("unexpected command %q", argv)
 	}
 	if a.code != 0 {
-		return []byte(a.stdout), &Error{Args: argv, ExitCode: a.code, Stderr: a.stderr, Words: 2}
+		return []byte(a.stdout), &command.Error{Args: argv, ExitCode: a.code, Stderr: a.stderr, Naming: command.ProgramAndAction}
 	}
 	return []byte(a.stdout), nil
 }
@@ -146,7 +148,7 @@ func TestLVNotFound(t *testing.T) {
 	if !errors.Is(err, ErrNotFound) {
 		t.Fatalf("err = %v, want ErrNotFound", err)
 	}
-	var e *Error
+	var e *command.Error
 	if !errors.As(err, &e) || e.ExitCode != 5 || e.Stderr != stderr {
 		t.Fatalf("lvm error not kept: %#v", e)
 	}
@@ -479,9 +481,13 @@ func TestEnsureThinPool(t *testing.T) {
 
 // The mechanics are tested in internal/command; lvm's errors name the
 // subcommand, not the whole command line.
-func TestRunCommand(t *testing.T) {
-	_, err := RunCommand(context.Background(), nil, "sh", "-c", "echo '  boom  ' >&2; exit 5")
-	var e *Error
+func TestDefaultExecNamesTheSubcommand(t *testing.T) {
+	c, err := New("vg0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.exec(context.Background(), nil, "sh", "-c", "echo '  boom  ' >&2; exit 5")
+	var e *command.Error
 	if !errors.As(err, &e) || e.ExitCode != 5 || err.Error() != "sh -c: exit code 5: boom" {
 		t.Fatalf("err = %v", err)
 	}

@@ -1,5 +1,5 @@
 // Package lvm owns every call to lvm2: it runs `lvm` with LC_ALL=C, reads
-// --reportformat json, and returns a typed *Error carrying stderr and the exit
+// --reportformat json, and returns a typed *command.Error carrying stderr and the exit
 // code. A Client is bound to one volume group; nothing else in cryptvol runs lvm.
 package lvm
 

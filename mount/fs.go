@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+
+	"github.com/cryptvol/cryptvol/internal/command"
 )
 
 // Options every volume is mounted with: a volume is data, never device
@@ -15,7 +17,7 @@ const mountOptions = "nodev,nosuid"
 
 // FS makes, mounts and unmounts filesystems and reads the mount table.
 type FS struct {
-	exec      Exec
+	exec      command.Exec
 	mountinfo string
 	sysfs     string
 }
@@ -24,7 +26,7 @@ type FS struct {
 type Option func(*FS)
 
 // WithExec replaces the command runner (tests use a fake).
-func WithExec(e Exec) Option { return func(f *FS) { f.exec = e } }
+func WithExec(e command.Exec) Option { return func(f *FS) { f.exec = e } }
 
 // WithMountInfo reads the mount table from path instead of /proc/self/mountinfo.
 func WithMountInfo(path string) Option { return func(f *FS) { f.mountinfo = path } }
@@ -34,7 +36,7 @@ func WithSysfs(root string) Option { return func(f *FS) { f.sysfs = root } }
 
 // New returns an FS using the real commands, /proc/self/mountinfo and /sys.
 func New(opts ...Option) *FS {
-	f := &FS{exec: RunCommand, mountinfo: "/proc/self/mountinfo", sysfs: "/sys"}
+	f := &FS{exec: command.Runner(command.WholeArgv), mountinfo: "/proc/self/mountinfo", sysfs: "/sys"}
 	for _, o := range opts {
 		o(f)
 	}

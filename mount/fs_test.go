@@ -8,6 +8,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/cryptvol/cryptvol/internal/command"
 )
 
 // A mount table as the kernel writes it: optional fields, a mount point with
@@ -205,10 +207,10 @@ func TestMkfs(t *testing.T) {
 func TestMkfsFailure(t *testing.T) {
 	fm := newFakeMounts(t, "")
 	fm.run = func(argv []string) error {
-		return &Error{Args: argv, ExitCode: 1, Stderr: "mkfs.xfs: /dev/x appears to contain an existing filesystem\n"}
+		return &command.Error{Args: argv, ExitCode: 1, Stderr: "mkfs.xfs: /dev/x appears to contain an existing filesystem\n"}
 	}
 	err := fm.fs().Mkfs(context.Background(), "/dev/x", "xfs")
-	var e *Error
+	var e *command.Error
 	if !errors.As(err, &e) || e.ExitCode != 1 || !strings.Contains(err.Error(), "/dev/x") || !strings.Contains(err.Error(), "existing filesystem") {
 		t.Fatalf("err = %v", err)
 	}
@@ -264,10 +266,10 @@ func TestMountNotInTableIsAnError(t *testing.T) {
 func TestMountFailure(t *testing.T) {
 	fm := newFakeMounts(t, baseMountInfo)
 	fm.run = func(argv []string) error {
-		return &Error{Args: argv, ExitCode: 32, Stderr: "mount: /x: wrong fs type, bad option, bad superblock on /dev/mapper/cryptvol-v1.\n"}
+		return &command.Error{Args: argv, ExitCode: 32, Stderr: "mount: /x: wrong fs type, bad option, bad superblock on /dev/mapper/cryptvol-v1.\n"}
 	}
 	err := fm.fs().Mount(context.Background(), "/dev/mapper/cryptvol-v1", filepath.Join(fm.dir, "v1"), "xfs")
-	var e *Error
+	var e *command.Error
 	if !errors.As(err, &e) || e.ExitCode != 32 || !strings.Contains(err.Error(), "bad superblock") {
 		t.Fatalf("err = %v", err)
 	}
@@ -312,7 +314,7 @@ func TestUnmount(t *testing.T) {
 func TestUnmountFailures(t *testing.T) {
 	fm := newFakeMounts(t, baseMountInfo)
 	fm.run = func(argv []string) error {
-		return &Error{Args: argv, ExitCode: 32, Stderr: "umount: /mnt/stack: target is busy.\n"}
+		return &command.Error{Args: argv, ExitCode: 32, Stderr: "umount: /mnt/stack: target is busy.\n"}
 	}
 	err := fm.fs().Unmount(context.Background(), "/mnt/stack")
 	if err == nil || !strings.Contains(err.Error(), "target is busy") {
@@ -334,7 +336,7 @@ func TestUnmountFailures(t *testing.T) {
 	fm = newFakeMounts(t, baseMountInfo)
 	fm.run = func(argv []string) error {
 		fm.write(strings.Replace(fm.read(), `41 22 7:1 / /mnt/with\040space rw,nosuid,nodev,relatime shared:30 master:2 - ext4 /dev/loop1 rw`+"\n", "", 1))
-		return &Error{Args: argv, ExitCode: 32, Stderr: "umount: /mnt/with space: not mounted.\n"}
+		return &command.Error{Args: argv, ExitCode: 32, Stderr: "umount: /mnt/with space: not mounted.\n"}
 	}
 	if err := fm.fs().Unmount(context.Background(), "/mnt/with space"); err != nil {
 		t.Fatal(err)

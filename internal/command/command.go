@@ -16,23 +16,37 @@ import (
 	"strings"
 )
 
+// Exec runs one program with stdin and returns its stdout. A program that
+// does not exit 0 yields an *Error: lvm/, luks/ and mount/ read its exit
+// code and stderr to tell "not found" or "not active" from real failures.
+// Tests hand those packages a fake Exec.
+type Exec func(ctx context.Context, stdin []byte, name string, args ...string) (stdout []byte, err error)
+
+// Naming says how an Error names its command.
+type Naming int
+
+const (
+	// WholeArgv names every word: mount's device and target are what the
+	// reader needs.
+	WholeArgv Naming = iota
+	// ProgramAndAction names the program and its first argument ("lvm
+	// lvcreate", "cryptsetup open"); the rest is flags.
+	ProgramAndAction
+)
+
 // Error is a failed command. It never holds stdin, which is where keys travel.
 type Error struct {
 	Args     []string // full argv, starting with the program
 	ExitCode int      // -1 when the command did not exit by itself (not started, killed)
 	Stderr   string
 	Err      error
-	// Words is how many words of Args name the command in the message: 2
-	// for programs whose first argument is the action ("lvm lvcreate",
-	// "cryptsetup open"), 0 for the whole argv (mount, whose target is what
-	// the reader needs).
-	Words int
+	Naming   Naming
 }
 
 func (e *Error) Error() string {
 	words := e.Args
-	if e.Words > 0 && len(words) > e.Words {
-		words = words[:e.Words]
+	if e.Naming == ProgramAndAction && len(words) > 2 {
+		words = words[:2]
 	}
 	msg := fmt.Sprintf("%s: exit code %d", strings.Join(words, " "), e.ExitCode)
 	if s := OneLine(e.Stderr); s != "" {
@@ -57,12 +71,20 @@ func OneLine(s string) string {
 	return strings.Join(parts, "; ")
 }
 
+// Runner returns the Exec that runs programs for real, its errors named as
+// n says.
+func Runner(n Naming) Exec {
+	return func(ctx context.Context, stdin []byte, name string, args ...string) ([]byte, error) {
+		return Run(ctx, n, stdin, name, args...)
+	}
+}
+
 // Run runs name with args and returns its stdout; a failure is an *Error
-// whose message names the first words of argv. stdin is handed over through
-// a bytes.Reader, whose WriteTo writes the caller's slice straight into the
-// pipe, so no copy of a key is left behind in a buffer the caller cannot
-// zero. When ctx ends first, errors.Is(err, ctx.Err()) holds.
-func Run(ctx context.Context, words int, stdin []byte, name string, args ...string) ([]byte, error) {
+// named as n says. stdin is handed over through a bytes.Reader, whose
+// WriteTo writes the caller's slice straight into the pipe, so no copy of a
+// key is left behind in a buffer the caller cannot zero. When ctx ends
+// first, errors.Is(err, ctx.Err()) holds.
+func Run(ctx context.Context, n Naming, stdin []byte, name string, args ...string) ([]byte, error) {
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Env = append(os.Environ(), "LC_ALL=C")
 	if stdin != nil {
@@ -75,7 +97,7 @@ func Run(ctx context.Context, words int, stdin []byte, name string, args ...stri
 	if err == nil {
 		return stdout.Bytes(), nil
 	}
-	e := &Error{Args: append([]string{name}, args...), ExitCode: -1, Stderr: stderr.String(), Err: err, Words: words}
+	e := &Error{Args: append([]string{name}, args...), ExitCode: -1, Stderr: stderr.String(), Err: err, Naming: n}
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
 		e.ExitCode = ee.ExitCode()

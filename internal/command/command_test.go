@@ -11,7 +11,7 @@ import (
 func TestRun(t *testing.T) {
 	t.Setenv("CRYPTVOL_TEST_MARK", "passed-through")
 	t.Setenv("LC_ALL", "de_DE.UTF-8")
-	out, err := Run(context.Background(), 2, []byte("in"), "sh", "-c", `cat; echo " $LC_ALL $CRYPTVOL_TEST_MARK"`)
+	out, err := Run(context.Background(), ProgramAndAction, []byte("in"), "sh", "-c", `cat; echo " $LC_ALL $CRYPTVOL_TEST_MARK"`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -19,7 +19,7 @@ func TestRun(t *testing.T) {
 		t.Fatalf("stdout = %q", out)
 	}
 
-	_, err = Run(context.Background(), 2, nil, "sh", "-c", "echo '  boom  ' >&2; echo '  again' >&2; exit 5")
+	_, err = Run(context.Background(), ProgramAndAction, nil, "sh", "-c", "echo '  boom  ' >&2; echo '  again' >&2; exit 5")
 	var e *Error
 	if !errors.As(err, &e) || e.ExitCode != 5 || e.Stderr != "  boom  \n  again\n" ||
 		!reflect.DeepEqual(e.Args, []string{"sh", "-c", "echo '  boom  ' >&2; echo '  again' >&2; exit 5"}) {
@@ -31,23 +31,23 @@ func TestRun(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
-	_, err = Run(ctx, 2, nil, "sleep", "10")
+	_, err = Run(ctx, ProgramAndAction, nil, "sleep", "10")
 	if !errors.Is(err, context.DeadlineExceeded) || !errors.As(err, &e) || e.ExitCode != -1 {
 		t.Fatalf("err = %v, want a *Error wrapping DeadlineExceeded", err)
 	}
 
-	_, err = Run(context.Background(), 2, nil, "/nonexistent/program", "x")
+	_, err = Run(context.Background(), ProgramAndAction, nil, "/nonexistent/program", "x")
 	if !errors.As(err, &e) || e.ExitCode != -1 || err.Error() != "/nonexistent/program x: exit code -1: fork/exec /nonexistent/program: no such file or directory" {
 		t.Fatalf("missing program: %v", err)
 	}
 }
 
-func TestErrorMessageWords(t *testing.T) {
+func TestErrorMessageNaming(t *testing.T) {
 	e := &Error{Args: []string{"mount", "-t", "ext4", "/dev/mapper/cryptvol-a", "/mnt/a"}, ExitCode: 32, Stderr: "mount: /mnt/a: wrong fs type.\n"}
 	if got := e.Error(); got != "mount -t ext4 /dev/mapper/cryptvol-a /mnt/a: exit code 32: mount: /mnt/a: wrong fs type." {
 		t.Fatalf("whole argv: %q", got)
 	}
-	e = &Error{Args: []string{"lvm", "lvcreate", "-n", "cv-a"}, ExitCode: 5, Words: 2}
+	e = &Error{Args: []string{"lvm", "lvcreate", "-n", "cv-a"}, ExitCode: 5, Naming: ProgramAndAction}
 	if got := e.Error(); got != "lvm lvcreate: exit code 5" {
 		t.Fatalf("two words, no stderr: %q", got)
 	}
