@@ -11,7 +11,6 @@ import (
 	"slices"
 	"sort"
 	"strconv"
-	"time"
 	"unicode/utf8"
 
 	"github.com/cryptvol/cryptvol/internal/command"
@@ -20,16 +19,17 @@ import (
 // KeySize is the passphrase length cryptvol uses: one AES-256 key from KMIP.
 const KeySize = 32
 
-// Cipher is the data cipher of every volume cryptvol formats.
-const Cipher = "aes-xts-plain64"
+// Cipher and KeyBits are the data cipher and volume key size of every
+// volume cryptvol formats, and the only ones Header.Check accepts.
+const (
+	Cipher  = "aes-xts-plain64"
+	KeyBits = 512
+)
 
 // headerArea is the LUKS2 metadata plus keyslot area cryptsetup lays out
 // for our parameters (the data segment starts at 16 MiB). Zeroing it leaves
 // no header copy and no keyslot behind.
 const headerArea = 16 << 20
-
-// cleanupTimeout bounds undoing a half-made format.
-const cleanupTimeout = time.Minute
 
 // maxMappingLen is device-mapper's DM_NAME_LEN (128) minus the NUL.
 const maxMappingLen = 127
@@ -44,7 +44,7 @@ const maxTokenField = 1024
 // would only add seconds to every create and mount.
 var formatArgs = []string{
 	"luksFormat", "--type", "luks2",
-	"--cipher", Cipher, "--key-size", "512", "--sector-size", "4096",
+	"--cipher", Cipher, "--key-size", strconv.Itoa(KeyBits), "--sector-size", "4096",
 	"--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000", "--hash", "sha256",
 	"--batch-mode", "--key-file", "-",
 }
@@ -202,7 +202,7 @@ func (c *Cryptsetup) Format(ctx context.Context, dev string, key []byte, token T
 		// Without the token the volume would not say which key opens it;
 		// leave no half-made header that a retry would refuse to replace.
 		// The cleanup must run even when ctx is what made the import fail.
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+		cctx, cancel := command.CleanupContext(ctx)
 		defer cancel()
 		if derr := c.destroyHeader(cctx, dev); derr != nil {
 			return fmt.Errorf("format %s: import token: %w; removing the new header also failed: %w", dev, err, derr)

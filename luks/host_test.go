@@ -88,7 +88,7 @@ func TestHostFormatInspectErase(t *testing.T) {
 		h.Keyslots != want.Keyslots || h.Token == nil || *h.Token != *want.Token {
 		t.Fatalf("Header = %+v (token %+v), want %+v", h, h.Token, want)
 	}
-	if err := h.Verify("17"); err != nil {
+	if _, err := h.Check("data", "17"); err != nil {
 		t.Fatal(err)
 	}
 	if err := testPassphrase(t, dev, key); err != nil {
@@ -124,8 +124,8 @@ func TestHostFormatInspectErase(t *testing.T) {
 	if h.Keyslots != 0 {
 		t.Fatalf("Keyslots after Erase = %d, want 0", h.Keyslots)
 	}
-	if err := h.Verify("17"); !errors.Is(err, ErrUnexpectedHeader) {
-		t.Fatalf("Verify of an erased header: %v, want ErrUnexpectedHeader", err)
+	if _, err := h.Check("data", "17"); !errors.Is(err, ErrUnexpectedHeader) {
+		t.Fatalf("Check of an erased header: %v, want ErrUnexpectedHeader", err)
 	}
 	if err := testPassphrase(t, dev, key); err == nil {
 		t.Fatal("the key still unlocks the header after Erase")

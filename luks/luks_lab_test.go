@@ -58,7 +58,7 @@ func TestLabFormatOpenCloseErase(t *testing.T) {
 		h.Token == nil || h.Token.KeyID != "lab-"+suffix || h.Token.Volume != "v"+suffix {
 		t.Fatalf("Header = %+v (token %+v)", h, h.Token)
 	}
-	if err := h.Verify("lab-" + suffix); err != nil {
+	if _, err := h.Check("v"+suffix, "lab-"+suffix); err != nil {
 		t.Fatal(err)
 	}
 	if open, err := cs.IsOpen(ctx, mapping); err != nil || open {

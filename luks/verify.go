@@ -6,23 +6,36 @@ import (
 )
 
 // ErrUnexpectedHeader means a LUKS2 header is not one cryptvol made for the
-// expected key: wrong cipher, no keyslot left, or no or another token.
+// volume: another version, cipher or key size, no keyslot left, or no token
+// or one naming another volume or key.
 var ErrUnexpectedHeader = errors.New("unexpected LUKS header")
 
-// Verify checks that h is what Format writes for the KMIP key keyID, so that
-// a volume is only ever opened when its header says which key it belongs to.
-func (h Header) Verify(keyID string) error {
+// Check accepts exactly what Format writes for volume: LUKS2, Cipher with a
+// KeyBits-bit volume key, a keyslot left, and a cryptvol-kmip token naming
+// volume and a KMIP key. tagKeyID, when not "", is the key id recorded
+// outside the header (the LV tag) and must agree. Check returns the token's
+// key id: a volume is only ever opened with the key its own header names.
+func (h Header) Check(volume, tagKeyID string) (keyID string, err error) {
 	switch {
 	case h.Version != 2:
-		return fmt.Errorf("%w: LUKS version %d, want 2", ErrUnexpectedHeader, h.Version)
-	case h.Cipher != Cipher:
-		return fmt.Errorf("%w: cipher %q, want %q", ErrUnexpectedHeader, h.Cipher, Cipher)
+		err = fmt.Errorf("LUKS%d, expected LUKS2", h.Version)
 	case h.Keyslots == 0:
-		return fmt.Errorf("%w: no keyslot (erased)", ErrUnexpectedHeader)
+		err = errors.New("no keyslots left (erased by a remove)")
+	case h.Cipher != Cipher:
+		err = fmt.Errorf("cipher is %q, expected %q", h.Cipher, Cipher)
+	case h.KeyBits != KeyBits:
+		err = fmt.Errorf("volume key is %d bits, expected %d", h.KeyBits, KeyBits)
 	case h.Token == nil:
-		return fmt.Errorf("%w: no %s token", ErrUnexpectedHeader, TokenType)
-	case h.Token.KeyID != keyID:
-		return fmt.Errorf("%w: token names key %q, want %q", ErrUnexpectedHeader, h.Token.KeyID, keyID)
+		err = fmt.Errorf("no %s token", TokenType)
+	case h.Token.KeyID == "":
+		err = fmt.Errorf("the %s token has no KMIP key id", TokenType)
+	case h.Token.Volume != volume:
+		err = fmt.Errorf("the %s token belongs to volume %q", TokenType, h.Token.Volume)
+	case tagKeyID != "" && tagKeyID != h.Token.KeyID:
+		err = fmt.Errorf("the token's KMIP key id %q differs from the LV tag's %q", h.Token.KeyID, tagKeyID)
 	}
-	return nil
+	if err != nil {
+		return "", fmt.Errorf("%w: %w", ErrUnexpectedHeader, err)
+	}
+	return h.Token.KeyID, nil
 }

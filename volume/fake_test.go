@@ -415,7 +415,7 @@ func (f fakeCrypt) Format(ctx context.Context, dev string, key []byte, token luk
 	}
 	tok := token
 	w.headers[name] = &fakeHeader{
-		h:       luks.Header{Version: 2, Cipher: Cipher, KeyBits: 512, SectorSize: 4096, Keyslots: 1, Token: &tok},
+		h:       luks.Header{Version: 2, Cipher: luks.Cipher, KeyBits: 512, SectorSize: 4096, Keyslots: 1, Token: &tok},
 		keyHash: sha256.Sum256(key),
 	}
 	return nil

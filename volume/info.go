@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/cryptvol/cryptvol/luks"
 	"github.com/cryptvol/cryptvol/lvm"
 )
 
@@ -108,7 +109,7 @@ func (m *Manager) describe(name string, lv lvm.LV) (Volume, error) {
 			StatusSize:       FormatSize(lv.Size),
 			StatusSizeBytes:  strconv.FormatUint(lv.Size, 10),
 			StatusFS:         tagValue(lv.Tags, tagFSPrefix),
-			StatusCipher:     Cipher,
+			StatusCipher:     luks.Cipher,
 			StatusProvision:  "thick",
 			StatusMounted:    mounted,
 			StatusMountCount: len(m.st.ids(name)),

@@ -14,7 +14,6 @@ import (
 
 	"github.com/sirupsen/logrus"
 
-	"github.com/cryptvol/cryptvol/luks"
 	"github.com/cryptvol/cryptvol/lvm"
 )
 
@@ -32,10 +31,6 @@ const (
 	TagReady     = "cryptvol_ready"
 	tagFSPrefix  = "cryptvol_fs_"
 	tagKeyPrefix = "cryptvol_key_"
-
-	// Cipher is the only dm-crypt cipher cryptvol formats or opens.
-	Cipher  = "aes-xts-plain64"
-	keyBits = 512
 )
 
 // ErrNotFound is returned (wrapped, with the volume name) for a volume that
@@ -44,10 +39,6 @@ var ErrNotFound = errors.New("no such volume")
 
 // ErrInUse is returned (wrapped) by Remove while containers hold the volume.
 var ErrInUse = errors.New("volume is in use")
-
-// cleanupTimeout bounds the undo steps of a failed operation, which run even
-// when the request's own context has expired.
-const cleanupTimeout = time.Minute
 
 // Config is the lifecycle's configuration.
 type Config struct {
@@ -302,36 +293,6 @@ func sameDevice(a, b string) bool {
 		return false
 	}
 	return os.SameFile(sa, sb) || rdev(sa) == rdev(sb) && rdev(sa) != 0
-}
-
-// checkHeader refuses a header cryptvol did not write: anything but LUKS2
-// aes-xts-plain64 with a 512-bit key and our token naming this volume.
-func checkHeader(h luks.Header, name, tagKeyID string) (keyID string, err error) {
-	switch {
-	case h.Version != 2:
-		return "", fmt.Errorf("header is LUKS%d, expected LUKS2", h.Version)
-	case h.Keyslots == 0:
-		return "", errors.New("header has no keyslots left (erased by a remove)")
-	case h.Cipher != Cipher:
-		return "", fmt.Errorf("header cipher is %q, expected %q", h.Cipher, Cipher)
-	case h.KeyBits != keyBits:
-		return "", fmt.Errorf("header volume key is %d bits, expected %d", h.KeyBits, keyBits)
-	case h.Token == nil:
-		return "", fmt.Errorf("header has no %s token", luks.TokenType)
-	case h.Token.KeyID == "":
-		return "", fmt.Errorf("header's %s token has no KMIP key id", luks.TokenType)
-	case h.Token.Volume != name:
-		return "", fmt.Errorf("header's %s token belongs to volume %q", luks.TokenType, h.Token.Volume)
-	case tagKeyID != "" && tagKeyID != h.Token.KeyID:
-		return "", fmt.Errorf("header's KMIP key id %q differs from the LV tag's %q", h.Token.KeyID, tagKeyID)
-	}
-	return h.Token.KeyID, nil
-}
-
-// cleanupContext gives undo steps their own deadline: they must run even
-// when the request's context has expired, which is often why they run.
-func cleanupContext(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 }
 
 // teardown unmounts, closes and deactivates a volume, whatever of that is

@@ -8,6 +8,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/cryptvol/cryptvol/internal/command"
 	"github.com/cryptvol/cryptvol/luks"
 	"github.com/cryptvol/cryptvol/lvm"
 )
@@ -41,7 +42,7 @@ func (m *Manager) Mount(ctx context.Context, name, id string) (string, error) {
 	if err := m.st.update(func(s *state) { s.addMount(name, id) }); err != nil {
 		if brought {
 			// Unrecorded, this mount would never be unmounted.
-			cctx, cancel := cleanupContext(ctx)
+			cctx, cancel := command.CleanupContext(ctx)
 			defer cancel()
 			if terr := m.teardown(cctx, name, log); terr != nil {
 				log.WithError(terr).Error("could not undo a mount whose ID could not be recorded")
@@ -122,7 +123,7 @@ func (m *Manager) bringUp(ctx context.Context, name string, lv lvm.LV, log logru
 	if err != nil {
 		return err
 	}
-	keyID, err := checkHeader(h, name, tagValue(lv.Tags, tagKeyPrefix))
+	keyID, err := h.Check(name, tagValue(lv.Tags, tagKeyPrefix))
 	if err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/cryptvol/cryptvol/internal/command"
 	"github.com/sirupsen/logrus"
 )
 
@@ -52,7 +53,7 @@ func (r *rollback) finish(ctx context.Context, errp *error, recovered any) (fail
 		return nil
 	}
 	*errp = fmt.Errorf("volume %q: %s failed at %s: %w", r.name, r.op, r.step, *errp)
-	cctx, cancel := cleanupContext(ctx)
+	cctx, cancel := command.CleanupContext(ctx)
 	defer cancel()
 	for i := len(r.steps) - 1; i >= 0; i-- {
 		if uerr := r.steps[i].fn(cctx); uerr != nil {

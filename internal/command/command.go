@@ -3,7 +3,9 @@
 // the rest of the environment inherited (DM_DISABLE_UDEV and LVM_SYSTEM_DIR
 // are how a host without udev, such as the lab, configures libdevmapper and
 // lvm), stdin taken from the caller's slice without a copy, and a failure
-// returned as an *Error that carries the exit code and stderr.
+// returned as an *Error that carries the exit code and stderr. It also owns
+// the one deadline every undo step runs under (CleanupContext), in volume/
+// as in luks/. Everything here is safe for concurrent use.
 package command
 
 import (
@@ -14,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"time"
 )
 
 // Exec runs one program with stdin and returns its stdout. A program that
@@ -69,6 +72,15 @@ func OneLine(s string) string {
 		}
 	}
 	return strings.Join(parts, "; ")
+}
+
+// CleanupTimeout bounds undoing what a failed operation made.
+const CleanupTimeout = time.Minute
+
+// CleanupContext gives undo steps their own deadline: they must run even
+// when ctx has ended, which is often why they run.
+func CleanupContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), CleanupTimeout)
 }
 
 // Runner returns the Exec that runs programs for real, its errors named as
