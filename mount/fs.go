@@ -106,8 +106,9 @@ func (f *FS) emptyRoot(ctx context.Context, dev string) error {
 	return nil
 }
 
-// Mount mounts dev on target with nodev,nosuid, creating target (0700) if
-// needed. It is idempotent: dev already mounted there succeeds, anything
+// Mount mounts dev on target with nodev,nosuid, creating target (mode 0700)
+// if it does not exist; volume/ makes it first, 0755 as dockerd's local
+// driver does. It is idempotent: dev already mounted there succeeds, anything
 // else mounted there is an error. Success means the mount table shows dev
 // at target, not merely that mount(8) exited 0.
 func (f *FS) Mount(ctx context.Context, dev, target, fstype string) error {

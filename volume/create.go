@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/sirupsen/logrus"
@@ -44,10 +45,10 @@ func (m *Manager) Create(ctx context.Context, name string, opts map[string]strin
 	lv, err := m.lvm.LV(ctx, lvName(name))
 	switch {
 	case err == nil:
-		if !hasTag(lv.Tags, TagOurs) {
+		if !slices.Contains(lv.Tags, TagOurs) {
 			return fmt.Errorf("volume %q: LV %s/%s exists but is not a cryptvol volume (it has no %q tag); choose another name", name, m.cfg.VG, lv.Name, TagOurs)
 		}
-		if hasTag(lv.Tags, TagReady) {
+		if slices.Contains(lv.Tags, TagReady) {
 			return m.compare(ctx, name, lv, o)
 		}
 		// Half-made with no journal entry (damage from outside): holding
@@ -214,10 +215,10 @@ func (m *Manager) undoCreate(ctx context.Context, e journalEntry, log logrus.Fie
 	lv, err := m.lvm.LV(ctx, lvName(e.Volume))
 	var lvp *lvm.LV
 	switch {
-	case err == nil && !hasTag(lv.Tags, TagOurs):
+	case err == nil && !slices.Contains(lv.Tags, TagOurs):
 		log.Error("create journal entry names an LV that is not ours; dropping the entry")
 		return drop()
-	case err == nil && hasTag(lv.Tags, TagReady):
+	case err == nil && slices.Contains(lv.Tags, TagReady):
 		log.Info("interrupted create had completed; keeping the volume")
 		return drop()
 	case err == nil:
@@ -260,7 +261,7 @@ func (m *Manager) destroyKeysNamed(ctx context.Context, keyName string, ids []st
 
 func appendUnique(list []string, vs ...string) []string {
 	for _, v := range vs {
-		if v != "" && !hasTag(list, v) {
+		if v != "" && !slices.Contains(list, v) {
 			list = append(list, v)
 		}
 	}

@@ -44,7 +44,8 @@ type Filesystems interface {
 	Mount(ctx context.Context, dev, target, fstype string) error // nodev,nosuid
 	Unmount(ctx context.Context, target string) error            // not mounted succeeds
 	// MountedDevice returns the source device mounted at target ("" if none),
-	// read from /proc/self/mountinfo.
+	// read from /proc/self/mountinfo; a device-mapper device is named
+	// /dev/mapper/NAME however it was mounted.
 	MountedDevice(target string) (string, error)
 	// WatchMounts calls changed after each change of the mount table
 	// MountedDevice reads, until ctx ends (nil) or watching fails.

@@ -262,7 +262,7 @@ func (f fakeLVM) ListLVs(ctx context.Context, tag string) ([]lvm.LV, error) {
 	defer done()
 	var out []lvm.LV
 	for _, lv := range f.s.w.lvs {
-		if hasTag(lv.Tags, tag) {
+		if slices.Contains(lv.Tags, tag) {
 			c := *lv
 			c.Tags = slices.Clone(lv.Tags)
 			out = append(out, c)
@@ -373,7 +373,7 @@ func (f fakeLVM) AddTag(ctx context.Context, name, tag string) error {
 	if !ok {
 		return fmt.Errorf("LV %s: %w", name, lvm.ErrNotFound)
 	}
-	if !hasTag(lv.Tags, tag) {
+	if !slices.Contains(lv.Tags, tag) {
 		lv.Tags = append(lv.Tags, tag)
 	}
 	return nil
@@ -943,7 +943,7 @@ func (h *harness) assertConsistent() {
 	keyOwner := map[string]string{}
 	for name, lv := range w.lvs {
 		vol := strings.TrimPrefix(name, lvPrefix)
-		if !hasTag(lv.Tags, TagOurs) || !hasTag(lv.Tags, TagReady) {
+		if !slices.Contains(lv.Tags, TagOurs) || !slices.Contains(lv.Tags, TagReady) {
 			h.t.Errorf("LV %s is not a complete volume: tags %v", name, lv.Tags)
 			continue
 		}

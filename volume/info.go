@@ -3,6 +3,7 @@ package volume
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"time"
@@ -49,7 +50,7 @@ func (m *Manager) List(ctx context.Context) ([]Volume, error) {
 	vols := make([]Volume, 0, len(lvs))
 	for _, lv := range lvs {
 		name, ok := volumeName(lv)
-		if !ok || !hasTag(lv.Tags, TagReady) {
+		if !ok || !slices.Contains(lv.Tags, TagReady) {
 			continue
 		}
 		v, err := m.describe(name, lv)

@@ -9,7 +9,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -224,8 +223,6 @@ func (m *Manager) devPath(lv lvm.LV) string {
 	return "/dev/" + m.cfg.VG + "/" + lv.Name
 }
 
-func hasTag(tags []string, tag string) bool { return slices.Contains(tags, tag) }
-
 func tagValue(tags []string, prefix string) string {
 	for _, t := range tags {
 		if v, ok := strings.CutPrefix(t, prefix); ok {
@@ -255,7 +252,7 @@ func (m *Manager) ourLV(ctx context.Context, name string) (lvm.LV, error) {
 	if err != nil {
 		return lvm.LV{}, fmt.Errorf("volume %q: %w", name, err)
 	}
-	if !hasTag(lv.Tags, TagOurs) || !hasTag(lv.Tags, TagReady) {
+	if !slices.Contains(lv.Tags, TagOurs) || !slices.Contains(lv.Tags, TagReady) {
 		return lvm.LV{}, fmt.Errorf("volume %q: %w", name, ErrNotFound)
 	}
 	return lv, nil
@@ -271,28 +268,10 @@ func (m *Manager) mountedHere(name string) (ok bool, other string, err error) {
 	if src == "" {
 		return false, "", nil
 	}
-	if sameDevice(src, mapperPath(name)) {
+	if src == mapperPath(name) {
 		return true, "", nil
 	}
 	return false, src, nil
-}
-
-// sameDevice compares a mount source with a device path. mountinfo shows
-// the path given to mount(2), but some tools canonicalize to /dev/dm-N, so
-// block devices are also compared by device number.
-func sameDevice(a, b string) bool {
-	if a == b {
-		return true
-	}
-	sa, errA := os.Stat(a)
-	sb, errB := os.Stat(b)
-	if errA != nil || errB != nil {
-		return false
-	}
-	if sa.Mode()&os.ModeDevice == 0 || sb.Mode()&os.ModeDevice == 0 {
-		return false
-	}
-	return os.SameFile(sa, sb) || rdev(sa) == rdev(sb) && rdev(sa) != 0
 }
 
 // teardown unmounts, closes and deactivates a volume, whatever of that is
@@ -344,11 +323,4 @@ func removeMountpoint(target string, log logrus.FieldLogger) {
 		return
 	}
 	log.WithError(err).WithField("target", target).Warn("mountpoint directory not removed")
-}
-
-func rdev(fi os.FileInfo) uint64 {
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		return uint64(st.Rdev)
-	}
-	return 0
 }

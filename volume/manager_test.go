@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -23,7 +24,7 @@ func TestCreateMakesACompleteClosedVolume(t *testing.T) {
 		t.Fatal("no LV cv-v1")
 	}
 	for _, tag := range []string{"cryptvol", "cryptvol_fs_ext4", "cryptvol_key_k1", "cryptvol_ready"} {
-		if !hasTag(lv.Tags, tag) {
+		if !slices.Contains(lv.Tags, tag) {
 			t.Errorf("LV tags %v lack %q", lv.Tags, tag)
 		}
 	}
@@ -272,7 +273,7 @@ func TestCreateRedoesHalfMadeVolume(t *testing.T) {
 	// A create that died after mkfs, before the ready tag.
 	h.s.crashOn = "lvm.AddTag"
 	_ = h.m.Create(h.ctx, "v1", nil)
-	if lv := h.w.lvs["cv-v1"]; lv == nil || hasTag(lv.Tags, TagReady) {
+	if lv := h.w.lvs["cv-v1"]; lv == nil || slices.Contains(lv.Tags, TagReady) {
 		t.Fatal("setup: expected a half-made LV")
 	}
 	h.restart()
@@ -683,29 +684,6 @@ func TestNewValidatesConfig(t *testing.T) {
 	}
 	if _, err := New(h.cfg, nil, fakeCrypt{w}, fakeFS{w}, fakeKeys{w}, nil); err == nil {
 		t.Error("nil LVM accepted")
-	}
-}
-
-func TestSameDevice(t *testing.T) {
-	link := filepath.Join(t.TempDir(), "null")
-	if err := os.Symlink("/dev/null", link); err != nil {
-		t.Fatal(err)
-	}
-	file := filepath.Join(t.TempDir(), "f")
-	os.WriteFile(file, nil, 0o600)
-	for _, c := range []struct {
-		a, b string
-		want bool
-	}{
-		{"/dev/mapper/cryptvol-v", "/dev/mapper/cryptvol-v", true},
-		{link, "/dev/null", true},
-		{"/dev/null", "/dev/zero", false},
-		{file, file + "x", false},
-		{"/dev/mapper/cryptvol-a", "/dev/mapper/cryptvol-b", false},
-	} {
-		if got := sameDevice(c.a, c.b); got != c.want {
-			t.Errorf("sameDevice(%s, %s) = %v", c.a, c.b, got)
-		}
 	}
 }
 

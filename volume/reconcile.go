@@ -98,7 +98,7 @@ func (m *Manager) reconcileVolume(ctx context.Context, name string, lv lvm.LV) (
 	// Rule 3: an LV without TagReady and without a journal entry is a
 	// half-made volume (damage from outside, or a version 1 create): undo
 	// it, with the keys it names.
-	if !hasTag(lv.Tags, TagReady) {
+	if !slices.Contains(lv.Tags, TagReady) {
 		if _, err := m.destroy(ctx, name, &lv, nil, nil, "", log); err != nil {
 			return false, wrap(fmt.Errorf("removing a half-made volume: %w", err))
 		}

@@ -62,7 +62,7 @@ func (m *Manager) Remove(ctx context.Context, name string) error {
 		return fmt.Errorf("volume %q: %w", name, ErrNotFound)
 	case err != nil:
 		return fmt.Errorf("volume %q: %w", name, err)
-	case !hasTag(lv.Tags, TagOurs):
+	case !slices.Contains(lv.Tags, TagOurs):
 		return fmt.Errorf("volume %q: LV %s/%s is not a cryptvol volume (no %q tag); not touching it", name, m.cfg.VG, lv.Name, TagOurs)
 	}
 
