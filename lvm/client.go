@@ -2,25 +2,17 @@ package lvm
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/cryptvol/cryptvol/internal/command"
 )
 
 // ErrExists is returned (wrapped) when CreateLV finds the name taken.
 var ErrExists = errors.New("already exists")
-
-// lvFields are the lvs columns parsed into an LV, in report order.
-const lvFields = "lv_name,vg_name,lv_path,lv_size,lv_tags,lv_active,pool_lv,lv_time,lv_uuid"
-
-// timeLayout is lvm's default report/time_format ("%Y-%m-%d %T %z").
-const timeLayout = "2006-01-02 15:04:05 -0700"
 
 // Client runs lvm commands against one volume group.
 type Client struct {
@@ -68,55 +60,6 @@ func isNotFound(err error) bool {
 func isExists(err error) bool {
 	var e *command.Error
 	return errors.As(err, &e) && strings.Contains(e.Stderr, "already exists in volume group")
-}
-
-// report is lvm's JSON report: {"report":[{"lv":[{...}]}]}. Every value is
-// a string, numbers included.
-type report[T any] struct {
-	Report []map[string][]T `json:"report"`
-}
-
-func parseReport[T any](out []byte, kind string) ([]T, error) {
-	var r report[T]
-	if err := json.Unmarshal(out, &r); err != nil {
-		return nil, fmt.Errorf("parse lvm %s report: %w", kind, err)
-	}
-	var rows []T
-	for _, part := range r.Report {
-		rows = append(rows, part[kind]...)
-	}
-	return rows, nil
-}
-
-type lvRow struct {
-	Name   string `json:"lv_name"`
-	VG     string `json:"vg_name"`
-	Path   string `json:"lv_path"`
-	Size   string `json:"lv_size"`
-	Tags   string `json:"lv_tags"`
-	Active string `json:"lv_active"`
-	Pool   string `json:"pool_lv"`
-	Time   string `json:"lv_time"`
-	UUID   string `json:"lv_uuid"`
-}
-
-func (r lvRow) toLV() (LV, error) {
-	lv := LV{Name: r.Name, VG: r.VG, Path: r.Path, Active: r.Active == "active", Pool: r.Pool, UUID: r.UUID}
-	var err error
-	if lv.Size, err = strconv.ParseUint(r.Size, 10, 64); err != nil {
-		return LV{}, fmt.Errorf("lv %s/%s: bad lv_size %q: %w", r.VG, r.Name, r.Size, err)
-	}
-	for _, t := range strings.Split(r.Tags, ",") {
-		if t != "" {
-			lv.Tags = append(lv.Tags, t)
-		}
-	}
-	if r.Time != "" {
-		if lv.Created, err = time.Parse(timeLayout, r.Time); err != nil {
-			return LV{}, fmt.Errorf("lv %s/%s: bad lv_time %q: %w", r.VG, r.Name, r.Time, err)
-		}
-	}
-	return lv, nil
 }
 
 func (c *Client) lvs(ctx context.Context, selector string) ([]LV, error) {
@@ -368,63 +311,6 @@ func (c *Client) RemoveLV(ctx context.Context, name string) error {
 			return fmt.Errorf("remove logical volume %s: %w: %w", c.lvRef(name), ErrNotFound, err)
 		}
 		return fmt.Errorf("remove logical volume %s: %w", c.lvRef(name), err)
-	}
-	return nil
-}
-
-// EnsureVG creates the volume group from devices unless it already exists.
-// pvcreate runs without -y on purpose: on a device that carries a filesystem
-// or other signature lvm asks before wiping, reads EOF from the empty stdin
-// and refuses, so a wrong device in the configuration does not lose data.
-func (c *Client) EnsureVG(ctx context.Context, devices []string) error {
-	_, err := c.VG(ctx)
-	if err == nil {
-		return nil
-	}
-	if !errors.Is(err, ErrNotFound) {
-		return err
-	}
-	if len(devices) == 0 {
-		return fmt.Errorf("volume group %s does not exist and no devices were given to create it", c.vg)
-	}
-	seen := map[string]bool{}
-	for _, d := range devices {
-		if err := validateDevice(d); err != nil {
-			return err
-		}
-		if seen[d] {
-			return fmt.Errorf("device %s is listed twice", d)
-		}
-		seen[d] = true
-	}
-	if _, err := c.run(ctx, append([]string{"pvcreate"}, devices...)...); err != nil {
-		return fmt.Errorf("create physical volumes for %s on %s: %w", c.vg, strings.Join(devices, ", "), err)
-	}
-	if _, err := c.run(ctx, append([]string{"vgcreate", c.vg}, devices...)...); err != nil {
-		return fmt.Errorf("create volume group %s on %s: %w", c.vg, strings.Join(devices, ", "), err)
-	}
-	return nil
-}
-
-// EnsureThinPool creates the thin pool over 90% of the group's free space
-// unless it exists; an existing LV of that name must be a thin pool. The
-// 10% left free gives lvm room to grow the pool metadata and spare.
-func (c *Client) EnsureThinPool(ctx context.Context, pool string) error {
-	if err := ValidateLVName(pool); err != nil {
-		return err
-	}
-	r, err := c.pool(ctx, pool)
-	if err == nil {
-		if r.Segtype != "thin-pool" {
-			return fmt.Errorf("%s exists but is a %q volume, not a thin pool", c.lvRef(pool), r.Segtype)
-		}
-		return nil
-	}
-	if !errors.Is(err, ErrNotFound) {
-		return err
-	}
-	if _, err := c.run(ctx, "lvcreate", "--type", "thin-pool", "-l", "90%FREE", "-n", pool, "-y", c.vg); err != nil {
-		return fmt.Errorf("create thin pool %s: %w", c.lvRef(pool), err)
 	}
 	return nil
 }

@@ -1,6 +1,14 @@
 // Package lvm owns every call to lvm2: it runs `lvm` with LC_ALL=C, reads
 // --reportformat json, and returns a typed *command.Error carrying stderr and the exit
 // code. A Client is bound to one volume group; nothing else in cryptvol runs lvm.
+//
+// Files: client.go queries and changes LVs; report.go parses lvs JSON;
+// setup.go makes the VG and thin pool at start-up; validate.go checks names,
+// tags and sizes before any command runs.
+//
+// Concurrency: a Client holds no state besides its VG name and Exec and is
+// safe for concurrent use; lvm2 serializes metadata changes with its own VG
+// lock (lvm.conf locking_dir), and callers (volume/) hold a per-volume lock.
 package lvm
 
 import (

@@ -1,0 +1,122 @@
+package luks
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strconv"
+
+	"github.com/cryptvol/cryptvol/internal/command"
+)
+
+// headerArea is the LUKS2 metadata plus keyslot area cryptsetup lays out
+// for our parameters (the data segment starts at 16 MiB). Zeroing it leaves
+// no header copy and no keyslot behind.
+const headerArea = 16 << 20
+
+// formatArgs are the fixed luksFormat parameters. pbkdf2 at cryptsetup's
+// minimum of 1000 iterations is deliberate: the passphrase is 32 random
+// bytes from KMIP, so there is nothing for a slow KDF to strengthen and it
+// would only add seconds to every create and mount.
+var formatArgs = []string{
+	"luksFormat", "--type", "luks2",
+	"--cipher", Cipher, "--key-size", strconv.Itoa(KeyBits), "--sector-size", "4096",
+	"--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000", "--hash", "sha256",
+	"--batch-mode", "--key-file", "-",
+}
+
+// tokenJSON is the on-disk form of Token inside the LUKS2 header.
+type tokenJSON struct {
+	Type     string   `json:"type"`
+	Keyslots []string `json:"keyslots"`
+	KMIPID   string   `json:"kmip_id"`
+	Volume   string   `json:"volume"`
+}
+
+// Format writes a LUKS2 header protected by key (the passphrase, on stdin)
+// and cryptvol's token. It refuses a device that already has a LUKS header
+// of any version: formatting would destroy the only way to its data.
+func (c *Cryptsetup) Format(ctx context.Context, dev string, key []byte, token Token) error {
+	if err := validateDevice(dev); err != nil {
+		return err
+	}
+	if err := validateKey(key); err != nil {
+		return fmt.Errorf("format %s: %w", dev, err)
+	}
+	if err := validateToken(token); err != nil {
+		return fmt.Errorf("format %s: %w", dev, err)
+	}
+	// A fresh format puts the passphrase in keyslot 0, which the token names.
+	tj, err := json.Marshal(tokenJSON{Type: TokenType, Keyslots: []string{"0"}, KMIPID: token.KeyID, Volume: token.Volume})
+	if err != nil {
+		return fmt.Errorf("format %s: encode token: %w", dev, err)
+	}
+
+	has, err := c.isLuks(ctx, dev, "")
+	if err != nil {
+		return fmt.Errorf("format %s: check for an existing header: %w", dev, err)
+	}
+	if has {
+		return fmt.Errorf("format %s: %w", dev, ErrHasHeader)
+	}
+	if _, err := c.runWithKey(ctx, key, append(slices.Clone(formatArgs), dev)...); err != nil {
+		return fmt.Errorf("format %s: %w", dev, err)
+	}
+	if _, err := c.run(ctx, tj, "token", "import", "--json-file", "-", dev); err != nil {
+		// Without the token the volume would not say which key opens it;
+		// leave no half-made header that a retry would refuse to replace.
+		// The cleanup must run even when ctx is what made the import fail.
+		cctx, cancel := command.CleanupContext(ctx)
+		defer cancel()
+		if derr := c.destroyHeader(cctx, dev); derr != nil {
+			return fmt.Errorf("format %s: import token: %w; removing the new header also failed: %w", dev, err, derr)
+		}
+		return fmt.Errorf("format %s: import token (the new header was removed): %w", dev, err)
+	}
+	return nil
+}
+
+// destroyHeader erases the keyslots with cryptsetup, so the volume key is
+// gone even if zeroing fails, then zeroes the header area so that the device
+// no longer looks like LUKS.
+func (c *Cryptsetup) destroyHeader(ctx context.Context, dev string) error {
+	eraseErr := c.Erase(ctx, dev)
+	if errors.Is(eraseErr, ErrNotLUKS) {
+		eraseErr = nil
+	}
+	return errors.Join(eraseErr, zeroHeader(dev))
+}
+
+func zeroHeader(dev string) (err error) {
+	// No O_CREATE: a missing device must not become a new regular file.
+	f, err := os.OpenFile(dev, os.O_WRONLY, 0)
+	if err != nil {
+		return fmt.Errorf("zero LUKS header: %w", err)
+	}
+	defer func() {
+		if cerr := f.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("zero LUKS header of %s: %w", dev, cerr)
+		}
+	}()
+	size, err := f.Seek(0, io.SeekEnd)
+	if err != nil {
+		return fmt.Errorf("zero LUKS header of %s: %w", dev, err)
+	}
+	n := min(size, headerArea)
+	zeros := make([]byte, 1<<20)
+	for off := int64(0); off < n; {
+		w, err := f.WriteAt(zeros[:min(n-off, int64(len(zeros)))], off)
+		if err != nil {
+			return fmt.Errorf("zero LUKS header of %s: %w", dev, err)
+		}
+		off += int64(w)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("zero LUKS header of %s: %w", dev, err)
+	}
+	return nil
+}

@@ -1,0 +1,93 @@
+package luks
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+)
+
+// dumpJSON is the part of `luksDump --dump-json-metadata` that Inspect reads.
+// Keyslot key_size is in bytes; offsets and sizes are decimal strings.
+type dumpJSON struct {
+	Keyslots map[string]struct {
+		Type    string `json:"type"`
+		KeySize int    `json:"key_size"`
+	} `json:"keyslots"`
+	Tokens   map[string]json.RawMessage `json:"tokens"`
+	Segments map[string]struct {
+		Type       string `json:"type"`
+		Encryption string `json:"encryption"`
+		SectorSize int    `json:"sector_size"`
+	} `json:"segments"`
+}
+
+// sortedIDs orders LUKS2 object ids ("0", "1", ... "10") numerically.
+func sortedIDs[V any](m map[string]V) []string {
+	ids := make([]string, 0, len(m))
+	for id := range m {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool {
+		a, aerr := strconv.Atoi(ids[i])
+		b, berr := strconv.Atoi(ids[j])
+		if aerr != nil || berr != nil {
+			return ids[i] < ids[j]
+		}
+		return a < b
+	})
+	return ids
+}
+
+func parseDump(out []byte) (Header, error) {
+	var d dumpJSON
+	if err := json.Unmarshal(out, &d); err != nil {
+		return Header{}, fmt.Errorf("parse luksDump JSON: %w", err)
+	}
+	segs := sortedIDs(d.Segments)
+	if len(segs) == 0 {
+		return Header{}, errors.New("LUKS2 header has no data segment")
+	}
+	seg := d.Segments[segs[0]]
+	h := Header{Version: 2, Cipher: seg.Encryption, SectorSize: seg.SectorSize, Keyslots: len(d.Keyslots)}
+	// Every keyslot protects the same volume key, so the first tells its
+	// size. With no keyslot left (after Erase) the size is unknown: 0.
+	if ks := sortedIDs(d.Keyslots); len(ks) > 0 {
+		h.KeyBits = d.Keyslots[ks[0]].KeySize * 8
+	}
+	for _, id := range sortedIDs(d.Tokens) {
+		var tj tokenJSON
+		if err := json.Unmarshal(d.Tokens[id], &tj); err != nil {
+			return Header{}, fmt.Errorf("parse LUKS2 token %s: %w", id, err)
+		}
+		if tj.Type == TokenType {
+			h.Token = &Token{KeyID: tj.KMIPID, Volume: tj.Volume}
+			break
+		}
+	}
+	return h, nil
+}
+
+// Inspect reads the LUKS2 header of dev. A device without a header, or with
+// a LUKS1 header, wraps ErrNotLUKS.
+func (c *Cryptsetup) Inspect(ctx context.Context, dev string) (Header, error) {
+	if err := validateDevice(dev); err != nil {
+		return Header{}, err
+	}
+	out, err := c.run(ctx, nil, "luksDump", "--dump-json-metadata", dev)
+	if err != nil {
+		// luksDump fails alike for "no header", "LUKS1" and real I/O
+		// problems; isLuks tells them apart.
+		if is2, lerr := c.isLuks(ctx, dev, "luks2"); lerr == nil && !is2 {
+			return Header{}, fmt.Errorf("inspect %s: %w", dev, ErrNotLUKS)
+		}
+		return Header{}, fmt.Errorf("inspect %s: %w", dev, err)
+	}
+	h, err := parseDump(out)
+	if err != nil {
+		return Header{}, fmt.Errorf("inspect %s: %w", dev, err)
+	}
+	return h, nil
+}

@@ -1,0 +1,65 @@
+package lvm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// EnsureVG creates the volume group from devices unless it already exists.
+// pvcreate runs without -y on purpose: on a device that carries a filesystem
+// or other signature lvm asks before wiping, reads EOF from the empty stdin
+// and refuses, so a wrong device in the configuration does not lose data.
+func (c *Client) EnsureVG(ctx context.Context, devices []string) error {
+	_, err := c.VG(ctx)
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	if len(devices) == 0 {
+		return fmt.Errorf("volume group %s does not exist and no devices were given to create it", c.vg)
+	}
+	seen := map[string]bool{}
+	for _, d := range devices {
+		if err := validateDevice(d); err != nil {
+			return err
+		}
+		if seen[d] {
+			return fmt.Errorf("device %s is listed twice", d)
+		}
+		seen[d] = true
+	}
+	if _, err := c.run(ctx, append([]string{"pvcreate"}, devices...)...); err != nil {
+		return fmt.Errorf("create physical volumes for %s on %s: %w", c.vg, strings.Join(devices, ", "), err)
+	}
+	if _, err := c.run(ctx, append([]string{"vgcreate", c.vg}, devices...)...); err != nil {
+		return fmt.Errorf("create volume group %s on %s: %w", c.vg, strings.Join(devices, ", "), err)
+	}
+	return nil
+}
+
+// EnsureThinPool creates the thin pool over 90% of the group's free space
+// unless it exists; an existing LV of that name must be a thin pool. The
+// 10% left free gives lvm room to grow the pool metadata and spare.
+func (c *Client) EnsureThinPool(ctx context.Context, pool string) error {
+	if err := ValidateLVName(pool); err != nil {
+		return err
+	}
+	r, err := c.pool(ctx, pool)
+	if err == nil {
+		if r.Segtype != "thin-pool" {
+			return fmt.Errorf("%s exists but is a %q volume, not a thin pool", c.lvRef(pool), r.Segtype)
+		}
+		return nil
+	}
+	if !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	if _, err := c.run(ctx, "lvcreate", "--type", "thin-pool", "-l", "90%FREE", "-n", pool, "-y", c.vg); err != nil {
+		return fmt.Errorf("create thin pool %s: %w", c.lvRef(pool), err)
+	}
+	return nil
+}
