@@ -9,6 +9,8 @@ import (
 	"syscall"
 
 	"github.com/cryptvol/cryptvol/internal/command"
+	"github.com/moby/sys/mountinfo"
+	"golang.org/x/sys/unix"
 )
 
 // Options every volume is mounted with: a volume is data, never device
@@ -191,8 +193,10 @@ func (f *FS) MountedDevice(target string) (string, error) {
 	return f.source(e), nil
 }
 
-// lookup returns the topmost mount at target, or nil.
-func (f *FS) lookup(target string) (*mountEntry, error) {
+// lookup returns the topmost mount at target, or nil. The table is parsed
+// by github.com/moby/sys/mountinfo, as moby and containerd parse it
+// (escaped paths, optional fields).
+func (f *FS) lookup(target string) (*mountinfo.Info, error) {
 	// The kernel lists the resolved path; resolve ours the same way.
 	if resolved, err := filepath.EvalSymlinks(target); err == nil {
 		target = resolved
@@ -202,22 +206,22 @@ func (f *FS) lookup(target string) (*mountEntry, error) {
 		return nil, fmt.Errorf("read mount table: %w", err)
 	}
 	defer r.Close()
-	entries, err := parseMountInfo(r)
+	entries, err := mountinfo.GetMountsFromReader(r, func(i *mountinfo.Info) (skip, stop bool) {
+		return i.Mountpoint != target, false
+	})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("read mount table %s: %w", f.mountinfo, err)
 	}
-	var found *mountEntry
-	for i := range entries {
-		// Later lines are mounted on top of earlier ones.
-		if entries[i].MountPoint == target {
-			found = &entries[i]
-		}
+	if len(entries) == 0 {
+		return nil, nil
 	}
-	return found, nil
+	// Later lines are mounted on top of earlier ones.
+	return entries[len(entries)-1], nil
 }
 
-func (f *FS) source(e *mountEntry) string {
-	if name, err := os.ReadFile(filepath.Join(f.sysfs, "dev", "block", e.MajMin, "dm", "name")); err == nil {
+func (f *FS) source(e *mountinfo.Info) string {
+	majMin := fmt.Sprintf("%d:%d", e.Major, e.Minor)
+	if name, err := os.ReadFile(filepath.Join(f.sysfs, "dev", "block", majMin, "dm", "name")); err == nil {
 		if n := strings.TrimSpace(string(name)); n != "" {
 			return "/dev/mapper/" + n
 		}
@@ -227,18 +231,11 @@ func (f *FS) source(e *mountEntry) string {
 
 // isDevice reports whether the mount e is of dev: by device number when dev
 // is a block device, else by name.
-func (f *FS) isDevice(e *mountEntry, dev string) bool {
+func (f *FS) isDevice(e *mountinfo.Info, dev string) bool {
 	if fi, err := os.Stat(dev); err == nil && fi.Mode()&os.ModeDevice != 0 && fi.Mode()&os.ModeCharDevice == 0 {
 		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-			return e.MajMin == majMin(uint64(st.Rdev))
+			return e.Major == int(unix.Major(st.Rdev)) && e.Minor == int(unix.Minor(st.Rdev))
 		}
 	}
 	return f.source(e) == dev || e.Source == dev
-}
-
-// majMin formats a Linux dev_t as mountinfo does.
-func majMin(rdev uint64) string {
-	major := (rdev>>8)&0xfff | (rdev>>32)&^0xfff
-	minor := rdev&0xff | (rdev>>12)&^0xff
-	return fmt.Sprintf("%d:%d", major, minor)
 }

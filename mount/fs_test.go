@@ -80,34 +80,35 @@ func (fm *fakeMounts) fs() *FS {
 	return New(WithExec(fm.exec), WithMountInfo(fm.info), WithSysfs(filepath.Join(fm.dir, "sys")))
 }
 
-func TestParseMountInfo(t *testing.T) {
-	entries, err := parseMountInfo(strings.NewReader(baseMountInfo + `50 22 0:50 /a\134b\011c /mnt/x\012y rw - fuse.sshfs user@host:/dir\040x rw` + "\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(entries) != 6 {
-		t.Fatalf("%d entries", len(entries))
-	}
-	want := mountEntry{MajMin: "7:1", Root: "/", MountPoint: "/mnt/with space", Options: "rw,nosuid,nodev,relatime", FSType: "ext4", Source: "/dev/loop1"}
-	if entries[2] != want {
-		t.Errorf("entry = %+v, want %+v", entries[2], want)
-	}
-	want = mountEntry{MajMin: "0:50", Root: "/a\\b\tc", MountPoint: "/mnt/x\ny", Options: "rw", FSType: "fuse.sshfs", Source: "user@host:/dir x"}
-	if entries[5] != want {
-		t.Errorf("entry = %+v, want %+v", entries[5], want)
-	}
-	if _, err := parseMountInfo(strings.NewReader("22 1 253:0 / / rw shared:1 ext4 /dev/root rw\n")); err == nil {
-		t.Error("a line without the separator was accepted")
-	}
-}
-
-func TestUnescape(t *testing.T) {
-	for in, want := range map[string]string{
-		`plain`: "plain", `a\040b`: "a b", `\134`: `\`, `end\04`: `end\04`, `\999`: `\999`, `\400`: `\400`,
+// lookup reads the table through github.com/moby/sys/mountinfo: escaped
+// paths are decoded, optional fields skipped, and the topmost of stacked
+// mounts is the one found.
+func TestLookup(t *testing.T) {
+	fm := newFakeMounts(t, baseMountInfo+`50 22 0:50 /a\134b /mnt/x\012y rw - fuse.sshfs user@host:/dir\040x rw`+"\n")
+	f := fm.fs()
+	for target, want := range map[string]struct {
+		major, minor   int
+		fstype, source string
+		options        string
+	}{
+		"/mnt/with space": {7, 1, "ext4", "/dev/loop1", "rw,nosuid,nodev,relatime"},
+		"/mnt/stack":      {253, 3, "xfs", "/dev/dm-3", "rw,nosuid,nodev,relatime"},
+		"/mnt/x\ny":       {0, 50, "fuse.sshfs", "user@host:/dir x", "rw"},
 	} {
-		if got := unescape(in); got != want {
-			t.Errorf("unescape(%q) = %q, want %q", in, got, want)
+		e, err := f.lookup(target)
+		if err != nil || e == nil {
+			t.Fatalf("lookup(%q) = %v, %v", target, e, err)
 		}
+		if e.Major != want.major || e.Minor != want.minor || e.FSType != want.fstype || e.Source != want.source || e.Options != want.options {
+			t.Errorf("lookup(%q) = %+v, want %+v", target, *e, want)
+		}
+	}
+	if e, err := f.lookup("/mnt/none"); err != nil || e != nil {
+		t.Errorf("lookup of an unmounted path = %v, %v", e, err)
+	}
+	fm.write("22 1 253:0 / / rw shared:1 ext4 /dev/root rw\n")
+	if _, err := f.lookup("/"); err == nil {
+		t.Error("a line without the separator was accepted")
 	}
 }
 
@@ -340,13 +341,5 @@ func TestUnmountFailures(t *testing.T) {
 	}
 	if err := fm.fs().Unmount(context.Background(), "/mnt/with space"); err != nil {
 		t.Fatal(err)
-	}
-}
-
-func TestMajMin(t *testing.T) {
-	for rdev, want := range map[uint64]string{0xfd03: "253:3", 0x0701: "7:1", 0x10300: "259:0", 0x10fd00: "253:256"} {
-		if got := majMin(rdev); got != want {
-			t.Errorf("majMin(%#x) = %s, want %s", rdev, got, want)
-		}
 	}
 }
