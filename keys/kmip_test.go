@@ -497,8 +497,8 @@ func TestQueuedCallsWaitLongerThanTheCallTimeout(t *testing.T) {
 
 // A call whose caller gives up (docker's request deadline passing while a
 // busy server works) is not a server outage: the calls queued behind it
-// still run, and its error blames the deadline, not the server's timeout.
-// Fifty concurrent creates in the lab failed in a cascade before this.
+// still run, and its error blames the deadline, not the server's timeout
+// (tests/faults_lab_test.go TestLabConcurrentDistinctVolumes).
 func TestCallerDeadlineDoesNotFailTheQueue(t *testing.T) {
 	e := newEnv(t)
 	id, err := e.m.Create(context.Background(), "cryptvol/vg0/d")
@@ -638,8 +638,8 @@ func TestReconnectAfterServerRestart(t *testing.T) {
 	}
 	// Straight after the stop: the request may be sent while the peer is
 	// closing, which raced kmipclient's send against its reader closing the
-	// request channel (v0.8.1; -race flagged it about once in 20 runs). The
-	// synchronous conn has no such channel.
+	// request channel (ovh/kmip-go v0.8.1, found by -race). The synchronous
+	// conn has no such channel.
 	e.server.stop()
 	if _, err := e.m.Get(ctx, id); !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), e.server.addr) {
 		t.Fatalf("Get with the server down = %v, want ErrUnavailable naming %s", err, e.server.addr)

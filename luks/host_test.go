@@ -50,8 +50,10 @@ func randomKey(t *testing.T) []byte {
 	// Make sure bytes that text handling would mangle are present.
 	k[0], k[1] = 0, '\n'
 	// PBKDF2's HMAC pads a short passphrase with zero bytes, so a key ending
-	// in 0 unlocks with its last byte cut off too: the truncation check
-	// below failed once in 256 runs. A nonzero last byte keeps it meaningful.
+	// in 0 unlocks with its last byte cut off too (RFC 2104, section 2:
+	// keys shorter than the block are zero-padded), and the check below
+	// that a truncated key is refused would fail by chance. A nonzero last
+	// byte keeps it meaningful.
 	k[KeySize-1] |= 1
 	return k
 }

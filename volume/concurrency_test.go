@@ -148,8 +148,8 @@ func TestCreatesWaitTheirTurn(t *testing.T) {
 	h.assertConsistent()
 }
 
-// Removes take the same turns: 50 removes let loose at once finished none
-// within docker's deadline in the lab. One that runs out of time waiting
+// Removes take the same turns (turns.go; issue 10): unbounded, a burst of
+// removes outlasts docker's request deadline. One that runs out of time waiting
 // has touched nothing: the volume, its key and its data are intact, and a
 // later remove works.
 func TestRemovesWaitTheirTurn(t *testing.T) {

@@ -342,8 +342,8 @@ func TestStateVersion1IsConverted(t *testing.T) {
 
 // A mount taken from under a running container is restored when the mount
 // table changes, not a SweepInterval later: with sweeps an hour apart,
-// only the watch can bring it back (Docker 26.1 unmounted a restarted
-// plugin's mount after `inspect` had shown it mounted; CI, stop 11).
+// only the watch can bring it back (Docker 26.1 can unmount a restarted
+// plugin's mount after it answers; sweep.go restoreMount).
 func TestOutsideUnmountIsRestoredWhenTheTableChanges(t *testing.T) {
 	h := newHarness(t, func(c *Config) { c.SweepInterval = time.Hour })
 	h.mustCreate("v1", nil)

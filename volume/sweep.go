@@ -279,8 +279,9 @@ func (m *Manager) releaseOrDrop(ctx context.Context, name string, log logrus.Fie
 // released: a mapping still held is mounted again (release), one that
 // nothing holds is closed and its IDs, stale, dropped. A volume whose mount
 // is in place costs one read of the mount table. Run calls it through
-// restoreMissing as soon as the kernel reports the table changed; CI once
-// saw the unmount 10 s after inspect had shown the volume mounted.
+// restoreMissing as soon as the kernel reports the table changed: the
+// unmount can come after the restarted plugin answers (commit "volume:
+// restore a mount taken from outside when the table changes").
 func (m *Manager) restoreMount(ctx context.Context, name string) error {
 	unlock := m.lock(name)
 	defer unlock()
