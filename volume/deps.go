@@ -11,15 +11,25 @@ import (
 // LVM is what the lifecycle needs from lvm2, bound to one volume group.
 // Implemented by *lvm.Client.
 type LVM interface {
+	// VG reports the volume group's size, free space and extent size.
 	VG(ctx context.Context) (lvm.VG, error)
 	// PoolFree returns the free bytes of a thin pool (size - data used).
 	PoolFree(ctx context.Context, pool string) (uint64, error)
-	LV(ctx context.Context, name string) (lvm.LV, error) // wraps lvm.ErrNotFound
+	// LV reports one LV of the group; a missing one wraps lvm.ErrNotFound.
+	LV(ctx context.Context, name string) (lvm.LV, error)
+	// ListLVs reports every LV of the group carrying tag.
 	ListLVs(ctx context.Context, tag string) ([]lvm.LV, error)
+	// CreateLV creates an active LV, thick or thin, with its tags; a name
+	// taken wraps lvm.ErrExists.
 	CreateLV(ctx context.Context, req lvm.CreateRequest) (lvm.LV, error)
+	// Activate makes the LV's /dev node; Deactivate takes it away so that
+	// nothing can reach its blocks.
 	Activate(ctx context.Context, name string) error
 	Deactivate(ctx context.Context, name string) error
-	RemoveLV(ctx context.Context, name string) error // wraps lvm.ErrNotFound
+	// RemoveLV deactivates and removes the LV; a missing one wraps
+	// lvm.ErrNotFound.
+	RemoveLV(ctx context.Context, name string) error
+	// AddTag adds one tag to the LV.
 	AddTag(ctx context.Context, name, tag string) error
 }
 
@@ -29,11 +39,18 @@ type Crypt interface {
 	// formats LUKS2 aes-xts-plain64/512-bit/4096-byte sectors with key as the
 	// passphrase, and writes token.
 	Format(ctx context.Context, dev string, key []byte, token luks.Token) error
-	Inspect(ctx context.Context, dev string) (luks.Header, error) // wraps luks.ErrNotLUKS
+	// Inspect reads dev's header; a device without one wraps luks.ErrNotLUKS.
+	Inspect(ctx context.Context, dev string) (luks.Header, error)
+	// Open maps dev to /dev/mapper/MAPPING with key as the passphrase.
 	Open(ctx context.Context, dev, mapping string, key []byte, opts luks.OpenOptions) error
-	Close(ctx context.Context, mapping string) error // closing a mapping that is not open succeeds
+	// Close removes the mapping: one not open succeeds, one still held
+	// wraps luks.ErrBusy.
+	Close(ctx context.Context, mapping string) error
+	// IsOpen reports whether the mapping exists.
 	IsOpen(ctx context.Context, mapping string) (bool, error)
-	Erase(ctx context.Context, dev string) error // luksErase: destroys all keyslots
+	// Erase destroys every keyslot (luksErase): the data is unreadable
+	// with any key from then on.
+	Erase(ctx context.Context, dev string) error
 }
 
 // Filesystems makes and mounts filesystems. Implemented by *mount.FS.
@@ -41,8 +58,11 @@ type Filesystems interface {
 	// Mkfs makes a filesystem whose root is empty, as a new local volume is
 	// (ext4 without lost+found).
 	Mkfs(ctx context.Context, dev, fstype string) error
-	Mount(ctx context.Context, dev, target, fstype string) error // nodev,nosuid
-	Unmount(ctx context.Context, target string) error            // not mounted succeeds
+	// Mount mounts dev on target nodev,nosuid and succeeds only when the
+	// mount table shows dev there.
+	Mount(ctx context.Context, dev, target, fstype string) error
+	// Unmount unmounts target; nothing mounted there succeeds.
+	Unmount(ctx context.Context, target string) error
 	// MountedDevice returns the source device mounted at target ("" if none),
 	// read from /proc/self/mountinfo; a device-mapper device is named
 	// /dev/mapper/NAME however it was mounted.
