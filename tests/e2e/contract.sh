@@ -77,7 +77,7 @@ check "plugin killed" pkill -KILL -x cryptvol
 wait_for "dockerd restarts the plugin" 90 plugin_up
 check "writes go on" grows pk1
 # Docker 26.1 unmounts the old instance's propagated mount after restarting the plugin, taking the new mount
-# with it, and not always before the plugin answers: once 10 s after inspect had shown it mounted (CI, stop 11).
+# with it, sometimes after the plugin answers (volume/sweep.go restoreMount).
 # The plugin mounts it again when the kernel reports the change (volume/sweep.go restoreMissing), or at the
 # next sweep. One inspect must show both: mounted, and the mountpoint.
 wait_for "inspect: mounted, with its mountpoint" 45 mounted_with_path cpv
