@@ -15,6 +15,16 @@ import (
 	"github.com/ovh/kmip-go/ttlv"
 )
 
+// link carries one KMIP request message and its answer; close ends it. conn,
+// a TLS socket speaking TTLV, is the real one. Everything above it (batch,
+// negotiate, the key lifecycle) sees only this, so tests hand the lifecycle
+// a link straight to an in-memory server, without TLS or a socket
+// (lifecycle_test.go), and a kmip-go upgrade touches this file.
+type link interface {
+	roundtrip(ctx context.Context, msg *kmip.RequestMessage) (*kmip.ResponseMessage, error)
+	close()
+}
+
 // conn is one KMIP connection, used synchronously: a request message, then
 // its answer, on the caller's goroutine, with the socket's deadline taken
 // from the call's context. kmip-go's kmipclient runs a reader and a writer
@@ -132,12 +142,11 @@ func (m *KMIP) call(ctx context.Context, pl kmip.OperationPayload) (kmip.Operati
 
 // connect dials the server and negotiates the protocol version.
 func (m *KMIP) connect(ctx context.Context) error {
-	d := tls.Dialer{Config: m.tls.Clone()}
-	sock, err := d.DialContext(ctx, "tcp", m.cfg.Endpoint)
+	l, err := m.dial(ctx)
 	if err != nil {
 		return m.transportError(ctx, "connect", err)
 	}
-	m.conn = newConn(sock)
+	m.conn = l
 	v, err := m.negotiate(ctx)
 	if err != nil {
 		m.drop(nil)
@@ -146,6 +155,16 @@ func (m *KMIP) connect(ctx context.Context) error {
 	m.version = v
 	m.log.WithField("protocol", fmt.Sprintf("%d.%d", v.ProtocolVersionMajor, v.ProtocolVersionMinor)).Info("connected to KMIP server")
 	return nil
+}
+
+// dialTLS is the real dial: mutual TLS to Config.Endpoint.
+func (m *KMIP) dialTLS(ctx context.Context) (link, error) {
+	d := tls.Dialer{Config: m.tls.Clone()}
+	sock, err := d.DialContext(ctx, "tcp", m.cfg.Endpoint)
+	if err != nil {
+		return nil, err
+	}
+	return newConn(sock), nil
 }
 
 // negotiate asks the server which of our protocol versions it speaks and

@@ -3,9 +3,10 @@
 // server; they are never logged, formatted into errors or written to disk.
 //
 // The KMIP implementation, one concern a file: kmip.go (the KMIP type, one
-// call at a time on one connection, timeouts, panics), conn.go (the TLS
-// connection and TTLV exchange: everything that touches kmip-go's wire
-// code), lifecycle.go (create, get, destroy), locate.go (Locate, the
+// call at a time on one connection, timeouts, panics), conn.go (the link
+// interface, the TLS connection and TTLV exchange behind it: everything
+// that touches kmip-go's wire code; lifecycle_test.go drives the lifecycle
+// over an in-memory link instead), lifecycle.go (create, get, destroy), locate.go (Locate, the
 // duplicate-key rule, Names), material.go (checking and wiping key bytes),
 // errors.go (what the server said versus the server being away).
 //

@@ -40,11 +40,12 @@ type KMIP struct {
 	tls      *tls.Config
 	versions []kmip.ProtocolVersion
 	log      logrus.FieldLogger
+	dial     func(ctx context.Context) (link, error) // dialTLS; tests dial an in-memory server
 
 	// sem is a mutex that a waiter can give up on when its context ends.
 	// It guards the fields below.
 	sem     chan struct{}
-	conn    *conn // nil when not connected
+	conn    link // nil when not connected
 	version kmip.ProtocolVersion
 	downAt  time.Time // when a call last found the server unreachable
 	downErr error     // that call's error; nil once a call succeeds
@@ -73,13 +74,15 @@ func NewKMIP(cfg Config, log logrus.FieldLogger) (*KMIP, error) {
 	for _, w := range warnings {
 		log.Warn(w)
 	}
-	return &KMIP{
+	m := &KMIP{
 		cfg:      cfg,
 		tls:      tlsCfg,
 		versions: slices.Clone(protocolVersions),
 		log:      log,
 		sem:      make(chan struct{}, 1),
-	}, nil
+	}
+	m.dial = m.dialTLS
+	return m, nil
 }
 
 // Close drops the connection, if any. The KMIP value stays usable: the next
