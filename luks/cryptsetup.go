@@ -68,14 +68,19 @@ func (c *Cryptsetup) isLuks(ctx context.Context, dev, typ string) (bool, error) 
 		args = append(args, "--type", typ)
 	}
 	_, err := c.run(ctx, nil, append(args, dev)...)
+	return answer(err, 1)
+}
+
+// answer turns a query's exit into yes or no: 0 is yes, no (the program's
+// "no" code, cryptsetup(8) RETURN CODES) is no, anything else an error.
+func answer(err error, no int) (bool, error) {
 	switch {
 	case err == nil:
 		return true, nil
-	case exitCode(err) == 1:
+	case exitCode(err) == no:
 		return false, nil
-	default:
-		return false, err
 	}
+	return false, err
 }
 
 // Open maps dev to /dev/mapper/<mapping> with key as the passphrase. The
@@ -109,14 +114,11 @@ func (c *Cryptsetup) IsOpen(ctx context.Context, mapping string) (bool, error) {
 		return false, err
 	}
 	_, err := c.run(ctx, nil, "status", mapping)
-	switch {
-	case err == nil:
-		return true, nil
-	case exitCode(err) == 4:
-		return false, nil
-	default:
+	open, err := answer(err, 4)
+	if err != nil {
 		return false, fmt.Errorf("status of mapping %s: %w", mapping, err)
 	}
+	return open, nil
 }
 
 // Close removes the mapping. A mapping that is not open is already closed

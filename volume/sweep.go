@@ -244,31 +244,37 @@ func (m *Manager) probe(ctx context.Context, name string) error {
 	if !m.sw.probeable(name, ids) {
 		return nil
 	}
-	log := m.logFor(name, "sweep")
-	held, err := m.releaseOrDrop(ctx, name, log)
+	return m.releaseOrDrop(ctx, name, outcomes{
+		heldLevel: logrus.DebugLevel,
+		held:      "volume still held by its containers",
+		dropped:   "volume closed: nothing held it, so its mount IDs were stale (their containers ended while dockerd was not tracking them, moby#46508)",
+	})
+}
+
+// outcomes are what releaseOrDrop logs for each answer.
+type outcomes struct {
+	heldLevel     logrus.Level
+	held, dropped string
+}
+
+// releaseOrDrop releases a volume whose mount IDs are in doubt (the caller
+// holds its lock) and logs the answer: held, it is mounted (again) and its
+// IDs kept; not held, it is closed and its IDs, stale, dropped.
+func (m *Manager) releaseOrDrop(ctx context.Context, name string, say outcomes) error {
+	log := m.logFor(name, "sweep").WithField("mount_ids", len(m.st.ids(name)))
+	held, err := m.release(ctx, name, log)
 	switch {
 	case err != nil:
 		return err
 	case held:
-		log.WithField("mount_ids", len(ids)).Debug("volume still held by its containers")
-	default:
-		log.WithField("mount_ids", len(ids)).Warn("volume closed: nothing held it, so its mount IDs were stale (their containers ended while dockerd was not tracking them, moby#46508)")
-	}
-	return nil
-}
-
-// releaseOrDrop releases a volume whose mount IDs are in doubt (the caller
-// holds its lock): held, it is mounted (again) and its IDs kept; not held,
-// it is closed and its IDs, stale, dropped.
-func (m *Manager) releaseOrDrop(ctx context.Context, name string, log logrus.FieldLogger) (held bool, err error) {
-	held, err = m.release(ctx, name, log)
-	if err != nil || held {
-		return held, err
+		log.Log(say.heldLevel, say.held)
+		return nil
 	}
 	if err := m.st.update(func(s *state) { delete(s.Mounts, name) }); err != nil {
-		return false, fmt.Errorf("volume %q: dropping stale mount IDs: %w", name, err)
+		return fmt.Errorf("volume %q: dropping stale mount IDs: %w", name, err)
 	}
-	return false, nil
+	log.Warn(say.dropped)
+	return nil
 }
 
 // restoreMount puts back the plugin's own mount of a volume with mount IDs
@@ -298,17 +304,11 @@ func (m *Manager) restoreMount(ctx context.Context, name string) error {
 	case other != "":
 		return fmt.Errorf("volume %q: %s is mounted at %s instead of the volume; leaving it", name, other, m.mountpoint(name))
 	}
-	log := m.logFor(name, "sweep")
-	held, err := m.releaseOrDrop(ctx, name, log)
-	switch {
-	case err != nil:
-		return err
-	case held:
-		log.WithField("mount_ids", len(ids)).Warn("the plugin's mount of a volume its containers hold was unmounted from outside; mounted it again")
-	default:
-		log.WithField("mount_ids", len(ids)).Warn("volume closed: its mount was gone and nothing held it, so its mount IDs were stale")
-	}
-	return nil
+	return m.releaseOrDrop(ctx, name, outcomes{
+		heldLevel: logrus.WarnLevel,
+		held:      "the plugin's mount of a volume its containers hold was unmounted from outside; mounted it again",
+		dropped:   "volume closed: its mount was gone and nothing held it, so its mount IDs were stale",
+	})
 }
 
 // errStillRemoving refuses a create while an earlier volume of the same
