@@ -16,13 +16,18 @@ import (
 // plugin with SIGKILL either before the program runs or after it finished
 // (the step is done but the plugin never learns it). Without a plan it just
 // runs the program. No code in the plugin knows about it.
+//
+// The shim forks nothing of its own (parameter expansion, read, printf): it
+// runs in front of every program of the faults part, where a fork and exec
+// cost about 30 ms of emulated CPU each.
 const shimScript = `#!/bin/sh
-d=$(dirname "$0"); me=$(basename "$0")
+d=${0%/*}; me=${0##*/}
 for p in /usr/sbin /usr/bin /sbin /bin; do [ -x "$p/$me" ] && real=$p/$me && break; done
 if [ -f "$d/plan" ]; then
 	read at mode < "$d/plan"
-	n=$(( $(cat "$d/count" 2>/dev/null || echo 0) + 1 )); echo $n > "$d/count"
-	echo "$me $*" | cut -c1-80 >> "$d/calls"
+	n=0; [ -f "$d/count" ] && read n < "$d/count"
+	n=$((n + 1)); echo $n > "$d/count"
+	printf '%.80s\n' "$me $*" >> "$d/calls"
 	if [ "$n" = "$at" ]; then
 		if [ "$mode" = before ]; then kill -9 $PPID; exit 137; fi
 		"$real" "$@"; rc=$?; kill -9 $PPID; exit $rc
