@@ -129,8 +129,10 @@ func TestCreatesWaitTheirTurn(t *testing.T) {
 		!strings.Contains(err.Error(), "CRYPTVOL_MAX_CREATES") {
 		t.Fatalf("create waiting behind a full line: %v", err)
 	}
+	// Not even a lookup: 50 creates each running lvs before their turn
+	// made one vgs outlast docker's deadline in the lab.
 	for _, c := range h.w.callLog() {
-		if strings.Contains(c, "second") && !strings.HasPrefix(c, "lvm.LV ") {
+		if strings.Contains(c, "second") {
 			t.Errorf("the create that never got its turn ran %q", c)
 		}
 	}

@@ -36,6 +36,14 @@ func (m *Manager) Create(ctx context.Context, name string, opts map[string]strin
 	unlock := m.lock(name)
 	defer unlock()
 	log := m.logFor(name, "create")
+	// The turn comes before any program runs: 50 creates that each ran
+	// lvs before waiting ran 50 lvm processes at once, and under load one
+	// vgs then outlasted docker's deadline (turns.go).
+	done, err := m.takeTurn(ctx)
+	if err != nil {
+		return fmt.Errorf("volume %q: not created, nothing was made: %w", name, err)
+	}
+	defer done()
 
 	// What an earlier create or remove of this name left is finished
 	// first (compose removes and creates a name again).
@@ -61,11 +69,6 @@ func (m *Manager) Create(ctx context.Context, name string, opts map[string]strin
 	default:
 		return fmt.Errorf("volume %q: %w", name, err)
 	}
-	done, err := m.takeTurn(ctx)
-	if err != nil {
-		return fmt.Errorf("volume %q: not created, nothing was made: %w", name, err)
-	}
-	defer done()
 	vg, err := m.checkCapacity(ctx, name, o, log)
 	if err != nil {
 		return err
