@@ -52,10 +52,10 @@ lab-bins: build
 lab-prepare:
 	scripts/vm/prepare
 
-# The VM stage: five lab guests side by side (scripts/vm/test-stage): "main" (kernel smoke, the Go lab tests),
-# "crash" (SIGKILL of the plugin at every step), "concurrent" (50 volumes at once), "e2e" (every end-to-end script
-# through dockerd: docker.sh, contract.sh) under Debian bookworm's Docker 20.10, and "docker26" (the same under
-# Debian trixie's Docker 26.1, scripts/vm/docker-trixie). test-faults runs crash and concurrent in one guest.
+# The VM stage: four lab guests side by side (scripts/vm/test-stage): "main" (kernel smoke, the Go lab tests),
+# "faults" (SIGKILL of the plugin at every step, then 50 concurrent volumes), "e2e" (every end-to-end script through
+# dockerd: docker.sh, contract.sh) under Debian bookworm's Docker 20.10, and "docker26" (the same under Debian
+# trixie's Docker 26.1, scripts/vm/docker-trixie).
 vm-test: lab-prepare lab-bins plugin
 	scripts/vm/test-stage
 
