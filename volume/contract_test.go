@@ -134,10 +134,8 @@ func TestMountUnmountedFromOutsideIsRestored(t *testing.T) {
 	h.m.sw.mu.Lock()
 	h.m.sw.probeUntil = time.Time{}
 	h.m.sw.mu.Unlock()
-	h.w.mu.Lock()
-	delete(h.w.mounts, h.m.mountpoint("v1")) // dockerd's late unmount
-	delete(h.w.mounts, h.m.mountpoint("v2"))
-	h.w.mu.Unlock()
+	h.w.unmountFromOutside(h.m.mountpoint("v1")) // dockerd's late unmount
+	h.w.unmountFromOutside(h.m.mountpoint("v2"))
 	h.containerGone("v2")
 	h.m.Sweep(h.ctx)
 	if v, err := h.m.Get(h.ctx, "v1"); err != nil || v.Status[StatusMounted] != true {

@@ -175,17 +175,9 @@ func (m *Manager) Run(ctx context.Context) {
 }
 
 // restoreMissing restores the mount of each volume with mount IDs whose
-// mount is gone. Our own mounts and unmounts change the table too, so the
-// check runs without the volume's lock first: a volume mounted as recorded
-// costs one read of the table and never waits for an operation on it.
+// mount is gone (restoreMount).
 func (m *Manager) restoreMissing(ctx context.Context) {
-	for name, ids := range m.st.snapshot().Mounts {
-		if len(ids) == 0 {
-			continue
-		}
-		if ok, _, err := m.mountedHere(name); err == nil && ok {
-			continue
-		}
+	for name := range m.st.snapshot().Mounts {
 		if err := m.restoreMount(ctx, name); err != nil {
 			m.logFor(name, "sweep").WithError(err).Warn("restoring the plugin's mount of a volume in use failed")
 		}
@@ -283,12 +275,17 @@ func (m *Manager) releaseOrDrop(ctx context.Context, name string, say outcomes) 
 // the new instance's mount with it (lab, tests/e2e/contract.sh), so Status
 // said "not mounted" and Path "" under a running container. The volume is
 // released: a mapping still held is mounted again (release), one that
-// nothing holds is closed and its IDs, stale, dropped. A volume whose mount
-// is in place costs one read of the mount table. Run calls it through
+// nothing holds is closed and its IDs, stale, dropped. Our own mounts and
+// unmounts change the table too, so a volume whose mount is in place is
+// seen without its lock: it costs one read of the table and never waits for
+// an operation on the volume. Run calls it through
 // restoreMissing as soon as the kernel reports the table changed: the
 // unmount can come after the restarted plugin answers (commit "volume:
 // restore a mount taken from outside when the table changes").
 func (m *Manager) restoreMount(ctx context.Context, name string) error {
+	if ok, _, err := m.mountedHere(name); err == nil && ok {
+		return nil
+	}
 	unlock := m.lock(name)
 	defer unlock()
 	ids := m.st.ids(name)
