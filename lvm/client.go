@@ -7,6 +7,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/cryptvol/cryptvol/internal/command"
 )
@@ -18,6 +19,9 @@ var ErrExists = errors.New("already exists")
 type Client struct {
 	vg   string
 	exec command.Exec
+
+	mu  sync.Mutex // guards pvs
+	pvs []string   // the group's devices, learned by MetadataMark
 }
 
 // Option configures a Client.

@@ -8,8 +8,11 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/cryptvol/cryptvol/internal/command"
 )
 
 func labClient(t *testing.T) (*Client, string) {
@@ -143,5 +146,81 @@ func TestLabLifecycle(t *testing.T) {
 	}
 	if err := c.Activate(ctx, "cvlab-never-"+suffix); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("Activate of a missing LV: %v, want ErrNotFound", err)
+	}
+}
+
+// The metadata mark (issue 15) is read from the devices: it changes with
+// every commit, the Client's own or an outside lvm command's, and not with
+// activation; after the first read (one pvs) it runs no program.
+func TestLabMetadataMark(t *testing.T) {
+	c, _ := labClient(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	runs := 0
+	counted, err := New(c.vg, WithExec(func(ctx context.Context, stdin []byte, prog string, args ...string) ([]byte, error) {
+		runs++
+		return command.Runner(command.ProgramAndAction)(ctx, stdin, prog, args...)
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := fmt.Sprintf("cvlab-mark-%d", time.Now().UnixNano()%1e9)
+	t.Cleanup(func() { c.RemoveLV(context.Background(), name) })
+	seqno := func() string {
+		out, err := c.run(ctx, "vgs", "--noheadings", "-o", "vg_seqno", c.vg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	mark := func() string {
+		t.Helper()
+		m, err := counted.MetadataMark(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	m0, s0 := mark(), seqno()
+	if runs != 1 {
+		t.Fatalf("first MetadataMark ran %d programs, want 1 (pvs)", runs)
+	}
+	if m := mark(); m != m0 {
+		t.Fatalf("mark changed with no commit: %q then %q", m0, m)
+	}
+	step := func(what string, do func() error, wantChange bool) {
+		t.Helper()
+		before, sBefore := mark(), seqno()
+		if err := do(); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		after, sAfter := mark(), seqno()
+		if (after != before) != wantChange || (sAfter != sBefore) != wantChange {
+			t.Fatalf("%s: mark %q -> %q, vg_seqno %s -> %s; want changed=%v", what, before, after, sBefore, sAfter, wantChange)
+		}
+	}
+	step("lvcreate", func() error {
+		_, err := c.CreateLV(ctx, CreateRequest{Name: name, Size: 16 << 20, Tags: []string{"cvlabmark"}})
+		return err
+	}, true)
+	step("lvchange -an", func() error { return c.Deactivate(ctx, name) }, false)
+	step("lvchange -ay", func() error { return c.Activate(ctx, name) }, false)
+	step("lvchange --addtag", func() error { return c.AddTag(ctx, name, "cvlabmark2") }, true)
+	// An outside lvm command, as an operator or another host would run.
+	step("lvm lvchange --deltag (outside the client)", func() error {
+		_, err := c.run(ctx, "lvchange", "--deltag", "cvlabmark2", c.lvRef(name))
+		return err
+	}, true)
+	step("lvremove", func() error { return c.RemoveLV(ctx, name) }, true)
+	if runs != 1 {
+		t.Errorf("MetadataMark ran %d programs over %d reads, want only the first pvs", runs, 14)
+	}
+	if s := seqno(); s == s0 {
+		t.Errorf("vg_seqno %s unchanged over four commits", s)
+	}
+	// Another reader (a fresh Client, another process) reads the same mark.
+	fresh, _ := New(c.vg)
+	if m, err := fresh.MetadataMark(ctx); err != nil || m != mark() {
+		t.Errorf("a fresh client's mark %q, %v; want %q", m, err, mark())
 	}
 }

@@ -4,10 +4,12 @@
 //
 // Files: client.go queries and changes LVs; report.go parses lvs JSON;
 // setup.go makes the VG and thin pool at start-up; validate.go checks names,
-// tags and sizes before any command runs.
+// tags and sizes before any command runs; metadata.go reads the group's
+// metadata mark from its devices (no program), which tells whether any
+// metadata commit happened since an earlier read.
 //
-// Concurrency: a Client holds no state besides its VG name and Exec and is
-// safe for concurrent use; lvm2 serializes metadata changes with its own VG
+// Concurrency: a Client holds its VG name, Exec and the group's device list
+// (under a mutex) and is safe for concurrent use; lvm2 serializes metadata changes with its own VG
 // lock (lvm.conf locking_dir), and callers (volume/) hold a per-volume lock.
 package lvm
 

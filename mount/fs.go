@@ -193,6 +193,35 @@ func (f *FS) MountedDevice(target string) (string, error) {
 	return f.source(e), nil
 }
 
+// MountedUnder returns, for each mount point directly inside root, its
+// name and the device mounted there (the topmost mount; named as
+// MountedDevice names it), from one read of the mount table: List reports
+// every volume's mount without a read per volume.
+func (f *FS) MountedUnder(root string) (map[string]string, error) {
+	if err := validatePath("mount root", root); err != nil {
+		return nil, err
+	}
+	if resolved, err := filepath.EvalSymlinks(root); err == nil {
+		root = resolved
+	}
+	r, err := os.Open(f.mountinfo)
+	if err != nil {
+		return nil, fmt.Errorf("read mount table: %w", err)
+	}
+	defer r.Close()
+	entries, err := mountinfo.GetMountsFromReader(r, func(i *mountinfo.Info) (skip, stop bool) {
+		return filepath.Dir(i.Mountpoint) != root, false
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read mount table %s: %w", f.mountinfo, err)
+	}
+	out := make(map[string]string, len(entries))
+	for _, e := range entries { // later lines are mounted on top of earlier ones
+		out[filepath.Base(e.Mountpoint)] = f.source(e)
+	}
+	return out, nil
+}
+
 // lookup returns the topmost mount at target, or nil. The table is parsed
 // by github.com/moby/sys/mountinfo, as moby and containerd parse it
 // (escaped paths, optional fields).

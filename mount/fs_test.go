@@ -134,6 +134,27 @@ func TestMountedDevice(t *testing.T) {
 	}
 }
 
+// MountedUnder: the mount points directly inside a root, each with its
+// topmost device, from one read; deeper mounts and the root itself are not
+// volumes.
+func TestMountedUnder(t *testing.T) {
+	fm := newFakeMounts(t, baseMountInfo+"60 22 0:60 / /mnt/deep/er rw - tmpfs tmpfs rw\n61 22 0:61 / /mnt rw - tmpfs tmpfs rw\n")
+	got, err := fm.fs().MountedUnder("/mnt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"with space": "/dev/loop1", "stack": "/dev/mapper/cryptvol-v1"}
+	if len(got) != len(want) || got["with space"] != want["with space"] || got["stack"] != want["stack"] {
+		t.Errorf("MountedUnder(/mnt) = %q, want %q", got, want)
+	}
+	if _, err := fm.fs().MountedUnder("relative"); err == nil {
+		t.Error("a relative root was accepted")
+	}
+	if _, err := New(WithMountInfo(filepath.Join(fm.dir, "missing"))).MountedUnder("/mnt"); err == nil {
+		t.Error("an unreadable mount table must be an error, not \"nothing mounted\"")
+	}
+}
+
 func TestMountedDeviceResolvesSymlinkedTarget(t *testing.T) {
 	fm := newFakeMounts(t, "")
 	real := filepath.Join(fm.dir, "real")

@@ -31,6 +31,10 @@ type LVM interface {
 	RemoveLV(ctx context.Context, name string) error
 	// AddTag adds one tag to the LV.
 	AddTag(ctx context.Context, name, tag string) error
+	// MetadataMark reads, without running a program once the group's
+	// devices are known, a mark that changes with every metadata commit of
+	// the group (not with activation).
+	MetadataMark(ctx context.Context) (string, error)
 }
 
 // Crypt is what the lifecycle needs from cryptsetup. Implemented by *luks.Cryptsetup.
@@ -67,6 +71,9 @@ type Filesystems interface {
 	// read from /proc/self/mountinfo; a device-mapper device is named
 	// /dev/mapper/NAME however it was mounted.
 	MountedDevice(target string) (string, error)
+	// MountedUnder returns the device mounted at each mount point directly
+	// inside root, by the mount point's name, from one read of the table.
+	MountedUnder(root string) (map[string]string, error)
 	// WatchMounts calls changed after each change of the mount table
 	// MountedDevice reads, until ctx ends (nil) or watching fails.
 	WatchMounts(ctx context.Context, changed func()) error

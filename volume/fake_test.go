@@ -379,6 +379,28 @@ func (f fakeLVM) AddTag(ctx context.Context, name, tag string) error {
 	return nil
 }
 
+// MetadataMark is a digest of every LV's metadata (not Active: activation
+// is no commit), so that a test changing w.lvs directly, as an operator
+// would with lvm, changes the mark as a real commit does.
+func (f fakeLVM) MetadataMark(ctx context.Context) (string, error) {
+	done, err := f.s.enter("lvm.MetadataMark", "")
+	if err != nil {
+		return "", err
+	}
+	defer done()
+	names := make([]string, 0, len(f.s.w.lvs))
+	for n := range f.s.w.lvs {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	h := sha256.New()
+	for _, n := range names {
+		lv := f.s.w.lvs[n]
+		fmt.Fprintf(h, "%s|%s|%d|%s|%s|%s\n", lv.Name, lv.UUID, lv.Size, lv.Pool, strings.Join(lv.Tags, ","), lv.Created)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
 // ---- cryptsetup ----
 
 type fakeCrypt struct{ s *session }
@@ -637,6 +659,21 @@ func (f fakeFS) MountedDevice(target string) (string, error) {
 	}
 	defer done()
 	return f.s.w.mounts[target], nil
+}
+
+func (f fakeFS) MountedUnder(root string) (map[string]string, error) {
+	done, err := f.s.enter("fs.MountedUnder", "")
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	out := map[string]string{}
+	for target, src := range f.s.w.mounts {
+		if filepath.Dir(target) == filepath.Clean(root) {
+			out[filepath.Base(target)] = src
+		}
+	}
+	return out, nil
 }
 
 // ---- KMIP ----

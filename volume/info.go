@@ -3,7 +3,6 @@ package volume
 import (
 	"context"
 	"fmt"
-	"slices"
 	"sort"
 	"strconv"
 	"time"
@@ -41,23 +40,20 @@ const (
 )
 
 // List returns every complete volume. LVM is the source of truth: a volume
-// exists exactly when an LV tagged TagOurs and TagReady does.
+// exists exactly when an LV tagged TagOurs and TagReady does. It is read
+// through the view (lvview.go), and the mounts from one read of the table.
 func (m *Manager) List(ctx context.Context) ([]Volume, error) {
-	lvs, err := m.lvm.ListLVs(ctx, TagOurs)
+	lvs, err := m.viewVolumes(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("listing volumes: %w", err)
+		return nil, err
+	}
+	mounts, err := m.fs.MountedUnder(m.cfg.MountRoot)
+	if err != nil {
+		return nil, fmt.Errorf("listing volumes: reading mounts: %w", err)
 	}
 	vols := make([]Volume, 0, len(lvs))
-	for _, lv := range lvs {
-		name, ok := volumeName(lv)
-		if !ok || !slices.Contains(lv.Tags, TagReady) {
-			continue
-		}
-		v, err := m.describe(name, lv)
-		if err != nil {
-			return nil, err
-		}
-		vols = append(vols, v)
+	for name, lv := range lvs {
+		vols = append(vols, m.describe(name, lv, mounts[name] == mapperPath(name)))
 	}
 	sort.Slice(vols, func(i, j int) bool { return vols[i].Name < vols[j].Name })
 	return vols, nil
@@ -68,11 +64,15 @@ func (m *Manager) Get(ctx context.Context, name string) (Volume, error) {
 	if err := ValidateName(name); err != nil {
 		return Volume{}, fmt.Errorf("%w: %w", ErrNotFound, err)
 	}
-	lv, err := m.ourLV(ctx, name)
+	lv, err := m.viewVolume(ctx, name)
 	if err != nil {
 		return Volume{}, err
 	}
-	return m.describe(name, lv)
+	mounted, _, err := m.mountedHere(name)
+	if err != nil {
+		return Volume{}, err
+	}
+	return m.describe(name, lv, mounted), nil
 }
 
 // Path returns the mountpoint while the volume is verified mounted, else "".
@@ -87,22 +87,15 @@ func (m *Manager) Path(ctx context.Context, name string) (string, error) {
 	if ok {
 		return m.mountpoint(name), nil
 	}
-	if _, err := m.ourLV(ctx, name); err != nil {
+	if _, err := m.viewVolume(ctx, name); err != nil {
 		return "", err
 	}
 	return "", nil
 }
 
-func (m *Manager) describe(name string, lv lvm.LV) (Volume, error) {
-	// Only an active LV can be mounted; skipping the others keeps List
-	// cheap with many volumes.
-	mounted := false
-	if lv.Active {
-		var err error
-		if mounted, _, err = m.mountedHere(name); err != nil {
-			return Volume{}, err
-		}
-	}
+// describe reports a volume; mounted is whether the kernel's table shows its
+// mapping at its mountpoint.
+func (m *Manager) describe(name string, lv lvm.LV, mounted bool) Volume {
 	v := Volume{
 		Name:      name,
 		CreatedAt: lv.Created,
@@ -132,5 +125,5 @@ func (m *Manager) describe(name string, lv lvm.LV) (Volume, error) {
 	if why := m.sw.pending(name); why != nil {
 		v.Status[StatusPending] = "closing when nothing holds it: " + why.Error()
 	}
-	return v, nil
+	return v
 }

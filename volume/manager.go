@@ -99,6 +99,7 @@ type Manager struct {
 
 	turns chan struct{} // one token per create or remove at work; capacity MaxCreates
 	sw    *sweeper
+	view  lvView // Get, Path and List answer from it (lvview.go)
 }
 
 // volumeLock serializes operations on one volume. refs counts holders and

@@ -1,0 +1,75 @@
+package volume
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+
+	"github.com/cryptvol/cryptvol/lvm"
+)
+
+// lvView answers Get, Path and List from memory (issue 15): the group's
+// complete cryptvol LVs as last listed, and the metadata mark
+// (lvm.Client.MetadataMark) read just before that listing. A read whose mark
+// is unchanged uses them and runs no program. Any metadata commit, the
+// plugin's own, an operator's or another host's, changes the mark, and the
+// next read lists again (one lvs). A name the view lacks under an unchanged
+// mark does not exist: creating its LV would have been a commit. A mark that
+// cannot be read is never trusted: that read lists, and the view is dropped.
+//
+// Activation writes no metadata, so the LVs' Active flags in the view may be
+// stale: readers take mounts from the kernel's table, never from Active.
+// Mutating operations (create, mount, remove, reconcile, the sweeper) do not
+// use the view; under the volume's lock they ask lvm.
+//
+// Concurrency: mu is held across a listing, so readers arriving during one
+// wait for it instead of starting their own. It is never held with a
+// volume's lock wanted.
+type lvView struct {
+	mu   sync.Mutex
+	mark string
+	lvs  map[string]lvm.LV // complete volumes by volume name; nil until listed
+}
+
+// viewVolumes returns the complete volumes by name, current as of the call.
+func (m *Manager) viewVolumes(ctx context.Context) (map[string]lvm.LV, error) {
+	v := &m.view
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	mark, merr := m.lvm.MetadataMark(ctx)
+	if merr == nil && v.lvs != nil && mark == v.mark {
+		return v.lvs, nil
+	}
+	list, err := m.lvm.ListLVs(ctx, TagOurs)
+	if err != nil {
+		return nil, fmt.Errorf("listing volumes: %w", err)
+	}
+	vols := make(map[string]lvm.LV, len(list))
+	for _, lv := range list {
+		if name, ok := volumeName(lv); ok && slices.Contains(lv.Tags, TagReady) {
+			vols[name] = lv
+		}
+	}
+	if merr != nil {
+		m.log.WithError(merr).Warn("LVM metadata mark unreadable; volumes are listed with lvs on every read")
+		v.lvs, v.mark = nil, ""
+		return vols, nil
+	}
+	v.lvs, v.mark = vols, mark
+	return vols, nil
+}
+
+// viewVolume returns the complete volume called name, or an error wrapping
+// ErrNotFound.
+func (m *Manager) viewVolume(ctx context.Context, name string) (lvm.LV, error) {
+	vols, err := m.viewVolumes(ctx)
+	if err != nil {
+		return lvm.LV{}, fmt.Errorf("volume %q: %w", name, err)
+	}
+	lv, ok := vols[name]
+	if !ok {
+		return lvm.LV{}, fmt.Errorf("volume %q: %w", name, ErrNotFound)
+	}
+	return lv, nil
+}

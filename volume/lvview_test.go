@@ -1,0 +1,116 @@
+package volume
+
+import (
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// programs returns the calls since the last reset that would have run a
+// program or asked KMIP: lvm, cryptsetup, mkfs/mount/umount, keys. The
+// metadata mark and the mount table are reads of a device and of /proc.
+func programs(h *harness) []string {
+	var out []string
+	for _, c := range h.w.callLog() {
+		if strings.HasPrefix(c, "lvm.MetadataMark") || strings.HasPrefix(c, "fs.MountedDevice") ||
+			strings.HasPrefix(c, "fs.MountedUnder") || strings.HasPrefix(c, "state.") {
+			continue
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+// Issue 15: what dockerd asks most (Get, Path, List) runs no program while
+// the volume group is unchanged, mounted or not.
+func TestReadsRunNoProgramWhileTheGroupIsUnchanged(t *testing.T) {
+	h := newHarness(t)
+	h.mustCreate("v1", nil)
+	h.mustCreate("v2", nil)
+	p := h.mustMount("v2", "c1")
+	if _, err := h.m.List(h.ctx); err != nil { // the first read after the plugin's own changes lists once
+		t.Fatal(err)
+	}
+	h.w.resetCalls()
+	for i := 0; i < 3; i++ {
+		vols, err := h.m.List(h.ctx)
+		if err != nil || len(vols) != 2 || vols[0].Name != "v1" || vols[1].Name != "v2" {
+			t.Fatalf("List = %+v, %v", vols, err)
+		}
+		if vols[0].Mountpoint != "" || vols[0].Status[StatusMounted] != false ||
+			vols[1].Mountpoint != p || vols[1].Status[StatusMounted] != true {
+			t.Fatalf("List mounts wrong: %+v", vols)
+		}
+		v, err := h.m.Get(h.ctx, "v2")
+		if err != nil || v.Mountpoint != p {
+			t.Fatalf("Get v2 = %+v, %v", v, err)
+		}
+		if got, err := h.m.Path(h.ctx, "v1"); err != nil || got != "" {
+			t.Fatalf("Path v1 = %q, %v", got, err)
+		}
+		if _, err := h.m.Get(h.ctx, "nosuch"); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("Get nosuch: %v, want ErrNotFound", err)
+		}
+	}
+	if got := programs(h); len(got) != 0 {
+		t.Errorf("reads of an unchanged group ran %d programs: %v", len(got), got)
+	}
+}
+
+// The view follows every commit: the plugin's own, and one made outside it
+// (an operator's lvremove, another host on shared devices).
+func TestReadsFollowEveryMetadataCommit(t *testing.T) {
+	h := newHarness(t)
+	h.mustCreate("v1", nil)
+	if _, err := h.m.Get(h.ctx, "v1"); err != nil {
+		t.Fatal(err)
+	}
+	h.mustCreate("v2", nil)
+	if _, err := h.m.Get(h.ctx, "v2"); err != nil {
+		t.Fatalf("a volume the plugin just made: %v", err)
+	}
+	delete(h.w.lvs, "cv-v1") // lvremove by hand
+	if _, err := h.m.Get(h.ctx, "v1"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Get of a volume removed outside: %v, want ErrNotFound", err)
+	}
+	if vols, _ := h.m.List(h.ctx); len(vols) != 1 || vols[0].Name != "v2" {
+		t.Fatalf("List after an outside remove: %+v", vols)
+	}
+	if err := h.m.Remove(h.ctx, "v2"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.m.Path(h.ctx, "v2"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Path of a removed volume: %v, want ErrNotFound", err)
+	}
+	// A half-made volume (no ready tag) is not listed, and appears once
+	// its create finishes.
+	h.mustCreate("v3", nil)
+	lv := h.w.lvs["cv-v3"]
+	lv.Tags = slices.DeleteFunc(lv.Tags, func(s string) bool { return s == TagReady })
+	if _, err := h.m.Get(h.ctx, "v3"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Get of a half-made volume: %v, want ErrNotFound", err)
+	}
+	lv.Tags = append(lv.Tags, TagReady)
+	if _, err := h.m.Get(h.ctx, "v3"); err != nil {
+		t.Fatalf("Get once ready: %v", err)
+	}
+}
+
+// A mark that cannot be read is never trusted: each read lists.
+func TestReadsListWhenTheMarkIsUnreadable(t *testing.T) {
+	h := newHarness(t)
+	h.mustCreate("v1", nil)
+	if _, err := h.m.Get(h.ctx, "v1"); err != nil {
+		t.Fatal(err)
+	}
+	h.w.failAlways("lvm.MetadataMark", errors.New("device gone"))
+	delete(h.w.lvs, "cv-v1")
+	h.w.resetCalls()
+	if _, err := h.m.Get(h.ctx, "v1"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Get with the mark unreadable: %v, want ErrNotFound", err)
+	}
+	if got := programs(h); !slices.ContainsFunc(got, func(c string) bool { return strings.HasPrefix(c, "lvm.ListLVs") }) {
+		t.Errorf("no listing with the mark unreadable: %v", got)
+	}
+}
