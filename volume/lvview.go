@@ -30,6 +30,9 @@ type lvView struct {
 	mu   sync.Mutex
 	mark string
 	lvs  map[string]lvm.LV // complete volumes by volume name; nil until listed
+	// warned is the last mark error logged: a device that stays unreadable
+	// is logged once, not on every read dockerd makes.
+	warned string
 }
 
 // viewVolumes returns the complete volumes by name, current as of the call.
@@ -52,11 +55,14 @@ func (m *Manager) viewVolumes(ctx context.Context) (map[string]lvm.LV, error) {
 		}
 	}
 	if merr != nil {
-		m.log.WithError(merr).Warn("LVM metadata mark unreadable; volumes are listed with lvs on every read")
+		if merr.Error() != v.warned {
+			m.log.WithError(merr).Warn("LVM metadata mark unreadable; volumes are listed with lvs on every read")
+			v.warned = merr.Error()
+		}
 		v.lvs, v.mark = nil, ""
 		return vols, nil
 	}
-	v.lvs, v.mark = vols, mark
+	v.lvs, v.mark, v.warned = vols, mark, ""
 	return vols, nil
 }
 

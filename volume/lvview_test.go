@@ -113,4 +113,10 @@ func TestReadsListWhenTheMarkIsUnreadable(t *testing.T) {
 	if got := programs(h); !slices.ContainsFunc(got, func(c string) bool { return strings.HasPrefix(c, "lvm.ListLVs") }) {
 		t.Errorf("no listing with the mark unreadable: %v", got)
 	}
+	for i := 0; i < 3; i++ {
+		h.m.List(h.ctx)
+	}
+	if n := strings.Count(h.logs.String(), "metadata mark unreadable"); n != 1 {
+		t.Errorf("an unreadable mark logged %d times over 4 reads, want once", n)
+	}
 }
