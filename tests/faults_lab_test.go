@@ -211,7 +211,11 @@ func noErrors(t *testing.T, what string, errs []error) {
 // failed, until all succeeded, and reports how many finished in each round.
 // Under emulation a burst of 50 creates cannot all finish within the
 // request deadline docker allows (2 minutes): the ones that do not must
-// fail cleanly and succeed when retried, as docker users retry.
+// fail cleanly and succeed when retried, as docker users retry. Each round
+// must finish some: one that finishes none fails the test at once. How many
+// rounds a burst takes is the guest's CPU share, not the plugin's: beside
+// three guests 50 creates took 5 rounds in one clean-clone run and 44 of 50
+// had finished after 6 in the next, so the cap is 10.
 func inRounds(t *testing.T, p *plug, what string, n int, op func(i int) error) string {
 	t.Helper()
 	todo := make([]int, n)
@@ -221,8 +225,8 @@ func inRounds(t *testing.T, p *plug, what string, n int, op func(i int) error) s
 	var rounds []string
 	var lastErr error
 	for round := 1; len(todo) > 0; round++ {
-		if round > 6 {
-			t.Fatalf("%s: %d of %d still failing after 6 rounds, the last with: %v", what, len(todo), n, lastErr)
+		if round > 10 {
+			t.Fatalf("%s: %d of %d still failing after 10 rounds, the last with: %v", what, len(todo), n, lastErr)
 		}
 		start := time.Now()
 		errs := parallel(len(todo), func(j int) error { return op(todo[j]) })
@@ -237,6 +241,9 @@ func inRounds(t *testing.T, p *plug, what string, n int, op func(i int) error) s
 			}
 		}
 		rounds = append(rounds, fmt.Sprintf("%d/%d in %v", len(todo)-len(left), len(todo), time.Since(start).Round(time.Second)))
+		if len(left) == len(todo) {
+			t.Fatalf("%s: round %d finished none of %d (after: %s), the last failure: %v", what, round, len(todo), strings.Join(rounds, ", "), lastErr)
+		}
 		todo = left
 	}
 	summary := fmt.Sprintf("%d concurrent %s: %s", n, what, strings.Join(rounds, ", then "))
