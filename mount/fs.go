@@ -201,19 +201,12 @@ func (f *FS) MountedUnder(root string) (map[string]string, error) {
 	if err := validatePath("mount root", root); err != nil {
 		return nil, err
 	}
-	if resolved, err := filepath.EvalSymlinks(root); err == nil {
-		root = resolved
-	}
-	r, err := os.Open(f.mountinfo)
-	if err != nil {
-		return nil, fmt.Errorf("read mount table: %w", err)
-	}
-	defer r.Close()
-	entries, err := mountinfo.GetMountsFromReader(r, func(i *mountinfo.Info) (skip, stop bool) {
+	root = resolve(root)
+	entries, err := f.table(func(i *mountinfo.Info) (skip, stop bool) {
 		return filepath.Dir(i.Mountpoint) != root, false
 	})
 	if err != nil {
-		return nil, fmt.Errorf("read mount table %s: %w", f.mountinfo, err)
+		return nil, err
 	}
 	out := make(map[string]string, len(entries))
 	for _, e := range entries { // later lines are mounted on top of earlier ones
@@ -226,26 +219,41 @@ func (f *FS) MountedUnder(root string) (map[string]string, error) {
 // by github.com/moby/sys/mountinfo, as moby and containerd parse it
 // (escaped paths, optional fields).
 func (f *FS) lookup(target string) (*mountinfo.Info, error) {
-	// The kernel lists the resolved path; resolve ours the same way.
-	if resolved, err := filepath.EvalSymlinks(target); err == nil {
-		target = resolved
-	}
-	r, err := os.Open(f.mountinfo)
-	if err != nil {
-		return nil, fmt.Errorf("read mount table: %w", err)
-	}
-	defer r.Close()
-	entries, err := mountinfo.GetMountsFromReader(r, func(i *mountinfo.Info) (skip, stop bool) {
+	target = resolve(target)
+	entries, err := f.table(func(i *mountinfo.Info) (skip, stop bool) {
 		return i.Mountpoint != target, false
 	})
 	if err != nil {
-		return nil, fmt.Errorf("read mount table %s: %w", f.mountinfo, err)
+		return nil, err
 	}
 	if len(entries) == 0 {
 		return nil, nil
 	}
 	// Later lines are mounted on top of earlier ones.
 	return entries[len(entries)-1], nil
+}
+
+// resolve returns p with symlinks resolved, as the kernel lists mount
+// points, or p itself when it cannot be resolved.
+func resolve(p string) string {
+	if resolved, err := filepath.EvalSymlinks(p); err == nil {
+		return resolved
+	}
+	return p
+}
+
+// table reads the mount table's entries that filter keeps.
+func (f *FS) table(filter mountinfo.FilterFunc) ([]*mountinfo.Info, error) {
+	r, err := os.Open(f.mountinfo)
+	if err != nil {
+		return nil, fmt.Errorf("read mount table: %w", err)
+	}
+	defer r.Close()
+	entries, err := mountinfo.GetMountsFromReader(r, filter)
+	if err != nil {
+		return nil, fmt.Errorf("read mount table %s: %w", f.mountinfo, err)
+	}
+	return entries, nil
 }
 
 func (f *FS) source(e *mountinfo.Info) string {
