@@ -29,7 +29,10 @@ func TestLabFormatOpenCloseErase(t *testing.T) {
 	}
 	suffix := fmt.Sprintf("%d", time.Now().UnixNano()%1e9)
 	lvName, mapping := "cvlab-luks-"+suffix, "cvlab-luks-"+suffix
-	lv, err := lvc.CreateLV(ctx, lvm.CreateRequest{Name: lvName, Size: 64 << 20, Tags: []string{"cvlabtest"}})
+	if err := lvc.CreateLV(ctx, lvm.CreateRequest{Name: lvName, Size: 64 << 20, Tags: []string{"cvlabtest"}}); err != nil {
+		t.Fatal(err)
+	}
+	lv, err := lvc.LV(ctx, lvName)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -230,24 +230,27 @@ func (c *Client) ListLVs(ctx context.Context, tag string) ([]LV, error) {
 	return lvs, nil
 }
 
-// CreateLV creates an active LV, thin when req.Pool is set. Activation skip
-// is cleared explicitly so that a later plain `lvchange -ay` activates it.
-func (c *Client) CreateLV(ctx context.Context, req CreateRequest) (LV, error) {
+// CreateLV creates an active LV, thin when req.Pool is set, at
+// /dev/VG/req.Name. Activation skip is cleared explicitly so that a later
+// plain `lvchange -ay` activates it. It lists nothing afterwards: the caller
+// knows the name, tags and pool, and one lvm start fewer per create counts
+// (issue 15); LV reports the rest (rounded size, UUID).
+func (c *Client) CreateLV(ctx context.Context, req CreateRequest) error {
 	if err := ValidateLVName(req.Name); err != nil {
-		return LV{}, err
+		return err
 	}
 	if req.Size == 0 {
-		return LV{}, fmt.Errorf("create logical volume %s: size must be greater than 0", c.lvRef(req.Name))
+		return fmt.Errorf("create logical volume %s: size must be greater than 0", c.lvRef(req.Name))
 	}
 	if req.Pool != "" {
 		if err := ValidateLVName(req.Pool); err != nil {
-			return LV{}, fmt.Errorf("thin pool: %w", err)
+			return fmt.Errorf("thin pool: %w", err)
 		}
 	}
 	var tagArgs []string
 	for _, t := range req.Tags {
 		if err := ValidateTag(t); err != nil {
-			return LV{}, err
+			return err
 		}
 		tagArgs = append(tagArgs, "--addtag", t)
 	}
@@ -266,11 +269,11 @@ func (c *Client) CreateLV(ctx context.Context, req CreateRequest) (LV, error) {
 	}
 	if _, err := c.run(ctx, args...); err != nil {
 		if isExists(err) {
-			return LV{}, fmt.Errorf("create logical volume %s: %w: %w", c.lvRef(req.Name), ErrExists, err)
+			return fmt.Errorf("create logical volume %s: %w: %w", c.lvRef(req.Name), ErrExists, err)
 		}
-		return LV{}, fmt.Errorf("create logical volume %s: %w", c.lvRef(req.Name), err)
+		return fmt.Errorf("create logical volume %s: %w", c.lvRef(req.Name), err)
 	}
-	return c.LV(ctx, req.Name)
+	return nil
 }
 
 func (c *Client) lvchange(ctx context.Context, op, name string, args ...string) error {

@@ -58,7 +58,10 @@ func TestLabLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	lv, err := c.CreateLV(ctx, CreateRequest{Name: thick, Size: 64 << 20, Tags: []string{tag, "cryptvol_fs_ext4"}})
+	if err := c.CreateLV(ctx, CreateRequest{Name: thick, Size: 64 << 20, Tags: []string{tag, "cryptvol_fs_ext4"}}); err != nil {
+		t.Fatal(err)
+	}
+	lv, err := c.LV(ctx, thick)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,14 +72,17 @@ func TestLabLifecycle(t *testing.T) {
 		t.Fatalf("active thick LV has no device node: %v", err)
 	}
 
-	tlv, err := c.CreateLV(ctx, CreateRequest{Name: thin, Size: 96 << 20, Pool: pool, Tags: []string{tag}})
+	if err := c.CreateLV(ctx, CreateRequest{Name: thin, Size: 96 << 20, Pool: pool, Tags: []string{tag}}); err != nil {
+		t.Fatal(err)
+	}
+	tlv, err := c.LV(ctx, thin)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !tlv.Active || tlv.Pool != pool || tlv.Size != 96<<20 {
 		t.Fatalf("thin LV = %+v", tlv)
 	}
-	if _, err := c.CreateLV(ctx, CreateRequest{Name: thin, Size: 96 << 20, Pool: pool}); !errors.Is(err, ErrExists) {
+	if err := c.CreateLV(ctx, CreateRequest{Name: thin, Size: 96 << 20, Pool: pool}); !errors.Is(err, ErrExists) {
 		t.Fatalf("creating %s twice: %v, want ErrExists", thin, err)
 	}
 
@@ -200,8 +206,7 @@ func TestLabMetadataMark(t *testing.T) {
 		}
 	}
 	step("lvcreate", func() error {
-		_, err := c.CreateLV(ctx, CreateRequest{Name: name, Size: 16 << 20, Tags: []string{"cvlabmark"}})
-		return err
+		return c.CreateLV(ctx, CreateRequest{Name: name, Size: 16 << 20, Tags: []string{"cvlabmark"}})
 	}, true)
 	step("lvchange -an", func() error { return c.Deactivate(ctx, name) }, false)
 	step("lvchange -ay", func() error { return c.Activate(ctx, name) }, false)

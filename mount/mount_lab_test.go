@@ -29,7 +29,10 @@ func TestLabMountDMDevice(t *testing.T) {
 		t.Fatal(err)
 	}
 	name := fmt.Sprintf("cvlab-mount-%d", time.Now().UnixNano()%1e9)
-	lv, err := lvc.CreateLV(ctx, lvm.CreateRequest{Name: name, Size: 64 << 20})
+	if err := lvc.CreateLV(ctx, lvm.CreateRequest{Name: name, Size: 64 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	lv, err := lvc.LV(ctx, name)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -165,11 +165,10 @@ func (m *Manager) create(ctx context.Context, name string, o Options, keyName st
 		return nil
 	})
 	// lvcreate activates the new LV (lvm.Client.CreateLV: --activate y).
-	lv, err := m.lvm.CreateLV(ctx, req)
-	if err != nil {
+	if err := m.lvm.CreateLV(ctx, req); err != nil {
 		return err
 	}
-	dev := m.devPath(lv)
+	dev := m.devPath(lvm.LV{Name: lvName(name)})
 
 	rb.at("KMIP key fetch")
 	key, err := m.keys.Get(ctx, keyID)

@@ -21,7 +21,7 @@ type LVM interface {
 	ListLVs(ctx context.Context, tag string) ([]lvm.LV, error)
 	// CreateLV creates an active LV, thick or thin, with its tags; a name
 	// taken wraps lvm.ErrExists.
-	CreateLV(ctx context.Context, req lvm.CreateRequest) (lvm.LV, error)
+	CreateLV(ctx context.Context, req lvm.CreateRequest) error
 	// Activate makes the LV's /dev node; Deactivate takes it away so that
 	// nothing can reach its blocks.
 	Activate(ctx context.Context, name string) error

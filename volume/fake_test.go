@@ -271,20 +271,20 @@ func (f fakeLVM) ListLVs(ctx context.Context, tag string) ([]lvm.LV, error) {
 	return out, nil
 }
 
-func (f fakeLVM) CreateLV(ctx context.Context, req lvm.CreateRequest) (lvm.LV, error) {
+func (f fakeLVM) CreateLV(ctx context.Context, req lvm.CreateRequest) error {
 	done, err := f.s.enter("lvm.CreateLV", req.Name)
 	if err != nil {
-		return lvm.LV{}, err
+		return err
 	}
 	defer done()
 	w := f.s.w
 	if _, ok := w.lvs[req.Name]; ok {
-		return lvm.LV{}, fmt.Errorf("LV %s already exists", req.Name)
+		return fmt.Errorf("LV %s already exists", req.Name)
 	}
 	size := roundUp(req.Size, w.vg.ExtentSize)
 	if req.Pool == "" {
 		if size > w.vg.Free {
-			return lvm.LV{}, fmt.Errorf("insufficient free space")
+			return fmt.Errorf("insufficient free space")
 		}
 		w.vg.Free -= size
 	}
@@ -296,7 +296,7 @@ func (f fakeLVM) CreateLV(ctx context.Context, req lvm.CreateRequest) (lvm.LV, e
 		Created: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC),
 	}
 	w.lvs[req.Name] = lv
-	return *lv, nil
+	return nil
 }
 
 func (f fakeLVM) Activate(ctx context.Context, name string) error {
