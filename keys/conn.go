@@ -12,6 +12,8 @@ import (
 
 	"github.com/ovh/kmip-go"
 	"github.com/ovh/kmip-go/payloads"
+
+	"github.com/cryptvol/cryptvol/internal/cost"
 	"github.com/ovh/kmip-go/ttlv"
 )
 
@@ -48,7 +50,8 @@ func newConn(sock net.Conn) *conn {
 	return &conn{sock: sock, stream: ttlv.NewStream(sock, maxMessage)}
 }
 
-// roundtrip sends msg and reads one response message. When ctx ends first,
+// roundtrip sends msg and reads one response message, counted in ctx's cost
+// tally (internal/cost). When ctx ends first,
 // the error wraps ctx.Err(), and the connection must be dropped: the answer
 // may still arrive.
 func (c *conn) roundtrip(ctx context.Context, msg *kmip.RequestMessage) (*kmip.ResponseMessage, error) {
@@ -60,6 +63,7 @@ func (c *conn) roundtrip(ctx context.Context, msg *kmip.RequestMessage) (*kmip.R
 	// A cancellation without a deadline also ends a blocked read or write.
 	stop := context.AfterFunc(ctx, func() { _ = c.sock.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
+	cost.KMIP(ctx)
 	var resp kmip.ResponseMessage
 	err := c.stream.Roundtrip(msg, &resp)
 	if err != nil {

@@ -20,6 +20,8 @@ import (
 
 	"github.com/ovh/kmip-go"
 	"github.com/sirupsen/logrus"
+
+	"github.com/cryptvol/cryptvol/internal/cost"
 )
 
 // env is a KMIP client wired to an in-process fake server over mutual TLS.
@@ -130,12 +132,26 @@ func TestCreateRoundTrips(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := e.fake.msgs.Load()
-	id, err := e.m.Create(ctx, "cryptvol/vg0/rt")
+	tctx, tally := cost.With(ctx)
+	id, err := e.m.Create(tctx, "cryptvol/vg0/rt")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if n := e.fake.msgs.Load() - before; n != 3 {
 		t.Fatalf("Create of a new name took %d requests, want 3", n)
+	}
+	// The request's cost tally (the plugin's request log) counts the same.
+	if n := tally.KMIPRoundTrips(); n != 3 {
+		t.Fatalf("the cost tally counted %d KMIP round trips, want 3", n)
+	}
+	gctx, gtally := cost.With(ctx)
+	k, err := e.m.Get(gctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.Wipe()
+	if n := gtally.KMIPRoundTrips(); n != 1 {
+		t.Fatalf("Get: the cost tally counted %d KMIP round trips, want 1", n)
 	}
 	if o := e.fake.obj(id); o == nil || o.state != kmip.StateActive || len(e.fake.named("cryptvol/vg0/rt")) != 1 {
 		t.Fatal("Create did not leave exactly one active key with the name")

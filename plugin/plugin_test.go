@@ -15,8 +15,10 @@ import (
 	"testing"
 	"time"
 
+	dv "github.com/docker/go-plugins-helpers/volume"
 	"github.com/sirupsen/logrus"
 
+	"github.com/cryptvol/cryptvol/internal/cost"
 	"github.com/cryptvol/cryptvol/volume"
 )
 
@@ -31,11 +33,16 @@ type fakeManager struct {
 	block chan struct{} // if set, operations wait for it or their deadline
 	// panicOn names a call that panics (Mount).
 	panicOn string
+	// spend, if set, runs in every call with its context (cost tallies).
+	spend func(ctx context.Context)
 }
 
 func (f *fakeManager) record(ctx context.Context, call string) error {
 	if f.panicOn != "" && strings.HasPrefix(call, strings.ToLower(f.panicOn)) {
 		panic("boom in " + call)
+	}
+	if f.spend != nil {
+		f.spend(ctx)
 	}
 	f.mu.Lock()
 	f.calls = append(f.calls, call)
@@ -329,5 +336,38 @@ func TestWaitDrainsInFlightRequests(t *testing.T) {
 	}
 	if err := d.Wait(context.Background()); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Each request's log line says what it cost: the programs its work started,
+// by name, and its KMIP round trips; `make bench` breaks a docker run down
+// from these lines.
+func TestRequestLogCarriesItsCost(t *testing.T) {
+	f := &fakeManager{path: "/mnt/volumes/v1", spend: func(ctx context.Context) {
+		cost.Program(ctx, "/usr/sbin/lvm")
+		cost.Program(ctx, "cryptsetup")
+		cost.Program(ctx, "lvm")
+		cost.KMIP(ctx)
+	}}
+	d, logs := newDriver(f, Options{})
+	d.log.(*logrus.Logger).SetLevel(logrus.DebugLevel)
+	d.Start(f)
+	if _, err := d.Mount(&dv.MountRequest{Name: "v1", ID: "c1"}); err != nil {
+		t.Fatal(err)
+	}
+	line := logs.String()
+	for _, want := range []string{"op=mount", "programs=3", "kmip_round_trips=1", `by_program="cryptsetup 1, lvm 2"`} {
+		if !strings.Contains(line, want) {
+			t.Errorf("request log lacks %s:\n%s", want, line)
+		}
+	}
+	// A second request starts from nothing.
+	logs.Reset()
+	f.spend = nil
+	if _, err := d.Path(&dv.PathRequest{Name: "v1"}); err != nil {
+		t.Fatal(err)
+	}
+	if line := logs.String(); !strings.Contains(line, "programs=0") || !strings.Contains(line, "kmip_round_trips=0") || strings.Contains(line, "by_program") {
+		t.Errorf("Path's log line does not show a cost of nothing:\n%s", line)
 	}
 }

@@ -17,6 +17,8 @@ import (
 	"os/exec"
 	"strings"
 	"time"
+
+	"github.com/cryptvol/cryptvol/internal/cost"
 )
 
 // Exec runs one program with stdin and returns its stdout. A program that
@@ -95,8 +97,10 @@ func Runner(n Naming) Exec {
 // named as n says. stdin is handed over through a bytes.Reader, whose
 // WriteTo writes the caller's slice straight into the pipe, so no copy of a
 // key is left behind in a buffer the caller cannot zero. When ctx ends
-// first, errors.Is(err, ctx.Err()) holds.
+// first, errors.Is(err, ctx.Err()) holds. The start is counted in ctx's
+// cost tally, if any.
 func Run(ctx context.Context, n Naming, stdin []byte, name string, args ...string) ([]byte, error) {
+	cost.Program(ctx, name)
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Env = append(os.Environ(), "LC_ALL=C")
 	if stdin != nil {

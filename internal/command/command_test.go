@@ -6,6 +6,8 @@ import (
 	"reflect"
 	"testing"
 	"time"
+
+	"github.com/cryptvol/cryptvol/internal/cost"
 )
 
 func TestRun(t *testing.T) {
@@ -50,5 +52,20 @@ func TestErrorMessageNaming(t *testing.T) {
 	e = &Error{Args: []string{"lvm", "lvcreate", "-n", "cv-a"}, ExitCode: 5, Naming: ProgramAndAction}
 	if got := e.Error(); got != "lvm lvcreate: exit code 5" {
 		t.Fatalf("two words, no stderr: %q", got)
+	}
+}
+
+// Every start is counted in the request's tally, failed ones too: a
+// program that fails still cost its start.
+func TestRunCountsProgramStarts(t *testing.T) {
+	ctx, tally := cost.With(context.Background())
+	if _, err := Run(ctx, WholeArgv, nil, "true"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Run(ctx, WholeArgv, nil, "false"); err == nil {
+		t.Fatal("false succeeded")
+	}
+	if got := tally.ByProgram(); got != "false 1, true 1" {
+		t.Errorf("tally = %q, want false 1, true 1", got)
 	}
 }
