@@ -18,9 +18,10 @@ const (
 	KeyBits = 512
 )
 
-// Cryptsetup runs cryptsetup.
+// Cryptsetup runs cryptsetup, and reads which mappings exist from sysfs.
 type Cryptsetup struct {
-	exec command.Exec
+	exec     command.Exec
+	sysBlock string // sysfs's block directory (mapped.go)
 }
 
 // Option configures a Cryptsetup.
@@ -29,9 +30,13 @@ type Option func(*Cryptsetup)
 // WithExec replaces the command runner (tests use a fake).
 func WithExec(e command.Exec) Option { return func(c *Cryptsetup) { c.exec = e } }
 
+// WithSysBlock replaces /sys/block, where IsOpen looks (tests use a tree of
+// their own).
+func WithSysBlock(dir string) Option { return func(c *Cryptsetup) { c.sysBlock = dir } }
+
 // New returns a Cryptsetup that runs the cryptsetup binary from PATH.
 func New(opts ...Option) *Cryptsetup {
-	c := &Cryptsetup{exec: command.Runner(command.ProgramAndAction)}
+	c := &Cryptsetup{exec: command.Runner(command.ProgramAndAction), sysBlock: "/sys/block"}
 	for _, o := range opts {
 		o(c)
 	}
@@ -105,20 +110,6 @@ func (c *Cryptsetup) Open(ctx context.Context, dev, mapping string, key []byte, 
 		return fmt.Errorf("open %s as %s: %w", dev, mapping, err)
 	}
 	return nil
-}
-
-// IsOpen reports whether the mapping exists. cryptsetup status exits 0 for
-// an active mapping and 4 for an inactive one.
-func (c *Cryptsetup) IsOpen(ctx context.Context, mapping string) (bool, error) {
-	if err := ValidateMapping(mapping); err != nil {
-		return false, err
-	}
-	_, err := c.run(ctx, nil, "status", mapping)
-	open, err := answer(err, 4)
-	if err != nil {
-		return false, fmt.Errorf("status of mapping %s: %w", mapping, err)
-	}
-	return open, nil
 }
 
 // Close removes the mapping. A mapping that is not open is already closed

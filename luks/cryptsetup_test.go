@@ -342,18 +342,47 @@ func TestOpenValidatesBeforeRunning(t *testing.T) {
 	}
 }
 
+// IsOpen reads sysfs and starts no program.
 func TestIsOpen(t *testing.T) {
-	for _, c := range []struct {
-		code    int
-		want    bool
-		wantErr bool
-	}{{0, true, false}, {4, false, false}, {1, false, true}} {
-		f := newFakeCS(t)
-		f.on("cryptsetup status cryptvol-v1", csAnswer{code: c.code})
-		got, err := New(WithExec(f.exec)).IsOpen(context.Background(), "cryptvol-v1")
-		if got != c.want || (err != nil) != c.wantErr {
-			t.Errorf("status exit %d: IsOpen = %v, %v", c.code, got, err)
+	sys := t.TempDir()
+	dev := func(name, dmName string) {
+		if dmName == "" {
+			if err := os.MkdirAll(filepath.Join(sys, name), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			return
 		}
+		if err := os.MkdirAll(filepath.Join(sys, name, "dm"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(sys, name, "dm", "name"), []byte(dmName+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dev("vda", "")
+	dev("dm-0", "labvg-cv--v1")
+	dev("dm-3", "cryptvol-v1")
+	dev("dm-4", "cryptvol-v10")
+	f := newFakeCS(t)
+	c := New(WithExec(f.exec), WithSysBlock(sys))
+	for _, tc := range []struct {
+		mapping string
+		want    bool
+	}{{"cryptvol-v1", true}, {"cryptvol-v10", true}, {"cryptvol-v2", false}, {"cryptvol-v", false}} {
+		got, err := c.IsOpen(context.Background(), tc.mapping)
+		if err != nil || got != tc.want {
+			t.Errorf("IsOpen(%s) = %v, %v; want %v", tc.mapping, got, err, tc.want)
+		}
+	}
+	if len(f.calls) != 0 {
+		t.Errorf("IsOpen ran %q", f.argvs())
+	}
+	if _, err := c.IsOpen(context.Background(), "../x"); err == nil {
+		t.Error("a bad mapping name was accepted")
+	}
+	if _, err := New(WithSysBlock(filepath.Join(sys, "missing"))).IsOpen(context.Background(), "cryptvol-v1"); err == nil ||
+		!strings.Contains(err.Error(), "cryptvol-v1") {
+		t.Errorf("unreadable sysfs: err = %v, want an error naming the mapping", err)
 	}
 }
 

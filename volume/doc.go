@@ -18,10 +18,10 @@
 //     (volumes made before state version 2 have "cryptvol/VG/NAME");
 //   - while mounted: dm-crypt mapping "cryptvol-NAME" mounted at MountRoot/NAME.
 //
-// LVM is the source of truth for which volumes exist. Get, Path and List
-// read it through an in-memory view that is listed again whenever the
+// LVM is the source of truth for which volumes exist. Get, Path, List and
+// Mount read it through an in-memory view that is listed again whenever the
 // group's metadata mark (read from the devices, no program) has changed
-// (lvview.go); everything that changes a volume asks lvm itself. The only other state
+// (lvview.go); create, remove and reconciliation ask lvm itself. The only other state
 // is StateDir/mounts.json: per volume, how many Mounts of each mount ID are
 // not yet matched by an Unmount (dockerd sends one per use of an ID: docker
 // cp on a running container mounts again under the container's ID), with

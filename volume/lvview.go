@@ -20,8 +20,11 @@ import (
 //
 // Activation writes no metadata, so the LVs' Active flags in the view may be
 // stale: readers take mounts from the kernel's table, never from Active.
-// Mutating operations (create, mount, remove, reconcile, the sweeper) do not
-// use the view; under the volume's lock they ask lvm.
+// Mount takes the LV from the view too (its tags and path, which only a
+// commit changes) and activates it whatever Active says. The other
+// mutating operations (create, remove, reconcile, the sweeper) do not use
+// the view: they must see half-made LVs too, and ask lvm under the
+// volume's lock.
 //
 // Concurrency: mu is held across a listing, so readers arriving during one
 // wait for it instead of starting their own. It is never held with a

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -243,22 +242,6 @@ func volumeName(lv lvm.LV) (string, bool) {
 	return name, true
 }
 
-// ourLV returns the complete cryptvol volume called name, or an error
-// wrapping ErrNotFound. Half-made volumes are not volumes yet.
-func (m *Manager) ourLV(ctx context.Context, name string) (lvm.LV, error) {
-	lv, err := m.lvm.LV(ctx, lvName(name))
-	if errors.Is(err, lvm.ErrNotFound) {
-		return lvm.LV{}, fmt.Errorf("volume %q: %w", name, ErrNotFound)
-	}
-	if err != nil {
-		return lvm.LV{}, fmt.Errorf("volume %q: %w", name, err)
-	}
-	if !slices.Contains(lv.Tags, TagOurs) || !slices.Contains(lv.Tags, TagReady) {
-		return lvm.LV{}, fmt.Errorf("volume %q: %w", name, ErrNotFound)
-	}
-	return lv, nil
-}
-
 // mountedHere reports whether target is the volume's decrypted filesystem.
 // other is what is mounted there instead ("" if nothing).
 func (m *Manager) mountedHere(name string) (ok bool, other string, err error) {
@@ -308,6 +291,15 @@ func (m *Manager) teardownMounted(ctx context.Context, name string, repair bool,
 		} else {
 			log.WithField("target", target).Debug("unmounted")
 		}
+	}
+	// IsOpen reads sysfs, no program: a volume that is not open (every
+	// remove of a volume no container uses) costs no cryptsetup close.
+	open, err := m.crypt.IsOpen(ctx, mappingName(name))
+	if err != nil {
+		return err
+	}
+	if !open {
+		return nil
 	}
 	if err := m.crypt.Close(ctx, mappingName(name)); err != nil {
 		return fmt.Errorf("closing mapping %s: %w", mappingName(name), err)

@@ -31,7 +31,11 @@ func (m *Manager) Mount(ctx context.Context, name, id string) (string, error) {
 	defer unlock()
 	log := m.logFor(name, "mount").WithField("id", id)
 
-	lv, err := m.ourLV(ctx, name)
+	// From the view: the tags and path Mount needs change only with a
+	// metadata commit, which the view's mark tells (lvview.go); a second
+	// Mount (docker cp) then runs no program at all. Activation is asked of
+	// lvm whatever the view's Active says.
+	lv, err := m.viewVolume(ctx, name)
 	if err != nil {
 		return "", err
 	}

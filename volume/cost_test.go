@@ -1,0 +1,83 @@
+package volume
+
+import (
+	"strings"
+	"testing"
+)
+
+// opCost is what one operation asked of the layers below, in order, and
+// how many programs that started: lvm/, luks/ and mount/ start one program
+// per call except crypt.Format (isLuks, luksFormat, token import) and
+// fs.Mkfs (mkfs, and debugfs for ext4's lost+found), which their own tests
+// pin; keys. calls are KMIP work and start none. Reads of the metadata
+// mark, the mount table, sysfs and the state file start nothing and are
+// left out (programs in lvview_test.go).
+func opCost(h *harness) (calls string, programs int) {
+	var out []string
+	for _, c := range programsOf(h) {
+		op := strings.Fields(c)[0]
+		out = append(out, op)
+		switch {
+		case op == "crypt.Format":
+			programs += 3
+		case op == "fs.Mkfs":
+			programs += 2
+		case !strings.HasPrefix(op, "keys."):
+			programs++
+		}
+	}
+	return strings.Join(out, " "), programs
+}
+
+// Issue 15: the programs and KMIP calls of each step of a volume's life, as
+// `docker run` and `docker volume` drive it, pinned: a change that adds a
+// program start to any of them fails here and must say why.
+func TestOperationCostsArePinned(t *testing.T) {
+	h := newHarness(t)
+	get := func(name string) {
+		if _, err := h.m.Get(h.ctx, name); err != nil {
+			t.Fatalf("Get %s: %v", name, err)
+		}
+	}
+	steps := []struct {
+		what     string
+		do       func()
+		want     string
+		programs int
+	}{
+		{"create", func() { h.mustCreate("v1", nil) },
+			"lvm.LV lvm.VG keys.Create lvm.CreateLV keys.Get crypt.Format crypt.Open fs.Mkfs crypt.Close lvm.Deactivate lvm.AddTag", 12},
+		{"first read after create (lists once)", func() { get("v1") }, "lvm.ListLVs", 1},
+		{"get", func() { get("v1") }, "", 0},
+		// lvchange -ay, luksDump (the header is checked before the key goes
+		// near it), KMIP Get, cryptsetup open, mount: the LV comes from the
+		// view, a stale mapping is looked for in sysfs.
+		{"first mount", func() { h.mustMount("v1", "c1") }, "lvm.Activate crypt.Inspect keys.Get crypt.Open fs.Mount", 4},
+		{"path", func() {
+			if p, err := h.m.Path(h.ctx, "v1"); err != nil || p == "" {
+				t.Fatalf("Path = %q, %v", p, err)
+			}
+		}, "", 0},
+		{"second mount (docker cp)", func() { h.mustMount("v1", "c1") }, "", 0},
+		{"unmount, not the last", func() { h.mustUnmount("v1", "c1") }, "", 0},
+		{"last unmount", func() { h.mustUnmount("v1", "c1") }, "fs.Unmount crypt.Close lvm.Deactivate", 3},
+		{"list", func() {
+			if vols, err := h.m.List(h.ctx); err != nil || len(vols) != 1 {
+				t.Fatalf("List = %+v, %v", vols, err)
+			}
+		}, "", 0},
+		{"remove", func() {
+			if err := h.m.Remove(h.ctx, "v1"); err != nil {
+				t.Fatal(err)
+			}
+		}, "lvm.LV lvm.Activate crypt.Inspect crypt.Erase lvm.RemoveLV keys.Destroy", 5},
+	}
+	for _, s := range steps {
+		h.w.resetCalls()
+		s.do()
+		got, n := opCost(h)
+		if got != s.want || n != s.programs {
+			t.Errorf("%s ran %d programs:\n  %s\nwant %d:\n  %s", s.what, n, got, s.programs, s.want)
+		}
+	}
+}
