@@ -380,9 +380,40 @@ func TestIsOpen(t *testing.T) {
 	if _, err := c.IsOpen(context.Background(), "../x"); err == nil {
 		t.Error("a bad mapping name was accepted")
 	}
-	if _, err := New(WithSysBlock(filepath.Join(sys, "missing"))).IsOpen(context.Background(), "cryptvol-v1"); err == nil ||
-		!strings.Contains(err.Error(), "cryptvol-v1") {
-		t.Errorf("unreadable sysfs: err = %v, want an error naming the mapping", err)
+
+	// sysfs unreadable, or a device that will not say its name (one being
+	// freed): cryptsetup status answers instead.
+	for _, tc := range []struct {
+		what string
+		sys  func() string
+	}{
+		{"no sysfs", func() string { return filepath.Join(sys, "missing") }},
+		{"a name that cannot be read", func() string {
+			// A directory where the name should be: reading it fails
+			// other than with ENOENT, as a dying device's does.
+			if err := os.MkdirAll(filepath.Join(sys, "dm-9", "dm", "name"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			return sys
+		}},
+	} {
+		for _, st := range []struct {
+			code int
+			want bool
+		}{{0, true}, {4, false}} {
+			f := newFakeCS(t)
+			f.on("cryptsetup status cryptvol-v2", csAnswer{code: st.code})
+			got, err := New(WithExec(f.exec), WithSysBlock(tc.sys())).IsOpen(context.Background(), "cryptvol-v2")
+			if err != nil || got != st.want || len(f.calls) != 1 {
+				t.Errorf("%s, status exit %d: IsOpen = %v, %v after %q; want %v from cryptsetup status", tc.what, st.code, got, err, f.argvs(), st.want)
+			}
+		}
+	}
+	f = newFakeCS(t)
+	f.on("cryptsetup status cryptvol-v2", csAnswer{code: 1, stderr: "boom"})
+	if _, err := New(WithExec(f.exec), WithSysBlock(sys)).IsOpen(context.Background(), "cryptvol-v2"); err == nil ||
+		!strings.Contains(err.Error(), "cryptvol-v2") {
+		t.Errorf("status failing: err = %v, want an error naming the mapping", err)
 	}
 }
 
