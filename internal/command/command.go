@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/cryptvol/cryptvol/internal/cost"
@@ -76,6 +77,10 @@ func OneLine(s string) string {
 	return strings.Join(parts, "; ")
 }
 
+// termGrace is how long a program has to exit after SIGTERM, once its
+// context ended, before it is killed.
+var termGrace = time.Minute
+
 // CleanupTimeout bounds undoing what a failed operation made.
 const CleanupTimeout = time.Minute
 
@@ -97,11 +102,24 @@ func Runner(n Naming) Exec {
 // named as n says. stdin is handed over through a bytes.Reader, whose
 // WriteTo writes the caller's slice straight into the pipe, so no copy of a
 // key is left behind in a buffer the caller cannot zero. When ctx ends
-// first, errors.Is(err, ctx.Err()) holds. The start is counted in ctx's
-// cost tally, if any.
+// first, the program gets SIGTERM and termGrace to exit, and
+// errors.Is(err, ctx.Err()) holds, even when the program still finished its
+// work: callers treat such a step as possibly done. The start is counted in
+// ctx's cost tally, if any.
 func Run(ctx context.Context, n Naming, stdin []byte, name string, args ...string) ([]byte, error) {
 	cost.Program(ctx, name)
 	cmd := exec.CommandContext(ctx, name, args...)
+	// When ctx ends, SIGTERM, never SIGKILL at once. A killed lvcreate or
+	// lvremove can leave the thin pool suspended, and then every I/O to the
+	// pool's volumes, and every program touching them, waits in the kernel
+	// for good: in the lab, 50 concurrent creates whose request deadlines
+	// killed programs left the plugin unanswering and the guest idle for
+	// 20 minutes, up to its vgremove. lvm blocks all signals while it holds
+	// a VG write lock (lvm2 lib/misc/lvm-signal.c, block_signals), so it
+	// finishes its change and then exits; cryptsetup stops at its own safe
+	// points. Only after termGrace does Wait kill it (exec.Cmd.WaitDelay).
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = termGrace
 	cmd.Env = append(os.Environ(), "LC_ALL=C")
 	if stdin != nil {
 		cmd.Stdin = bytes.NewReader(stdin)

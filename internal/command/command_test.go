@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -67,5 +68,44 @@ func TestRunCountsProgramStarts(t *testing.T) {
 	}
 	if got := tally.ByProgram(); got != "false 1, true 1" {
 		t.Errorf("tally = %q, want false 1, true 1", got)
+	}
+}
+
+// A program whose context ends gets SIGTERM, not SIGKILL: one that blocks
+// it (lvm holding a VG lock) finishes its work; one that does not exit
+// within the grace is killed.
+func TestRunTerminatesGently(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := Run(ctx, WholeArgv, nil, "sleep", "10")
+	if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > 5*time.Second {
+		t.Fatalf("sleep 10 under a 100 ms deadline: %v after %s", err, time.Since(start))
+	}
+	if !strings.Contains(err.Error(), "terminated") {
+		t.Errorf("not ended by SIGTERM: %v", err)
+	}
+
+	// TERM ignored, as lvm's blocked signals are while it commits: the
+	// work completes (its output is there); the call still reports the
+	// deadline, which callers treat as "may have happened" (they register
+	// the undo before the step runs).
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel2()
+	out, err := Run(ctx2, WholeArgv, nil, "sh", "-c", `trap "" TERM; sleep 0.5; echo committed`)
+	if strings.TrimSpace(string(out)) != "committed" || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("a program that defers SIGTERM: output %q, %v; want it to finish and the deadline reported", out, err)
+	}
+
+	// Beyond the grace it is killed.
+	old := termGrace
+	termGrace = 200 * time.Millisecond
+	t.Cleanup(func() { termGrace = old })
+	ctx3, cancel3 := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel3()
+	start = time.Now()
+	_, err = Run(ctx3, WholeArgv, nil, "sh", "-c", `trap "" TERM; sleep 10`)
+	if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > 5*time.Second {
+		t.Fatalf("a program ignoring SIGTERM past the grace: %v after %s", err, time.Since(start))
 	}
 }
