@@ -52,10 +52,10 @@ lab-bins: build
 lab-prepare:
 	scripts/vm/prepare
 
-# The VM stage: four lab guests side by side (scripts/vm/test-stage): "main" (kernel smoke, the Go lab tests),
-# "faults" (SIGKILL of the plugin at every step, then 50 concurrent volumes), "e2e" (every end-to-end script through
-# dockerd: docker.sh, contract.sh) under Debian bookworm's Docker 20.10, and "docker26" (the same under Debian
-# trixie's Docker 26.1, scripts/vm/docker-trixie).
+# The VM stage: four lab guests, one per host core at a time (scripts/vm/test-stage): "faults" (SIGKILL of the
+# plugin at every step, then 50 concurrent volumes), "e2e" (every end-to-end script through dockerd: docker.sh,
+# contract.sh) under Debian bookworm's Docker 20.10, "docker26" (the same under Debian trixie's Docker 26.1,
+# scripts/vm/docker-trixie) and "main" (kernel smoke, the Go lab tests).
 vm-test: lab-prepare lab-bins plugin
 	scripts/vm/test-stage
 
