@@ -136,19 +136,48 @@ def latency():
     print("   volume, ext4, KMIP = PyKMIP in the guest). Baseline: the same steps on a plain LV by hand (lvcreate+")
     print("   mkfs+lvchange -an / lvchange -ay+mount / umount+lvchange -an / lvremove); for docker run, a volume of")
     print("   docker's local driver. ratio = cryptvol / baseline.")
+    print("   programs: started by cryptvol's request (its request log, internal/cost) / by the baseline's steps;")
+    print("   KMIP: round trips. Counts do not depend on emulation.")
     body = []
-    for op, what in [("create", "create (KMIP key, LV, luksFormat, mkfs)"),
-                     ("first mount", "first mount (KMIP Get, open, mount)"),
-                     ("last unmount", "last unmount (umount, close, deactivate)"),
-                     ("remove", "remove (erase, lvremove, KMIP destroy)")]:
+    # The baseline's programs, by its steps above; cryptvol's come from its request lines (calls.py).
+    ops = [("create", "create (KMIP key, LV, luksFormat, mkfs)", "01 create", 3),
+           ("first mount", "first mount (KMIP Get, open, mount)", "02 mount", 2),
+           ("last unmount", "last unmount (umount, close, deactivate)", "03 unmount", 2),
+           ("remove", "remove (erase, lvremove, KMIP destroy)", "04 remove", 1)]
+    for op, what, cost_metric, base_programs in ops:
         c, p = med("latency", op, "cryptvol"), med("latency", op, "plain-lv")
+        progs, kmip = med("cost", cost_metric, "programs"), med("cost", cost_metric, "kmip")
         if c is not None:
-            body.append([what, fmt(c, "s"), fmt(p, "s"), ratio(c, p)])
+            body.append([what, fmt(c, "s"), fmt(p, "s"), ratio(c, p),
+                         "-" if progs is None else "%d / %d" % (progs, base_programs),
+                         "-" if kmip is None else "%d" % kmip, info.get("cost_by_" + cost_metric[:2], "")])
     dm = "docker run --rm -v VOL:/data busybox true"
     c, p = med("docker", dm, "cryptvol"), med("docker", dm, "local")
     if c is not None:
-        body.append([dm, fmt(c, "s"), fmt(p, "s") + " (local)", ratio(c, p)])
-    table(["operation", "cryptvol", "baseline", "ratio"], body)
+        calls = [m for (s, m, v) in samples if s == "calls" and v == "programs"]
+        progs = sum(med("calls", m, "programs") for m in calls) if calls else None
+        kmip = sum(med("calls", m, "kmip") for m in calls) if calls else None
+        body.append([dm, fmt(c, "s"), fmt(p, "s") + " (local)", ratio(c, p),
+                     "-" if progs is None else "%d / 0" % progs, "-" if kmip is None else "%d" % kmip, "(section 5)"])
+    table(["operation", "cryptvol", "baseline", "ratio", "programs", "KMIP", "cryptvol's programs"], body)
+
+
+def calls():
+    print("5. One `docker run --rm -v VOL:/data busybox true` of an existing cryptvol volume, request by request, as")
+    print("   dockerd made them (the plugin's request lines in dockerd's log, CRYPTVOL_LOG_LEVEL=debug): the time the")
+    print("   plugin took to answer, the programs it started and its KMIP round trips. The rest of the run's time is")
+    print("   dockerd's and the container's own.")
+    body = []
+    metrics = sorted({m for (s, m, v) in samples if s == "calls"})
+    total = 0.0
+    for m in metrics:
+        t, progs, kmip = med("calls", m, "time"), med("calls", m, "programs"), med("calls", m, "kmip")
+        total += t or 0
+        body.append([m, fmt(t, "s") if t >= 0.01 else "%.1f ms" % (t * 1000), "%d" % progs, "%d" % kmip,
+                     info.get("calls_by_" + m[:2], "")])
+    body.append(["all requests", fmt(total, "s"), "%d" % sum(med("calls", m, "programs") for m in metrics),
+                 "%d" % sum(med("calls", m, "kmip") for m in metrics), ""])
+    table(["request", "plugin time", "programs", "KMIP", "by program"], body)
 
 
 def pbkdf():
@@ -203,6 +232,8 @@ if has("pbkdf"):
     pbkdf()
 if has("scale"):
     scale()
+if has("calls"):
+    calls()
 if "bench_guest_seconds" in info:
     print("Bench time inside the guest: %.0f s." % float(info["bench_guest_seconds"]))
 else:
