@@ -96,6 +96,7 @@ bench: lab-prepare plugin
 		env BENCH_SCALE=$(BENCH_SCALE) BENCH_RUNS=$(BENCH_RUNS) 'BENCH_PARTS=$(BENCH_PARTS)' scripts/bench/run-guest \
 		| tee bin/bench/output.txt
 	scripts/bench/extract-csv bin/bench/output.txt bin/bench/results.csv
+	scripts/bench/host-aes | tee -a bin/bench/output.txt
 
 clean:
 	rm -rf bin
