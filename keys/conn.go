@@ -12,9 +12,9 @@ import (
 
 	"github.com/ovh/kmip-go"
 	"github.com/ovh/kmip-go/payloads"
+	"github.com/ovh/kmip-go/ttlv"
 
 	"github.com/cryptvol/cryptvol/internal/cost"
-	"github.com/ovh/kmip-go/ttlv"
 )
 
 // link carries one KMIP request message and its answer; close ends it. conn,
@@ -51,9 +51,8 @@ func newConn(sock net.Conn) *conn {
 }
 
 // roundtrip sends msg and reads one response message, counted in ctx's cost
-// tally (internal/cost). When ctx ends first,
-// the error wraps ctx.Err(), and the connection must be dropped: the answer
-// may still arrive.
+// tally (internal/cost). When ctx ends first, the error wraps ctx.Err(), and
+// the connection must be dropped: the answer may still arrive.
 func (c *conn) roundtrip(ctx context.Context, msg *kmip.RequestMessage) (*kmip.ResponseMessage, error) {
 	if dl, ok := ctx.Deadline(); ok {
 		_ = c.sock.SetDeadline(dl)

@@ -3,13 +3,15 @@
 // erase and cryptvol's token. Keys travel to cryptsetup on stdin only.
 //
 // Files: cryptsetup.go runs cryptsetup (open, close, erase); mapped.go
-// tells whether a mapping exists from sysfs, without a program; format.go writes a header and its token and undoes a half-made one;
-// inspect.go reads luksDump's JSON; verify.go is what cryptvol accepts
-// (Header.Check); validate.go checks names, devices, keys and tokens.
+// tells whether a mapping exists from sysfs, without a program; format.go
+// writes a header and its token and undoes a half-made one; inspect.go reads
+// luksDump's JSON; verify.go is what cryptvol accepts (Header.Check);
+// validate.go checks names, devices, keys and tokens.
 //
 // Concurrency: a Cryptsetup holds no state besides its Exec and sysfs path
-// and is safe for concurrent use. cryptsetup itself does not serialize two operations on
-// one device or mapping; callers (volume/) hold a per-volume lock.
+// and is safe for concurrent use. cryptsetup itself does not serialize two
+// operations on one device or mapping; callers (volume/) hold a per-volume
+// lock.
 package luks
 
 import "errors"
