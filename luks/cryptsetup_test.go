@@ -77,7 +77,7 @@ func assertNoKey(t *testing.T, f *fakeCS, key []byte, err error) {
 	}
 }
 
-const formatCmd = "cryptsetup luksFormat --type luks2 --cipher aes-xts-plain64 --key-size 512 --sector-size 4096 --pbkdf pbkdf2 --pbkdf-force-iterations 1000 --hash sha256 --batch-mode --key-file - "
+const formatCmd = "cryptsetup luksFormat --type luks2 --cipher aes-xts-plain64 --key-size 512 --sector-size 4096 --pbkdf pbkdf2 --pbkdf-force-iterations 1000 --hash sha256 --luks2-keyslots-size 4064k --batch-mode --key-file - "
 
 func TestFormat(t *testing.T) {
 	f := newFakeCS(t)

@@ -9,7 +9,8 @@ import (
 	"strconv"
 )
 
-// dumpJSON is the part of `luksDump --dump-json-metadata` that Inspect reads.
+// dumpJSON is the part of the LUKS2 JSON metadata that Inspect reads, as
+// `luksDump --dump-json-metadata` prints it and as it is stored on disk.
 // Keyslot key_size is in bytes; offsets and sizes are decimal strings.
 type dumpJSON struct {
 	Keyslots map[string]struct {
@@ -70,12 +71,27 @@ func parseDump(out []byte) (Header, error) {
 	return h, nil
 }
 
-// Inspect reads the LUKS2 header of dev. A device without a header, or with
-// a LUKS1 header, wraps ErrNotLUKS.
+// Inspect reads the LUKS2 header of dev: from the device itself when both
+// copies of the header are intact and in sync (header.go), otherwise from
+// `cryptsetup luksDump`. A device without a header, or with a LUKS1 header,
+// wraps ErrNotLUKS.
 func (c *Cryptsetup) Inspect(ctx context.Context, dev string) (Header, error) {
 	if err := validateDevice(dev); err != nil {
 		return Header{}, err
 	}
+	if err := ctx.Err(); err != nil {
+		return Header{}, fmt.Errorf("inspect %s: %w", dev, err)
+	}
+	if js, err := readMetadata(dev); err == nil {
+		if h, err := parseDump(js); err == nil {
+			return h, nil
+		}
+	}
+	return c.dump(ctx, dev)
+}
+
+// dump is Inspect through `cryptsetup luksDump --dump-json-metadata`.
+func (c *Cryptsetup) dump(ctx context.Context, dev string) (Header, error) {
 	out, err := c.run(ctx, nil, "luksDump", "--dump-json-metadata", dev)
 	if err != nil {
 		// luksDump fails alike for "no header", "LUKS1" and real I/O

@@ -10,9 +10,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"reflect"
 	"testing"
 	"time"
 
+	"github.com/cryptvol/cryptvol/internal/command"
 	"github.com/cryptvol/cryptvol/lvm"
 )
 
@@ -64,6 +66,7 @@ func TestLabFormatOpenCloseErase(t *testing.T) {
 	if _, err := h.Check("v"+suffix, "lab-"+suffix); err != nil {
 		t.Fatal(err)
 	}
+	sameAsLuksDump(t, ctx, lv.Path, h)
 	if open, err := cs.IsOpen(ctx, mapping); err != nil || open {
 		t.Fatalf("IsOpen before Open = %v, %v", open, err)
 	}
@@ -115,14 +118,40 @@ func TestLabFormatOpenCloseErase(t *testing.T) {
 	if err := cs.Erase(ctx, lv.Path); err != nil {
 		t.Fatal(err)
 	}
-	if h, err := cs.Inspect(ctx, lv.Path); err != nil || h.Keyslots != 0 {
+	h, err = cs.Inspect(ctx, lv.Path)
+	if err != nil || h.Keyslots != 0 {
 		t.Fatalf("after Erase: %+v, %v; want 0 keyslots", h, err)
 	}
+	sameAsLuksDump(t, ctx, lv.Path, h)
 	if err := cs.Open(ctx, lv.Path, mapping, key, OpenOptions{}); err == nil {
 		t.Fatal("Open succeeded after Erase")
 	}
 	if open, err := cs.IsOpen(ctx, mapping); err != nil || open {
 		t.Fatalf("IsOpen after a failed Open = %v, %v", open, err)
+	}
+}
+
+// sameAsLuksDump checks that Inspect read the header cryptsetup just wrote
+// from the device, starting no program (header.go), and read what
+// `cryptsetup luksDump` reads.
+func sameAsLuksDump(t *testing.T, ctx context.Context, dev string, want Header) {
+	t.Helper()
+	programs := 0
+	run := command.Runner(command.ProgramAndAction)
+	counted := New(WithExec(func(ctx context.Context, stdin []byte, name string, args ...string) ([]byte, error) {
+		programs++
+		return run(ctx, stdin, name, args...)
+	}))
+	h, err := counted.Inspect(ctx, dev)
+	if err != nil || programs != 0 {
+		t.Fatalf("Inspect of a fresh header: %v, after %d programs; want it read from the device", err, programs)
+	}
+	dumped, err := counted.dump(ctx, dev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(h, dumped) || !reflect.DeepEqual(h, want) {
+		t.Fatalf("header read from the device %+v (token %+v), luksDump's %+v (token %+v)", h, h.Token, dumped, dumped.Token)
 	}
 }
 

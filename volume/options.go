@@ -11,8 +11,9 @@ import (
 )
 
 // Filesystems cryptvol can make, and the smallest volume each fits in. The
-// LUKS2 header takes 16 MiB of the LV; xfsprogs 6 refuses filesystems under
-// 300 MiB, so xfs needs 320 MiB of LV.
+// LUKS2 header takes 4 MiB of the LV (16 MiB on volumes made before
+// luks.keyslotsArea, which these minimums still allow for); xfsprogs 6
+// refuses filesystems under 300 MiB, so xfs needs 320 MiB of LV.
 const (
 	FSExt4 = "ext4"
 	FSXFS  = "xfs"
