@@ -63,6 +63,14 @@ func validatePath(kind, p string) error {
 
 // Mkfs creates a filesystem on dev. -F/-f: dev is a freshly opened volume
 // whose random-looking contents must not make mkfs stop and ask.
+//
+// ext4 gets lazy_journal_init: mke2fs then leaves the journal unzeroed
+// (mke2fs(8)), which saved 0.15-0.45 s of every 1 GiB create in the lab,
+// where each zeroed block goes through emulated AES (issue 15). The risk
+// mke2fs(8) names is a crash replaying stale journal blocks left by an
+// earlier filesystem; dev is a mapping over a header written moments ago
+// with a new random volume key, so everything under the journal reads as
+// cipher noise, never as an old transaction (nor passes jbd2's checksums).
 func (f *FS) Mkfs(ctx context.Context, dev, fstype string) error {
 	if err := ValidateFSType(fstype); err != nil {
 		return err
@@ -73,7 +81,7 @@ func (f *FS) Mkfs(ctx context.Context, dev, fstype string) error {
 	var args []string
 	switch fstype {
 	case "ext4":
-		args = []string{"-q", "-F", dev}
+		args = []string{"-q", "-F", "-E", "lazy_journal_init=1", dev}
 	case "xfs":
 		args = []string{"-q", "-f", dev}
 	}

@@ -194,7 +194,7 @@ func TestMkfs(t *testing.T) {
 	// a volume only when its root is empty, and initdb refuses a data
 	// directory holding lost+found.
 	want := [][]string{
-		{"mkfs.ext4", "-q", "-F", "/dev/mapper/cryptvol-v1"},
+		{"mkfs.ext4", "-q", "-F", "-E", "lazy_journal_init=1", "/dev/mapper/cryptvol-v1"},
 		{"debugfs", "-w", "-f", "-", "/dev/mapper/cryptvol-v1"},
 		{"mkfs.xfs", "-q", "-f", "/dev/mapper/cryptvol-v2"},
 	}
