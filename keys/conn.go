@@ -97,6 +97,11 @@ func (m *KMIP) batch(ctx context.Context, pls ...kmip.OperationPayload) ([]kmip.
 	// asked (a Get of an unknown id batched after GetAttributes returns one
 	// item, not two), which kmip-go's Batch rejects as a count mismatch.
 	msg.Header.BatchErrorContinuationOption = kmip.BatchErrorContinuationOptionContinue
+	// In the order given: an Activate or Revoke goes before the Locate or
+	// Destroy that depends on it. (KMIP 1.x, Batch Order Option; PyKMIP
+	// runs items in order whatever this says.)
+	ordered := true
+	msg.Header.BatchOrderOption = &ordered
 	resp, err := m.conn.roundtrip(ctx, &msg)
 	if err != nil {
 		m.drop(err)

@@ -52,6 +52,7 @@ type fakeKMS struct {
 	duplicateCreate bool                   // every Create makes two keys, as a request resent after EOF would
 	resentAnswer    bool                   // Activate and Revoke act, then fail as a resent request would
 	failActivate    bool                   // Activate fails
+	failDestroyOnce atomic.Bool            // the next Destroy fails without acting
 	delay           atomic.Int64           // nanoseconds to stall each request
 	versions        []kmip.ProtocolVersion // nil: kmip-go's default (1.0-1.4)
 }
@@ -314,6 +315,9 @@ func (f *fakeKMS) executor() *kmipserver.BatchExecutor {
 	}))
 
 	exec.Route(kmip.OperationDestroy, kmipserver.HandleFunc(func(_ context.Context, req *payloads.DestroyRequestPayload) (*payloads.DestroyResponsePayload, error) {
+		if f.failDestroyOnce.CompareAndSwap(true, false) {
+			return nil, kmipserver.Errorf(kmip.ResultReasonGeneralFailure, "destroy failure injected by the test")
+		}
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		o, err := f.lookup(req.UniqueIdentifier)

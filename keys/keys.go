@@ -28,10 +28,11 @@ var (
 
 // Manager creates, fetches and destroys volume keys.
 type Manager interface {
-	// Create returns the id of an active 256-bit AES key named name. It is
-	// idempotent: an existing key with that name is returned (duplicates from
-	// retried requests are destroyed) instead of a new one being made.
-	Create(ctx context.Context, name string) (id string, err error)
+	// Create returns the id and material of an active 256-bit AES key named
+	// name; the caller wipes the key. Exactly one key keeps the name: if
+	// another already carries it, the oldest Active one is returned and the
+	// others (the new one too) are destroyed.
+	Create(ctx context.Context, name string) (id string, key *Key, err error)
 	// Get fetches the key material of an active key.
 	Get(ctx context.Context, id string) (*Key, error)
 	// Destroy revokes and destroys the key. Unknown ids succeed.

@@ -44,10 +44,11 @@ func TestLabKMIPLifecycle(t *testing.T) {
 	ctx := context.Background()
 	name := fmt.Sprintf("cryptvol/labtest/keys-%d", time.Now().UnixNano())
 
-	id, err := m.Create(ctx, name)
+	id, created, err := m.Create(ctx, name)
 	if err != nil {
 		t.Fatalf("Create: %v", err)
 	}
+	defer created.Wipe()
 	t.Cleanup(func() { _ = m.Destroy(context.Background(), id) })
 	t.Logf("created key %q named %q", id, name)
 
@@ -58,6 +59,10 @@ func TestLabKMIPLifecycle(t *testing.T) {
 	defer k1.Wipe()
 	if len(k1.Bytes()) != 32 {
 		t.Fatalf("Get returned %d bytes, want 32", len(k1.Bytes()))
+	}
+	// The material came in Create's own request (Activate, Locate, Get).
+	if !bytes.Equal(created.Bytes(), k1.Bytes()) {
+		t.Fatal("Create returned other material than Get serves for its key")
 	}
 	if bytes.Equal(k1.Bytes(), make([]byte, 32)) {
 		t.Fatal("Get returned an all-zero key")
@@ -79,7 +84,7 @@ func TestLabKMIPLifecycle(t *testing.T) {
 	}
 	t.Logf("Get latency on a reused connection: %s per call (%d calls)", time.Since(start)/n, n)
 
-	again, err := m.Create(ctx, name)
+	again, _, err := m.Create(ctx, name)
 	if err != nil {
 		t.Fatalf("second Create: %v", err)
 	}
@@ -119,7 +124,7 @@ func TestLabKMIPLifecycle(t *testing.T) {
 }
 
 // A key left PreActive or Revoked on the real server is not served, and
-// Create of its name repairs it.
+// Create of its name replaces it.
 func TestLabKMIPStatesAndRepair(t *testing.T) {
 	m := labKMIP(t)
 	ctx := context.Background()
@@ -141,18 +146,25 @@ func TestLabKMIPStatesAndRepair(t *testing.T) {
 		k.Wipe()
 		t.Fatalf("Get of a pre-active key: %v, want ErrNotActive", err)
 	}
-	id, err := m.Create(ctx, name)
+	// Create keeps its own new Active key and destroys the leftover, which
+	// was never served.
+	id, created, err := m.Create(ctx, name)
 	if err != nil {
 		t.Fatalf("Create: %v", err)
 	}
-	if id != pre {
-		t.Fatalf("Create returned %q, want the pre-active key %q activated", id, pre)
+	t.Cleanup(func() { _ = m.Destroy(context.Background(), id) })
+	if ids, err := m.Locate(ctx, name); err != nil || !slices.Equal(ids, []string{id}) || id == pre {
+		t.Fatalf("after Create: Locate = %q, %v; want only the new key %q (the pre-active %q destroyed)", ids, err, id, pre)
 	}
 	k, err := m.Get(ctx, id)
 	if err != nil {
 		t.Fatalf("Get after repair: %v", err)
 	}
+	if !bytes.Equal(k.Bytes(), created.Bytes()) {
+		t.Fatal("Create returned other material than Get serves for its key")
+	}
 	k.Wipe()
+	created.Wipe()
 
 	// Revoked but not destroyed (a Destroy interrupted after Revoke): Get
 	// refuses it, and Create of the name replaces it with a fresh key.
@@ -163,7 +175,7 @@ func TestLabKMIPStatesAndRepair(t *testing.T) {
 		k.Wipe()
 		t.Fatalf("Get of a revoked key: %v, want ErrNotActive", err)
 	}
-	fresh, err := m.Create(ctx, name)
+	fresh, _, err := m.Create(ctx, name)
 	if err != nil {
 		t.Fatalf("Create over a revoked key: %v", err)
 	}

@@ -11,50 +11,57 @@ import (
 	"github.com/sirupsen/logrus"
 )
 
-// Create returns the id of an active AES-256 key named name, making one only
-// when the server holds none.
+// Create returns the id and the material of an active AES-256 key named
+// name; the caller wipes the key.
 //
-// kmip-go resends a request whose connection hit EOF, and a Create interrupted
-// after the server acted leaves a key behind, so keys named name may already
-// exist or be duplicated. The rule, applied before and after creating: among
-// the keys named name, the oldest Active one is kept (Initial Date, then id);
-// if none is Active, the oldest PreActive one (a Create interrupted before
-// its Activate) is activated and kept; every other key with the name (extra
-// copies, or Revoked keys whose Destroy was interrupted) is destroyed.
-func (m *KMIP) Create(ctx context.Context, name string) (string, error) {
+// A Create interrupted after the server acted leaves a key behind, so keys
+// named name may already exist or be duplicated. The rule, applied once the
+// new key is active: among the keys named name, the oldest Active one is kept
+// (Initial Date, then id); if none is Active, the oldest PreActive one (a
+// Create interrupted before its Activate) is activated and kept; every other
+// key with the name (extra copies, or Revoked keys whose Destroy was
+// interrupted) is destroyed. The new key is made without looking for the
+// name first: cryptvol gives every create a name of its own
+// (volume/create.go, newKeyName), so it is normally free, and the Locate
+// that follows the Activate finds any other key of the name all the same.
+// The material comes in that request too, so a new name costs two round
+// trips: Create; Activate, Locate and Get (issue 15: it was four).
+func (m *KMIP) Create(ctx context.Context, name string) (string, *Key, error) {
 	op := fmt.Sprintf("create key %q", name)
 	if err := validateText("name", name); err != nil {
-		return "", m.wrap(op, err)
+		return "", nil, m.wrap(op, err)
 	}
 	var id string
+	var key *Key
 	err := m.run(ctx, op, func(ctx context.Context) error {
-		existing, err := m.adopt(ctx, name, "")
+		created, named, got, err := m.createActive(ctx, name)
 		if err != nil {
 			return err
 		}
-		if existing != "" {
-			m.log.WithFields(logrus.Fields{"op": "create", "key_id": existing, "key_name": name}).Debug("KMIP key with this name exists; reusing it")
-			id = existing
-			return nil
-		}
-		created, named, err := m.createActive(ctx, name)
-		if err != nil {
-			return err
-		}
-		// A resent Create may have made a second key; make sure exactly one
-		// key carries the name before handing out its id.
-		if len(named) == 1 && named[0] == created {
-			id = created
-		} else if id, err = m.adopt(ctx, name, created); err != nil {
-			return err
-		}
-		if id == "" {
-			return fmt.Errorf("key %q made for this name is not found by Locate", created)
+		if len(named) == 1 && named[0] == created && got != nil {
+			id, key = created, got
+		} else {
+			// Another key carries the name (or the batched Get failed):
+			// the rule decides, and the kept key is fetched on its own.
+			got.Wipe()
+			if id, err = m.adopt(ctx, name, created); err != nil {
+				return err
+			}
+			if id == "" {
+				return fmt.Errorf("key %q made for this name is not found by Locate", created)
+			}
+			if key, err = m.get(ctx, id); err != nil {
+				return err
+			}
 		}
 		m.log.WithFields(logrus.Fields{"op": "create", "key_id": id, "key_name": name}).Info("created KMIP key")
 		return nil
 	})
-	return id, err
+	if err != nil {
+		key.Wipe()
+		return "", nil, err
+	}
+	return id, key, nil
 }
 
 // Get returns the material of the key with id if it is an Active AES-256
@@ -66,41 +73,52 @@ func (m *KMIP) Get(ctx context.Context, id string) (*Key, error) {
 		return nil, m.wrap(op, err)
 	}
 	var key *Key
-	err := m.run(ctx, op, func(ctx context.Context) error {
-		items, err := m.batch(ctx,
-			&payloads.GetAttributesRequestPayload{UniqueIdentifier: id, AttributeName: []kmip.AttributeName{kmip.AttributeNameState}},
-			&payloads.GetRequestPayload{UniqueIdentifier: id},
-		)
-		if err != nil {
-			return err
-		}
-		// Whatever happens below, no copy of the material outlives this call
-		// except the one handed to the caller.
-		got, getErr := result[*payloads.GetResponsePayload](&items[1])
-		defer wipeGetResponse(got)
-
-		attrs, err := result[*payloads.GetAttributesResponsePayload](&items[0])
-		if err != nil {
-			return err
-		}
-		state, err := stateOf(attrs)
-		if err != nil {
-			return err
-		}
-		if state != kmip.StateActive {
-			return fmt.Errorf("%w (state %s)", ErrNotActive, ttlv.EnumStr(state))
-		}
-		if getErr != nil {
-			return getErr
-		}
-		b, err := symmetricKeyMaterial(got)
-		if err != nil {
-			return err
-		}
-		key = NewKey(b)
-		return nil
+	err := m.run(ctx, op, func(ctx context.Context) (err error) {
+		key, err = m.get(ctx, id)
+		return err
 	})
 	return key, err
+}
+
+// get is Get without locking; the caller holds sem.
+func (m *KMIP) get(ctx context.Context, id string) (*Key, error) {
+	items, err := m.batch(ctx,
+		&payloads.GetAttributesRequestPayload{UniqueIdentifier: id, AttributeName: []kmip.AttributeName{kmip.AttributeNameState}},
+		&payloads.GetRequestPayload{UniqueIdentifier: id},
+	)
+	if err != nil {
+		return nil, err
+	}
+	attrs, aerr := result[*payloads.GetAttributesResponsePayload](&items[0])
+	if aerr == nil {
+		var state kmip.State
+		if state, aerr = stateOf(attrs); aerr == nil && state != kmip.StateActive {
+			aerr = fmt.Errorf("%w (state %s)", ErrNotActive, ttlv.EnumStr(state))
+		}
+	}
+	if aerr != nil {
+		// Whatever happens, no copy of the material outlives this call
+		// except the one handed to the caller.
+		got, _ := result[*payloads.GetResponsePayload](&items[1])
+		wipeGetResponse(got)
+		return nil, aerr
+	}
+	return keyFrom(&items[1])
+}
+
+// keyFrom takes the key out of a Get's batch item, and wipes every other
+// copy of the material the response holds.
+func keyFrom(item *kmip.ResponseBatchItem) (*Key, error) {
+	got, err := result[*payloads.GetResponsePayload](item)
+	defer wipeGetResponse(got)
+	if err != nil {
+		return nil, err
+	}
+	b, err := symmetricKeyMaterial(got)
+	if err != nil {
+		return nil, err
+	}
+	return NewKey(b), nil
 }
 
 // Destroy revokes the key (reason: cessation of operation) if it is Active,
@@ -128,38 +146,45 @@ func (m *KMIP) Destroy(ctx context.Context, id string) error {
 
 // createActive creates a key named name and activates it; named lists the
 // keys that carry the name after the activation (nil when that could not be
-// read). PyKMIP rejects an Activate batched without an explicit id, so the
-// Create goes alone; the Activate, with the new id, shares its request with
-// the Locate that Create's rule needs afterwards, which saves a round trip
-// per volume create. If Activate fails the new key is destroyed.
-func (m *KMIP) createActive(ctx context.Context, name string) (id string, named []string, err error) {
+// read), and key is the new key's material (nil when its Get failed).
+// PyKMIP rejects an Activate batched without an explicit id, so the Create
+// goes alone; the Activate, with the new id, shares its request with the
+// Locate that Create's rule needs and the Get of the material, in that order
+// (batch()). If Activate fails the new key is destroyed.
+func (m *KMIP) createActive(ctx context.Context, name string) (id string, named []string, key *Key, err error) {
 	id, err = m.createKey(ctx, name)
 	if err != nil {
-		return "", nil, err
+		return "", nil, nil, err
 	}
-	items, err := m.batch(ctx, &payloads.ActivateRequestPayload{UniqueIdentifier: id}, locateRequest(name, true))
+	items, err := m.batch(ctx, &payloads.ActivateRequestPayload{UniqueIdentifier: id}, locateRequest(name, true),
+		&payloads.GetRequestPayload{UniqueIdentifier: id})
 	if err == nil {
 		_, err = result[*payloads.ActivateResponsePayload](&items[0])
 		if loc, lerr := result[*payloads.LocateResponsePayload](&items[1]); lerr == nil {
 			named = loc.UniqueIdentifier
 		}
+		// Got before the Activate's outcome is known, and served only if
+		// the Activate succeeded: PyKMIP's Get serves PreActive keys too.
+		key, _ = keyFrom(&items[2])
 	}
 	if err != nil {
+		key.Wipe()
+		key = nil
 		// kmip-go resends after EOF: a resent Activate of a key the first
 		// one activated fails, yet the key is fine.
 		if isResultError(err) {
 			if st, serr := m.state(ctx, id); serr == nil && st == kmip.StateActive {
-				return id, named, nil
+				return id, named, nil, nil
 			}
 		}
 		err = fmt.Errorf("activate new key %q: %w", id, err)
 		if _, derr := m.destroy(ctx, id); derr != nil {
-			return "", nil, errors.Join(err, fmt.Errorf("destroy the unactivated key %q: %w", id, derr))
+			return "", nil, nil, errors.Join(err, fmt.Errorf("destroy the unactivated key %q: %w", id, derr))
 		}
 		m.log.WithFields(logrus.Fields{"op": "create", "key_id": id, "key_name": name}).Warn("destroyed new KMIP key that failed to activate")
-		return "", nil, err
+		return "", nil, nil, err
 	}
-	return id, named, nil
+	return id, named, key, nil
 }
 
 // createKey creates a PreActive AES-256 key named name.
@@ -183,9 +208,41 @@ func (m *KMIP) createKey(ctx context.Context, name string) (string, error) {
 	return id, nil
 }
 
-// destroy is Destroy without locking: revoke if Active, then destroy. An
-// unknown id succeeds with gone set. The caller holds sem.
+// destroy is Destroy without locking. An unknown id succeeds with gone set.
+// The caller holds sem.
+//
+// Revoke and Destroy go in one request (issue 15: a remove paid three round
+// trips, GetAttributes, Revoke, Destroy): the batch is ordered and goes on
+// past a failed item (batch()), so an Active key is revoked and then
+// destroyed, and a key that is not Active fails the Revoke and is destroyed
+// all the same (PyKMIP: engine.py, _process_revoke refuses a key that is not
+// Active, _process_destroy one that is). Any other outcome, such as a server
+// that keeps destroyed objects, is settled step by step from the key's State.
 func (m *KMIP) destroy(ctx context.Context, id string) (gone bool, err error) {
+	items, err := m.batch(ctx, revokeRequest(id), &payloads.DestroyRequestPayload{UniqueIdentifier: id})
+	if err != nil {
+		return false, err
+	}
+	rerr, derr := itemError(&items[0]), itemError(&items[1])
+	switch {
+	case derr == nil:
+		return false, nil
+	case errors.Is(rerr, ErrNotFound) && errors.Is(derr, ErrNotFound):
+		return true, nil
+	}
+	return m.destroyStepwise(ctx, id)
+}
+
+func revokeRequest(id string) *payloads.RevokeRequestPayload {
+	return &payloads.RevokeRequestPayload{
+		UniqueIdentifier: id,
+		RevocationReason: kmip.RevocationReason{RevocationReasonCode: kmip.RevocationReasonCodeCessationOfOperation},
+	}
+}
+
+// destroyStepwise reads the key's State, revokes it if Active, then
+// destroys it.
+func (m *KMIP) destroyStepwise(ctx context.Context, id string) (gone bool, err error) {
 	state, err := m.state(ctx, id)
 	if errors.Is(err, ErrNotFound) {
 		return true, nil
@@ -198,10 +255,7 @@ func (m *KMIP) destroy(ctx context.Context, id string) (gone bool, err error) {
 		return true, nil
 	case kmip.StateActive:
 		// Servers refuse to destroy an Active key (PyKMIP: PermissionDenied).
-		_, err := callT[*payloads.RevokeResponsePayload](ctx, m, &payloads.RevokeRequestPayload{
-			UniqueIdentifier: id,
-			RevocationReason: kmip.RevocationReason{RevocationReasonCode: kmip.RevocationReasonCodeCessationOfOperation},
-		})
+		_, err := callT[*payloads.RevokeResponsePayload](ctx, m, revokeRequest(id))
 		if errors.Is(err, ErrNotFound) {
 			return true, nil
 		}

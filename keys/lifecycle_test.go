@@ -53,21 +53,22 @@ func TestLifecycleOverAnInMemoryLink(t *testing.T) {
 	m := newMemKMIP(t, fake)
 	ctx := context.Background()
 
-	id, err := m.Create(ctx, "cryptvol/vg0/a")
+	id, _, err := m.Create(ctx, "cryptvol/vg0/a")
 	if err != nil {
 		t.Fatal(err)
 	}
-	// DiscoverVersions; Locate; Create; Activate batched with Locate.
-	if n := fake.msgs.Load(); n != 4 {
-		t.Errorf("first create: %d round trips, want 4", n)
+	// DiscoverVersions; Create; Activate batched with Locate and Get.
+	if n := fake.msgs.Load(); n != 3 {
+		t.Errorf("first create: %d round trips, want 3", n)
 	}
-	again, err := m.Create(ctx, "cryptvol/vg0/a")
+	again, _, err := m.Create(ctx, "cryptvol/vg0/a")
 	if err != nil || again != id {
 		t.Fatalf("create of a taken name = %q, %v; want the existing key %q", again, err, id)
 	}
-	// Locate, then the one key's State and Initial Date.
-	if n := fake.msgs.Load(); n != 6 {
-		t.Errorf("create of a taken name: %d round trips in all, want 6", n)
+	// Create; Activate, Locate, Get; then the rule: Locate, each key's State
+	// and Initial Date, the new key's Destroy, the kept key's Get.
+	if n := fake.msgs.Load(); n != 10 {
+		t.Errorf("create of a taken name: %d round trips in all, want 10", n)
 	}
 	if len(fake.named("cryptvol/vg0/a")) != 1 {
 		t.Error("a create of a taken name made another key")
@@ -109,7 +110,7 @@ func TestCreateKeepsTheOldestActiveKeyOverAnInMemoryLink(t *testing.T) {
 	if _, err := m.Get(ctx, pre); !errors.Is(err, ErrNotActive) {
 		t.Fatalf("Get of a PreActive key = %v, want ErrNotActive", err)
 	}
-	id, err := m.Create(ctx, "cryptvol/vg0/b")
+	id, _, err := m.Create(ctx, "cryptvol/vg0/b")
 	if err != nil || id != oldest {
 		t.Fatalf("Create = %q, %v; want the oldest Active key %q", id, err, oldest)
 	}

@@ -139,10 +139,11 @@ func (m *Manager) create(ctx context.Context, name string, o Options, keyName st
 	// A KMIP create that timed out may still have made the key; Locate by
 	// this create's own name finds it whether or not we learnt its id.
 	rb.add("destroy KMIP key", func(ctx context.Context) error { return m.destroyKeysNamed(ctx, keyName, nil) })
-	keyID, err := m.keys.Create(ctx, keyName)
+	keyID, key, err := m.keys.Create(ctx, keyName)
 	if err != nil {
 		return err
 	}
+	defer key.Wipe()
 	rb.replaceLast("destroy KMIP key", func(ctx context.Context) error { return m.destroyKeysNamed(ctx, keyName, []string{keyID}) })
 
 	rb.at("lvcreate")
@@ -169,13 +170,6 @@ func (m *Manager) create(ctx context.Context, name string, o Options, keyName st
 		return err
 	}
 	dev := m.devPath(lvm.LV{Name: lvName(name)})
-
-	rb.at("KMIP key fetch")
-	key, err := m.keys.Get(ctx, keyID)
-	if err != nil {
-		return err
-	}
-	defer key.Wipe()
 
 	rb.at("luksFormat")
 	if err := m.crypt.Format(ctx, dev, key.Bytes(), luks.Token{KeyID: keyID, Volume: name}); err != nil {

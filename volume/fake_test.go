@@ -680,16 +680,21 @@ func (f fakeFS) MountedUnder(root string) (map[string]string, error) {
 
 type fakeKeys struct{ s *session }
 
-func (f fakeKeys) Create(ctx context.Context, name string) (string, error) {
+func (f fakeKeys) Create(ctx context.Context, name string) (string, *keys.Key, error) {
 	done, err := f.s.enter("keys.Create", name)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	defer done()
 	w := f.s.w
+	hand := func(id string) (string, *keys.Key, error) {
+		b := slices.Clone(w.keys[id].b)
+		w.handed = append(w.handed, b)
+		return id, keys.NewKey(b), nil
+	}
 	for id, k := range w.keys {
 		if k.name == name {
-			return id, nil
+			return hand(id)
 		}
 	}
 	w.nextKey++
@@ -698,9 +703,9 @@ func (f fakeKeys) Create(ctx context.Context, name string) (string, error) {
 	rand.Read(b)
 	w.keys[id] = &fakeKey{name: name, b: b}
 	if w.createOrphan {
-		return "", errors.New("kmip 127.0.0.1:5696: i/o timeout")
+		return "", nil, errors.New("kmip 127.0.0.1:5696: i/o timeout")
 	}
-	return id, nil
+	return hand(id)
 }
 
 func (f fakeKeys) Get(ctx context.Context, id string) (*keys.Key, error) {

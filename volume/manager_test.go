@@ -174,7 +174,6 @@ func TestCreateFailureAtEachStepUndoesEarlierSteps(t *testing.T) {
 	steps := map[string]string{
 		"keys.Create":    "KMIP key creation",
 		"lvm.CreateLV":   "lvcreate",
-		"keys.Get":       "KMIP key fetch",
 		"crypt.Format":   "luksFormat",
 		"crypt.Open":     "cryptsetup open",
 		"fs.Mkfs":        "mkfs.ext4",
