@@ -75,7 +75,7 @@ func TestOperationCostsArePinned(t *testing.T) {
 			if err := h.m.Remove(h.ctx, "v1"); err != nil {
 				t.Fatal(err)
 			}
-		}, "lvm.LV lvm.Activate crypt.Inspect crypt.Erase lvm.RemoveLV keys.Destroy", 4},
+		}, "lvm.Activate crypt.Inspect crypt.Erase lvm.RemoveLV keys.Destroy", 3},
 	}
 	for _, s := range steps {
 		h.w.resetCalls()

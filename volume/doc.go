@@ -18,10 +18,11 @@
 //     (volumes made before state version 2 have "cryptvol/VG/NAME");
 //   - while mounted: dm-crypt mapping "cryptvol-NAME" mounted at MountRoot/NAME.
 //
-// LVM is the source of truth for which volumes exist. Get, Path, List and
-// Mount read it through an in-memory view that is listed again whenever the
-// group's metadata mark (read from the devices, no program) has changed
-// (lvview.go); create, remove and reconciliation ask lvm itself. The only other state
+// LVM is the source of truth for which volumes exist. Get, Path, List,
+// Mount and Remove read it through an in-memory view that is listed again
+// whenever the group's metadata mark (read from the devices, no program) has
+// changed (lvview.go); create, reconciliation, and Remove of a name the view
+// lacks ask lvm itself. The only other state
 // is StateDir/mounts.json: per volume, how many Mounts of each mount ID are
 // not yet matched by an Unmount (dockerd sends one per use of an ID: docker
 // cp on a running container mounts again under the container's ID), with

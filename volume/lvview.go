@@ -21,10 +21,11 @@ import (
 // Activation writes no metadata, so the LVs' Active flags in the view may be
 // stale: readers take mounts from the kernel's table, never from Active.
 // Mount takes the LV from the view too (its tags and path, which only a
-// commit changes) and activates it whatever Active says. The other
-// mutating operations (create, remove, reconcile, the sweeper) do not use
-// the view: they must see half-made LVs too, and ask lvm under the
-// volume's lock.
+// commit changes) and activates it whatever Active says, and so does Remove
+// for a complete volume (remove.go, removeTarget). The other mutating
+// operations (create, reconcile, the sweeper), and Remove for a name the
+// view lacks, must see half-made LVs too, and ask lvm under the volume's
+// lock.
 //
 // Concurrency: mu is held across a listing, so readers arriving during one
 // wait for it instead of starting their own. It is never held with a

@@ -54,7 +54,7 @@ func (m *Manager) Remove(ctx context.Context, name string) error {
 		return err
 	}
 
-	lv, err := m.lvm.LV(ctx, lvName(name))
+	lv, err := m.removeTarget(ctx, name)
 	switch {
 	case errors.Is(err, lvm.ErrNotFound) && finished > 0:
 		return nil // a retry of a remove that had failed half-way: now done
@@ -96,6 +96,20 @@ func (m *Manager) Remove(ctx context.Context, name string) error {
 		log.WithError(err).Warn("could not clear the journal entry")
 	}
 	return nil
+}
+
+// removeTarget finds the LV Remove works on. A complete volume comes from
+// the view (lvview.go), which is as current as an lvs run now would be: an
+// unchanged metadata mark means no commit since its listing (issue 15: one
+// program less per remove). Its Active flag may be stale, so it is cleared
+// and readHeader activates the LV. A name the view lacks is asked of lvm,
+// which also sees half-made and foreign LVs of that name.
+func (m *Manager) removeTarget(ctx context.Context, name string) (lvm.LV, error) {
+	if lv, err := m.viewVolume(ctx, name); err == nil {
+		lv.Active = false
+		return lv, nil
+	}
+	return m.lvm.LV(ctx, lvName(name))
 }
 
 // header is what readHeader found on an LV: its LUKS2 header, if it has one.
