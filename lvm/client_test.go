@@ -424,7 +424,7 @@ func TestEnsureVGExisting(t *testing.T) {
 func TestEnsureVGCreates(t *testing.T) {
 	f := newFake(t)
 	f.on(vgsCmd, answer{code: 5, stderr: "  Volume group \"cvhost\" not found\n  Cannot process volume group cvhost\n"})
-	f.on("lvm pvcreate /dev/vdb /dev/vdc", answer{})
+	f.on("lvm pvcreate --metadatasize 16m /dev/vdb /dev/vdc", answer{})
 	f.on("lvm vgcreate cvhost /dev/vdb /dev/vdc", answer{})
 	if err := f.client(t).EnsureVG(context.Background(), []string{"/dev/vdb", "/dev/vdc"}); err != nil {
 		t.Fatal(err)

@@ -15,6 +15,9 @@ check "docker plugin enable" docker plugin enable cryptvol
 # The plugin listens at once and builds its VG in the background; a request that needs the volumes waits for that.
 check "the plugin answers docker volume ls" docker volume ls
 check_eq "VG built from both devices" 2 "$(vgs --noheadings -o pv_count $vg 2>&1 | tr -d ' ')"
+# lvm's default 1020 KiB metadata area fills near 1,100 volumes (lvm/setup.go, pvMetadataSize).
+check "its PVs have 16 MiB metadata areas (room for thousands of volumes)" sh -c \
+	"pvs --noheadings --units m --nosuffix -o pv_mda_size --select vg_name=$vg | awk '\$1 < 15 {bad=1} END {exit bad || NR != 2}'"
 
 echo "== create, write, read"
 check "docker volume create --opt size=64M v1" docker volume create -d cryptvol --opt size=64M v1
