@@ -52,12 +52,7 @@ func (m *Manager) viewVolumes(ctx context.Context) (map[string]lvm.LV, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listing volumes: %w", err)
 	}
-	vols := make(map[string]lvm.LV, len(list))
-	for _, lv := range list {
-		if name, ok := volumeName(lv); ok && slices.Contains(lv.Tags, TagReady) {
-			vols[name] = lv
-		}
-	}
+	vols := completeVolumes(list)
 	if merr != nil {
 		if merr.Error() != v.warned {
 			m.log.WithError(merr).Warn("LVM metadata mark unreadable; volumes are listed with lvs on every read")
@@ -68,6 +63,28 @@ func (m *Manager) viewVolumes(ctx context.Context) (map[string]lvm.LV, error) {
 	}
 	v.lvs, v.mark, v.warned = vols, mark, ""
 	return vols, nil
+}
+
+// completeVolumes picks the complete volumes out of a listing of our LVs.
+func completeVolumes(list []lvm.LV) map[string]lvm.LV {
+	vols := make(map[string]lvm.LV, len(list))
+	for _, lv := range list {
+		if name, ok := volumeName(lv); ok && slices.Contains(lv.Tags, TagReady) {
+			vols[name] = lv
+		}
+	}
+	return vols
+}
+
+// seedView makes a listing of our LVs, taken after mark was read, the
+// view's: start-up reconciliation lists every volume anyway, and dockerd's
+// first List after a (re)start then runs no lvs (issue 15: restart to
+// answering at 1,000 volumes). A repair that commits moves the mark past it.
+func (m *Manager) seedView(mark string, list []lvm.LV) {
+	v := &m.view
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.lvs, v.mark, v.warned = completeVolumes(list), mark, ""
 }
 
 // viewVolume returns the complete volume called name, or an error wrapping

@@ -122,3 +122,28 @@ func TestReadsListWhenTheMarkIsUnreadable(t *testing.T) {
 		t.Errorf("an unreadable mark logged %d times over 4 reads, want once", n)
 	}
 }
+
+// Start-up reconciliation lists every volume; that listing is the view's,
+// so the List dockerd sends once the plugin answers runs no lvs.
+func TestReconcileSeedsTheView(t *testing.T) {
+	h := newHarness(t)
+	h.mustCreate("v1", nil)
+	h.mustCreate("v2", nil)
+	h.restart()
+	if err := h.m.Reconcile(h.ctx); err != nil {
+		t.Fatal(err)
+	}
+	h.w.resetCalls()
+	vols, err := h.m.List(h.ctx)
+	if err != nil || len(vols) != 2 {
+		t.Fatalf("List after start-up = %+v, %v", vols, err)
+	}
+	if got := programsOf(h); len(got) != 0 {
+		t.Errorf("the first List after start-up ran %v", got)
+	}
+	// A commit after the seed (an operator's lvremove) is still seen.
+	delete(h.w.lvs, "cv-v1")
+	if vols, err := h.m.List(h.ctx); err != nil || len(vols) != 1 || vols[0].Name != "v2" {
+		t.Fatalf("List after an outside remove = %+v, %v", vols, err)
+	}
+}

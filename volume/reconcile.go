@@ -38,11 +38,16 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 		}
 	}
 
-	// Rules 3-5: every LV of ours.
+	// Rules 3-5: every LV of ours. The mark read first lets the listing
+	// seed the view (lvview.go).
+	mark, merr := m.lvm.MetadataMark(ctx)
 	lvs, err := m.lvm.ListLVs(ctx, TagOurs)
 	if err != nil {
 		errs = append(errs, fmt.Errorf("reconcile: listing volumes: %w", err))
 		return errors.Join(errs...)
+	}
+	if merr == nil {
+		m.seedView(mark, lvs)
 	}
 	exists := map[string]bool{}
 	for _, lv := range lvs {
