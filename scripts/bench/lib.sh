@@ -122,15 +122,31 @@ plugin_stop() {
 }
 
 # reconcile_seconds DIR: the duration of the last "start-up reconciliation done" in DIR/plugin.log, in seconds.
-# logrus prints it as a Go duration (850ms, 1.2s, 1m3.5s).
 reconcile_seconds() {
-	grep 'start-up reconciliation done' "$1/plugin.log" | tail -1 | sed -n 's/.*duration=\([^ ]*\).*/\1/p' |
+	grep 'start-up reconciliation done' "$1/plugin.log" | tail -1 | duration_seconds
+}
+
+# ready_seconds DIR: the plugin's own start-up, process start to serving volumes, from its last "ready" line.
+ready_seconds() {
+	grep 'msg="ready: serving volumes"' "$1/plugin.log" | tail -1 | duration_seconds
+}
+
+# request_seconds DIR OP: the plugin's own time for its last request OP (get, list...) in DIR/plugin.log, from its
+# debug "request done" line: what the plugin took, without the client's process start that timed_call includes.
+request_seconds() {
+	grep 'msg="request done"' "$1/plugin.log" | grep " op=$2\b" | tail -1 | duration_seconds
+}
+
+# duration_seconds: the duration= field of the log line on stdin, in seconds. logrus prints it as a Go duration
+# (850ms, 1.2s, 1m3.5s).
+duration_seconds() {
+	sed -n 's/.*duration=\([^ ]*\).*/\1/p' |
 		python3 -c '
 import re, sys
 d = sys.stdin.read().strip().strip("\"")
 units = {"h": 3600, "m": 60, "s": 1, "ms": 1e-3, "us": 1e-6, "\u00b5s": 1e-6, "ns": 1e-9}
 parts = re.findall(r"([0-9.]+)(h|ms|us|\u00b5s|ns|m|s)", d)
 if not parts:
-    sys.exit("no reconciliation duration in the plugin log")
+    sys.exit("no duration in the plugin log line")
 print("%.4f" % sum(float(n) * units[u] for n, u in parts))'
 }
