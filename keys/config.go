@@ -8,7 +8,6 @@ import (
 	"net"
 	"os"
 	"slices"
-	"strconv"
 	"time"
 )
 
@@ -18,7 +17,9 @@ const DefaultTimeout = 10 * time.Second
 // Config says where the KMIP server is and how to authenticate to it (mutual
 // TLS: the server's CA, our client certificate and key, all PEM files).
 type Config struct {
-	// Endpoint is host:port of the KMIP server, e.g. "127.0.0.1:5696".
+	// Endpoint is host:port of the KMIP server, e.g. "127.0.0.1:5696", or
+	// several separated by commas: servers of one cluster that hold the
+	// same keys, tried in order (connect in endpoints.go).
 	Endpoint string
 	// CAFile holds the CA certificate(s) the server's certificate must chain to.
 	CAFile string
@@ -28,7 +29,7 @@ type Config struct {
 	CertFile string
 	KeyFile  string
 	// ServerName is the name (or IP) the server certificate must carry;
-	// empty means the host part of Endpoint.
+	// empty means the host part of the endpoint dialed.
 	ServerName string
 	// Timeout bounds each Manager call, including dialing; 0 means
 	// DefaultTimeout.
@@ -39,21 +40,12 @@ type Config struct {
 // returns cfg with defaults filled in. Every error names the setting at fault.
 func (cfg Config) tlsConfig() (Config, *tls.Config, []string, error) {
 	var warnings []string
-	if cfg.Endpoint == "" {
-		return cfg, nil, nil, errors.New("kmip config: Endpoint is empty (want host:port, e.g. 127.0.0.1:5696)")
-	}
-	host, port, err := net.SplitHostPort(cfg.Endpoint)
+	eps, err := ParseEndpoints(cfg.Endpoint)
 	if err != nil {
-		return cfg, nil, nil, fmt.Errorf("kmip config: Endpoint %q is not host:port: %w", cfg.Endpoint, err)
+		return cfg, nil, nil, fmt.Errorf("kmip config: Endpoint: %w", err)
 	}
-	if host == "" {
-		return cfg, nil, nil, fmt.Errorf("kmip config: Endpoint %q has no host (want host:port, e.g. 127.0.0.1:5696)", cfg.Endpoint)
-	}
-	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
-		return cfg, nil, nil, fmt.Errorf("kmip config: Endpoint %q: port %q is not a number from 1 to 65535", cfg.Endpoint, port)
-	}
-	if cfg.ServerName == "" {
-		cfg.ServerName = host
+	if cfg.ServerName == "" && len(eps) == 1 {
+		cfg.ServerName, _, _ = net.SplitHostPort(eps[0])
 	}
 	switch {
 	case cfg.Timeout == 0:

@@ -13,6 +13,7 @@ import (
 	"github.com/ovh/kmip-go"
 	"github.com/ovh/kmip-go/payloads"
 	"github.com/ovh/kmip-go/ttlv"
+	"github.com/sirupsen/logrus"
 
 	"github.com/cryptvol/cryptvol/internal/cost"
 )
@@ -148,9 +149,9 @@ func (m *KMIP) call(ctx context.Context, pl kmip.OperationPayload) (kmip.Operati
 	return items[0].ResponsePayload, nil
 }
 
-// connect dials the server and negotiates the protocol version.
-func (m *KMIP) connect(ctx context.Context) error {
-	l, err := m.dial(ctx)
+// connectTo dials endpoint and negotiates the protocol version.
+func (m *KMIP) connectTo(ctx context.Context, endpoint string) error {
+	l, err := m.dial(ctx, endpoint)
 	if err != nil {
 		return m.transportError(ctx, "connect", err)
 	}
@@ -161,14 +162,19 @@ func (m *KMIP) connect(ctx context.Context) error {
 		return err
 	}
 	m.version = v
-	m.log.WithField("protocol", fmt.Sprintf("%d.%d", v.ProtocolVersionMajor, v.ProtocolVersionMinor)).Info("connected to KMIP server")
+	m.log.WithFields(logrus.Fields{"endpoint": endpoint, "protocol": fmt.Sprintf("%d.%d", v.ProtocolVersionMajor, v.ProtocolVersionMinor)}).Info("connected to KMIP server")
 	return nil
 }
 
-// dialTLS is the real dial: mutual TLS to Config.Endpoint.
-func (m *KMIP) dialTLS(ctx context.Context) (link, error) {
-	d := tls.Dialer{Config: m.tls.Clone()}
-	sock, err := d.DialContext(ctx, "tcp", m.cfg.Endpoint)
+// dialTLS is the real dial: mutual TLS to endpoint, whose certificate must
+// carry Config.ServerName, or else the endpoint's host.
+func (m *KMIP) dialTLS(ctx context.Context, endpoint string) (link, error) {
+	tc := m.tls.Clone()
+	if tc.ServerName == "" {
+		tc.ServerName, _, _ = net.SplitHostPort(endpoint)
+	}
+	d := tls.Dialer{Config: tc}
+	sock, err := d.DialContext(ctx, "tcp", endpoint)
 	if err != nil {
 		return nil, err
 	}
@@ -226,9 +232,12 @@ var errCallTimeout = errors.New("kmip call timeout")
 
 func (m *KMIP) transportError(ctx context.Context, what string, err error) error {
 	if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
-		if context.Cause(ctx) == errCallTimeout {
+		switch context.Cause(ctx) {
+		case errCallTimeout:
 			err = fmt.Errorf("no answer in time (timeout %s): %w", m.cfg.Timeout, err)
-		} else {
+		case errShareTimeout:
+			err = fmt.Errorf("no answer in its share of the %s timeout (%d endpoints): %w", m.cfg.Timeout, len(m.endpoints), err)
+		default:
 			err = fmt.Errorf("the request's own deadline passed before the server answered: %w", err)
 		}
 	}

@@ -6,9 +6,11 @@
 // call at a time on one connection, timeouts, panics), conn.go (the link
 // interface, the TLS connection and TTLV exchange behind it: everything
 // that touches kmip-go's wire code; lifecycle_test.go drives the lifecycle
-// over an in-memory link instead), lifecycle.go (create, get, destroy), locate.go (Locate, the
-// duplicate-key rule, Names), material.go (checking and wiping key bytes),
-// errors.go (what the server said versus the server being away).
+// over an in-memory link instead), endpoints.go (the endpoint list and
+// failover between its servers), lifecycle.go (create, get, destroy),
+// locate.go (Locate, the duplicate-key rule, Names), material.go (checking
+// and wiping key bytes), errors.go (what the server said versus the server
+// being away).
 //
 // Concurrency: a KMIP value is safe for concurrent use; calls queue for its
 // single connection (see KMIP).

@@ -34,13 +34,16 @@ const maxNameLen = 256
 // transport error so the next call dials again: the server can come back
 // without a plugin restart. Each call is bounded by Config.Timeout once it
 // has the connection (waiting for it is bounded by the caller's context),
-// and its errors start with "kmip <endpoint>: <operation>:".
+// and its errors start with "kmip <endpoints>: <operation>:". With several
+// endpoints, a call that must connect tries them in turn (endpoints.go).
 type KMIP struct {
 	cfg      Config
 	tls      *tls.Config
 	versions []kmip.ProtocolVersion
 	log      logrus.FieldLogger
-	dial     func(ctx context.Context) (link, error) // dialTLS; tests dial an in-memory server
+	dial     func(ctx context.Context, endpoint string) (link, error) // dialTLS; tests dial an in-memory server
+	// endpoints are Config.Endpoint's servers, in order.
+	endpoints []string
 
 	// sem is a mutex that a waiter can give up on when its context ends.
 	// It guards the fields below.
@@ -49,6 +52,9 @@ type KMIP struct {
 	version kmip.ProtocolVersion
 	downAt  time.Time // when a call last found the server unreachable
 	downErr error     // that call's error; nil once a call succeeds
+	// preferred is the index in endpoints of the server last connected
+	// to, dialed first next time.
+	preferred int
 }
 
 var _ Manager = (*KMIP)(nil)
@@ -74,12 +80,17 @@ func NewKMIP(cfg Config, log logrus.FieldLogger) (*KMIP, error) {
 	for _, w := range warnings {
 		log.Warn(w)
 	}
+	eps, err := ParseEndpoints(cfg.Endpoint)
+	if err != nil {
+		return nil, err
+	}
 	m := &KMIP{
-		cfg:      cfg,
-		tls:      tlsCfg,
-		versions: slices.Clone(protocolVersions),
-		log:      log,
-		sem:      make(chan struct{}, 1),
+		cfg:       cfg,
+		tls:       tlsCfg,
+		versions:  slices.Clone(protocolVersions),
+		log:       log,
+		endpoints: eps,
+		sem:       make(chan struct{}, 1),
 	}
 	m.dial = m.dialTLS
 	return m, nil

@@ -18,9 +18,18 @@ import (
 // labKMIP connects to the real PyKMIP server described by CRYPTVOL_KMIP_*.
 func labKMIP(t *testing.T) *KMIP {
 	t.Helper()
+	return labKMIPVia(t, "")
+}
+
+// labKMIPVia is labKMIP with other endpoints listed before the real one.
+func labKMIPVia(t *testing.T, before string) *KMIP {
+	t.Helper()
 	ep := os.Getenv("CRYPTVOL_KMIP_ENDPOINT")
 	if ep == "" {
 		t.Skip("CRYPTVOL_KMIP_ENDPOINT is not set")
+	}
+	if before != "" {
+		ep = before + "," + ep
 	}
 	log := logrus.New()
 	log.SetLevel(logrus.InfoLevel)
@@ -189,5 +198,36 @@ func TestLabKMIPStatesAndRepair(t *testing.T) {
 	}
 	if !slices.Equal(ids, []string{fresh}) {
 		t.Fatalf("Locate = %q, want only the fresh key %q (the revoked one destroyed)", ids, fresh)
+	}
+}
+
+// Issue 13, KMIP failover against the real server: a refusing endpoint and
+// a silent one (accepts, never answers) listed before PyKMIP. Create, Get
+// and Destroy are served by PyKMIP within one call's timeout each.
+func TestLabKMIPFailover(t *testing.T) {
+	refused := closedAddr(t)
+	silent, accepted := countingSilentServer(t)
+	m := labKMIPVia(t, refused+","+silent)
+	ctx := context.Background()
+	name := fmt.Sprintf("cryptvol/labtest/failover-%d", time.Now().UnixNano())
+	id, created, err := m.Create(ctx, name)
+	if err != nil {
+		t.Fatalf("Create past a refusing and a silent endpoint: %v", err)
+	}
+	defer created.Wipe()
+	k, err := m.Get(ctx, id)
+	if err != nil {
+		t.Fatalf("Get: %v", err)
+	}
+	same := bytes.Equal(k.Bytes(), created.Bytes())
+	k.Wipe()
+	if !same {
+		t.Fatal("Get served other material than Create returned")
+	}
+	if err := m.Destroy(ctx, id); err != nil {
+		t.Fatalf("Destroy: %v", err)
+	}
+	if n := accepted.Load(); n != 1 {
+		t.Errorf("the silent endpoint saw %d connections, want 1 (the connection to PyKMIP is kept)", n)
 	}
 }

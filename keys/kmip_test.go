@@ -778,10 +778,10 @@ func TestConfigValidation(t *testing.T) {
 		mod  func(*Config)
 		want string
 	}{
-		{"no endpoint", func(c *Config) { c.Endpoint = "" }, "Endpoint is empty"},
-		{"no port", func(c *Config) { c.Endpoint = "127.0.0.1" }, "Endpoint \"127.0.0.1\" is not host:port"},
+		{"no endpoint", func(c *Config) { c.Endpoint = "" }, "Endpoint: no KMIP endpoint given"},
+		{"no port", func(c *Config) { c.Endpoint = "127.0.0.1" }, "endpoint \"127.0.0.1\" is not host:port"},
 		{"bad port", func(c *Config) { c.Endpoint = "kms:99999" }, "port \"99999\""},
-		{"no host", func(c *Config) { c.Endpoint = ":5696" }, "has no host"},
+		{"no host", func(c *Config) { c.Endpoint = ":5696" }, "endpoint \":5696\" is not host:port"},
 		{"negative timeout", func(c *Config) { c.Timeout = -time.Second }, "Timeout -1s is negative"},
 		{"no CA", func(c *Config) { c.CAFile = "" }, "CAFile is empty"},
 		{"missing CA", func(c *Config) { c.CAFile = "/nonexistent/ca.pem" }, "CAFile: open /nonexistent/ca.pem"},

@@ -40,7 +40,7 @@ func newMemKMIP(t *testing.T, fake *fakeKMS) *KMIP {
 		t.Fatal(err)
 	}
 	exec := fake.executor()
-	m.dial = func(context.Context) (link, error) { return memLink{exec}, nil }
+	m.dial = func(context.Context, string) (link, error) { return memLink{exec}, nil }
 	return m
 }
 

@@ -95,11 +95,17 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 
 	c.KMIP.Endpoint = get("CRYPTVOL_KMIP_ENDPOINT", "")
 	if c.KMIP.Endpoint == "" {
-		return c, fmt.Errorf("CRYPTVOL_KMIP_ENDPOINT is required: host:port of the KMIP server, e.g. kmip.example.com:5696")
+		return c, fmt.Errorf("CRYPTVOL_KMIP_ENDPOINT is required: host:port of the KMIP server, e.g. kmip.example.com:5696, or several separated by commas, tried in order")
 	}
-	host, port, err := net.SplitHostPort(c.KMIP.Endpoint)
-	if p, perr := strconv.Atoi(port); err != nil || host == "" || perr != nil || p < 1 || p > 65535 {
-		return c, fmt.Errorf("CRYPTVOL_KMIP_ENDPOINT=%q is not host:port (e.g. kmip.example.com:5696)", c.KMIP.Endpoint)
+	endpoints, err := keys.ParseEndpoints(c.KMIP.Endpoint)
+	if err != nil {
+		return c, fmt.Errorf("CRYPTVOL_KMIP_ENDPOINT=%q: %w", c.KMIP.Endpoint, err)
+	}
+	// One endpoint: its host is the name its certificate must carry.
+	// Several: each its own host, unless CRYPTVOL_KMIP_SERVER_NAME says.
+	host := ""
+	if len(endpoints) == 1 {
+		host, _, _ = net.SplitHostPort(endpoints[0])
 	}
 	for _, f := range []struct {
 		env, what string
