@@ -1,12 +1,16 @@
-// Package luks owns every call to cryptsetup: LUKS2 format with explicit
-// parameters, header inspection, open with verification, close, keyslot
-// erase and cryptvol's token. Keys travel to cryptsetup on stdin only.
+// Package luks owns every call to cryptsetup, and the reading of LUKS2
+// headers: LUKS2 format with explicit parameters, header inspection, open
+// with verification, close, keyslot erase and cryptvol's token. Keys travel
+// to cryptsetup on stdin only.
 //
 // Files: cryptsetup.go runs cryptsetup (open, close, erase); mapped.go
 // tells whether a mapping exists from sysfs, without a program; format.go
 // writes a header and its token and undoes a half-made one; inspect.go reads
-// luksDump's JSON; verify.go is what cryptvol accepts (Header.Check);
-// validate.go checks names, devices, keys and tokens.
+// the header's JSON metadata, from header.go (the LUKS2 on-disk format read
+// from the device when both copies are intact and agree, and whether a
+// device shows any LUKS magic) or else from luksDump; verify.go is what
+// cryptvol accepts (Header.Check); validate.go checks names, devices, keys
+// and tokens.
 //
 // Concurrency: a Cryptsetup holds no state besides its Exec and sysfs path
 // and is safe for concurrent use. cryptsetup itself does not serialize two
