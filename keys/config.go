@@ -36,14 +36,11 @@ type Config struct {
 	Timeout time.Duration
 }
 
-// tlsConfig validates cfg and builds the mutual-TLS client configuration. It
-// returns cfg with defaults filled in. Every error names the setting at fault.
-func (cfg Config) tlsConfig() (Config, *tls.Config, []string, error) {
+// tlsConfig validates cfg, whose Endpoint list parsed to eps, and builds the
+// mutual-TLS client configuration. It returns cfg with defaults filled in.
+// Every error names the setting at fault.
+func (cfg Config) tlsConfig(eps []string) (Config, *tls.Config, []string, error) {
 	var warnings []string
-	eps, err := ParseEndpoints(cfg.Endpoint)
-	if err != nil {
-		return cfg, nil, nil, fmt.Errorf("kmip config: Endpoint: %w", err)
-	}
 	if cfg.ServerName == "" && len(eps) == 1 {
 		cfg.ServerName, _, _ = net.SplitHostPort(eps[0])
 	}

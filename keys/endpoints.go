@@ -52,8 +52,7 @@ var errShareTimeout = errors.New("endpoint's share of the call time")
 // at once leaves its share to the rest. The caller holds sem.
 func (m *KMIP) connect(ctx context.Context) error {
 	n := len(m.endpoints)
-	var errs []error
-	var msgs []string
+	var errs endpointsError
 	for i := 0; i < n; i++ {
 		idx := (m.preferred + i) % n
 		ep := m.endpoints[idx]
@@ -70,24 +69,27 @@ func (m *KMIP) connect(ctx context.Context) error {
 		if n == 1 {
 			return err
 		}
-		errs = append(errs, err)
-		msgs = append(msgs, ep+": "+err.Error())
+		errs = append(errs, fmt.Errorf("%s: %w", ep, err))
 		if ctx.Err() != nil {
 			break
 		}
 	}
-	return &unavailableError{&endpointsError{msg: "no KMIP endpoint answered: " + strings.Join(msgs, "; "), errs: errs}}
+	return &unavailableError{errs}
 }
 
-// endpointsError is every endpoint's failure, in one line (the docker CLI
-// shows errors as one), unwrapping to each.
-type endpointsError struct {
-	msg  string
-	errs []error
+// endpointsError is every endpoint's failure, each naming its endpoint, in
+// one line (the docker CLI shows errors as one), unwrapping to each.
+type endpointsError []error
+
+func (e endpointsError) Error() string {
+	msgs := make([]string, len(e))
+	for i, err := range e {
+		msgs[i] = err.Error()
+	}
+	return "no KMIP endpoint answered: " + strings.Join(msgs, "; ")
 }
 
-func (e *endpointsError) Error() string   { return e.msg }
-func (e *endpointsError) Unwrap() []error { return e.errs }
+func (e endpointsError) Unwrap() []error { return e }
 
 // shareOf bounds ctx to 1/k of the time it has left (k > 1; ctx itself
 // when k is 1 or ctx has no deadline).

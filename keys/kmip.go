@@ -67,7 +67,11 @@ var protocolVersions = []kmip.ProtocolVersion{kmip.V1_4, kmip.V1_3, kmip.V1_2, k
 // NewKMIP validates cfg and loads the certificates. It does not contact the
 // server: the connection is made by the first call that needs it.
 func NewKMIP(cfg Config, log logrus.FieldLogger) (*KMIP, error) {
-	cfg, tlsCfg, warnings, err := cfg.tlsConfig()
+	eps, err := ParseEndpoints(cfg.Endpoint)
+	if err != nil {
+		return nil, fmt.Errorf("kmip config: Endpoint: %w", err)
+	}
+	cfg, tlsCfg, warnings, err := cfg.tlsConfig(eps)
 	if err != nil {
 		return nil, err
 	}
@@ -79,10 +83,6 @@ func NewKMIP(cfg Config, log logrus.FieldLogger) (*KMIP, error) {
 	log = log.WithField("kmip", cfg.Endpoint)
 	for _, w := range warnings {
 		log.Warn(w)
-	}
-	eps, err := ParseEndpoints(cfg.Endpoint)
-	if err != nil {
-		return nil, err
 	}
 	m := &KMIP{
 		cfg:       cfg,

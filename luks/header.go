@@ -51,19 +51,22 @@ func readMetadata(dev string) ([]byte, error) {
 		return nil, fmt.Errorf("%w: %w", errFallback, err)
 	}
 	defer f.Close()
-	first, err := readBlock(f, 0, binHeaderSize)
+	// Both copies at the smallest hdr_size, cryptvol's (luksFormat's
+	// default metadata size): one read; a larger header is read again.
+	both, err := readBlock(f, 0, 2*minHdrSize)
 	if err != nil {
 		return nil, err
 	}
-	hdrSize := binary.BigEndian.Uint64(first[offHdrSize:])
+	hdrSize := binary.BigEndian.Uint64(both[offHdrSize:])
 	if !validHdrSize(hdrSize) {
 		return nil, fmt.Errorf("%w: hdr_size %d", errFallback, hdrSize)
 	}
-	both, err := readBlock(f, 0, int(2*hdrSize))
-	if err != nil {
-		return nil, err
+	if hdrSize > minHdrSize {
+		if both, err = readBlock(f, 0, int(2*hdrSize)); err != nil {
+			return nil, err
+		}
 	}
-	primary, secondary := both[:hdrSize], both[hdrSize:]
+	primary, secondary := both[:hdrSize], both[hdrSize:2*hdrSize]
 	if err := checkCopy(primary, magicPrimary, 0, hdrSize); err != nil {
 		return nil, fmt.Errorf("%w: primary header: %w", errFallback, err)
 	}
@@ -96,7 +99,7 @@ func noMagic(dev string) bool {
 	if err != nil {
 		return false
 	}
-	for off := int64(0); off <= 4<<20; off = max(off*2, 16<<10) {
+	for off := int64(0); off <= maxHdrSize; off = max(off*2, minHdrSize) {
 		if off+binHeaderSize > size {
 			break
 		}
@@ -111,9 +114,14 @@ func noMagic(dev string) bool {
 	return true
 }
 
-// validHdrSize: the format allows 16 KiB to 4 MiB, powers of two.
+// The format allows hdr_size from minHdrSize to maxHdrSize, powers of two.
+const (
+	minHdrSize = 16 << 10
+	maxHdrSize = 4 << 20
+)
+
 func validHdrSize(n uint64) bool {
-	return n >= 16<<10 && n <= 4<<20 && n&(n-1) == 0
+	return n >= minHdrSize && n <= maxHdrSize && n&(n-1) == 0
 }
 
 // checkCopy verifies one copy of the header: magic, version 2, hdr_size
