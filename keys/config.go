@@ -34,6 +34,14 @@ type Config struct {
 	// Timeout bounds each Manager call, including dialing; 0 means
 	// DefaultTimeout.
 	Timeout time.Duration
+	// Group, when set, is the Object Group attribute of every key Create
+	// makes (NodeGroup(node)): what decommission finds a node's keys by.
+	Group string
+	// Policy, when set, is the Operation Policy Name of every key Create
+	// makes: the server's rules for who may do what with the key (PyKMIP:
+	// a policy file whose groups give an admin Locate, Revoke and Destroy
+	// but not Get; README, "Decommission").
+	Policy string
 }
 
 // tlsConfig validates cfg, whose Endpoint list parsed to eps, and builds the
@@ -43,6 +51,13 @@ func (cfg Config) tlsConfig(eps []string) (Config, *tls.Config, []string, error)
 	var warnings []string
 	if cfg.ServerName == "" && len(eps) == 1 {
 		cfg.ServerName, _, _ = net.SplitHostPort(eps[0])
+	}
+	for _, f := range []struct{ what, v string }{{"Group", cfg.Group}, {"Policy", cfg.Policy}} {
+		if f.v != "" {
+			if err := validateText(f.what, f.v); err != nil {
+				return cfg, nil, nil, fmt.Errorf("kmip config: %w", err)
+			}
+		}
 	}
 	switch {
 	case cfg.Timeout == 0:

@@ -66,6 +66,8 @@ type fakeObj struct {
 	usage    kmip.CryptographicUsageMask
 	material []byte
 	initial  time.Time
+	groups   []string // Object Group attributes
+	policy   string   // Operation Policy Name
 }
 
 func newFakeKMS() *fakeKMS {
@@ -177,7 +179,17 @@ func (f *fakeKMS) executor() *kmipserver.BatchExecutor {
 		var alg kmip.CryptographicAlgorithm
 		var length int32
 		var usage kmip.CryptographicUsageMask
+		var groups []string
+		var policy string
 		for _, a := range req.TemplateAttribute.Attribute {
+			switch a.AttributeName {
+			case kmip.AttributeNameObjectGroup:
+				groups = append(groups, a.AttributeValue.(string))
+				continue
+			case kmip.AttributeNameOperationPolicyName:
+				policy = a.AttributeValue.(string)
+				continue
+			}
 			switch v := a.AttributeValue.(type) {
 			case kmip.Name:
 				name = v.NameValue
@@ -197,6 +209,7 @@ func (f *fakeKMS) executor() *kmipserver.BatchExecutor {
 			f.newKey(name, alg, length, usage)
 		}
 		id := f.newKey(name, alg, length, usage)
+		f.objs[id].groups, f.objs[id].policy = groups, policy
 		return &payloads.CreateResponsePayload{ObjectType: kmip.ObjectTypeSymmetricKey, UniqueIdentifier: id}, nil
 	}))
 
@@ -278,6 +291,10 @@ func (f *fakeKMS) executor() *kmipserver.BatchExecutor {
 					}
 				case kmip.ObjectType:
 					if v != kmip.ObjectTypeSymmetricKey {
+						continue objects
+					}
+				case string:
+					if a.AttributeName != kmip.AttributeNameObjectGroup || !slices.Contains(o.groups, v) {
 						continue objects
 					}
 				default:

@@ -8,7 +8,9 @@
 // that touches kmip-go's wire code; lifecycle_test.go drives the lifecycle
 // over an in-memory link instead), endpoints.go (the endpoint list and
 // failover between its servers), lifecycle.go (create, get, destroy),
-// locate.go (Locate, the duplicate-key rule, Names), material.go (checking
+// locate.go (Locate, the duplicate-key rule, Names), group.go (a node's
+// Object Group, listing a group and revoking keys for compromise: node
+// decommission), tenants.go (a client per tenant identity), material.go (checking
 // and wiping key bytes), errors.go (what the server said versus the server
 // being away).
 //

@@ -191,3 +191,7 @@ func callT[T kmip.OperationPayload](ctx context.Context, m *KMIP, pl kmip.Operat
 	}
 	return result[T](&items[0])
 }
+
+// Config is the configuration the client runs with, defaults filled in:
+// what tenant clients copy (Tenants).
+func (m *KMIP) Config() Config { return m.cfg }

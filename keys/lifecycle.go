@@ -187,16 +187,24 @@ func (m *KMIP) createActive(ctx context.Context, name string) (id string, named 
 	return id, named, key, nil
 }
 
-// createKey creates a PreActive AES-256 key named name.
+// createKey creates a PreActive AES-256 key named name, in Config.Group
+// and under Config.Policy when they are set.
 func (m *KMIP) createKey(ctx context.Context, name string) (string, error) {
+	attrs := []kmip.Attribute{
+		{AttributeName: kmip.AttributeNameCryptographicAlgorithm, AttributeValue: kmip.CryptographicAlgorithmAES},
+		{AttributeName: kmip.AttributeNameCryptographicLength, AttributeValue: int32(keyBytes * 8)},
+		{AttributeName: kmip.AttributeNameCryptographicUsageMask, AttributeValue: kmip.CryptographicUsageEncrypt | kmip.CryptographicUsageDecrypt},
+		{AttributeName: kmip.AttributeNameName, AttributeValue: kmip.Name{NameValue: name, NameType: kmip.NameTypeUninterpretedTextString}},
+	}
+	if m.cfg.Group != "" {
+		attrs = append(attrs, kmip.Attribute{AttributeName: kmip.AttributeNameObjectGroup, AttributeValue: m.cfg.Group})
+	}
+	if m.cfg.Policy != "" {
+		attrs = append(attrs, kmip.Attribute{AttributeName: kmip.AttributeNameOperationPolicyName, AttributeValue: m.cfg.Policy})
+	}
 	resp, err := callT[*payloads.CreateResponsePayload](ctx, m, &payloads.CreateRequestPayload{
-		ObjectType: kmip.ObjectTypeSymmetricKey,
-		TemplateAttribute: kmip.TemplateAttribute{Attribute: []kmip.Attribute{
-			{AttributeName: kmip.AttributeNameCryptographicAlgorithm, AttributeValue: kmip.CryptographicAlgorithmAES},
-			{AttributeName: kmip.AttributeNameCryptographicLength, AttributeValue: int32(keyBytes * 8)},
-			{AttributeName: kmip.AttributeNameCryptographicUsageMask, AttributeValue: kmip.CryptographicUsageEncrypt | kmip.CryptographicUsageDecrypt},
-			{AttributeName: kmip.AttributeNameName, AttributeValue: kmip.Name{NameValue: name, NameType: kmip.NameTypeUninterpretedTextString}},
-		}},
+		ObjectType:        kmip.ObjectTypeSymmetricKey,
+		TemplateAttribute: kmip.TemplateAttribute{Attribute: attrs},
 	})
 	if err != nil {
 		return "", err

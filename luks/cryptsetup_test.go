@@ -224,8 +224,8 @@ func TestInspectParsesRealDumps(t *testing.T) {
 		fixture string
 		want    Header
 	}{
-		{"luksdump-token.json", Header{Version: 2, Cipher: "aes-xts-plain64", KeyBits: 512, SectorSize: 4096, Keyslots: 1, Token: &Token{KeyID: "42", Volume: "v1"}}},
-		{"luksdump-notoken.json", Header{Version: 2, Cipher: "aes-xts-plain64", KeyBits: 512, SectorSize: 4096, Keyslots: 1}},
+		{"luksdump-token.json", Header{Version: 2, Cipher: "aes-xts-plain64", KeyBits: 512, SectorSize: 4096, Keyslots: 1, SlotIDs: []int{0}, Token: &Token{KeyID: "42", Volume: "v1"}}},
+		{"luksdump-notoken.json", Header{Version: 2, Cipher: "aes-xts-plain64", KeyBits: 512, SectorSize: 4096, Keyslots: 1, SlotIDs: []int{0}}},
 		{"luksdump-erased.json", Header{Version: 2, Cipher: "aes-xts-plain64", KeyBits: 0, SectorSize: 4096, Keyslots: 0, Token: &Token{KeyID: "42", Volume: "v1"}}},
 	} {
 		f := newFakeCS(t)

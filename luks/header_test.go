@@ -54,9 +54,9 @@ func TestInspectReadsIntactHeaderWithoutAProgram(t *testing.T) {
 		hdrSize int
 		want    Header
 	}{
-		{"luksdump-token.json", 16 << 10, Header{Version: 2, Cipher: "aes-xts-plain64", KeyBits: 512, SectorSize: 4096, Keyslots: 1, Token: &Token{KeyID: "42", Volume: "v1"}}},
+		{"luksdump-token.json", 16 << 10, Header{Version: 2, Cipher: "aes-xts-plain64", KeyBits: 512, SectorSize: 4096, Keyslots: 1, SlotIDs: []int{0}, Token: &Token{KeyID: "42", Volume: "v1"}}},
 		{"luksdump-erased.json", 16 << 10, Header{Version: 2, Cipher: "aes-xts-plain64", SectorSize: 4096, Token: &Token{KeyID: "42", Volume: "v1"}}},
-		{"luksdump-token.json", 64 << 10, Header{Version: 2, Cipher: "aes-xts-plain64", KeyBits: 512, SectorSize: 4096, Keyslots: 1, Token: &Token{KeyID: "42", Volume: "v1"}}},
+		{"luksdump-token.json", 64 << 10, Header{Version: 2, Cipher: "aes-xts-plain64", KeyBits: 512, SectorSize: 4096, Keyslots: 1, SlotIDs: []int{0}, Token: &Token{KeyID: "42", Volume: "v1"}}},
 	} {
 		dev := writeImage(t, headerImage(t, fixture(t, c.fixture), c.hdrSize, nil))
 		f := newFakeCS(t) // any program fails the test

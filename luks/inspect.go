@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"strings"
 )
 
 // dumpJSON is the part of the LUKS2 JSON metadata that Inspect reads, as
@@ -23,6 +24,11 @@ type dumpJSON struct {
 		Encryption string `json:"encryption"`
 		SectorSize int    `json:"sector_size"`
 	} `json:"segments"`
+	Config struct {
+		Requirements struct {
+			Mandatory []string `json:"mandatory"`
+		} `json:"requirements"`
+	} `json:"config"`
 }
 
 // sortedIDs orders LUKS2 object ids ("0", "1", ... "10") numerically.
@@ -55,8 +61,26 @@ func parseDump(out []byte) (Header, error) {
 	h := Header{Version: 2, Cipher: seg.Encryption, SectorSize: seg.SectorSize, Keyslots: len(d.Keyslots)}
 	// Every keyslot protects the same volume key, so the first tells its
 	// size. With no keyslot left (after Erase) the size is unknown: 0.
-	if ks := sortedIDs(d.Keyslots); len(ks) > 0 {
-		h.KeyBits = d.Keyslots[ks[0]].KeySize * 8
+	ks := sortedIDs(d.Keyslots)
+	// A reencryption adds a keyslot of type "reencrypt" (key_size 1): the
+	// volume key's size is a passphrase keyslot's.
+	for _, id := range ks {
+		if d.Keyslots[id].Type == "luks2" {
+			h.KeyBits = d.Keyslots[id].KeySize * 8
+			break
+		}
+	}
+	for _, r := range d.Config.Requirements.Mandatory {
+		if strings.HasPrefix(r, "online-reencrypt") {
+			h.Reencrypting = true
+		}
+	}
+	for _, id := range ks {
+		n, err := strconv.Atoi(id)
+		if err != nil {
+			return Header{}, fmt.Errorf("LUKS2 keyslot id %q is not a number", id)
+		}
+		h.SlotIDs = append(h.SlotIDs, n)
 	}
 	for _, id := range sortedIDs(d.Tokens) {
 		var tj tokenJSON
@@ -65,6 +89,7 @@ func parseDump(out []byte) (Header, error) {
 		}
 		if tj.Type == TokenType {
 			h.Token = &Token{KeyID: tj.KMIPID, Volume: tj.Volume}
+			h.TokenID, _ = strconv.Atoi(id)
 			break
 		}
 	}

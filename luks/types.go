@@ -10,7 +10,9 @@
 // from the device when both copies are intact and agree, and whether a
 // device shows any LUKS magic) or else from luksDump; verify.go is what
 // cryptvol accepts (Header.Check); validate.go checks names, devices, keys
-// and tokens.
+// and tokens; rotate.go adds a keyslot for a new passphrase, points the
+// token at it and kills a keyslot (key rotation); reencrypt.go re-encrypts
+// the data under a new volume key.
 //
 // Concurrency: a Cryptsetup holds no state besides its Exec and sysfs path
 // and is safe for concurrent use. cryptsetup itself does not serialize two
@@ -47,7 +49,12 @@ type Header struct {
 	KeyBits    int    // volume key size in bits (from the keyslot's key_size*8)
 	SectorSize int    // segment 0 sector_size
 	Keyslots   int    // number of keyslots in use
+	SlotIDs    []int  // the keyslots in use, in order (rotation picks a free one)
 	Token      *Token // cryptvol's token, nil if absent
+	TokenID    int    // the LUKS2 token id of Token (valid when Token is set)
+	// Reencrypting says a reencryption of the data was begun and not
+	// finished (the header requires online-reencrypt): it is resumed.
+	Reencrypting bool
 }
 
 // OpenOptions tunes the dm-crypt mapping.

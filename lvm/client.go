@@ -307,6 +307,31 @@ func (c *Client) AddTag(ctx context.Context, name, tag string) error {
 	return c.lvchange(ctx, "tag", name, "--addtag", tag)
 }
 
+// ReplaceTags deletes the tags del and adds the tags add in one lvchange,
+// so one metadata commit: the LV never shows the old key id tag and the new
+// one together, or neither (a key rotation). The caller passes only tags
+// present (del) and absent (add) (lvchange(8) --deltag, --addtag); with
+// none, nothing runs.
+func (c *Client) ReplaceTags(ctx context.Context, name string, del, add []string) error {
+	var args []string
+	for _, t := range del {
+		if err := ValidateTag(t); err != nil {
+			return err
+		}
+		args = append(args, "--deltag", t)
+	}
+	for _, t := range add {
+		if err := ValidateTag(t); err != nil {
+			return err
+		}
+		args = append(args, "--addtag", t)
+	}
+	if len(args) == 0 {
+		return nil
+	}
+	return c.lvchange(ctx, "tag", name, args...)
+}
+
 // RemoveLV removes the LV (deactivating it first if needed); a missing one
 // wraps ErrNotFound.
 func (c *Client) RemoveLV(ctx context.Context, name string) error {

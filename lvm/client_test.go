@@ -489,3 +489,27 @@ func TestDefaultExecNamesTheSubcommand(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// ReplaceTags swaps tags in one lvchange (one metadata commit), and runs
+// nothing when there is nothing to change.
+func TestReplaceTagsIsOneCommand(t *testing.T) {
+	f := newFake(t)
+	f.on("lvm lvchange --deltag cryptvol_key_1 --deltag cryptvol_keytime_5 --addtag cryptvol_key_2 --addtag cryptvol_keytime_9 cvhost/cv-a", answer{})
+	f.on("lvm lvchange --addtag cryptvol_key_3 cvhost/cv-a", answer{})
+	c := f.client(t)
+	ctx := context.Background()
+	for _, err := range []error{
+		c.ReplaceTags(ctx, "cv-a", []string{"cryptvol_key_1", "cryptvol_keytime_5"}, []string{"cryptvol_key_2", "cryptvol_keytime_9"}),
+		c.ReplaceTags(ctx, "cv-a", nil, []string{"cryptvol_key_3"}), c.ReplaceTags(ctx, "cv-a", nil, nil),
+	} {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(f.calls) != 2 {
+		t.Fatalf("calls = %q, want two lvchange", f.calls)
+	}
+	if err := c.ReplaceTags(ctx, "cv-a", []string{"ok"}, []string{"-bad"}); err == nil || len(f.calls) != 2 {
+		t.Errorf("a bad tag: %v, calls %q", err, f.calls)
+	}
+}

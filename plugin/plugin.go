@@ -7,6 +7,10 @@
 // and 1 minute for Get, List and Path (volume/drivers/proxy.go in moby). The
 // defaults here are 10 seconds shorter, so that an operation gives up, undoes
 // its steps and answers with a readable error before docker stops listening.
+//
+// The same socket serves the administrators' requests of `cryptvol rotate`
+// and `cryptvol reencrypt` (admin.go), through the same deadlines and
+// in-flight accounting.
 package plugin
 
 import (
@@ -47,6 +51,8 @@ const (
 type Options struct {
 	LongTimeout  time.Duration // Create, Remove, Mount, Unmount
 	ShortTimeout time.Duration // Get, List, Path
+	// ReencryptTimeout bounds cryptvol reencrypt (admin.go).
+	ReencryptTimeout time.Duration
 	// Status, if set, adds plugin-wide facts (KMIP reachability) to every
 	// volume's Status.
 	Status func() map[string]any
@@ -54,10 +60,11 @@ type Options struct {
 
 // Driver implements dv.Driver.
 type Driver struct {
-	log    logrus.FieldLogger
-	long   time.Duration
-	short  time.Duration
-	status func() map[string]any
+	log       logrus.FieldLogger
+	long      time.Duration
+	short     time.Duration
+	reencrypt time.Duration
+	status    func() map[string]any
 
 	// The manager arrives once start-up reconciliation is done (start.go).
 	startMu  sync.Mutex
@@ -81,8 +88,13 @@ func New(m Manager, log logrus.FieldLogger, o Options) *Driver {
 	return d
 }
 
-// Handler returns the go-plugins-helpers HTTP handler for d.
-func (d *Driver) Handler() *dv.Handler { return dv.NewHandler(d) }
+// Handler returns the go-plugins-helpers HTTP handler for d, with the
+// administrators' paths (admin.go).
+func (d *Driver) Handler() *dv.Handler {
+	h := dv.NewHandler(d)
+	d.serveAdmin(h)
+	return h
+}
 
 // Wait blocks until no request is in flight or ctx ends. Called on shutdown
 // after the listener is closed, so that an operation is not cut off between

@@ -34,6 +34,9 @@ func NewStarting(log logrus.FieldLogger, o Options) *Driver {
 	if d.short <= 0 {
 		d.short = DefaultShortTimeout
 	}
+	if d.reencrypt = o.ReencryptTimeout; d.reencrypt <= 0 {
+		d.reencrypt = DefaultReencryptTimeout
+	}
 	return d
 }
 

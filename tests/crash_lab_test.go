@@ -182,6 +182,17 @@ var crashCases = []crashCase{
 		},
 	},
 	{
+		op:      "rotate",
+		keep:    true,
+		prepare: ensureWithData,
+		do:      func(p *plug, v string) error { return p.rotate(v) },
+		retry:   func(p *plug, v string) error { return p.rotate(v) },
+		verify: func(t *testing.T, p *plug, v string) {
+			assertDown(t, p, v)
+			assertRotated(t, p, v)
+		},
+	},
+	{
 		op:      "remove",
 		prepare: func(t *testing.T, p *plug, v string) { p.must("create", p.create(v, nil)) },
 		do:      func(p *plug, v string) error { return p.remove(v) },
@@ -195,7 +206,7 @@ var crashCases = []crashCase{
 	},
 }
 
-// TestLabKillAtEveryStep runs each of Create, Mount, Unmount and Remove in
+// TestLabKillAtEveryStep runs each of Create, Mount, Unmount, Rotate and Remove in
 // the real plugin process, SIGKILLs it just before every program it runs
 // that changes something and just after the operation's last program, restarts it (start-up reconciliation), retries the
 // operation and checks: no orphan LV, mapping, mount or KMIP key; data

@@ -161,8 +161,9 @@ func (p *plug) logTail() string {
 	return string(b)
 }
 
-// call posts one VolumeDriver request. A reply with a non-empty Err, or a
-// transport failure, is an error.
+// call posts one VolumeDriver request (op "Create"...), or one of the
+// plugin's own requests (op a path, "/Cryptvol.Rotate"). A reply with a
+// non-empty Err, or a transport failure, is an error.
 func (p *plug) call(op string, req, resp any) error {
 	body, err := json.Marshal(req)
 	if err != nil {
@@ -170,7 +171,11 @@ func (p *plug) call(op string, req, resp any) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://plugin/VolumeDriver."+op, bytes.NewReader(body))
+	path := "/VolumeDriver." + op
+	if strings.HasPrefix(op, "/") {
+		path = op
+	}
+	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://plugin"+path, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}

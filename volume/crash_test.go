@@ -43,6 +43,24 @@ var crashScenarios = []scenario{
 		retry:   func(h *harness) error { return h.m.Unmount(h.ctx, "v", "c1") },
 	},
 	{
+		name:    "rotate",
+		prepare: func(h *harness) { h.mustCreate("v", nil) },
+		op:      func(h *harness) error { _, err := h.m.Rotate(h.ctx, "v"); return err },
+		retry:   func(h *harness) error { _, err := h.m.Rotate(h.ctx, "v"); return err },
+	},
+	{
+		name:    "rotate mounted",
+		prepare: func(h *harness) { h.mustCreate("v", nil); h.runContainer("v", "c1") },
+		op:      func(h *harness) error { _, err := h.m.Rotate(h.ctx, "v"); return err },
+		retry:   func(h *harness) error { _, err := h.m.Rotate(h.ctx, "v"); return err },
+	},
+	{
+		name:    "reencrypt",
+		prepare: func(h *harness) { h.mustCreate("v", nil) },
+		op:      func(h *harness) error { _, err := h.m.Reencrypt(h.ctx, "v"); return err },
+		retry:   func(h *harness) error { _, err := h.m.Reencrypt(h.ctx, "v"); return err },
+	},
+	{
 		name:    "remove",
 		prepare: func(h *harness) { h.mustCreate("v", nil) },
 		op:      func(h *harness) error { return h.m.Remove(h.ctx, "v") },

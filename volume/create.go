@@ -25,13 +25,18 @@ var keyIDTagRE = regexp.MustCompile(`^[A-Za-z0-9_+.-]{1,100}$`)
 // is validated before anything is made. Creating an existing volume succeeds
 // when the options the caller gave match it, and fails saying what differs.
 // A failure at any step (or a panic) undoes the steps before it.
-func (m *Manager) Create(ctx context.Context, name string, opts map[string]string) error {
+func (m *Manager) Create(ctx context.Context, name string, opts map[string]string) (err error) {
+	defer m.recordOp("volume.create", name, "", &err)
 	if err := ValidateName(name); err != nil {
 		return err
 	}
 	o, err := ParseOptions(opts, m.defaults())
 	if err != nil {
 		return fmt.Errorf("volume %q: %w", name, err)
+	}
+	// The tenant's identity is checked before anything is made.
+	if _, err := m.keysFor(o.Tenant); err != nil {
+		return fmt.Errorf("volume %q: option tenant: %w", name, err)
 	}
 	unlock := m.lock(name)
 	defer unlock()
@@ -62,7 +67,7 @@ func (m *Manager) Create(ctx context.Context, name string, opts map[string]strin
 		// Half-made with no journal entry (damage from outside): holding
 		// the volume's lock, nobody else is creating it.
 		log.Warn("undoing a half-made volume before creating it again")
-		if _, err := m.destroy(ctx, name, &lv, nil, nil, "", log); err != nil {
+		if _, err := m.destroy(ctx, name, tenantOf(lv), &lv, nil, nil, "", log); err != nil {
 			return fmt.Errorf("volume %q: cleaning up a half-made volume: %w", name, err)
 		}
 	case errors.Is(err, lvm.ErrNotFound):
@@ -82,7 +87,7 @@ func (m *Manager) Create(ctx context.Context, name string, opts map[string]strin
 	if err != nil {
 		return fmt.Errorf("volume %q: %w", name, err)
 	}
-	entry := journalEntry{Volume: name, KeyName: keyName}
+	entry := journalEntry{Volume: name, KeyName: keyName, Tenant: o.Tenant}
 	if err := m.st.update(func(s *state) { s.Creating = append(s.Creating, entry) }); err != nil {
 		return fmt.Errorf("volume %q: %w", name, err)
 	}
@@ -130,7 +135,9 @@ func (m *Manager) create(ctx context.Context, name string, o Options, keyName st
 			err = fmt.Errorf("%w (cleanup incomplete, it will be retried at the next create of this name or plugin start: %s)", err, strings.Join(failed, "; "))
 			return
 		}
-		if jerr := m.st.update(func(s *state) { s.Creating = withoutEntry(s.Creating, journalEntry{Volume: name, KeyName: keyName}) }); jerr != nil {
+		if jerr := m.st.update(func(s *state) {
+			s.Creating = withoutEntry(s.Creating, journalEntry{Volume: name, KeyName: keyName, Tenant: o.Tenant})
+		}); jerr != nil {
 			log.WithError(jerr).Warn("failed create undone but its journal entry could not be cleared")
 		}
 	}()
@@ -138,18 +145,23 @@ func (m *Manager) create(ctx context.Context, name string, o Options, keyName st
 	rb.at("KMIP key creation")
 	// A KMIP create that timed out may still have made the key; Locate by
 	// this create's own name finds it whether or not we learnt its id.
-	rb.add("destroy KMIP key", func(ctx context.Context) error { return m.destroyKeysNamed(ctx, keyName, nil) })
-	keyID, key, err := m.keys.Create(ctx, keyName)
+	rb.add("destroy KMIP key", func(ctx context.Context) error { return m.destroyKeysNamed(ctx, name, o.Tenant, keyName, nil) })
+	keyID, key, err := m.keyCreate(ctx, name, o.Tenant, keyName)
 	if err != nil {
 		return err
 	}
 	defer key.Wipe()
-	rb.replaceLast("destroy KMIP key", func(ctx context.Context) error { return m.destroyKeysNamed(ctx, keyName, []string{keyID}) })
+	rb.replaceLast("destroy KMIP key", func(ctx context.Context) error {
+		return m.destroyKeysNamed(ctx, name, o.Tenant, keyName, []string{keyID})
+	})
 
 	rb.at("lvcreate")
 	tags := []string{TagOurs, tagFSPrefix + o.FS}
 	if keyIDTagRE.MatchString(keyID) {
 		tags = append(tags, tagKeyPrefix+keyID)
+	}
+	if o.Tenant != "" {
+		tags = append(tags, tagTenantPrefix+o.Tenant)
 	}
 	req := lvm.CreateRequest{Name: lvName(name), Size: o.Size, Tags: tags}
 	if o.Thin {
@@ -233,7 +245,7 @@ func (m *Manager) undoCreate(ctx context.Context, e journalEntry, log logrus.Fie
 			return drop()
 		}
 	}
-	if _, err := m.destroy(ctx, e.Volume, lvp, nil, e.KeyIDs, keyName, log); err != nil {
+	if _, err := m.destroy(ctx, e.Volume, e.Tenant, lvp, nil, e.KeyIDs, keyName, log); err != nil {
 		return fmt.Errorf("undoing an interrupted create: %w", err)
 	}
 	log.WithField("had_lv", lvp != nil).Info("undid an interrupted create")
@@ -242,13 +254,13 @@ func (m *Manager) undoCreate(ctx context.Context, e journalEntry, log logrus.Fie
 
 // destroyKeysNamed destroys the given key ids and every key Located under
 // keyName. Destroy of an unknown id succeeds.
-func (m *Manager) destroyKeysNamed(ctx context.Context, keyName string, ids []string) error {
-	found, err := m.keys.Locate(ctx, keyName)
+func (m *Manager) destroyKeysNamed(ctx context.Context, name, tenant, keyName string, ids []string) error {
+	found, err := m.keyLocate(ctx, name, tenant, keyName)
 	if err != nil {
 		return fmt.Errorf("locating KMIP keys named %q: %w", keyName, err)
 	}
 	for _, id := range appendUnique(ids, found...) {
-		if err := m.keys.Destroy(ctx, id); err != nil {
+		if err := m.keyDestroy(ctx, name, tenant, id); err != nil {
 			return fmt.Errorf("destroying KMIP key %q: %w", id, err)
 		}
 	}
@@ -284,6 +296,9 @@ func (m *Manager) compare(ctx context.Context, name string, lv lvm.LV, o Options
 	}
 	if thin := lv.Pool != ""; o.ThinSet && thin != o.Thin {
 		diffs = append(diffs, fmt.Sprintf("thin is %t, requested %t", thin, o.Thin))
+	}
+	if t := tenantOf(lv); o.TenantSet && t != o.Tenant {
+		diffs = append(diffs, fmt.Sprintf("tenant is %q, requested %q", t, o.Tenant))
 	}
 	if len(diffs) > 0 {
 		return fmt.Errorf("volume %q already exists with different options: %s", name, strings.Join(diffs, "; "))

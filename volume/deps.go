@@ -29,8 +29,10 @@ type LVM interface {
 	// RemoveLV deactivates and removes the LV; a missing one wraps
 	// lvm.ErrNotFound.
 	RemoveLV(ctx context.Context, name string) error
-	// AddTag adds one tag to the LV.
+	// AddTag adds one tag to the LV; ReplaceTags deletes the tags del
+	// (present) and adds the tags add (absent) in one metadata commit.
 	AddTag(ctx context.Context, name, tag string) error
+	ReplaceTags(ctx context.Context, name string, del, add []string) error
 	// MetadataMark reads, without running a program once the group's
 	// devices are known, a mark that changes with every metadata commit of
 	// the group (not with activation).
@@ -55,6 +57,16 @@ type Crypt interface {
 	// Erase destroys every keyslot (luksErase): the data is unreadable
 	// with any key from then on.
 	Erase(ctx context.Context, dev string) error
+	// AddKey adds keyslot slot for passphrase newKey, authorized by
+	// existing; SetToken points cryptvol's token (LUKS2 token tokenID) at
+	// token's key and keyslot slot; KillSlot destroys a keyslot. A key
+	// rotation's steps (rotate.go).
+	AddKey(ctx context.Context, dev string, existing, newKey []byte, slot int) error
+	SetToken(ctx context.Context, dev string, tokenID int, token luks.Token, slot int) error
+	KillSlot(ctx context.Context, dev string, slot int) error
+	// Reencrypt re-encrypts the data under a new volume key, with key as
+	// the passphrase before and after; resumable (reencrypt.go).
+	Reencrypt(ctx context.Context, dev string, key []byte, o luks.ReencryptOptions) error
 }
 
 // Filesystems makes and mounts filesystems. Implemented by *mount.FS.

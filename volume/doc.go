@@ -8,8 +8,10 @@
 // A docker volume NAME is, in volume group VG:
 //
 //   - LV "cv-NAME", tagged "cryptvol", "cryptvol_fs_<ext4|xfs>", "cryptvol_key_<id>"
-//     (when the KMIP id is tag-safe) and, once Create has finished,
-//     "cryptvol_ready";
+//     (when the KMIP id is tag-safe), "cryptvol_tenant_<tenant>" (option
+//     tenant: the key is made, fetched and destroyed with that tenant's
+//     KMIP identity, Config.TenantKeys; the journal records the tenant too)
+//     and, once Create has finished, "cryptvol_ready";
 //   - a LUKS2 header on it (aes-xts-plain64, 512-bit volume key) whose
 //     "cryptvol-kmip" token records the KMIP key id and NAME;
 //   - a KMIP AES-256 key named "cryptvol/VG_UUID/NAME/NONCE", the LUKS
@@ -26,9 +28,11 @@
 // is StateDir/mounts.json: per volume, how many Mounts of each mount ID are
 // not yet matched by an Unmount (dockerd sends one per use of an ID: docker
 // cp on a running container mounts again under the container's ID), with
-// the boot id they were recorded under; and a journal of creates and removes
-// in progress, each naming its exact objects (a remove: the LV's UUID and
-// the key ids it names; a create: its unique KMIP key name). It is replaced
+// the boot id they were recorded under; and a journal of creates, removes
+// and key rotations in progress, each naming its exact objects (a remove:
+// the LV's UUID and the key ids it names; a create: its unique KMIP key
+// name; a rotation: the LV's UUID, the old key id, the new key's unique
+// name and id, and the keyslot chosen for it: rotate.go). It is replaced
 // atomically (temp file, fsync, rename, fsync of the directory) before any
 // operation that changed it reports success.
 //
@@ -76,6 +80,10 @@
 //     otherwise the LV (if any) is removed, with the keys its token and tag
 //     name and those Located under the create's own unique key name (a key
 //     made just before a crash, when no LV existed yet).
+//     2b. A key rotation in the journal was interrupted: if its keyslot is
+//     in the header it is finished (token, tag, old keyslot, old key),
+//     else undone (the new key, found by id or its unique name,
+//     destroyed). A Remove takes an unsettled rotation's keys over.
 //  3. An LV tagged cryptvol without cryptvol_ready and without a journal
 //     entry is a half-made volume: it is undone with the keys it names. Keys
 //     are never destroyed because their name merely matches.
@@ -103,6 +111,13 @@
 // destroyed key), so each operation is safe to retry after a crash at any
 // point. A failure or a panic in Create or Mount undoes its steps
 // (rollback.go).
+//
+// # Audit
+//
+// With Config.Audit set, every KMIP call goes through audit.go's wrappers,
+// which record it with the volume, tenant, key id and outcome, and Create,
+// Mount, Unmount and Remove each record their outcome (with the mount ID);
+// reconciliation records each repair with its rule's number.
 //
 // # Secrets
 //

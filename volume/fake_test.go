@@ -74,8 +74,34 @@ type world struct {
 }
 
 type fakeHeader struct {
-	h       luks.Header
-	keyHash [32]byte
+	h           luks.Header
+	slots       map[int][32]byte // keyslot -> hash of its passphrase
+	reencrypted int              // reencryptions finished: each a new volume key
+}
+
+// sync makes the header's keyslot fields show slots.
+func (hd *fakeHeader) sync() {
+	hd.h.SlotIDs = nil
+	for id := range 32 {
+		if _, ok := hd.slots[id]; ok {
+			hd.h.SlotIDs = append(hd.h.SlotIDs, id)
+		}
+	}
+	hd.h.Keyslots = len(hd.h.SlotIDs)
+}
+
+// opens says whether key unlocks a keyslot.
+func (hd *fakeHeader) opens(key []byte) bool {
+	if hd.h.Keyslots == 0 {
+		return false
+	}
+	sum := sha256.Sum256(key)
+	for _, h := range hd.slots {
+		if h == sum {
+			return true
+		}
+	}
+	return false
 }
 
 type fakeKey struct {
@@ -379,6 +405,25 @@ func (f fakeLVM) AddTag(ctx context.Context, name, tag string) error {
 	return nil
 }
 
+func (f fakeLVM) ReplaceTags(ctx context.Context, name string, del, add []string) error {
+	done, err := f.s.enter("lvm.ReplaceTags", name)
+	if err != nil {
+		return err
+	}
+	defer done()
+	lv, ok := f.s.w.lvs[name]
+	if !ok {
+		return fmt.Errorf("LV %s: %w", name, lvm.ErrNotFound)
+	}
+	lv.Tags = slices.DeleteFunc(lv.Tags, func(t string) bool { return slices.Contains(del, t) })
+	for _, t := range add {
+		if !slices.Contains(lv.Tags, t) {
+			lv.Tags = append(lv.Tags, t)
+		}
+	}
+	return nil
+}
+
 // MetadataMark is a digest of every LV's metadata (not Active: activation
 // is no commit), so that a test changing w.lvs directly, as an operator
 // would with lvm, changes the mark as a real commit does.
@@ -437,9 +482,10 @@ func (f fakeCrypt) Format(ctx context.Context, dev string, key []byte, token luk
 	}
 	tok := token
 	w.headers[name] = &fakeHeader{
-		h:       luks.Header{Version: 2, Cipher: luks.Cipher, KeyBits: 512, SectorSize: 4096, Keyslots: 1, Token: &tok},
-		keyHash: sha256.Sum256(key),
+		h:     luks.Header{Version: 2, Cipher: luks.Cipher, KeyBits: 512, SectorSize: 4096, Token: &tok},
+		slots: map[int][32]byte{0: sha256.Sum256(key)},
 	}
+	w.headers[name].sync()
 	return nil
 }
 
@@ -463,6 +509,7 @@ func (f fakeCrypt) Inspect(ctx context.Context, dev string) (luks.Header, error)
 		t := *h.Token
 		h.Token = &t
 	}
+	h.SlotIDs = slices.Clone(h.SlotIDs)
 	return h, nil
 }
 
@@ -481,7 +528,7 @@ func (f fakeCrypt) Open(ctx context.Context, dev, mapping string, key []byte, op
 	if !ok {
 		return fmt.Errorf("%s: %w", dev, luks.ErrNotLUKS)
 	}
-	if hd.h.Keyslots == 0 || sha256.Sum256(key) != hd.keyHash {
+	if !hd.opens(key) {
 		return errors.New("no key available with this passphrase")
 	}
 	if _, ok := w.mappings[mapping]; ok {
@@ -543,9 +590,84 @@ func (f fakeCrypt) Erase(ctx context.Context, dev string) error {
 	if !ok {
 		return fmt.Errorf("%s: %w", dev, luks.ErrNotLUKS)
 	}
-	hd.h.Keyslots = 0
+	hd.slots = nil
+	hd.sync()
 	hd.h.KeyBits = 0
 	return nil
+}
+
+// withHeader runs one keyslot operation (op) on dev's header, as the
+// session's step op: the LV must be active and carry a header.
+func (f fakeCrypt) withHeader(op, dev string, fn func(hd *fakeHeader) error) error {
+	done, err := f.s.enter(op, dev)
+	if err != nil {
+		return err
+	}
+	defer done()
+	name, err := f.s.w.activeLV(dev)
+	if err != nil {
+		return err
+	}
+	hd, ok := f.s.w.headers[name]
+	if !ok {
+		return fmt.Errorf("%s: %w", dev, luks.ErrNotLUKS)
+	}
+	if err := fn(hd); err != nil {
+		return err
+	}
+	hd.sync()
+	return nil
+}
+
+func (f fakeCrypt) AddKey(ctx context.Context, dev string, existing, newKey []byte, slot int) error {
+	return f.withHeader("crypt.AddKey", dev, func(hd *fakeHeader) error {
+		switch {
+		case !hd.opens(existing):
+			return errors.New("no key available with this passphrase")
+		case hd.h.HasSlot(slot):
+			return fmt.Errorf("key slot %d is full", slot)
+		}
+		hd.slots[slot] = sha256.Sum256(newKey)
+		return nil
+	})
+}
+
+func (f fakeCrypt) SetToken(ctx context.Context, dev string, tokenID int, token luks.Token, slot int) error {
+	return f.withHeader("crypt.SetToken", dev, func(hd *fakeHeader) error {
+		if !hd.h.HasSlot(slot) {
+			return fmt.Errorf("%s: no keyslot %d for the token", dev, slot)
+		}
+		hd.h.Token = &token
+		return nil
+	})
+}
+
+// Reencrypt gives the header a new volume key (counted in reencrypted; the
+// data stays readable) and moves the passphrase's keyslot to a new id, as
+// cryptsetup does.
+func (f fakeCrypt) Reencrypt(ctx context.Context, dev string, key []byte, o luks.ReencryptOptions) error {
+	return f.withHeader("crypt.Reencrypt", dev, func(hd *fakeHeader) error {
+		switch {
+		case !hd.opens(key):
+			return errors.New("no key available with this passphrase")
+		case o.Resume != hd.h.Reencrypting:
+			return fmt.Errorf("resume=%t but the header's reencryption in progress is %t", o.Resume, hd.h.Reencrypting)
+		}
+		hd.slots = map[int][32]byte{hd.h.SlotIDs[len(hd.h.SlotIDs)-1] + 1: sha256.Sum256(key)}
+		hd.h.Reencrypting = false
+		hd.reencrypted++
+		return nil
+	})
+}
+
+func (f fakeCrypt) KillSlot(ctx context.Context, dev string, slot int) error {
+	return f.withHeader("crypt.KillSlot", dev, func(hd *fakeHeader) error {
+		if !hd.h.HasSlot(slot) {
+			return fmt.Errorf("%s: keyslot %d is not active", dev, slot)
+		}
+		delete(hd.slots, slot)
+		return nil
+	})
 }
 
 // ---- filesystems ----
@@ -979,8 +1101,8 @@ func (h *harness) assertConsistent() {
 	snap := h.m.st.snapshot()
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if len(snap.Creating) > 0 || len(snap.Removing) > 0 {
-		h.t.Errorf("journal not empty: creating=%v removing=%v", snap.Creating, snap.Removing)
+	if len(snap.Creating) > 0 || len(snap.Removing) > 0 || len(snap.Rotating) > 0 {
+		h.t.Errorf("journal not empty: creating=%v removing=%v rotating=%v", snap.Creating, snap.Removing, snap.Rotating)
 	}
 	keyOwner := map[string]string{}
 	for name, lv := range w.lvs {
@@ -995,10 +1117,17 @@ func (h *harness) assertConsistent() {
 			continue
 		}
 		k, ok := w.keys[hd.h.Token.KeyID]
-		if !ok || sha256.Sum256(k.b) != hd.keyHash {
+		if !ok || !hd.opens(k.b) {
 			h.t.Errorf("LV %s: its key %s is missing or does not unlock it (data lost)", name, hd.h.Token.KeyID)
 		}
 		keyOwner[hd.h.Token.KeyID] = vol
+		// Exactly one key opens a volume: a rotation leaves none behind.
+		if hd.h.Keyslots != 1 {
+			h.t.Errorf("LV %s has %d keyslots (%v), want exactly one", name, hd.h.Keyslots, hd.h.SlotIDs)
+		}
+		if tag := tagValue(lv.Tags, tagKeyPrefix); tag != "" && tag != hd.h.Token.KeyID {
+			h.t.Errorf("LV %s: key tag %s, token %s", name, tag, hd.h.Token.KeyID)
+		}
 		if w.fsMade[name] == "" {
 			h.t.Errorf("LV %s has no filesystem", name)
 		}

@@ -34,6 +34,7 @@ const (
 	StatusMounted    = "mounted"
 	StatusMountCount = "mount_count"
 	StatusLV         = "lv"
+	StatusTenant     = "tenant" // only for a volume made with option tenant
 	// StatusPending says why a volume no container holds is still up
 	// (the kernel still holds it, or its teardown failed and is retried).
 	StatusPending = "pending"
@@ -113,6 +114,9 @@ func (m *Manager) describe(name string, lv lvm.LV, mounted bool) Volume {
 	if lv.Pool != "" {
 		v.Status[StatusProvision] = "thin"
 		v.Status[StatusThinPool] = lv.Pool
+	}
+	if t := tenantOf(lv); t != "" {
+		v.Status[StatusTenant] = t
 	}
 	if id := tagValue(lv.Tags, tagKeyPrefix); id != "" {
 		v.Status[StatusKeyID] = id

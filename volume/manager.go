@@ -29,6 +29,12 @@ const (
 	TagReady     = "cryptvol_ready"
 	tagFSPrefix  = "cryptvol_fs_"
 	tagKeyPrefix = "cryptvol_key_"
+	// tagTenantPrefix names the tenant whose KMIP identity holds the key
+	// (option tenant); no such tag: the plugin's own identity.
+	tagTenantPrefix = "cryptvol_tenant_"
+	// tagKeyTimePrefix records when a rotation gave the volume its key
+	// (Unix seconds); without it the key is as old as the LV.
+	tagKeyTimePrefix = "cryptvol_keytime_"
 )
 
 // ErrNotFound is returned (wrapped, with the volume name) for a volume that
@@ -61,6 +67,17 @@ type Config struct {
 	// ProbeWindow is how long after a start or a dockerd attach recorded
 	// mount IDs are probed. 0 means DefaultProbeWindow.
 	ProbeWindow time.Duration
+	// Audit, when set, takes one event per key operation and per Docker
+	// call that changes a volume, and every repair (audit.go).
+	Audit Auditor
+	// TenantKeys returns the key manager of a tenant's own KMIP identity
+	// (option tenant=NAME, issue 13); nil means no tenant is known and the
+	// option is refused. Implemented by (*keys.Tenants).For.
+	TenantKeys func(tenant string) (Keys, error)
+	// RotateAfter, when set, has Run rotate every volume whose key is
+	// older (schedule.go), checked every RotateCheck (0: DefaultRotateCheck).
+	RotateAfter time.Duration
+	RotateCheck time.Duration
 }
 
 // Sweeper defaults: a volume whose containers died with dockerd is closed
@@ -99,6 +116,7 @@ type Manager struct {
 	turns chan struct{} // one token per create or remove at work; capacity MaxCreates
 	sw    *sweeper
 	view  lvView // Get, Path and List answer from it (lvview.go)
+	now   func() time.Time
 }
 
 // volumeLock serializes operations on one volume. refs counts holders and
@@ -177,6 +195,7 @@ func New(cfg Config, l LVM, c Crypt, f Filesystems, k Keys, log logrus.FieldLogg
 		locks: map[string]*volumeLock{},
 		turns: make(chan struct{}, cfg.MaxCreates),
 		sw:    newSweeper(cfg.SweepInterval, cfg.ProbeWindow),
+		now:   time.Now,
 	}, nil
 }
 

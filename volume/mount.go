@@ -9,6 +9,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/cryptvol/cryptvol/internal/command"
+	"github.com/cryptvol/cryptvol/keys"
 	"github.com/cryptvol/cryptvol/luks"
 	"github.com/cryptvol/cryptvol/lvm"
 )
@@ -20,7 +21,8 @@ import (
 // is the decrypted filesystem before returning it: a path that is not would
 // let a container write plaintext to the host disk. The count is persisted
 // before success is returned.
-func (m *Manager) Mount(ctx context.Context, name, id string) (string, error) {
+func (m *Manager) Mount(ctx context.Context, name, id string) (_ string, err error) {
+	defer m.recordOp("volume.mount", name, id, &err)
 	if err := ValidateName(name); err != nil {
 		return "", err
 	}
@@ -30,6 +32,13 @@ func (m *Manager) Mount(ctx context.Context, name, id string) (string, error) {
 	unlock := m.lock(name)
 	defer unlock()
 	log := m.logFor(name, "mount").WithField("id", id)
+	// A rotation left half-way may have moved the token and not yet the
+	// tag, which the header check below would refuse.
+	if len(m.rotationsOf(name)) > 0 {
+		if err := m.settleRotations(ctx, name, log); err != nil {
+			log.WithError(err).Warn("an unfinished key rotation could not be settled before the mount")
+		}
+	}
 
 	// From the view: the tags and path Mount needs change only with a
 	// metadata commit, which the view's mark tells (lvview.go); a second
@@ -133,7 +142,11 @@ func (m *Manager) bringUp(ctx context.Context, name string, lv lvm.LV, log logru
 	}
 
 	rb.at("KMIP key fetch")
-	key, err := m.keys.Get(ctx, keyID)
+	key, err := m.keyGet(ctx, name, tenantOf(lv), keyID)
+	if errors.Is(err, keys.ErrNotFound) || errors.Is(err, keys.ErrNotActive) {
+		// What a node decommissioned by `cryptvol decommission` sees.
+		return fmt.Errorf("its KMIP key %q was revoked or destroyed on the KMIP server (as `cryptvol decommission` does to all keys of a node), so it cannot be decrypted: %w", keyID, err)
+	}
 	if err != nil {
 		return err
 	}
@@ -191,7 +204,8 @@ func (m *Manager) mountVerified(ctx context.Context, rb *rollback, name, fstype 
 // in the background, as is a teardown that fails. An unknown ID succeeds:
 // dockerd sends Unmount for mounts the plugin may have already released
 // (after a restart, or a probe that found them stale).
-func (m *Manager) Unmount(ctx context.Context, name, id string) error {
+func (m *Manager) Unmount(ctx context.Context, name, id string) (err error) {
+	defer m.recordOp("volume.unmount", name, id, &err)
 	if err := ValidateName(name); err != nil {
 		return err
 	}

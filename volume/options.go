@@ -8,6 +8,8 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+
+	"github.com/cryptvol/cryptvol/keys"
 )
 
 // Filesystems cryptvol can make, and the smallest volume each fits in. The
@@ -30,12 +32,13 @@ func MinSize(fs string) uint64 { return minSize[fs] }
 
 // Option names accepted by Create.
 const (
-	OptSize = "size"
-	OptFS   = "fs"
-	OptThin = "thin"
+	OptSize   = "size"
+	OptFS     = "fs"
+	OptThin   = "thin"
+	OptTenant = "tenant"
 )
 
-var allowedOptions = []string{OptSize, OptFS, OptThin}
+var allowedOptions = []string{OptSize, OptFS, OptThin, OptTenant}
 
 // maxNameLen keeps "cv-"+name and "cryptvol-"+name far below LVM's and
 // device-mapper's 127-byte limits.
@@ -79,12 +82,16 @@ func ValidateName(name string) error {
 // which options the user gave explicitly: an existing volume is compared only
 // on those.
 type Options struct {
-	Size    uint64 // bytes, before rounding to the VG's extent size
-	FS      string // FSExt4 or FSXFS
-	Thin    bool
-	SizeSet bool
-	FSSet   bool
-	ThinSet bool
+	Size uint64 // bytes, before rounding to the VG's extent size
+	FS   string // FSExt4 or FSXFS
+	Thin bool
+	// Tenant names the tenant whose own KMIP identity holds the key ("":
+	// the plugin's identity).
+	Tenant    string
+	SizeSet   bool
+	FSSet     bool
+	ThinSet   bool
+	TenantSet bool
 }
 
 // Defaults are the configured values for options the user leaves out.
@@ -102,7 +109,7 @@ func ParseOptions(opts map[string]string, d Defaults) (Options, error) {
 	var unknown []string
 	for k := range opts {
 		switch k {
-		case OptSize, OptFS, OptThin:
+		case OptSize, OptFS, OptThin, OptTenant:
 		default:
 			unknown = append(unknown, k)
 		}
@@ -134,6 +141,12 @@ func ParseOptions(opts map[string]string, d Defaults) (Options, error) {
 			return Options{}, fmt.Errorf("option thin=%q is not valid (allowed: true, false)", truncate(v, 40))
 		}
 		o.ThinSet = true
+	}
+	if v, ok := opts[OptTenant]; ok {
+		if err := keys.ValidateTenant(v); err != nil {
+			return Options{}, fmt.Errorf("option tenant: %w", err)
+		}
+		o.Tenant, o.TenantSet = v, true
 	}
 	if v, ok := opts[OptSize]; ok {
 		n, err := ParseSize(v)

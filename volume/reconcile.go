@@ -26,14 +26,28 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 
 	// Rule 1: a remove interrupted by a crash is finished.
 	for _, e := range snap.Removing {
-		if err := m.withLock(e.Volume, func(log logrus.FieldLogger) error { return m.finishRemove(ctx, e, log) }); err != nil {
+		err := m.withLock(e.Volume, func(log logrus.FieldLogger) error { return m.finishRemove(ctx, e, log) })
+		m.repaired(e.Volume, "finished a remove a crash interrupted (rule 1)", err)
+		if err != nil {
 			errs = append(errs, fmt.Errorf("volume %q: reconcile: %w", e.Volume, err))
 		}
 	}
 	// Rule 2: a create interrupted by a crash is undone, unless it had
 	// completed and only the journal entry was left.
 	for _, e := range snap.Creating {
-		if err := m.withLock(e.Volume, func(log logrus.FieldLogger) error { return m.undoCreate(ctx, e, log) }); err != nil {
+		err := m.withLock(e.Volume, func(log logrus.FieldLogger) error { return m.undoCreate(ctx, e, log) })
+		m.repaired(e.Volume, "settled a create a crash interrupted (rule 2)", err)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("volume %q: reconcile: %w", e.Volume, err))
+		}
+	}
+
+	// Rule 2b: a key rotation interrupted by a crash is finished if its
+	// keyslot was added, else undone (rotate.go).
+	for _, e := range snap.Rotating {
+		err := m.withLock(e.Volume, func(log logrus.FieldLogger) error { return m.settleRotation(ctx, e, log) })
+		m.repaired(e.Volume, "settled a key rotation a crash interrupted (rule 2b)", err)
+		if err != nil {
 			errs = append(errs, fmt.Errorf("volume %q: reconcile: %w", e.Volume, err))
 		}
 	}
@@ -68,7 +82,9 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 		if exists[name] {
 			continue
 		}
-		if err := m.st.update(func(s *state) { delete(s.Mounts, name) }); err != nil {
+		err := m.st.update(func(s *state) { delete(s.Mounts, name) })
+		m.repaired(name, "dropped the mount IDs of a volume that no longer exists (rule 6)", err)
+		if err != nil {
 			errs = append(errs, fmt.Errorf("volume %q: reconcile: %w", name, err))
 			continue
 		}
@@ -104,7 +120,9 @@ func (m *Manager) reconcileVolume(ctx context.Context, name string, lv lvm.LV) (
 	// half-made volume (damage from outside, or a version 1 create): undo
 	// it, with the keys it names.
 	if !slices.Contains(lv.Tags, TagReady) {
-		if _, err := m.destroy(ctx, name, &lv, nil, nil, "", log); err != nil {
+		_, err := m.destroy(ctx, name, tenantOf(lv), &lv, nil, nil, "", log)
+		m.repaired(name, "removed a half-made volume with the keys it names (rule 3)", err)
+		if err != nil {
 			return false, wrap(fmt.Errorf("removing a half-made volume: %w", err))
 		}
 		log.Info("removed a half-made volume (LV, header and KMIP key)")
@@ -116,7 +134,9 @@ func (m *Manager) reconcileVolume(ctx context.Context, name string, lv lvm.LV) (
 	// IDs are stale.
 	if !lv.Active {
 		if len(ids) > 0 {
-			if err := m.st.update(func(s *state) { delete(s.Mounts, name) }); err != nil {
+			err := m.st.update(func(s *state) { delete(s.Mounts, name) })
+			m.repaired(name, "dropped stale mount IDs: the LV is inactive (rule 4)", err)
+			if err != nil {
 				return true, wrap(err)
 			}
 			logStale(log, len(ids), "the LV is inactive, so nothing can hold the volume")
@@ -138,6 +158,7 @@ func (m *Manager) reconcileVolume(ctx context.Context, name string, lv lvm.LV) (
 		return true, nil
 	}
 	held, err := m.release(ctx, name, log)
+	m.repaired(name, releaseOutcome(held, len(ids) > 0), err)
 	switch {
 	case err != nil:
 		if len(ids) == 0 {
@@ -160,6 +181,20 @@ func (m *Manager) reconcileVolume(ctx context.Context, name string, lv lvm.LV) (
 	return true, nil
 }
 
+// releaseOutcome describes rule 5's result for the trail.
+func releaseOutcome(held, hadIDs bool) string {
+	switch {
+	case held && hadIDs:
+		return "mounted again for the containers that hold it (rule 5)"
+	case held:
+		return "left decrypted: the kernel holds it but no mount ID does (rule 5)"
+	case hadIDs:
+		return "dropped stale mount IDs and closed it: nothing held it (rule 5)"
+	default:
+		return "closed: active, but no container held it (rule 5)"
+	}
+}
+
 // reconcileStrays handles directories under the mount root whose name is not
 // a complete volume: whatever is mounted there or open under its mapping
 // name is a leftover and is taken down.
@@ -180,6 +215,7 @@ func (m *Manager) reconcileStrays(ctx context.Context, exists map[string]bool) [
 		unlock := m.lock(name)
 		log := m.logFor(name, "reconcile")
 		target := m.mountpoint(name)
+		m.repaired(name, "took down what was left under the mount root of a volume that does not exist (rule 7)", nil)
 		if src, err := m.fs.MountedDevice(target); err != nil {
 			errs = append(errs, fmt.Errorf("volume %q: reconcile: %w", name, err))
 		} else if src != "" {

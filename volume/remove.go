@@ -19,7 +19,8 @@ import (
 // is destroyed, so a remove that fails half-way is finished later (at the
 // next sweep, start, or Create of the name) without ever touching a later
 // volume of the same name.
-func (m *Manager) Remove(ctx context.Context, name string) error {
+func (m *Manager) Remove(ctx context.Context, name string) (err error) {
+	defer m.recordOp("volume.remove", name, "", &err)
 	if err := ValidateName(name); err != nil {
 		return err
 	}
@@ -73,11 +74,22 @@ func (m *Manager) Remove(ctx context.Context, name string) error {
 		return fmt.Errorf("volume %q: remove: %w", name, err)
 	}
 	keyIDs := hdr.keyIDs(nil, lv)
-	entry := journalEntry{Volume: name, LVUUID: lv.UUID, KeyIDs: keyIDs}
-	if err := m.st.update(func(s *state) { s.Removing = append(withoutEntry(s.Removing, entry), entry) }); err != nil {
+	// An unsettled key rotation of this LV has one or two keys more; the
+	// remove takes them over, with the rotation's entry.
+	rots, keyIDs, err := m.rotationKeys(ctx, name, lv, keyIDs)
+	if err != nil {
+		return fmt.Errorf("volume %q: remove: %w", name, err)
+	}
+	entry := journalEntry{Volume: name, LVUUID: lv.UUID, KeyIDs: keyIDs, Tenant: tenantOf(lv)}
+	if err := m.st.update(func(s *state) {
+		s.Removing = append(withoutEntry(s.Removing, entry), entry)
+		for _, r := range rots {
+			s.Rotating = withoutRotation(s.Rotating, r)
+		}
+	}); err != nil {
 		return fmt.Errorf("volume %q: %w", name, err)
 	}
-	erased, err := m.destroy(ctx, name, &lv, &hdr, keyIDs, "", log)
+	erased, err := m.destroy(ctx, name, tenantOf(lv), &lv, &hdr, keyIDs, "", log)
 	if err != nil {
 		if !erased {
 			// The volume is intact and usable: nothing may finish a
@@ -199,7 +211,7 @@ func (m *Manager) finishRemove(ctx context.Context, e journalEntry, log logrus.F
 	default:
 		return err
 	}
-	if _, err := m.destroy(ctx, e.Volume, lvp, nil, e.KeyIDs, "", log); err != nil {
+	if _, err := m.destroy(ctx, e.Volume, e.Tenant, lvp, nil, e.KeyIDs, "", log); err != nil {
 		return fmt.Errorf("finishing an interrupted remove: %w", err)
 	}
 	log.Info("finished an interrupted remove")
@@ -227,7 +239,7 @@ func (m *Manager) retryRemove(ctx context.Context, e journalEntry) error {
 // can be repeated after a crash at any point. erased reports whether the
 // keyslots are gone (from this call), after which the volume's data is
 // unreachable.
-func (m *Manager) destroy(ctx context.Context, name string, lv *lvm.LV, hdr *header, keyIDs []string, keyName string, log logrus.FieldLogger) (erased bool, err error) {
+func (m *Manager) destroy(ctx context.Context, name, tenant string, lv *lvm.LV, hdr *header, keyIDs []string, keyName string, log logrus.FieldLogger) (erased bool, err error) {
 	ids := slices.Clone(keyIDs)
 	if lv != nil {
 		if err := m.teardownMounted(ctx, name, true, log); err != nil {
@@ -258,13 +270,13 @@ func (m *Manager) destroy(ctx context.Context, name string, lv *lvm.LV, hdr *hea
 		removeMountpoint(m.mountpoint(name), log)
 	}
 	if keyName != "" {
-		if err := m.destroyKeysNamed(ctx, keyName, ids); err != nil {
+		if err := m.destroyKeysNamed(ctx, name, tenant, keyName, ids); err != nil {
 			return erased, err
 		}
 		return erased, nil
 	}
 	for _, id := range ids {
-		if err := m.keys.Destroy(ctx, id); err != nil {
+		if err := m.keyDestroy(ctx, name, tenant, id); err != nil {
 			return erased, fmt.Errorf("destroying KMIP key %q: %w", id, err)
 		}
 	}

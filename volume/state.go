@@ -36,6 +36,7 @@ type state struct {
 	Mounts   map[string]map[string]int `json:"mounts"`
 	Creating []journalEntry            `json:"creating,omitempty"` // creates begun and not finished or undone
 	Removing []journalEntry            `json:"removing,omitempty"` // removes begun and not finished
+	Rotating []rotationEntry           `json:"rotating,omitempty"` // key rotations begun and not settled (rotate.go)
 }
 
 // journalEntry names the exact objects of one create or remove, so that
@@ -51,6 +52,9 @@ type journalEntry struct {
 	KeyName string `json:"key_name,omitempty"`
 	// KeyIDs are the KMIP keys known to belong to these objects.
 	KeyIDs []string `json:"key_ids,omitempty"`
+	// Tenant is the tenant whose KMIP identity holds the keys ("" for
+	// the plugin's own).
+	Tenant string `json:"tenant,omitempty"`
 	// Legacy marks an entry read from a version 1 file: a bare name, so
 	// only what can be proven to be that volume's is destroyed.
 	Legacy bool `json:"legacy,omitempty"`
@@ -63,6 +67,7 @@ func (s *state) clone() *state {
 	}
 	c.Creating = cloneJournal(s.Creating)
 	c.Removing = cloneJournal(s.Removing)
+	c.Rotating = slices.Clone(s.Rotating)
 	return c
 }
 
@@ -171,6 +176,7 @@ func loadStore(path, bootID string) (st *store, dropped map[string]map[string]in
 	}
 	cur.Creating = disk.Creating
 	cur.Removing = disk.Removing
+	cur.Rotating = disk.Rotating
 	if disk.BootID == bootID {
 		for name, ids := range disk.Mounts {
 			for id, n := range ids {

@@ -141,11 +141,15 @@ func (m *Manager) DockerAttached() {
 }
 
 // Run sweeps until ctx ends: lingering volumes are taken down, possibly
-// stale mount IDs probed, and removes whose KMIP step failed retried. Start
+// stale mount IDs probed, and removes whose KMIP step failed retried; with
+// Config.RotateAfter set, keys that old are rotated (schedule.go). Start
 // it after Reconcile. Between sweeps, a change of the mount table is
 // answered at once by restoreMissing, so a mount taken from under a running
 // container is back within the time a mount takes, not a SweepInterval.
 func (m *Manager) Run(ctx context.Context) {
+	if m.cfg.RotateAfter > 0 {
+		go m.runSchedule(ctx)
+	}
 	t := time.NewTicker(m.sw.interval)
 	defer t.Stop()
 	changed := make(chan struct{}, 1)
@@ -201,6 +205,13 @@ func (m *Manager) Sweep(ctx context.Context) {
 	for _, e := range m.st.snapshot().Removing {
 		if err := m.retryRemove(ctx, e); err != nil {
 			m.logFor(e.Volume, "sweep").WithError(err).Debug("unfinished remove still cannot finish")
+		}
+	}
+	// A rotation that could not finish (KMIP away at its end) is finished
+	// here, so that the old key does not outlive it for long.
+	for _, e := range m.st.snapshot().Rotating {
+		if err := m.withLock(e.Volume, func(log logrus.FieldLogger) error { return m.settleRotation(ctx, e, log) }); err != nil {
+			m.logFor(e.Volume, "sweep").WithError(err).Debug("unfinished key rotation still cannot be settled")
 		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/cryptvol/cryptvol/audit"
 	"github.com/cryptvol/cryptvol/keys"
 	"github.com/cryptvol/cryptvol/lvm"
 	"github.com/cryptvol/cryptvol/volume"
@@ -31,6 +32,15 @@ type Config struct {
 	NoWorkqueue bool
 	MaxCreates  int
 	LogLevel    logrus.Level
+	// Node names this host in the audit trail and in the KMIP Object
+	// Group of its keys (keys.NodeGroup), which decommission finds.
+	Node  string
+	Audit audit.Options // Path "" means no trail
+	// TenantsDir holds a directory per tenant with its KMIP client
+	// certificate and key (cert.pem, key.pem): option tenant=NAME.
+	TenantsDir string
+	// RotateAfter: keys older than this are rotated by the plugin (0: never).
+	RotateAfter time.Duration
 }
 
 // Defaults of the optional settings.
@@ -41,7 +51,13 @@ const (
 	DefaultStateDir  = "/var/lib/cryptvol"
 	DefaultSocket    = "/run/docker/plugins/cryptvol.sock"
 	DefaultTimeout   = "10s"
+	DefaultAuditFile = "audit.log" // in the state directory
 )
+
+// hostname is os.Hostname; tests replace it. A managed plugin has its own
+// UTS namespace, which runc starts with the host's name (moby does not set
+// one for plugins: daemon/pkg/plugin/v2/plugin_linux.go).
+var hostname = os.Hostname
 
 // LoadConfig reads the CRYPTVOL_* settings through getenv. Its error is one
 // line that names the setting at fault and says what is allowed.
@@ -158,12 +174,89 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		return c, fmt.Errorf("CRYPTVOL_MAX_CREATES=%q is not valid (allowed: a whole number from 1 to 64)", mc)
 	}
 
+	if err := c.loadNodeAndAudit(get); err != nil {
+		return c, err
+	}
+
 	lvl := get("CRYPTVOL_LOG_LEVEL", "info")
 	c.LogLevel, err = logrus.ParseLevel(lvl)
 	if err != nil {
 		return c, fmt.Errorf("CRYPTVOL_LOG_LEVEL=%q is not valid (allowed: panic, fatal, error, warn, info, debug, trace)", lvl)
 	}
 	return c, nil
+}
+
+// loadNodeAndAudit reads CRYPTVOL_NODE, CRYPTVOL_KMIP_POLICY and the
+// CRYPTVOL_AUDIT_* settings; StateDir is already set.
+func (c *Config) loadNodeAndAudit(get func(name, def string) string) error {
+	c.Node = get("CRYPTVOL_NODE", "")
+	if c.Node == "" {
+		h, err := hostname()
+		if err == nil {
+			err = keys.ValidateNode(h)
+		}
+		if err != nil {
+			return fmt.Errorf("CRYPTVOL_NODE is not set and the host name cannot stand for it (%v); set CRYPTVOL_NODE to this host's name", err)
+		}
+		c.Node = h
+	} else if err := keys.ValidateNode(c.Node); err != nil {
+		return fmt.Errorf("CRYPTVOL_NODE: %w", err)
+	}
+	c.KMIP.Group = keys.NodeGroup(c.Node)
+	c.KMIP.Policy = get("CRYPTVOL_KMIP_POLICY", "")
+	c.TenantsDir = get("CRYPTVOL_KMIP_TENANTS", filepath.Join(filepath.Dir(c.KMIP.CertFile), "tenants"))
+	if !filepath.IsAbs(c.TenantsDir) {
+		return fmt.Errorf("CRYPTVOL_KMIP_TENANTS=%q is not an absolute path (a directory holding TENANT/cert.pem and TENANT/key.pem)", c.TenantsDir)
+	}
+
+	c.Audit = audit.Options{Host: c.Node, Sync: true}
+	switch p := get("CRYPTVOL_AUDIT_FILE", filepath.Join(c.StateDir, DefaultAuditFile)); {
+	case p == "off":
+	case !filepath.IsAbs(p):
+		return fmt.Errorf("CRYPTVOL_AUDIT_FILE=%q is not valid (allowed: an absolute path, or off)", p)
+	default:
+		c.Audit.Path = filepath.Clean(p)
+	}
+	ms := get("CRYPTVOL_AUDIT_MAX_SIZE", "10M")
+	n, err := volume.ParseSize(ms)
+	if err != nil || n < 4096 || n > 1<<40 {
+		return fmt.Errorf("CRYPTVOL_AUDIT_MAX_SIZE=%q is not valid (allowed: a size from 4K to 1T, e.g. 10M)", ms)
+	}
+	c.Audit.MaxSize = int64(n)
+	ra := get("CRYPTVOL_ROTATE_AFTER", "off")
+	if c.RotateAfter, err = parseAge(ra); err != nil {
+		return fmt.Errorf("CRYPTVOL_ROTATE_AFTER=%q is not valid (allowed: off, or an age of at least 1h such as 90d or 720h)", ra)
+	}
+	keep := get("CRYPTVOL_AUDIT_KEEP", strconv.Itoa(audit.DefaultKeep))
+	if c.Audit.Keep, err = strconv.Atoi(keep); err != nil || c.Audit.Keep < 1 || c.Audit.Keep > 1000 {
+		return fmt.Errorf("CRYPTVOL_AUDIT_KEEP=%q is not valid (allowed: a whole number of rotated files from 1 to 1000)", keep)
+	}
+	return nil
+}
+
+// parseAge reads "off", a number of days ("90d") or a Go duration of at
+// least an hour.
+func parseAge(s string) (time.Duration, error) {
+	if s == "off" {
+		return 0, nil
+	}
+	var d time.Duration
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.Atoi(days)
+		if err != nil || n < 1 || n > 36500 {
+			return 0, fmt.Errorf("bad number of days")
+		}
+		d = time.Duration(n) * 24 * time.Hour
+	} else {
+		var err error
+		if d, err = time.ParseDuration(s); err != nil {
+			return 0, err
+		}
+	}
+	if d < time.Hour {
+		return 0, fmt.Errorf("under an hour")
+	}
+	return d, nil
 }
 
 // unwrapPath drops the *PathError's repetition of the path.
@@ -179,5 +272,6 @@ func (c Config) volumeConfig() volume.Config {
 	return volume.Config{
 		VG: c.VG, DefaultFS: c.FS, ThinPool: c.ThinPool, MountRoot: c.MountRoot, StateDir: c.StateDir,
 		DefaultSize: c.DefaultSize, NoWorkqueue: c.NoWorkqueue, MaxCreates: c.MaxCreates,
+		RotateAfter: c.RotateAfter,
 	}
 }

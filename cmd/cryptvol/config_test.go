@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+
+	"github.com/cryptvol/cryptvol/keys"
 )
 
 func baseEnv(t *testing.T) map[string]string {
@@ -43,6 +45,13 @@ func TestConfigDefaults(t *testing.T) {
 	if c.KMIP.ServerName != "kmip.example.com" || c.KMIP.Timeout != 10*time.Second || c.KMIP.CAFile != env["CRYPTVOL_KMIP_CA"] {
 		t.Errorf("kmip defaults: %+v", c.KMIP)
 	}
+	if c.Audit.Path != "/var/lib/cryptvol/audit.log" || c.Audit.MaxSize != 10<<20 || c.Audit.Keep != 5 || !c.Audit.Sync ||
+		c.RotateAfter != 0 || c.TenantsDir != filepath.Join(filepath.Dir(env["CRYPTVOL_KMIP_CERT"]), "tenants") || c.KMIP.Policy != "" {
+		t.Errorf("issue 13 defaults: audit %+v rotate %s tenants %s policy %q", c.Audit, c.RotateAfter, c.TenantsDir, c.KMIP.Policy)
+	}
+	if h, _ := os.Hostname(); keysValidNode(h) && c.Node != h {
+		t.Errorf("node %q, want the host name %q", c.Node, h)
+	}
 	v := c.volumeConfig()
 	if v.VG != "vg0" || v.DefaultSize != 1<<30 || !v.NoWorkqueue || v.MaxCreates != 4 || v.MountRoot != "/mnt/volumes" {
 		t.Errorf("volume config: %+v", v)
@@ -63,6 +72,13 @@ func TestConfigAllSet(t *testing.T) {
 		"CRYPTVOL_SOCKET":           "/run/x.sock",
 		"CRYPTVOL_NO_WORKQUEUE":     "false",
 		"CRYPTVOL_LOG_LEVEL":        "debug",
+		"CRYPTVOL_NODE":             "node-7",
+		"CRYPTVOL_KMIP_POLICY":      "cryptvol",
+		"CRYPTVOL_AUDIT_FILE":       "/data/audit/trail.log",
+		"CRYPTVOL_AUDIT_MAX_SIZE":   "1M",
+		"CRYPTVOL_AUDIT_KEEP":       "3",
+		"CRYPTVOL_ROTATE_AFTER":     "90d",
+		"CRYPTVOL_KMIP_TENANTS":     "/etc/tenants",
 	} {
 		env[k] = v
 	}
@@ -74,6 +90,12 @@ func TestConfigAllSet(t *testing.T) {
 		c.KMIP.ServerName != "kms" || c.KMIP.Timeout != 3*time.Second || c.MountRoot != "/srv/vols" || c.StateDir != "/data/state" ||
 		c.Socket != "/run/x.sock" || c.NoWorkqueue || c.LogLevel != logrus.DebugLevel {
 		t.Errorf("%+v", c)
+	}
+	if c.Node != "node-7" || c.KMIP.Group != "cryptvol-node:node-7" || c.KMIP.Policy != "cryptvol" ||
+		c.Audit.Path != "/data/audit/trail.log" || c.Audit.MaxSize != 1<<20 || c.Audit.Keep != 3 || c.Audit.Host != "node-7" ||
+		c.RotateAfter != 90*24*time.Hour || c.volumeConfig().RotateAfter != c.RotateAfter || c.TenantsDir != "/etc/tenants" {
+		t.Errorf("issue 13 settings: node %q group %q policy %q audit %+v rotate %s tenants %s",
+			c.Node, c.KMIP.Group, c.KMIP.Policy, c.Audit, c.RotateAfter, c.TenantsDir)
 	}
 }
 
@@ -112,6 +134,13 @@ func TestConfigErrorsNameTheSetting(t *testing.T) {
 		{"CRYPTVOL_MAX_CREATES", "0", `CRYPTVOL_MAX_CREATES="0" is not valid (allowed: a whole number from 1 to 64)`},
 		{"CRYPTVOL_MAX_CREATES", "many", `CRYPTVOL_MAX_CREATES="many" is not valid`},
 		{"CRYPTVOL_MAX_CREATES", "65", `CRYPTVOL_MAX_CREATES="65"`},
+		{"CRYPTVOL_ROTATE_AFTER", "5m", `CRYPTVOL_ROTATE_AFTER="5m" is not valid (allowed: off, or an age of at least 1h`},
+		{"CRYPTVOL_ROTATE_AFTER", "xd", `CRYPTVOL_ROTATE_AFTER="xd"`},
+		{"CRYPTVOL_NODE", "bad node", `CRYPTVOL_NODE: node name "bad node" is not valid`},
+		{"CRYPTVOL_AUDIT_FILE", "audit.log", `CRYPTVOL_AUDIT_FILE="audit.log" is not valid (allowed: an absolute path, or off)`},
+		{"CRYPTVOL_AUDIT_MAX_SIZE", "1K", `CRYPTVOL_AUDIT_MAX_SIZE="1K" is not valid`},
+		{"CRYPTVOL_AUDIT_KEEP", "0", `CRYPTVOL_AUDIT_KEEP="0" is not valid`},
+		{"CRYPTVOL_KMIP_TENANTS", "tenants", `CRYPTVOL_KMIP_TENANTS="tenants" is not an absolute path`},
 	}
 	for _, c := range cases {
 		env := baseEnv(t)
@@ -138,5 +167,27 @@ func TestConfigErrorsNameTheSetting(t *testing.T) {
 	env["CRYPTVOL_DEFAULT_SIZE"] = "256M"
 	if _, err := load(env); err == nil || !strings.Contains(err.Error(), "xfs minimum of 320 MiB") {
 		t.Errorf("xfs with 256M default: %v", err)
+	}
+}
+
+func keysValidNode(n string) bool { return keys.ValidateNode(n) == nil }
+
+// Without CRYPTVOL_NODE the host name stands for the node; one that cannot
+// is refused, saying to set CRYPTVOL_NODE.
+func TestConfigNodeFromHostname(t *testing.T) {
+	defer func(h func() (string, error)) { hostname = h }(hostname)
+	hostname = func() (string, error) { return "web-3.example", nil }
+	c, err := load(baseEnv(t))
+	if err != nil || c.Node != "web-3.example" || c.Audit.Host != "web-3.example" {
+		t.Fatalf("node %q, %v", c.Node, err)
+	}
+	hostname = func() (string, error) { return "", nil }
+	if _, err := load(baseEnv(t)); err == nil || !strings.Contains(err.Error(), "set CRYPTVOL_NODE") {
+		t.Fatalf("empty host name: %v", err)
+	}
+	env := baseEnv(t)
+	env["CRYPTVOL_NODE"], env["CRYPTVOL_AUDIT_FILE"] = "n1", "off"
+	if c, err := load(env); err != nil || c.Audit.Path != "" {
+		t.Fatalf("audit off: %+v, %v", c.Audit, err)
 	}
 }

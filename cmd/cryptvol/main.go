@@ -1,6 +1,7 @@
 // Command cryptvol is the Docker volume plugin: each volume is an LVM
 // logical volume, LUKS2-encrypted with a key held by a KMIP server, opened
-// and mounted only while containers use it.
+// and mounted only while containers use it. Run with arguments, it is the
+// administrators' command line instead (package admin: `cryptvol help`).
 //
 // Configuration comes from CRYPTVOL_* environment variables (see
 // LoadConfig); a missing or bad one stops the plugin at start with one line
@@ -31,6 +32,8 @@ import (
 	"github.com/docker/go-connections/sockets"
 	"github.com/sirupsen/logrus"
 
+	"github.com/cryptvol/cryptvol/admin"
+	"github.com/cryptvol/cryptvol/audit"
 	"github.com/cryptvol/cryptvol/keys"
 	"github.com/cryptvol/cryptvol/luks"
 	"github.com/cryptvol/cryptvol/lvm"
@@ -57,6 +60,10 @@ func main() {
 }
 
 func run() int {
+	// With arguments, the binary is the administrators' command line.
+	if len(os.Args) > 1 {
+		return admin.Main(os.Args[1:], admin.Env{Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv})
+	}
 	cfg, err := LoadConfig(os.Getenv)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "cryptvol: configuration: "+err.Error())
@@ -163,9 +170,28 @@ func setup(ctx context.Context, cfg Config, health *kmipHealth, log logrus.Field
 	// KMIP, and the client reconnects by itself once the server answers.
 	go health.watch(ctx, kms, log)
 
-	mgr, err := volume.New(cfg.volumeConfig(), lv, luks.New(), mount.New(), kms, log)
+	vcfg := cfg.volumeConfig()
+	tenants := keys.NewTenants(kms.Config(), cfg.TenantsDir, log)
+	vcfg.TenantKeys = func(tenant string) (volume.Keys, error) {
+		k, err := tenants.For(tenant)
+		if err != nil {
+			return nil, err
+		}
+		return k, nil
+	}
+	var trail *audit.Log
+	if cfg.Audit.Path != "" {
+		if trail, err = audit.Open(cfg.Audit, log); err != nil {
+			kms.Close()
+			return nil, nil, fmt.Errorf("CRYPTVOL_AUDIT_FILE: %w", err)
+		}
+		trail.Record(audit.Event{Op: "plugin.start", Detail: "volume group " + cfg.VG})
+		vcfg.Audit = trail
+	}
+	mgr, err := volume.New(vcfg, lv, luks.New(), mount.New(), kms, log)
 	if err != nil {
 		kms.Close()
+		trail.Close()
 		return nil, nil, err
 	}
 	start := time.Now()

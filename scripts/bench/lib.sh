@@ -62,9 +62,12 @@ check_reply() {
 # timed_call SECTION METRIC VARIANT RUN SOCK OP BODY: call, recording the request's wall time. Only curl is inside
 # the clock (the reply is checked after it stops): under emulation every extra process costs tenths of a second.
 timed_call() {
-	local s=$1 m=$2 v=$3 r=$4 sock=$5 op=$6 body=$7 t0 t reply
+	local s=$1 m=$2 v=$3 r=$4 sock=$5 op=$6 body=$7 t0 t reply path
+	# OP is a VolumeDriver request (Create...), or a path of the plugin's own (/Cryptvol.Reencrypt).
+	path=/VolumeDriver.$op
+	[[ $op == /* ]] && path=$op
 	t0=$EPOCHREALTIME
-	reply=$(curl -sS --max-time 600 --unix-socket "$sock" -X POST -d "$body" "http://plugin/VolumeDriver.$op")
+	reply=$(curl -sS --max-time 3600 --unix-socket "$sock" -X POST -d "$body" "http://plugin$path")
 	t=$(since "$t0")
 	printf '%s\n' "$reply" >> "$cmdlog"
 	check_reply "$op $body" "$reply"

@@ -143,7 +143,9 @@ def latency():
     ops = [("create", "create (KMIP key, LV, luksFormat, mkfs)", "01 create", 3),
            ("first mount", "first mount (KMIP Get, open, mount)", "02 mount", 2),
            ("last unmount", "last unmount (umount, close, deactivate)", "03 unmount", 2),
-           ("remove", "remove (erase, lvremove, KMIP destroy)", "04 remove", 1)]
+           ("reencrypt 1 GiB", "reencrypt 1 GiB offline (new volume key; baseline: dd the LV onto itself)",
+            "04 reencrypt", 3),
+           ("remove", "remove (erase, lvremove, KMIP destroy)", "05 remove", 1)]
     for op, what, cost_metric, base_programs in ops:
         c, p = med("latency", op, "cryptvol"), med("latency", op, "plain-lv")
         progs, kmip = med("cost", cost_metric, "programs"), med("cost", cost_metric, "kmip")

@@ -90,7 +90,8 @@ check "docker volume rm kdown" docker volume rm kdown
 
 echo "== no key material on disk, in /run or in the plugin's logs"
 check "the plugin's log lines reach dockerd's log (so the scan reads them)" grep -q 'serving the Docker VolumeDriver API' /scratch/dockerd.log
-check "scan: state dir, plugin rootfs, /run, dockerd log" "$repo/scripts/kmip/key-state" --scan "$key1" \
+check "the audit trail is in the state dir the scan reads" test -s /var/lib/cryptvol/audit.log
+check "scan: state dir (audit trail too), plugin rootfs, /run, dockerd log" "$repo/scripts/kmip/key-state" --scan "$key1" \
 	"$(status auto kmip_key_id)" -- /var/lib/cryptvol /scratch/docker/plugins /run /scratch/dockerd.log
 
 echo "== the driver itself refuses to remove a volume that a mount holds"
@@ -117,6 +118,54 @@ check "unknown filesystem: refused naming ext4 and xfs" says 'ext4.*xfs|xfs.*ext
 check_not "nothing created for refused volumes" sh -c 'lvs --noheadings -o lv_name cryptvg | grep -qE "cv-(tiny|odd|huge|bfs)"'
 check_eq "no new KMIP key for refused volumes" "$keys_before" \
 	"$("$repo/scripts/kmip/key-state" --count)"
+
+echo "== per-tenant keys: option tenant (issue 13)"
+tenants=${CRYPTVOL_KMIP_TENANTS_SRC:?dev-server makes tenant identities}
+# as TENANT CMD...: CMD with the tenant's KMIP identity instead of the plugin's.
+as() { local t=$1; shift; CRYPTVOL_KMIP_CERT=$tenants/$t/cert.pem CRYPTVOL_KMIP_KEY=$tenants/$t/key.pem "$@"; }
+check "docker volume create --opt tenant=tenant-a tv" docker volume create -d cryptvol --opt tenant=tenant-a --opt size=64M tv
+check_eq "inspect shows the tenant" tenant-a "$(status tv tenant)"
+check "write through a container" docker run --rm -v tv:/data $img sh -c 'echo tenant-data > /data/f && sync'
+check_eq "read back (the key fetched as tenant-a)" tenant-data "$(docker run --rm -v tv:/data $img cat /data/f 2>&1)"
+keyt=$(status tv kmip_key_id)
+check "tenant-a's identity can fetch its key" as tenant-a "$repo/scripts/kmip/key-state" "$keyt"
+check_not "tenant-b's identity cannot" as tenant-b "$repo/scripts/kmip/key-state" "$keyt"
+check_not "the plugin's own identity cannot" "$repo/scripts/kmip/key-state" "$keyt"
+check "a tenant without an identity is refused, naming the files it needs" says 'tenant-c.*cert\.pem' \
+	docker volume create -d cryptvol --opt tenant=tenant-c tc
+check_not "...and nothing is made" lv_exists tc
+# (A create again with other options never reaches the driver: dockerd answers it from its own store,
+# daemon/volume/service/store.go checkConflict. The driver's refusal is a unit test.)
+check "docker volume rm tv" docker volume rm tv
+check_not "the tenant's key is destroyed" as tenant-a "$repo/scripts/kmip/key-state" "$keyt"
+
+echo "== key rotation and reencryption under a writing container: cryptvol rotate, reencrypt (issue 13)"
+check "rv created" docker volume create -d cryptvol --opt size=64M rv
+# The writer exits (and so stops running) at its first failed write.
+check "a writer starts" docker run -d --name rw -v rv:/data $img \
+	sh -c 'i=0; while echo "line $i" >> /data/log && sync; do i=$((i + 1)); done; echo WRITE FAILED; exit 1'
+keyr=$(status rv kmip_key_id)
+check "cryptvol rotate rv (the admin command, through the plugin's socket)" "$repo/bin/cryptvol" rotate rv
+check_not "the old key is destroyed on KMIP" "$repo/scripts/kmip/key-state" "$keyr"
+keyr2=$(status rv kmip_key_id)
+check "inspect shows the new key, which KMIP serves" sh -c "[ '$keyr2' != '$keyr' ] && '$repo/scripts/kmip/key-state' '$keyr2'"
+check_eq "the writer is still writing (no I/O error)" true "$(docker inspect -f '{{.State.Running}}' rw 2>&1)"
+digest() { cryptsetup luksDump --dump-json-metadata /dev/$vg/cv-rv | jq -c '[.digests[].digest] | sort'; }
+d0=$(digest)
+check "cryptvol reencrypt rv: a new volume key, online under the writer" sh -c \
+	"'$repo/bin/cryptvol' reencrypt rv | grep -q 'online, mounted'"
+check "the volume key's digest changed" test "$(digest)" != "$d0"
+check_eq "the writer is still writing after the reencryption" true "$(docker inspect -f '{{.State.Running}}' rw 2>&1)"
+check "writer stopped" docker rm -f rw
+check "closed after the writer" closed rv
+check_eq "the volume opens with the new key and holds the writer's lines" yes \
+	"$(docker run --rm -v rv:/data $img sh -c 'grep -q "^line 1" /data/log && echo yes' 2>&1)"
+lvchange -ay $vg/cv-rv
+check_eq "luksDump shows one keyslot" 1 "$(cryptsetup luksDump --dump-json-metadata /dev/$vg/cv-rv | jq '.keyslots | length')"
+lvchange -an $vg/cv-rv
+check "the trail records the rotation" sh -c \
+	"jq -e --arg k '$keyr2' 'select(.op == \"volume.rotate\" and .volume == \"rv\" and .key_id == \$k and .result == \"ok\")' /var/lib/cryptvol/audit.log"
+check "docker volume rm rv" docker volume rm rv
 
 echo "== remove shreds"
 check "docker volume rm v1" docker volume rm v1
@@ -150,6 +199,32 @@ wait_for "the stack volume is closed after stack rm" 180 closed st_data
 check_eq "what the service wrote is there after stack rm" from-swarm "$(docker run --rm -v st_data:/data $img cat /data/s 2>&1)"
 docker swarm leave --force >/dev/null 2>&1
 check "docker volume rm st_data" docker volume rm st_data
+
+echo "== the audit trail (issue 13)"
+trail=/var/lib/cryptvol/audit.log
+# rec OP VOLUME [KEY] [RESULT]: the sequence number of the first such record (empty if none).
+rec() {
+	jq -r --arg op "$1" --arg v "$2" --arg k "${3:-}" --arg r "${4:-ok}" \
+		'select(.op == $op and .volume == $v and .result == $r and ($k == "" or .key_id == $k)) | .seq' "$trail" | head -1
+}
+in_order() { local prev=0 s; for s in "$@"; do [ -n "$s" ] && [ "$s" -gt "$prev" ] || return 1; prev=$s; done; }
+check "the trail's hash chain verifies (cryptvol audit verify)" "$repo/bin/cryptvol" audit verify "$trail"
+check "v1's key: created, fetched for a mount, destroyed at remove, in that order" in_order \
+	"$(rec key.create v1 "$key1")" "$(rec volume.create v1)" "$(rec key.get v1 "$key1")" "$(rec volume.mount v1)" \
+	"$(rec volume.unmount v1)" "$(rec key.destroy v1 "$key1")" "$(rec volume.remove v1)"
+check "the create refused while KMIP was down is recorded as failed" test -n "$(rec volume.create kdown "" error)"
+check "the stack's volume: created, mounted by its task, removed" in_order \
+	"$(rec key.create st_data)" "$(rec volume.mount st_data)" "$(rec volume.remove st_data)"
+check_eq "records name this host (the plugin sees the host's name)" "$(hostname)" \
+	"$(jq -r 'select(.op == "volume.create") | .host' "$trail" | sort -u | xargs)"
+check_eq "every volume created in the run has its key create recorded before it" "" \
+	"$(jq -rs '[.[] | select(.op == "volume.create" and .result == "ok") | .volume] as $v |
+		[.[] | select(.op == "key.create" and .result == "ok") | .volume] as $k | $v - $k | .[]' "$trail")"
+check "...and there were some (this script's own at least)" sh -c \
+	"jq -r 'select(.op == \"volume.create\" and .result == \"ok\") | .volume' $trail | grep -qx st_data"
+sed '3s/"volume":"[^"]*"/"volume":"edited"/' "$trail" > /scratch/trail-edited.log
+check "an edited line is found (exit 1, naming line 3)" sh -c \
+	"! '$repo/bin/cryptvol' audit verify /scratch/trail-edited.log > /scratch/verify.out; grep -q 'trail-edited.log:3:' /scratch/verify.out"
 
 check "plugin disable" docker plugin disable cryptvol
 finish

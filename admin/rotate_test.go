@@ -1,0 +1,95 @@
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/cryptvol/cryptvol/plugin"
+	"github.com/cryptvol/cryptvol/volume"
+)
+
+// fakeVolumes is a plugin.Manager whose Rotate renumbers keys.
+type fakeVolumes struct {
+	keys    map[string]string
+	rotated []string
+}
+
+func (f *fakeVolumes) Create(context.Context, string, map[string]string) error { return nil }
+func (f *fakeVolumes) Remove(context.Context, string) error                    { return nil }
+func (f *fakeVolumes) Mount(context.Context, string, string) (string, error)   { return "", nil }
+func (f *fakeVolumes) Unmount(context.Context, string, string) error           { return nil }
+func (f *fakeVolumes) Path(context.Context, string) (string, error)            { return "", nil }
+func (f *fakeVolumes) Get(_ context.Context, n string) (volume.Volume, error) {
+	return volume.Volume{Name: n}, nil
+}
+func (f *fakeVolumes) List(context.Context) ([]volume.Volume, error) {
+	return []volume.Volume{{Name: "a"}, {Name: "b"}}, nil
+}
+func (f *fakeVolumes) Reencrypt(_ context.Context, n string) (volume.Reencryption, error) {
+	if _, ok := f.keys[n]; !ok {
+		return volume.Reencryption{}, errors.New(`volume "` + n + `": no such volume`)
+	}
+	f.rotated = append(f.rotated, "reencrypt "+n)
+	return volume.Reencryption{Volume: n, Online: true}, nil
+}
+
+func (f *fakeVolumes) Rotate(_ context.Context, n string) (volume.Rotation, error) {
+	old, ok := f.keys[n]
+	if !ok {
+		return volume.Rotation{}, errors.New(`volume "` + n + `": no such volume`)
+	}
+	f.keys[n] = old + "'"
+	f.rotated = append(f.rotated, n)
+	return volume.Rotation{Volume: n, OldKeyID: old, NewKeyID: f.keys[n]}, nil
+}
+
+// rotate goes to the plugin's socket, one request per volume, and reports
+// each result; --all takes the plugin's list; a failure is exit 1 naming it.
+func TestRotateThroughThePluginSocket(t *testing.T) {
+	f := &fakeVolumes{keys: map[string]string{"a": "1", "b": "2"}}
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	drv := plugin.New(f, log, plugin.Options{})
+	sock := filepath.Join(t.TempDir(), "cryptvol.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go drv.Handler().Serve(l)
+	t.Cleanup(func() { l.Close() })
+	env := map[string]string{"CRYPTVOL_SOCKET": sock}
+
+	code, out, _ := runCmd(env, "rotate", "a")
+	if code != ExitOK || !strings.Contains(out, "a: KMIP key 1 replaced by 1'") {
+		t.Fatalf("rotate a: exit %d, %q", code, out)
+	}
+	code, out, _ = runCmd(env, "rotate", "--all", "--json")
+	var doc struct {
+		Volumes []struct{ Volume, NewKeyID string } `json:"volumes"`
+	}
+	if err := json.Unmarshal([]byte(out), &doc); err != nil || code != ExitOK || len(doc.Volumes) != 2 {
+		t.Fatalf("rotate --all: exit %d, %v, %q", code, err, out)
+	}
+	code, out, _ = runCmd(env, "rotate", "a", "zz")
+	if code != ExitFailed || !strings.Contains(out, `zz: FAILED: volume "zz": no such volume`) {
+		t.Fatalf("rotate of a missing volume: exit %d, %q", code, out)
+	}
+	code, out, _ = runCmd(env, "reencrypt", "b")
+	if code != ExitOK || !strings.Contains(out, "b: data re-encrypted under a new volume key (online, mounted)") {
+		t.Fatalf("reencrypt b: exit %d, %q", code, out)
+	}
+	if code, _, stderr := runCmd(env, "reencrypt", "zz"); code != ExitFailed || !strings.Contains(stderr, "no such volume") {
+		t.Fatalf("reencrypt zz: exit %d, %q", code, stderr)
+	}
+	if strings.Join(f.rotated, ",") != "a,a,b,a,reencrypt b" {
+		t.Errorf("rotated %v", f.rotated)
+	}
+}

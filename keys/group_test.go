@@ -1,0 +1,104 @@
+package keys
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"testing"
+
+	"github.com/ovh/kmip-go"
+)
+
+// Decommission's half in keys: a node's keys carry its Object Group and
+// policy, Group finds exactly them with their names, and Compromise leaves
+// each destroyed whatever its state; a second run finds nothing to do.
+func TestGroupFindsANodesKeysAndCompromiseDestroysThem(t *testing.T) {
+	fake := newFakeKMS()
+	ctx := context.Background()
+	nodeA := newMemKMIP(t, fake)
+	nodeA.cfg.Group, nodeA.cfg.Policy = NodeGroup("node-a"), "cryptvol"
+	nodeB := newMemKMIP(t, fake)
+	nodeB.cfg.Group = NodeGroup("node-b")
+	// Share one server: newMemKMIP gives each its own executor over fake.
+
+	a1, k, err := nodeA.Create(ctx, "cryptvol/vg-a/one/01")
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.Wipe()
+	a2, k, err := nodeA.Create(ctx, "cryptvol/vg-a/two/02")
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.Wipe()
+	b1, k, err := nodeB.Create(ctx, "cryptvol/vg-b/one/03")
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.Wipe()
+	if o := fake.obj(a1); !slices.Equal(o.groups, []string{"cryptvol-node:node-a"}) || o.policy != "cryptvol" {
+		t.Fatalf("node A's key has groups %q, policy %q; want [cryptvol-node:node-a], cryptvol", o.groups, o.policy)
+	}
+	if o := fake.obj(b1); o.policy != "" {
+		t.Fatalf("node B set no policy, yet its key has %q", o.policy)
+	}
+	// One key revoked already (a half-done earlier decommission).
+	if err := nodeA.revoke(ctx, a2); err != nil {
+		t.Fatal(err)
+	}
+
+	admin := newMemKMIP(t, fake)
+	got, err := admin.Group(ctx, NodeGroup("node-a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := []string{}
+	for _, ki := range got {
+		ids = append(ids, ki.ID)
+		if len(ki.Names) != 1 || ki.State == "" {
+			t.Errorf("key %s: names %q state %q; want its one name and its state", ki.ID, ki.Names, ki.State)
+		}
+	}
+	slices.Sort(ids)
+	if want := []string{a1, a2}; !slices.Equal(ids, want) {
+		t.Fatalf("node A's group lists %q, want %q", ids, want)
+	}
+
+	for _, id := range ids {
+		if gone, err := admin.Compromise(ctx, id); err != nil || gone {
+			t.Fatalf("Compromise(%s) = gone %v, %v; want it destroyed now", id, gone, err)
+		}
+	}
+	for _, id := range ids {
+		if _, err := nodeA.Get(ctx, id); !errors.Is(err, ErrNotFound) {
+			t.Errorf("Get of decommissioned key %s: %v, want ErrNotFound", id, err)
+		}
+		if gone, err := admin.Compromise(ctx, id); err != nil || !gone {
+			t.Errorf("second Compromise(%s) = gone %v, %v; want gone", id, gone, err)
+		}
+	}
+	if got, err := admin.Group(ctx, NodeGroup("node-a")); err != nil || len(got) != 0 {
+		t.Errorf("after decommission node A's group lists %v, %v; want nothing", got, err)
+	}
+	if k, err := nodeB.Get(ctx, b1); err != nil {
+		t.Errorf("node B's key after node A's decommission: %v", err)
+	} else {
+		k.Wipe()
+	}
+	if fake.count(kmip.OperationRevoke) != 1+2+2 {
+		t.Errorf("revokes: %d, want 5 (one for the setup, one per key per Compromise)", fake.count(kmip.OperationRevoke))
+	}
+}
+
+func TestGroupAndPolicySettingsAreChecked(t *testing.T) {
+	pki := newTestPKI(t)
+	cfg := pki.config("kmip.invalid:5696")
+	cfg.Group = "node\x00a"
+	if _, err := NewKMIP(cfg, nil); err == nil {
+		t.Fatal("a group with a NUL byte was accepted")
+	}
+	cfg.Group, cfg.Policy = "", string(make([]byte, 300))
+	if _, err := NewKMIP(cfg, nil); err == nil {
+		t.Fatal("a 300-byte policy name was accepted")
+	}
+}

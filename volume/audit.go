@@ -1,0 +1,93 @@
+package volume
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/cryptvol/cryptvol/audit"
+	"github.com/cryptvol/cryptvol/keys"
+	"github.com/cryptvol/cryptvol/lvm"
+)
+
+// Auditor takes the audit trail's events (issue 13). Implemented by
+// *audit.Log; nil in Config means no trail.
+type Auditor interface {
+	Record(audit.Event)
+}
+
+// record sends e to the trail, if there is one.
+func (m *Manager) record(e audit.Event) {
+	if m.cfg.Audit != nil {
+		m.cfg.Audit.Record(e)
+	}
+}
+
+// recordOp is deferred by the Docker-facing operations: one event per
+// call, with its outcome.
+func (m *Manager) recordOp(op, name, mountID string, err *error) {
+	m.record(audit.Event{Op: op, Volume: name, MountID: mountID, Err: *err})
+}
+
+// repaired records a repair made by reconciliation or the sweeper.
+func (m *Manager) repaired(name, what string, err error) {
+	m.record(audit.Event{Op: "volume.repair", Volume: name, Detail: what, Err: err})
+}
+
+// The key operations, each recorded with the volume it serves. All KMIP
+// calls of the lifecycle go through these.
+
+// Each runs as the tenant's KMIP identity ("" is the plugin's own).
+
+func (m *Manager) keyCreate(ctx context.Context, name, tenant, keyName string) (id string, key *keys.Key, err error) {
+	if k, kerr := m.keysFor(tenant); kerr != nil {
+		err = kerr
+	} else {
+		id, key, err = k.Create(ctx, keyName)
+	}
+	m.record(audit.Event{Op: "key.create", Volume: name, Tenant: tenant, KeyID: id, Detail: "created and activated " + keyName, Err: err})
+	return id, key, err
+}
+
+func (m *Manager) keyGet(ctx context.Context, name, tenant, id string) (key *keys.Key, err error) {
+	if k, kerr := m.keysFor(tenant); kerr != nil {
+		err = kerr
+	} else {
+		key, err = k.Get(ctx, id)
+	}
+	m.record(audit.Event{Op: "key.get", Volume: name, Tenant: tenant, KeyID: id, Err: err})
+	return key, err
+}
+
+func (m *Manager) keyDestroy(ctx context.Context, name, tenant, id string) (err error) {
+	if k, kerr := m.keysFor(tenant); kerr != nil {
+		err = kerr
+	} else {
+		err = k.Destroy(ctx, id)
+	}
+	m.record(audit.Event{Op: "key.destroy", Volume: name, Tenant: tenant, KeyID: id, Detail: "revoked and destroyed", Err: err})
+	return err
+}
+
+func (m *Manager) keyLocate(ctx context.Context, name, tenant, keyName string) (ids []string, err error) {
+	if k, kerr := m.keysFor(tenant); kerr != nil {
+		err = kerr
+	} else {
+		ids, err = k.Locate(ctx, keyName)
+	}
+	m.record(audit.Event{Op: "key.locate", Volume: name, Tenant: tenant, Detail: keyName, Err: err})
+	return ids, err
+}
+
+// keysFor is the key manager of a tenant: the plugin's own for "".
+func (m *Manager) keysFor(tenant string) (Keys, error) {
+	if tenant == "" {
+		return m.keys, nil
+	}
+	if m.cfg.TenantKeys == nil {
+		return nil, fmt.Errorf("tenant %q: this plugin has no tenant identities configured", tenant)
+	}
+	return m.cfg.TenantKeys(tenant)
+}
+
+// tenantOf is the tenant an LV's tag names ("" for the plugin's own).
+func tenantOf(lv lvm.LV) string { return tagValue(lv.Tags, tagTenantPrefix) }

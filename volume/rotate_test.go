@@ -1,0 +1,107 @@
+package volume
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+// A rotation gives the volume a new key and leaves only it: the old key is
+// destroyed, one keyslot opens the header, token and tag name the new key,
+// and the volume mounts with it. Unmounted, the LV is left inactive;
+// mounted, it stays mounted and open throughout.
+func TestRotateReplacesTheKey(t *testing.T) {
+	for _, mounted := range []bool{false, true} {
+		h := newHarness(t)
+		h.mustCreate("v", nil)
+		if mounted {
+			h.runContainer("v", "c1")
+		}
+		old := h.w.headers["cv-v"].h.Token.KeyID
+		r, err := h.m.Rotate(h.ctx, "v")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.OldKeyID != old || r.NewKeyID == "" || r.NewKeyID == old {
+			t.Fatalf("rotation %+v; want old %s replaced by a new key", r, old)
+		}
+		if _, ok := h.w.keys[old]; ok {
+			t.Error("the old key still exists on the KMIP server")
+		}
+		hd := h.w.headers["cv-v"]
+		if hd.h.Token.KeyID != r.NewKeyID || hd.h.Keyslots != 1 || !hd.opens(h.w.keys[r.NewKeyID].b) {
+			t.Errorf("header after rotation: token %s, %d keyslots; want the new key alone", hd.h.Token.KeyID, hd.h.Keyslots)
+		}
+		h.assertConsistent()
+		if mounted {
+			h.assertUp("v")
+			h.stopContainer("v", "c1")
+		} else if _, _, active := h.up("v"); active {
+			t.Error("the rotation left an unmounted volume's LV active")
+		}
+		h.mustMount("v", "c2")
+		h.mustUnmount("v", "c2")
+		h.assertDown("v")
+	}
+}
+
+// A failure before the new keyslot exists is undone: the new key is
+// destroyed and the old one still opens the volume.
+func TestRotateFailureIsUndone(t *testing.T) {
+	h := newHarness(t)
+	h.mustCreate("v", nil)
+	old := h.w.headers["cv-v"].h.Token.KeyID
+	h.w.failures["crypt.AddKey"] = []error{errors.New("cryptsetup: device busy")}
+	_, err := h.m.Rotate(h.ctx, "v")
+	if err == nil || !strings.Contains(err.Error(), "undone") || !strings.Contains(err.Error(), old) {
+		t.Fatalf("Rotate with a failing luksAddKey: %v; want it undone naming the old key", err)
+	}
+	if len(h.w.keys) != 1 || h.w.keys[old] == nil {
+		t.Errorf("keys after an undone rotation: %d, want only the old one", len(h.w.keys))
+	}
+	h.assertConsistent()
+	if _, err := h.m.Rotate(h.ctx, "nope"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("rotate of a missing volume: %v", err)
+	}
+}
+
+// A remove during an unsettled rotation (KMIP gone before the old key's
+// destroy) destroys both keys.
+func TestRemoveTakesOverAnUnsettledRotation(t *testing.T) {
+	h := newHarness(t)
+	h.mustCreate("v", nil)
+	h.w.failures["keys.Destroy"] = []error{errors.New("kmip: i/o timeout")}
+	if _, err := h.m.Rotate(h.ctx, "v"); err == nil {
+		t.Fatal("rotation succeeded although the old key's destroy failed")
+	}
+	if len(h.m.st.snapshot().Rotating) != 1 || len(h.w.keys) != 2 {
+		t.Fatalf("want the rotation journaled with both keys alive, got %d entries, %d keys", len(h.m.st.snapshot().Rotating), len(h.w.keys))
+	}
+	if err := h.m.Remove(h.ctx, "v"); err != nil {
+		t.Fatal(err)
+	}
+	if len(h.w.keys) != 0 || len(h.m.st.snapshot().Rotating) != 0 {
+		t.Errorf("after remove: %d keys, %d rotation entries; want none", len(h.w.keys), len(h.m.st.snapshot().Rotating))
+	}
+}
+
+// A rotation stopped between the token and the tag (lvchange failing) is
+// finished by the next Mount, which would otherwise refuse the mismatch,
+// and by the sweeper.
+func TestMountAndSweepFinishAStoppedRotation(t *testing.T) {
+	for _, by := range []string{"mount", "sweep"} {
+		h := newHarness(t)
+		h.mustCreate("v", nil)
+		h.w.failures["lvm.ReplaceTags"] = []error{errors.New("lvchange: metadata locked")}
+		if _, err := h.m.Rotate(h.ctx, "v"); err == nil {
+			t.Fatal("rotation succeeded with a failing lvchange")
+		}
+		if by == "mount" {
+			h.mustMount("v", "c1")
+			h.mustUnmount("v", "c1")
+		} else {
+			h.m.Sweep(h.ctx)
+		}
+		h.assertConsistent()
+	}
+}
