@@ -41,6 +41,11 @@ func (f *fakeVolumes) Reencrypt(_ context.Context, n string) (volume.Reencryptio
 	return volume.Reencryption{Volume: n, Online: true}, nil
 }
 
+func (f *fakeVolumes) Resize(_ context.Context, n, size string) (volume.Resized, error) {
+	f.rotated = append(f.rotated, "resize "+n+" "+size)
+	return volume.Resized{Volume: n, OldBytes: 1 << 30, NewBytes: 2 << 30}, nil
+}
+
 func (f *fakeVolumes) Rotate(_ context.Context, n string) (volume.Rotation, error) {
 	old, ok := f.keys[n]
 	if !ok {
@@ -89,7 +94,14 @@ func TestRotateThroughThePluginSocket(t *testing.T) {
 	if code, _, stderr := runCmd(env, "reencrypt", "zz"); code != ExitFailed || !strings.Contains(stderr, "no such volume") {
 		t.Fatalf("reencrypt zz: exit %d, %q", code, stderr)
 	}
-	if strings.Join(f.rotated, ",") != "a,a,b,a,reencrypt b" {
+	code, out, _ = runCmd(env, "resize", "a", "2G")
+	if code != ExitOK || !strings.Contains(out, "a: grown from 1 GiB to 2 GiB (closed)") {
+		t.Fatalf("resize a 2G: exit %d, %q", code, out)
+	}
+	if code, _, stderr := runCmd(env, "resize", "a", "big"); code != ExitUsage || !strings.Contains(stderr, `size "big" is not valid`) {
+		t.Fatalf("resize a big: exit %d, %q", code, stderr)
+	}
+	if strings.Join(f.rotated, ",") != "a,a,b,a,reencrypt b,resize a 2G" {
 		t.Errorf("rotated %v", f.rotated)
 	}
 }

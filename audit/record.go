@@ -21,6 +21,25 @@ type Event struct {
 	Detail string
 	// Err is the operation's error; nil means it succeeded.
 	Err error
+	// Took is how long the operation took, when measured (metrics use it;
+	// the trail does not: a record is about what happened, not how fast).
+	Took time.Duration
+}
+
+// Sink takes events: the trail (*Log), metrics, or several (Tee).
+type Sink interface {
+	Record(Event)
+}
+
+// Tee sends every event to each sink, in order.
+func Tee(sinks ...Sink) Sink { return tee(sinks) }
+
+type tee []Sink
+
+func (t tee) Record(e Event) {
+	for _, s := range t {
+		s.Record(e)
+	}
 }
 
 // Record is one line of the trail. Its field order is its JSON order, and

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"strconv"
 	"strings"
 	"sync"
@@ -134,10 +133,11 @@ type poolRow struct {
 	DataPercent string `json:"data_percent"`
 	Segtype     string `json:"segtype"`
 	Active      string `json:"lv_active"`
+	MetaPercent string `json:"metadata_percent"`
 }
 
 func (c *Client) pool(ctx context.Context, pool string) (poolRow, error) {
-	out, err := c.run(ctx, "lvs", "-o", "lv_name,lv_size,data_percent,segtype,lv_active", "--units", "b", "--nosuffix", "--reportformat", "json", c.lvRef(pool))
+	out, err := c.run(ctx, "lvs", "-o", "lv_name,lv_size,data_percent,segtype,lv_active,metadata_percent", "--units", "b", "--nosuffix", "--reportformat", "json", c.lvRef(pool))
 	if err != nil {
 		if isNotFound(err) {
 			return poolRow{}, fmt.Errorf("thin pool %s: %w: %w", c.lvRef(pool), ErrNotFound, err)
@@ -152,48 +152,6 @@ func (c *Client) pool(ctx context.Context, pool string) (poolRow, error) {
 		return poolRow{}, fmt.Errorf("thin pool %s: lvs reported %d volumes", c.lvRef(pool), len(rows))
 	}
 	return rows[0], nil
-}
-
-// PoolFree returns the bytes of the thin pool's data area not yet used.
-// lvm only knows data_percent while the pool is active, and lvm deactivates
-// an implicitly activated pool with its last thin volume, so an inactive
-// pool is activated once to read it.
-func (c *Client) PoolFree(ctx context.Context, pool string) (uint64, error) {
-	if err := ValidateLVName(pool); err != nil {
-		return 0, err
-	}
-	r, err := c.pool(ctx, pool)
-	if err != nil {
-		return 0, err
-	}
-	if r.Segtype != "thin-pool" {
-		return 0, fmt.Errorf("%s is a %q volume, not a thin pool", c.lvRef(pool), r.Segtype)
-	}
-	if r.DataPercent == "" {
-		if _, err := c.run(ctx, "lvchange", "-ay", c.lvRef(pool)); err != nil {
-			return 0, fmt.Errorf("activate thin pool %s to read its usage: %w", c.lvRef(pool), err)
-		}
-		if r, err = c.pool(ctx, pool); err != nil {
-			return 0, err
-		}
-		if r.DataPercent == "" {
-			return 0, fmt.Errorf("thin pool %s: lvm reports no data usage even after activation", c.lvRef(pool))
-		}
-	}
-	size, err := strconv.ParseUint(r.Size, 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("thin pool %s: bad lv_size %q: %w", c.lvRef(pool), r.Size, err)
-	}
-	pct, err := strconv.ParseFloat(r.DataPercent, 64)
-	if err != nil || pct < 0 || pct > 100 {
-		return 0, fmt.Errorf("thin pool %s: bad data_percent %q", c.lvRef(pool), r.DataPercent)
-	}
-	// data_percent is rounded to 0.01%; round usage up so free is never overstated.
-	used := uint64(math.Ceil(float64(size) * pct / 100))
-	if used >= size {
-		return 0, nil
-	}
-	return size - used, nil
 }
 
 // LV returns one logical volume of the group; a missing one wraps ErrNotFound.

@@ -21,6 +21,7 @@ import (
 const (
 	RotatePath    = "/Cryptvol.Rotate"
 	ReencryptPath = "/Cryptvol.Reencrypt"
+	ResizePath    = "/Cryptvol.Resize"
 )
 
 // DefaultReencryptTimeout bounds a reencryption, which rewrites the whole
@@ -28,9 +29,11 @@ const (
 // later reencryption resumes.
 const DefaultReencryptTimeout = 6 * time.Hour
 
-// VolumeRequest names the volume to work on.
+// VolumeRequest names the volume to work on (and, for a resize, its new
+// size, as --opt size takes it).
 type VolumeRequest struct {
 	Name string
+	Size string `json:",omitempty"`
 }
 
 // Response is the result of an admin request, or Err.
@@ -43,12 +46,14 @@ type Response[T any] struct {
 type (
 	RotateResponse    = Response[volume.Rotation]
 	ReencryptResponse = Response[volume.Reencryption]
+	ResizeResponse    = Response[volume.Resized]
 )
 
 // Admin is what the admin requests need of the manager.
 type Admin interface {
 	Rotate(ctx context.Context, name string) (volume.Rotation, error)
 	Reencrypt(ctx context.Context, name string) (volume.Reencryption, error)
+	Resize(ctx context.Context, name, size string) (volume.Resized, error)
 }
 
 var _ Admin = (*volume.Manager)(nil)
@@ -59,13 +64,20 @@ type muxer interface {
 
 // serveAdmin registers the admin paths on h.
 func (d *Driver) serveAdmin(h muxer) {
-	handle(d, h, RotatePath, "rotate", d.long, Admin.Rotate)
-	handle(d, h, ReencryptPath, "reencrypt", d.reencrypt, Admin.Reencrypt)
+	handle(d, h, RotatePath, "rotate", d.long, func(a Admin, ctx context.Context, r VolumeRequest) (volume.Rotation, error) {
+		return a.Rotate(ctx, r.Name)
+	})
+	handle(d, h, ReencryptPath, "reencrypt", d.reencrypt, func(a Admin, ctx context.Context, r VolumeRequest) (volume.Reencryption, error) {
+		return a.Reencrypt(ctx, r.Name)
+	})
+	handle(d, h, ResizePath, "resize", d.long, func(a Admin, ctx context.Context, r VolumeRequest) (volume.Resized, error) {
+		return a.Resize(ctx, r.Name, r.Size)
+	})
 }
 
 // handle serves one admin path: decode the volume's name, run do through
 // the driver's call (deadline, start-up wait, panics, logging), answer.
-func handle[T any](d *Driver, h muxer, path, op string, timeout time.Duration, do func(Admin, context.Context, string) (T, error)) {
+func handle[T any](d *Driver, h muxer, path, op string, timeout time.Duration, do func(Admin, context.Context, VolumeRequest) (T, error)) {
 	h.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
 		var req VolumeRequest
 		if err := sdk.DecodeRequest(w, r, &req); err != nil {
@@ -78,7 +90,7 @@ func handle[T any](d *Driver, h muxer, path, op string, timeout time.Duration, d
 				return errors.New("this plugin's manager takes no administrators' requests")
 			}
 			var err error
-			res.Result, err = do(a, ctx, req.Name)
+			res.Result, err = do(a, ctx, req)
 			return err
 		})
 		if err != nil {

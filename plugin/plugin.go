@@ -53,6 +53,9 @@ type Options struct {
 	ShortTimeout time.Duration // Get, List, Path
 	// ReencryptTimeout bounds cryptvol reencrypt (admin.go).
 	ReencryptTimeout time.Duration
+	// Observe, if set, is told of every request: its call, time, error
+	// (the metrics).
+	Observe func(call string, took time.Duration, err error)
 	// Status, if set, adds plugin-wide facts (KMIP reachability) to every
 	// volume's Status.
 	Status func() map[string]any
@@ -65,6 +68,7 @@ type Driver struct {
 	short     time.Duration
 	reencrypt time.Duration
 	status    func() map[string]any
+	observe   func(call string, took time.Duration, err error)
 
 	// The manager arrives once start-up reconciliation is done (start.go).
 	startMu  sync.Mutex
@@ -155,6 +159,9 @@ func (d *Driver) call(op, name string, timeout time.Duration, fn func(ctx contex
 	}
 	if name != "" {
 		log = log.WithField("volume", name)
+	}
+	if d.observe != nil {
+		d.observe(op, time.Since(start), err)
 	}
 	if err == nil {
 		log.Debug("request done")

@@ -27,7 +27,7 @@ func NewStarting(log logrus.FieldLogger, o Options) *Driver {
 	if log == nil {
 		log = logrus.StandardLogger()
 	}
-	d := &Driver{log: log, long: o.LongTimeout, short: o.ShortTimeout, status: o.Status, ready: make(chan struct{})}
+	d := &Driver{log: log, long: o.LongTimeout, short: o.ShortTimeout, status: o.Status, observe: o.Observe, ready: make(chan struct{})}
 	if d.long <= 0 {
 		d.long = DefaultLongTimeout
 	}

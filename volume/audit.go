@@ -3,17 +3,17 @@ package volume
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/cryptvol/cryptvol/audit"
 	"github.com/cryptvol/cryptvol/keys"
 	"github.com/cryptvol/cryptvol/lvm"
 )
 
-// Auditor takes the audit trail's events (issue 13). Implemented by
-// *audit.Log; nil in Config means no trail.
-type Auditor interface {
-	Record(audit.Event)
-}
+// Auditor takes the audit trail's events (issue 13) and the metrics' (issue
+// 14). Implemented by *audit.Log, the metrics, or audit.Tee of both; nil in
+// Config means neither.
+type Auditor = audit.Sink
 
 // record sends e to the trail, if there is one.
 func (m *Manager) record(e audit.Event) {
@@ -23,9 +23,9 @@ func (m *Manager) record(e audit.Event) {
 }
 
 // recordOp is deferred by the Docker-facing operations: one event per
-// call, with its outcome.
-func (m *Manager) recordOp(op, name, mountID string, err *error) {
-	m.record(audit.Event{Op: op, Volume: name, MountID: mountID, Err: *err})
+// call, with its outcome and duration since start.
+func (m *Manager) recordOp(op, name, mountID string, start time.Time, err *error) {
+	m.record(audit.Event{Op: op, Volume: name, MountID: mountID, Err: *err, Took: time.Since(start)})
 }
 
 // repaired records a repair made by reconciliation or the sweeper.
@@ -39,42 +39,46 @@ func (m *Manager) repaired(name, what string, err error) {
 // Each runs as the tenant's KMIP identity ("" is the plugin's own).
 
 func (m *Manager) keyCreate(ctx context.Context, name, tenant, keyName string) (id string, key *keys.Key, err error) {
+	start := time.Now()
 	if k, kerr := m.keysFor(tenant); kerr != nil {
 		err = kerr
 	} else {
 		id, key, err = k.Create(ctx, keyName)
 	}
-	m.record(audit.Event{Op: "key.create", Volume: name, Tenant: tenant, KeyID: id, Detail: "created and activated " + keyName, Err: err})
+	m.record(audit.Event{Op: "key.create", Volume: name, Tenant: tenant, KeyID: id, Detail: "created and activated " + keyName, Err: err, Took: time.Since(start)})
 	return id, key, err
 }
 
 func (m *Manager) keyGet(ctx context.Context, name, tenant, id string) (key *keys.Key, err error) {
+	start := time.Now()
 	if k, kerr := m.keysFor(tenant); kerr != nil {
 		err = kerr
 	} else {
 		key, err = k.Get(ctx, id)
 	}
-	m.record(audit.Event{Op: "key.get", Volume: name, Tenant: tenant, KeyID: id, Err: err})
+	m.record(audit.Event{Op: "key.get", Volume: name, Tenant: tenant, KeyID: id, Err: err, Took: time.Since(start)})
 	return key, err
 }
 
 func (m *Manager) keyDestroy(ctx context.Context, name, tenant, id string) (err error) {
+	start := time.Now()
 	if k, kerr := m.keysFor(tenant); kerr != nil {
 		err = kerr
 	} else {
 		err = k.Destroy(ctx, id)
 	}
-	m.record(audit.Event{Op: "key.destroy", Volume: name, Tenant: tenant, KeyID: id, Detail: "revoked and destroyed", Err: err})
+	m.record(audit.Event{Op: "key.destroy", Volume: name, Tenant: tenant, KeyID: id, Detail: "revoked and destroyed", Err: err, Took: time.Since(start)})
 	return err
 }
 
 func (m *Manager) keyLocate(ctx context.Context, name, tenant, keyName string) (ids []string, err error) {
+	start := time.Now()
 	if k, kerr := m.keysFor(tenant); kerr != nil {
 		err = kerr
 	} else {
 		ids, err = k.Locate(ctx, keyName)
 	}
-	m.record(audit.Event{Op: "key.locate", Volume: name, Tenant: tenant, Detail: keyName, Err: err})
+	m.record(audit.Event{Op: "key.locate", Volume: name, Tenant: tenant, Detail: keyName, Err: err, Took: time.Since(start)})
 	return ids, err
 }
 

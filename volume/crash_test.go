@@ -61,6 +61,28 @@ var crashScenarios = []scenario{
 		retry:   func(h *harness) error { _, err := h.m.Reencrypt(h.ctx, "v"); return err },
 	},
 	{
+		name:    "resize",
+		prepare: func(h *harness) { h.mustCreate("v", map[string]string{"size": "256M"}) },
+		op:      func(h *harness) error { _, err := h.m.Resize(h.ctx, "v", "512M"); return err },
+		retry: func(h *harness) error {
+			if _, err := h.m.Resize(h.ctx, "v", "512M"); err != nil {
+				return err
+			}
+			return grown(h, "v", 512<<20)
+		},
+	},
+	{
+		name:    "resize mounted",
+		prepare: func(h *harness) { h.mustCreate("v", map[string]string{"size": "256M"}); h.runContainer("v", "c1") },
+		op:      func(h *harness) error { _, err := h.m.Resize(h.ctx, "v", "512M"); return err },
+		retry: func(h *harness) error {
+			if _, err := h.m.Resize(h.ctx, "v", "512M"); err != nil {
+				return err
+			}
+			return grown(h, "v", 512<<20)
+		},
+	},
+	{
 		name:    "remove",
 		prepare: func(h *harness) { h.mustCreate("v", nil) },
 		op:      func(h *harness) error { return h.m.Remove(h.ctx, "v") },

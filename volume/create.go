@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/sirupsen/logrus"
 
@@ -26,7 +27,7 @@ var keyIDTagRE = regexp.MustCompile(`^[A-Za-z0-9_+.-]{1,100}$`)
 // when the options the caller gave match it, and fails saying what differs.
 // A failure at any step (or a panic) undoes the steps before it.
 func (m *Manager) Create(ctx context.Context, name string, opts map[string]string) (err error) {
-	defer m.recordOp("volume.create", name, "", &err)
+	defer m.recordOp("volume.create", name, "", time.Now(), &err)
 	if err := ValidateName(name); err != nil {
 		return err
 	}
@@ -321,13 +322,7 @@ func (m *Manager) checkCapacity(ctx context.Context, name string, o Options, log
 			return vg, fmt.Errorf("volume %q: size %s is more than the whole volume group %q (%s) (allowed for a thin %s volume: %s to %s)",
 				name, FormatSize(o.Size), m.cfg.VG, FormatSize(vg.Size), o.FS, FormatSize(min), FormatSize(vg.Size))
 		}
-		if free, err := m.lvm.PoolFree(ctx, m.cfg.ThinPool); err != nil {
-			log.WithError(err).Warn("could not read the thin pool's free space")
-		} else if size > free {
-			log.WithFields(logrus.Fields{"size": size, "pool_free": free}).
-				Warn("thin volume is larger than the pool's free space: writes will fail if the pool fills")
-		}
-		return vg, nil
+		return vg, m.checkPool(ctx, name, size, log)
 	}
 	if size > vg.Free {
 		if vg.Free < min {

@@ -13,8 +13,10 @@ import (
 type LVM interface {
 	// VG reports the volume group's size, free space and extent size.
 	VG(ctx context.Context) (lvm.VG, error)
-	// PoolFree returns the free bytes of a thin pool (size - data used).
-	PoolFree(ctx context.Context, pool string) (uint64, error)
+	// PoolStatus reports a thin pool's size and data and metadata use;
+	// ThinVirtualSize sums the virtual sizes of its thin volumes.
+	PoolStatus(ctx context.Context, pool string) (lvm.PoolStatus, error)
+	ThinVirtualSize(ctx context.Context, pool string) (uint64, error)
 	// LV reports one LV of the group; a missing one wraps lvm.ErrNotFound.
 	LV(ctx context.Context, name string) (lvm.LV, error)
 	// ListLVs reports every LV of the group carrying tag.
@@ -33,6 +35,8 @@ type LVM interface {
 	// (present) and adds the tags add (absent) in one metadata commit.
 	AddTag(ctx context.Context, name, tag string) error
 	ReplaceTags(ctx context.Context, name string, del, add []string) error
+	// Extend grows the LV from current to size bytes.
+	Extend(ctx context.Context, name string, current, size uint64) error
 	// MetadataMark reads, without running a program once the group's
 	// devices are known, a mark that changes with every metadata commit of
 	// the group (not with activation).
@@ -67,6 +71,8 @@ type Crypt interface {
 	// Reencrypt re-encrypts the data under a new volume key, with key as
 	// the passphrase before and after; resumable (reencrypt.go).
 	Reencrypt(ctx context.Context, dev string, key []byte, o luks.ReencryptOptions) error
+	// Resize makes an open mapping fill its grown device.
+	Resize(ctx context.Context, mapping string, key []byte) error
 }
 
 // Filesystems makes and mounts filesystems. Implemented by *mount.FS.
@@ -86,6 +92,8 @@ type Filesystems interface {
 	// MountedUnder returns the device mounted at each mount point directly
 	// inside root, by the mount point's name, from one read of the table.
 	MountedUnder(root string) (map[string]string, error)
+	// Grow makes the filesystem on dev, mounted at target, fill dev.
+	Grow(ctx context.Context, dev, target, fstype string) error
 	// WatchMounts calls changed after each change of the mount table
 	// MountedDevice reads, until ctx ends (nil) or watching fails.
 	WatchMounts(ctx context.Context, changed func()) error

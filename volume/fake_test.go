@@ -36,9 +36,12 @@ type world struct {
 
 	vg       lvm.VG
 	poolFree uint64
+	poolMeta float64                // metadata percent used
 	lvs      map[string]*lvm.LV     // by LV name
 	headers  map[string]*fakeHeader // by LV name
 	fsMade   map[string]string      // LV name -> filesystem made through its mapping
+	fsSize   map[string]uint64      // LV name -> bytes its filesystem spans
+	mapSize  map[string]uint64      // mapping name -> bytes it maps
 	mappings map[string]string      // mapping name -> LV name
 	openOpts map[string]luks.OpenOptions
 	mounts   map[string]string // target -> source
@@ -119,6 +122,8 @@ func newWorld(t testing.TB) *world {
 		lvs:          map[string]*lvm.LV{},
 		headers:      map[string]*fakeHeader{},
 		fsMade:       map[string]string{},
+		fsSize:       map[string]uint64{},
+		mapSize:      map[string]uint64{},
 		mappings:     map[string]string{},
 		openOpts:     map[string]luks.OpenOptions{},
 		mounts:       map[string]string{},
@@ -203,7 +208,7 @@ func (s *session) enter(op, arg string) (done func(), err error) {
 		w.before(op, arg)
 	}
 	vol := ""
-	if s.track && arg != "" && !strings.HasPrefix(op, "state.") && op != "lvm.VG" && op != "lvm.PoolFree" && op != "lvm.ListLVs" &&
+	if s.track && arg != "" && !strings.HasPrefix(op, "state.") && op != "lvm.VG" && op != "lvm.PoolStatus" && op != "lvm.ThinVirtualSize" && op != "lvm.ListLVs" &&
 		op != "fs.MountedDevice" /* List and Get read mountinfo without the volume lock, by design */ {
 		vol = volumeOf(arg)
 		w.inflightMu.Lock()
@@ -256,13 +261,31 @@ func (f fakeLVM) VG(ctx context.Context) (lvm.VG, error) {
 	return f.s.w.vg, nil
 }
 
-func (f fakeLVM) PoolFree(ctx context.Context, pool string) (uint64, error) {
-	done, err := f.s.enter("lvm.PoolFree", pool)
+// PoolStatus: a 4 GiB pool with poolFree bytes free and poolMeta percent
+// of metadata used.
+func (f fakeLVM) PoolStatus(ctx context.Context, pool string) (lvm.PoolStatus, error) {
+	done, err := f.s.enter("lvm.PoolStatus", pool)
+	if err != nil {
+		return lvm.PoolStatus{}, err
+	}
+	defer done()
+	const size = 4 << 30
+	return lvm.PoolStatus{Size: size, DataPercent: 100 * float64(size-f.s.w.poolFree) / size, MetaPercent: f.s.w.poolMeta}, nil
+}
+
+func (f fakeLVM) ThinVirtualSize(ctx context.Context, pool string) (uint64, error) {
+	done, err := f.s.enter("lvm.ThinVirtualSize", pool)
 	if err != nil {
 		return 0, err
 	}
 	defer done()
-	return f.s.w.poolFree, nil
+	var sum uint64
+	for _, lv := range f.s.w.lvs {
+		if lv.Pool == pool {
+			sum += lv.Size
+		}
+	}
+	return sum, nil
 }
 
 func (f fakeLVM) LV(ctx context.Context, name string) (lvm.LV, error) {
@@ -405,6 +428,23 @@ func (f fakeLVM) AddTag(ctx context.Context, name, tag string) error {
 	return nil
 }
 
+func (f fakeLVM) Extend(ctx context.Context, name string, current, size uint64) error {
+	done, err := f.s.enter("lvm.Extend", name)
+	if err != nil {
+		return err
+	}
+	defer done()
+	lv, ok := f.s.w.lvs[name]
+	switch {
+	case !ok:
+		return fmt.Errorf("LV %s: %w", name, lvm.ErrNotFound)
+	case size <= lv.Size:
+		return fmt.Errorf("new size %d not larger than existing size %d", size, lv.Size)
+	}
+	lv.Size = size
+	return nil
+}
+
 func (f fakeLVM) ReplaceTags(ctx context.Context, name string, del, add []string) error {
 	done, err := f.s.enter("lvm.ReplaceTags", name)
 	if err != nil {
@@ -536,6 +576,7 @@ func (f fakeCrypt) Open(ctx context.Context, dev, mapping string, key []byte, op
 	}
 	w.mappings[mapping] = name
 	w.openOpts[mapping] = opts
+	w.mapSize[mapping] = w.lvs[name].Size
 	return nil
 }
 
@@ -660,6 +701,24 @@ func (f fakeCrypt) Reencrypt(ctx context.Context, dev string, key []byte, o luks
 	})
 }
 
+func (f fakeCrypt) Resize(ctx context.Context, mapping string, key []byte) error {
+	done, err := f.s.enter("crypt.Resize", mapping)
+	if err != nil {
+		return err
+	}
+	defer done()
+	w := f.s.w
+	lv, ok := w.mappings[mapping]
+	if !ok {
+		return fmt.Errorf("device %s is not active", mapping)
+	}
+	if !w.headers[lv].opens(key) {
+		return errors.New("no key available with this passphrase")
+	}
+	w.mapSize[mapping] = w.lvs[lv].Size
+	return nil
+}
+
 func (f fakeCrypt) KillSlot(ctx context.Context, dev string, slot int) error {
 	return f.withHeader("crypt.KillSlot", dev, func(hd *fakeHeader) error {
 		if !hd.h.HasSlot(slot) {
@@ -697,6 +756,27 @@ func (f fakeFS) Mkfs(ctx context.Context, dev, fstype string) error {
 		return err
 	}
 	f.s.w.fsMade[lv] = fstype
+	f.s.w.fsSize[lv] = f.s.w.mapSize[strings.TrimPrefix(dev, "/dev/mapper/")]
+	return nil
+}
+
+// Grow needs the filesystem mounted at target, as resize2fs online and
+// xfs_growfs do, and makes it span its mapping.
+func (f fakeFS) Grow(ctx context.Context, dev, target, fstype string) error {
+	done, err := f.s.enter("fs.Grow", dev)
+	if err != nil {
+		return err
+	}
+	defer done()
+	w := f.s.w
+	lv, err := w.openMapping(dev)
+	if err != nil {
+		return err
+	}
+	if w.mounts[target] != dev || w.fsMade[lv] != fstype {
+		return fmt.Errorf("%s is not a mounted %s filesystem at %s", dev, fstype, target)
+	}
+	w.fsSize[lv] = w.mapSize[strings.TrimPrefix(dev, "/dev/mapper/")]
 	return nil
 }
 

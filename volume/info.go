@@ -35,10 +35,30 @@ const (
 	StatusMountCount = "mount_count"
 	StatusLV         = "lv"
 	StatusTenant     = "tenant" // only for a volume made with option tenant
+	StatusPoolUse    = "thin_pool_use"
 	// StatusPending says why a volume no container holds is still up
 	// (the kernel still holds it, or its teardown failed and is retried).
 	StatusPending = "pending"
 )
+
+// Counts returns how many complete volumes there are and how many of them
+// are mounted for containers, as List sees them (the metrics' gauges).
+func (m *Manager) Counts(ctx context.Context) (total, mounted int, err error) {
+	lvs, err := m.viewVolumes(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	mounts, err := m.fs.MountedUnder(m.cfg.MountRoot)
+	if err != nil {
+		return 0, 0, fmt.Errorf("reading mounts: %w", err)
+	}
+	for name := range lvs {
+		if mounts[name] == mapperPath(name) {
+			mounted++
+		}
+	}
+	return len(lvs), mounted, nil
+}
 
 // List returns every complete volume. LVM is the source of truth: a volume
 // exists exactly when an LV tagged TagOurs and TagReady does. It is read
@@ -114,6 +134,9 @@ func (m *Manager) describe(name string, lv lvm.LV, mounted bool) Volume {
 	if lv.Pool != "" {
 		v.Status[StatusProvision] = "thin"
 		v.Status[StatusThinPool] = lv.Pool
+		if use := m.poolUse(); use != "" {
+			v.Status[StatusPoolUse] = use
+		}
 	}
 	if t := tenantOf(lv); t != "" {
 		v.Status[StatusTenant] = t

@@ -78,6 +78,12 @@ type Config struct {
 	// older (schedule.go), checked every RotateCheck (0: DefaultRotateCheck).
 	RotateAfter time.Duration
 	RotateCheck time.Duration
+	// ThinMaxFill refuses thin creates once the pool's data or metadata
+	// is this many percent used (0: DefaultThinMaxFill; 100: never);
+	// ThinMaxOvercommit, when set, refuses a thin create that would take
+	// the pool's thin volumes past this many times its size (pool.go).
+	ThinMaxFill       float64
+	ThinMaxOvercommit float64
 }
 
 // Sweeper defaults: a volume whose containers died with dockerd is closed
@@ -117,6 +123,7 @@ type Manager struct {
 	sw    *sweeper
 	view  lvView // Get, Path and List answer from it (lvview.go)
 	now   func() time.Time
+	pool  poolSeen // the thin pool's use as last read (pool.go)
 }
 
 // volumeLock serializes operations on one volume. refs counts holders and
@@ -161,6 +168,12 @@ func New(cfg Config, l LVM, c Crypt, f Filesystems, k Keys, log logrus.FieldLogg
 	}
 	if cfg.MaxCreates == 0 {
 		cfg.MaxCreates = DefaultMaxCreates
+	}
+	if cfg.ThinMaxFill == 0 {
+		cfg.ThinMaxFill = DefaultThinMaxFill
+	}
+	if cfg.ThinMaxFill < 0 || cfg.ThinMaxFill > 100 || cfg.ThinMaxOvercommit < 0 {
+		return nil, fmt.Errorf("volume.New: thin pool limits: fill %v%% (allowed 0-100), over-commit %v (allowed 0 or more)", cfg.ThinMaxFill, cfg.ThinMaxOvercommit)
 	}
 	if cfg.SweepInterval <= 0 {
 		cfg.SweepInterval = DefaultSweepInterval

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/sirupsen/logrus"
 
@@ -22,7 +23,7 @@ import (
 // let a container write plaintext to the host disk. The count is persisted
 // before success is returned.
 func (m *Manager) Mount(ctx context.Context, name, id string) (_ string, err error) {
-	defer m.recordOp("volume.mount", name, id, &err)
+	defer m.recordOp("volume.mount", name, id, time.Now(), &err)
 	if err := ValidateName(name); err != nil {
 		return "", err
 	}
@@ -205,7 +206,7 @@ func (m *Manager) mountVerified(ctx context.Context, rb *rollback, name, fstype 
 // dockerd sends Unmount for mounts the plugin may have already released
 // (after a restart, or a probe that found them stale).
 func (m *Manager) Unmount(ctx context.Context, name, id string) (err error) {
-	defer m.recordOp("volume.unmount", name, id, &err)
+	defer m.recordOp("volume.unmount", name, id, time.Now(), &err)
 	if err := ValidateName(name); err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package volume
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/cryptvol/cryptvol/audit"
 	"github.com/cryptvol/cryptvol/luks"
@@ -24,8 +25,9 @@ type Reencryption struct {
 // header, so an interrupted reencryption (a crash, the request's deadline)
 // leaves a volume that mounts, and is finished by the next Reencrypt.
 func (m *Manager) Reencrypt(ctx context.Context, name string) (r Reencryption, err error) {
+	start := time.Now()
 	defer func() {
-		m.record(audit.Event{Op: "volume.reencrypt", Volume: name, Detail: fmt.Sprintf("resumed=%t online=%t", r.Resumed, r.Online), Err: err})
+		m.record(audit.Event{Op: "volume.reencrypt", Volume: name, Detail: fmt.Sprintf("resumed=%t online=%t", r.Resumed, r.Online), Err: err, Took: time.Since(start)})
 	}()
 	if err := ValidateName(name); err != nil {
 		return r, err

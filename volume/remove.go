@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/sirupsen/logrus"
 
@@ -20,7 +21,7 @@ import (
 // next sweep, start, or Create of the name) without ever touching a later
 // volume of the same name.
 func (m *Manager) Remove(ctx context.Context, name string) (err error) {
-	defer m.recordOp("volume.remove", name, "", &err)
+	defer m.recordOp("volume.remove", name, "", time.Now(), &err)
 	if err := ValidateName(name); err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/sirupsen/logrus"
 
@@ -58,8 +59,9 @@ type Rotation struct {
 // undone (the new key destroyed); after, finished. Either way exactly one
 // key opens the volume afterwards.
 func (m *Manager) Rotate(ctx context.Context, name string) (r Rotation, err error) {
+	start := time.Now()
 	defer func() {
-		m.record(audit.Event{Op: "volume.rotate", Volume: name, KeyID: r.NewKeyID, Detail: "replaces key " + r.OldKeyID, Err: err})
+		m.record(audit.Event{Op: "volume.rotate", Volume: name, KeyID: r.NewKeyID, Detail: "replaces key " + r.OldKeyID, Err: err, Took: time.Since(start)})
 	}()
 	if err := ValidateName(name); err != nil {
 		return r, err

@@ -41,6 +41,10 @@ type Config struct {
 	TenantsDir string
 	// RotateAfter: keys older than this are rotated by the plugin (0: never).
 	RotateAfter time.Duration
+	// MetricsAddr is host:port of the Prometheus endpoint ("": none).
+	MetricsAddr string
+	// Thin pool safety: fill percent and over-commit ratio limits.
+	ThinMaxFill, ThinMaxOvercommit float64
 }
 
 // Defaults of the optional settings.
@@ -178,6 +182,23 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		return c, err
 	}
 
+	fill := get("CRYPTVOL_THIN_MAX_FILL", strconv.Itoa(volume.DefaultThinMaxFill))
+	if c.ThinMaxFill, err = strconv.ParseFloat(fill, 64); err != nil || c.ThinMaxFill <= 0 || c.ThinMaxFill > 100 {
+		return c, fmt.Errorf("CRYPTVOL_THIN_MAX_FILL=%q is not valid (allowed: a percent above 0 and at most 100; 100 turns the check off)", fill)
+	}
+	oc := get("CRYPTVOL_THIN_MAX_OVERCOMMIT", "off")
+	if oc != "off" {
+		if c.ThinMaxOvercommit, err = strconv.ParseFloat(oc, 64); err != nil || c.ThinMaxOvercommit <= 0 || c.ThinMaxOvercommit > 1000 {
+			return c, fmt.Errorf("CRYPTVOL_THIN_MAX_OVERCOMMIT=%q is not valid (allowed: off, or how many times the pool's size its thin volumes may add up to, e.g. 2 or 1.5)", oc)
+		}
+	}
+
+	if c.MetricsAddr = get("CRYPTVOL_METRICS_ADDR", ""); c.MetricsAddr != "" {
+		if _, port, err := net.SplitHostPort(c.MetricsAddr); err != nil || port == "" {
+			return c, fmt.Errorf("CRYPTVOL_METRICS_ADDR=%q is not host:port (e.g. 127.0.0.1:9633; empty: no metrics)", c.MetricsAddr)
+		}
+	}
+
 	lvl := get("CRYPTVOL_LOG_LEVEL", "info")
 	c.LogLevel, err = logrus.ParseLevel(lvl)
 	if err != nil {
@@ -272,6 +293,6 @@ func (c Config) volumeConfig() volume.Config {
 	return volume.Config{
 		VG: c.VG, DefaultFS: c.FS, ThinPool: c.ThinPool, MountRoot: c.MountRoot, StateDir: c.StateDir,
 		DefaultSize: c.DefaultSize, NoWorkqueue: c.NoWorkqueue, MaxCreates: c.MaxCreates,
-		RotateAfter: c.RotateAfter,
+		RotateAfter: c.RotateAfter, ThinMaxFill: c.ThinMaxFill, ThinMaxOvercommit: c.ThinMaxOvercommit,
 	}
 }

@@ -37,6 +37,7 @@ import (
 	"github.com/cryptvol/cryptvol/keys"
 	"github.com/cryptvol/cryptvol/luks"
 	"github.com/cryptvol/cryptvol/lvm"
+	"github.com/cryptvol/cryptvol/metrics"
 	"github.com/cryptvol/cryptvol/mount"
 	"github.com/cryptvol/cryptvol/plugin"
 	"github.com/cryptvol/cryptvol/volume"
@@ -85,8 +86,13 @@ func run() int {
 		return 1
 	}
 	health := &kmipHealth{}
-	drv := plugin.NewStarting(log, plugin.Options{Status: health.status})
 	var mgr atomic.Pointer[volume.Manager]
+	opts := plugin.Options{Status: health.status}
+	met := startMetrics(ctx, cfg, &mgr, log)
+	if met != nil {
+		opts.Observe = met.Request
+	}
+	drv := plugin.NewStarting(log, opts)
 	l = plugin.WatchAttach(l, 10*time.Second, func() {
 		if m := mgr.Load(); m != nil {
 			m.DockerAttached()
@@ -94,7 +100,7 @@ func run() int {
 	})
 	kmsc := make(chan *keys.KMIP, 1)
 	go func() {
-		m, kms := startUp(ctx, cfg, drv, health, log)
+		m, kms := startUp(ctx, cfg, drv, health, met, log)
 		kmsc <- kms
 		if m != nil {
 			mgr.Store(m)
@@ -117,10 +123,10 @@ func run() int {
 // startUp runs setup until it succeeds or ctx ends, handing the manager to
 // the driver. A failure (no volume group yet, KMIP settings) is logged and
 // answered to every request meanwhile, and retried.
-func startUp(ctx context.Context, cfg Config, drv *plugin.Driver, health *kmipHealth, log logrus.FieldLogger) (*volume.Manager, *keys.KMIP) {
+func startUp(ctx context.Context, cfg Config, drv *plugin.Driver, health *kmipHealth, met *metrics.Metrics, log logrus.FieldLogger) (*volume.Manager, *keys.KMIP) {
 	wait := 5 * time.Second
 	for {
-		mgr, kms, err := setup(ctx, cfg, health, log)
+		mgr, kms, err := setup(ctx, cfg, health, met, log)
 		if err == nil {
 			drv.Start(mgr)
 			log.WithField("duration", time.Since(processStart).Round(time.Millisecond)).Info("ready: serving volumes")
@@ -138,7 +144,7 @@ func startUp(ctx context.Context, cfg Config, drv *plugin.Driver, health *kmipHe
 }
 
 // setup builds the stack in start-up order and reconciles.
-func setup(ctx context.Context, cfg Config, health *kmipHealth, log logrus.FieldLogger) (*volume.Manager, *keys.KMIP, error) {
+func setup(ctx context.Context, cfg Config, health *kmipHealth, met *metrics.Metrics, log logrus.FieldLogger) (*volume.Manager, *keys.KMIP, error) {
 	sctx, cancel := context.WithTimeout(ctx, startupTimeout)
 	defer cancel()
 
@@ -186,7 +192,17 @@ func setup(ctx context.Context, cfg Config, health *kmipHealth, log logrus.Field
 			return nil, nil, fmt.Errorf("CRYPTVOL_AUDIT_FILE: %w", err)
 		}
 		trail.Record(audit.Event{Op: "plugin.start", Detail: "volume group " + cfg.VG})
-		vcfg.Audit = trail
+	}
+	// The trail and the metrics take the lifecycle's events.
+	var sinks []audit.Sink
+	if trail != nil {
+		sinks = append(sinks, trail)
+	}
+	if met != nil {
+		sinks = append(sinks, met)
+	}
+	if len(sinks) > 0 {
+		vcfg.Audit = audit.Tee(sinks...)
 	}
 	mgr, err := volume.New(vcfg, lv, luks.New(), mount.New(), kms, log)
 	if err != nil {

@@ -139,7 +139,7 @@ check_not "...and nothing is made" lv_exists tc
 check "docker volume rm tv" docker volume rm tv
 check_not "the tenant's key is destroyed" as tenant-a "$repo/scripts/kmip/key-state" "$keyt"
 
-echo "== key rotation and reencryption under a writing container: cryptvol rotate, reencrypt (issue 13)"
+echo "== key rotation, reencryption and resize under a writing container: cryptvol rotate, reencrypt, resize"
 check "rv created" docker volume create -d cryptvol --opt size=64M rv
 # The writer exits (and so stops running) at its first failed write.
 check "a writer starts" docker run -d --name rw -v rv:/data $img \
@@ -156,6 +156,12 @@ check "cryptvol reencrypt rv: a new volume key, online under the writer" sh -c \
 	"'$repo/bin/cryptvol' reencrypt rv | grep -q 'online, mounted'"
 check "the volume key's digest changed" test "$(digest)" != "$d0"
 check_eq "the writer is still writing after the reencryption" true "$(docker inspect -f '{{.State.Running}}' rw 2>&1)"
+kb() { docker exec rw df -k /data | awk 'NR == 2 {print $2}'; }
+k0=$(kb)
+check "cryptvol resize rv 128M under the writer (issue 14)" sh -c "'$repo/bin/cryptvol' resize rv 128M | grep -q 'mounted, online'"
+check_eq "inspect shows the new size" 134217728 "$(status rv size_bytes)"
+check "the container sees the bigger filesystem" test "$(kb)" -gt "$((k0 + 50000))"
+check_eq "the writer is still writing after the resize" true "$(docker inspect -f '{{.State.Running}}' rw 2>&1)"
 check "writer stopped" docker rm -f rw
 check "closed after the writer" closed rv
 check_eq "the volume opens with the new key and holds the writer's lines" yes \
@@ -164,7 +170,7 @@ lvchange -ay $vg/cv-rv
 check_eq "luksDump shows one keyslot" 1 "$(cryptsetup luksDump --dump-json-metadata /dev/$vg/cv-rv | jq '.keyslots | length')"
 lvchange -an $vg/cv-rv
 check "the trail records the rotation" sh -c \
-	"jq -e --arg k '$keyr2' 'select(.op == \"volume.rotate\" and .volume == \"rv\" and .key_id == \$k and .result == \"ok\")' /var/lib/cryptvol/audit.log"
+	"jq -es --arg k '$keyr2' 'any(.[]; .op == \"volume.rotate\" and .volume == \"rv\" and .key_id == \$k and .result == \"ok\")' /var/lib/cryptvol/audit.log"
 check "docker volume rm rv" docker volume rm rv
 
 echo "== remove shreds"
@@ -199,6 +205,24 @@ wait_for "the stack volume is closed after stack rm" 180 closed st_data
 check_eq "what the service wrote is there after stack rm" from-swarm "$(docker run --rm -v st_data:/data $img cat /data/s 2>&1)"
 docker swarm leave --force >/dev/null 2>&1
 check "docker volume rm st_data" docker volume rm st_data
+
+echo "== Prometheus metrics (issue 14): the counters move as operations happen"
+# metric NAME{LABELS}: its value in the plugin's exposition (the plugin uses the host's network).
+metric() { curl -s --max-time 10 http://127.0.0.1:9633/metrics | awk -v k="$1" '$1 == k {print $2}'; }
+creates0=$(metric 'cryptvol_requests_total{call="create",result="ok"}')
+kmip0=$(metric 'cryptvol_kmip_call_duration_seconds_count{call="create",result="ok"}')
+check "the endpoint answers in the Prometheus text format" sh -c \
+	"curl -s --max-time 10 http://127.0.0.1:9633/metrics | grep -q '^# TYPE cryptvol_requests_total counter'"
+check "docker volume create mv" docker volume create -d cryptvol --opt size=64M mv
+check "the create counter moved" test "$(metric 'cryptvol_requests_total{call="create",result="ok"}')" -gt "${creates0:-0}"
+check "a KMIP create was timed" test "$(metric 'cryptvol_kmip_call_duration_seconds_count{call="create",result="ok"}')" -gt "${kmip0:-0}"
+check_eq "cryptvol_volumes counts the plugin's volumes" "$(docker volume ls --format '{{.Driver}}' | grep -c '^cryptvol')" \
+	"$(metric cryptvol_volumes)"
+check "mv in use" docker run -d --name mvc -v mv:/data $img sleep 600
+check_eq "one volume mounted" 1 "$(metric cryptvol_volumes_mounted)"
+check "mvc removed" docker rm -f mvc
+check_eq "none mounted" 0 "$(metric cryptvol_volumes_mounted)"
+check "docker volume rm mv" docker volume rm mv
 
 echo "== the audit trail (issue 13)"
 trail=/var/lib/cryptvol/audit.log

@@ -35,6 +35,6 @@ install_plugin() {
 	docker plugin inspect cryptvol > /dev/null 2>&1 && return 0
 	echo "== install the plugin"
 	check "docker plugin create and set (scripts/plugin/install)" "$repo/scripts/plugin/install" "$repo/bin/plugin" \
-		CRYPTVOL_VG=$vg CRYPTVOL_DEVICES=/dev/vda,/dev/vdb CRYPTVOL_DEFAULT_SIZE=80M
+		CRYPTVOL_VG=$vg CRYPTVOL_DEVICES=/dev/vda,/dev/vdb CRYPTVOL_DEFAULT_SIZE=80M CRYPTVOL_METRICS_ADDR=127.0.0.1:9633
 	check "the KMIP client key is readable by root only" sh -c '[ "$(stat -c %a /etc/cryptvol/kmip/client.key)" = 600 ]'
 }

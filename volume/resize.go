@@ -1,0 +1,103 @@
+package volume
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/cryptvol/cryptvol/audit"
+	"github.com/cryptvol/cryptvol/internal/command"
+)
+
+// Resized is what Resize did.
+type Resized struct {
+	Volume   string `json:"volume"`
+	OldBytes uint64 `json:"old_bytes"`
+	NewBytes uint64 `json:"new_bytes"`
+	Online   bool   `json:"online"` // mounted for containers throughout
+}
+
+// Resize grows the volume to size, mounted or not (issue 14): lvextend, the
+// dm-crypt mapping resized to the grown LV, the filesystem grown online
+// (resize2fs, xfs_growfs). A volume no container holds is brought up for the
+// filesystem step and taken down again. Shrinking is refused: neither
+// filesystem shrinks online and xfs not at all. Every step does nothing when
+// already done (the LV at the size, the mapping filling it, the filesystem
+// filling the mapping), so a resize a crash interrupted is finished by
+// running it again; until then the volume works at its old filesystem size.
+func (m *Manager) Resize(ctx context.Context, name, size string) (r Resized, err error) {
+	start := time.Now()
+	defer func() {
+		m.record(audit.Event{Op: "volume.resize", Volume: name, Detail: fmt.Sprintf("%d -> %d bytes", r.OldBytes, r.NewBytes), Err: err, Took: time.Since(start)})
+	}()
+	if err := ValidateName(name); err != nil {
+		return r, err
+	}
+	want, err := ParseSize(size)
+	if err != nil {
+		return r, fmt.Errorf("volume %q: %w", name, err)
+	}
+	unlock := m.lock(name)
+	defer unlock()
+	log := m.logFor(name, "resize")
+	lv, err := m.completeLV(ctx, name)
+	if err != nil {
+		return r, err
+	}
+	vg, err := m.lvm.VG(ctx)
+	if err != nil {
+		return r, fmt.Errorf("volume %q: %w", name, err)
+	}
+	want = roundUp(want, vg.ExtentSize)
+	r = Resized{Volume: name, OldBytes: lv.Size, NewBytes: want, Online: len(m.st.ids(name)) > 0}
+	switch {
+	case want < lv.Size:
+		return r, fmt.Errorf("volume %q is %s; shrinking to %s is not supported (allowed: %s or more)", name, FormatSize(lv.Size), FormatSize(want), FormatSize(lv.Size))
+	case lv.Pool == "" && want-lv.Size > vg.Free:
+		return r, fmt.Errorf("volume %q: growing from %s to %s needs %s more, and volume group %q has %s free", name, FormatSize(lv.Size), FormatSize(want), FormatSize(want-lv.Size), m.cfg.VG, FormatSize(vg.Free))
+	case lv.Pool != "" && want > vg.Size:
+		return r, fmt.Errorf("volume %q: %s is more than the whole volume group %q (%s)", name, FormatSize(want), m.cfg.VG, FormatSize(vg.Size))
+	}
+	if want > lv.Size {
+		if err := m.lvm.Extend(ctx, lvName(name), lv.Size, want); err != nil {
+			return r, fmt.Errorf("volume %q: %w", name, err)
+		}
+		lv.Size = want
+	}
+
+	// The filesystem is grown mounted; a closed volume is brought up
+	// without a mount ID and taken down after.
+	brought, err := m.ensureMounted(ctx, name, lv, log)
+	if err != nil {
+		return r, fmt.Errorf("volume %q: the LV is %s, but mounting it to grow the filesystem failed (run the resize again): %w", name, FormatSize(want), err)
+	}
+	if brought {
+		lv.Active = true
+		defer func() {
+			cctx, cancel := command.CleanupContext(ctx)
+			defer cancel()
+			if terr := m.teardown(cctx, name, log); terr != nil {
+				log.WithError(terr).Warn("taking the volume down after its resize failed; the sweeper retries")
+				m.sw.linger(name, terr)
+			}
+		}()
+	}
+	_, keyID, err := m.checkedHeader(ctx, name, lv, m.devPath(lv))
+	if err != nil {
+		return r, err
+	}
+	key, err := m.keyGet(ctx, name, tenantOf(lv), keyID)
+	if err != nil {
+		return r, fmt.Errorf("volume %q: %w", name, err)
+	}
+	defer key.Wipe()
+	if err := m.crypt.Resize(ctx, mappingName(name), key.Bytes()); err != nil {
+		return r, fmt.Errorf("volume %q: %w", name, err)
+	}
+	key.Wipe()
+	if err := m.fs.Grow(ctx, mapperPath(name), m.mountpoint(name), tagValue(lv.Tags, tagFSPrefix)); err != nil {
+		return r, fmt.Errorf("volume %q: %w", name, err)
+	}
+	log.WithFields(map[string]any{"old_bytes": r.OldBytes, "new_bytes": r.NewBytes, "online": r.Online}).Info("volume grown")
+	return r, nil
+}
