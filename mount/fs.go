@@ -116,15 +116,20 @@ func (f *FS) emptyRoot(ctx context.Context, dev string) error {
 	return nil
 }
 
-// Mount mounts dev on target with nodev,nosuid, creating target (mode 0700)
+// Mount mounts dev on target with nodev,nosuid and the extra options (each
+// on options.go's allow-list for fstype), creating target (mode 0700)
 // if it does not exist; volume/ makes it first, 0755 as dockerd's local
 // driver does. It is idempotent: dev already mounted there succeeds, anything
 // else mounted there is an error. Success means the mount table shows dev
 // at target, not merely that mount(8) exited 0.
-func (f *FS) Mount(ctx context.Context, dev, target, fstype string) error {
+func (f *FS) Mount(ctx context.Context, dev, target, fstype string, extra ...string) error {
 	if err := ValidateFSType(fstype); err != nil {
 		return err
 	}
+	if err := ValidateOptions(fstype, extra); err != nil {
+		return err
+	}
+	opts := strings.Join(append([]string{mountOptions}, extra...), ",")
 	if err := validatePath("device", dev); err != nil {
 		return err
 	}
@@ -144,7 +149,7 @@ func (f *FS) Mount(ctx context.Context, dev, target, fstype string) error {
 		}
 		return fmt.Errorf("mount %s on %s: %s is already mounted there", dev, target, f.source(e))
 	}
-	if _, err := f.exec(ctx, nil, "mount", "-t", fstype, "-o", mountOptions, dev, target); err != nil {
+	if _, err := f.exec(ctx, nil, "mount", "-t", fstype, "-o", opts, dev, target); err != nil {
 		return fmt.Errorf("mount %s on %s: %w", dev, target, err)
 	}
 	e, err = f.lookup(target)

@@ -3,6 +3,8 @@ package volume
 import (
 	"errors"
 	"fmt"
+	"os"
+	"strconv"
 	"testing"
 )
 
@@ -23,6 +25,16 @@ var crashScenarios = []scenario{
 		prepare: func(h *harness) {},
 		op:      func(h *harness) error { return h.m.Create(h.ctx, "v", map[string]string{"size": "256M"}) },
 		retry:   func(h *harness) error { return h.m.Create(h.ctx, "v", map[string]string{"size": "256M"}) },
+	},
+	{
+		name:    "create with root owner and mode",
+		prepare: func(h *harness) {},
+		op: func(h *harness) error {
+			return h.m.Create(h.ctx, "v", map[string]string{"uid": strconv.Itoa(os.Getuid()), "mode": "0750", "mountopts": "noatime"})
+		},
+		retry: func(h *harness) error {
+			return h.m.Create(h.ctx, "v", map[string]string{"uid": strconv.Itoa(os.Getuid()), "mode": "0750", "mountopts": "noatime"})
+		},
 	},
 	{
 		name:    "first mount",

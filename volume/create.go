@@ -164,6 +164,9 @@ func (m *Manager) create(ctx context.Context, name string, o Options, keyName st
 	if o.Tenant != "" {
 		tags = append(tags, tagTenantPrefix+o.Tenant)
 	}
+	if len(o.MountOpts) > 0 {
+		tags = append(tags, tagMountOptsPrefix+strings.Join(o.MountOpts, "+"))
+	}
 	req := lvm.CreateRequest{Name: lvName(name), Size: o.Size, Tags: tags}
 	if o.Thin {
 		req.Pool = m.cfg.ThinPool
@@ -198,6 +201,12 @@ func (m *Manager) create(ctx context.Context, name string, o Options, keyName st
 	rb.at("mkfs." + o.FS)
 	if err := m.fs.Mkfs(ctx, mapperPath(name), o.FS); err != nil {
 		return err
+	}
+	if o.Root.set() {
+		rb.at("setting the root directory's owner and mode")
+		if err := m.setRoot(ctx, rb, name, o); err != nil {
+			return err
+		}
 	}
 	rb.at("cryptsetup close")
 	if err := m.crypt.Close(ctx, mappingName(name)); err != nil {
@@ -297,6 +306,9 @@ func (m *Manager) compare(ctx context.Context, name string, lv lvm.LV, o Options
 	}
 	if thin := lv.Pool != ""; o.ThinSet && thin != o.Thin {
 		diffs = append(diffs, fmt.Sprintf("thin is %t, requested %t", thin, o.Thin))
+	}
+	if got, want := strings.Join(mountOptsOf(lv.Tags), ","), strings.Join(o.MountOpts, ","); o.MountOpts != nil && got != want {
+		diffs = append(diffs, fmt.Sprintf("mountopts is %q, requested %q", got, want))
 	}
 	if t := tenantOf(lv); o.TenantSet && t != o.Tenant {
 		diffs = append(diffs, fmt.Sprintf("tenant is %q, requested %q", t, o.Tenant))

@@ -80,9 +80,9 @@ type Filesystems interface {
 	// Mkfs makes a filesystem whose root is empty, as a new local volume is
 	// (ext4 without lost+found).
 	Mkfs(ctx context.Context, dev, fstype string) error
-	// Mount mounts dev on target nodev,nosuid and succeeds only when the
-	// mount table shows dev there.
-	Mount(ctx context.Context, dev, target, fstype string) error
+	// Mount mounts dev on target nodev,nosuid with the extra options and
+	// succeeds only when the mount table shows dev there.
+	Mount(ctx context.Context, dev, target, fstype string, extra ...string) error
 	// Unmount unmounts target; nothing mounted there succeeds.
 	Unmount(ctx context.Context, target string) error
 	// MountedDevice returns the source device mounted at target ("" if none),

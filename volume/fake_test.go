@@ -45,6 +45,7 @@ type world struct {
 	mappings map[string]string      // mapping name -> LV name
 	openOpts map[string]luks.OpenOptions
 	mounts   map[string]string // target -> source
+	mountOpt map[string]string // target -> extra options it was mounted with
 	// tableChanged is signalled on each change of mounts, as the kernel
 	// reports a change of /proc/self/mountinfo to a poll (WatchMounts).
 	tableChanged chan struct{}
@@ -127,6 +128,7 @@ func newWorld(t testing.TB) *world {
 		mappings:     map[string]string{},
 		openOpts:     map[string]luks.OpenOptions{},
 		mounts:       map[string]string{},
+		mountOpt:     map[string]string{},
 		tableChanged: make(chan struct{}, 1),
 		holders:      map[string]int{},
 		keys:         map[string]*fakeKey{},
@@ -780,7 +782,7 @@ func (f fakeFS) Grow(ctx context.Context, dev, target, fstype string) error {
 	return nil
 }
 
-func (f fakeFS) Mount(ctx context.Context, dev, target, fstype string) error {
+func (f fakeFS) Mount(ctx context.Context, dev, target, fstype string, extra ...string) error {
 	done, err := f.s.enter("fs.Mount", target)
 	if err != nil {
 		return err
@@ -807,6 +809,7 @@ func (f fakeFS) Mount(ctx context.Context, dev, target, fstype string) error {
 	default:
 		w.mounts[target] = dev
 	}
+	w.mountOpt[target] = strings.Join(extra, ",")
 	if !w.silentMount {
 		w.mountTableChanged()
 	}

@@ -118,7 +118,7 @@ func (m *Manager) bringUp(ctx context.Context, name string, lv lvm.LV, log logru
 		switch {
 		case errors.Is(err, luks.ErrBusy):
 			log.Info("mapping is held by running containers; mounting it again")
-			return m.mountVerified(ctx, rb, name, fstype)
+			return m.mountVerified(ctx, rb, name, lv)
 		case err != nil:
 			return err
 		}
@@ -159,16 +159,16 @@ func (m *Manager) bringUp(ctx context.Context, name string, lv lvm.LV, log logru
 		return err
 	}
 	key.Wipe()
-	if err := m.mountVerified(ctx, rb, name, fstype); err != nil {
+	if err := m.mountVerified(ctx, rb, name, lv); err != nil {
 		return err
 	}
 	log.WithField("target", target).Debug("volume brought up")
 	return nil
 }
 
-// mountVerified mounts the open mapping at the mountpoint and proves the
-// mount table shows it there.
-func (m *Manager) mountVerified(ctx context.Context, rb *rollback, name, fstype string) error {
+// mountVerified mounts the open mapping at the mountpoint, with the LV's
+// filesystem and mount options, and proves the mount table shows it there.
+func (m *Manager) mountVerified(ctx context.Context, rb *rollback, name string, lv lvm.LV) error {
 	target := m.mountpoint(name)
 	rb.at("creating the mountpoint")
 	if err := os.MkdirAll(target, 0o755); err != nil {
@@ -182,7 +182,7 @@ func (m *Manager) mountVerified(ctx context.Context, rb *rollback, name, fstype 
 		}
 		return m.fs.Unmount(ctx, target)
 	})
-	if err := m.fs.Mount(ctx, mapperPath(name), target, fstype); err != nil {
+	if err := m.fs.Mount(ctx, mapperPath(name), target, tagValue(lv.Tags, tagFSPrefix), mountOptsOf(lv.Tags)...); err != nil {
 		return err
 	}
 	rb.at("verifying the mount")
@@ -270,7 +270,7 @@ func (m *Manager) release(ctx context.Context, name string, log logrus.FieldLogg
 	var merr error
 	func() {
 		defer func() { rb.finish(ctx, &merr, recover()) }()
-		merr = m.mountVerified(ctx, rb, name, tagValue(lv.Tags, tagFSPrefix))
+		merr = m.mountVerified(ctx, rb, name, lv)
 	}()
 	if merr != nil {
 		return true, fmt.Errorf("mapping still in use; mounting it again: %w", merr)

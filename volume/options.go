@@ -32,13 +32,17 @@ func MinSize(fs string) uint64 { return minSize[fs] }
 
 // Option names accepted by Create.
 const (
-	OptSize   = "size"
-	OptFS     = "fs"
-	OptThin   = "thin"
-	OptTenant = "tenant"
+	OptSize      = "size"
+	OptFS        = "fs"
+	OptThin      = "thin"
+	OptTenant    = "tenant"
+	OptMountOpts = "mountopts"
+	OptUID       = "uid"
+	OptGID       = "gid"
+	OptMode      = "mode"
 )
 
-var allowedOptions = []string{OptSize, OptFS, OptThin, OptTenant}
+var allowedOptions = []string{OptSize, OptFS, OptThin, OptTenant, OptMountOpts, OptUID, OptGID, OptMode}
 
 // maxNameLen keeps "cv-"+name and "cryptvol-"+name far below LVM's and
 // device-mapper's 127-byte limits.
@@ -87,7 +91,11 @@ type Options struct {
 	Thin bool
 	// Tenant names the tenant whose own KMIP identity holds the key ("":
 	// the plugin's identity).
-	Tenant    string
+	Tenant string
+	// MountOpts are mount options from mount.AllowedOptions (fsoptions.go).
+	MountOpts []string
+	// Root is the owner and mode of the new filesystem's root directory.
+	Root      RootSpec
 	SizeSet   bool
 	FSSet     bool
 	ThinSet   bool
@@ -109,7 +117,7 @@ func ParseOptions(opts map[string]string, d Defaults) (Options, error) {
 	var unknown []string
 	for k := range opts {
 		switch k {
-		case OptSize, OptFS, OptThin, OptTenant:
+		case OptSize, OptFS, OptThin, OptTenant, OptMountOpts, OptUID, OptGID, OptMode:
 		default:
 			unknown = append(unknown, k)
 		}
@@ -141,6 +149,9 @@ func ParseOptions(opts map[string]string, d Defaults) (Options, error) {
 			return Options{}, fmt.Errorf("option thin=%q is not valid (allowed: true, false)", truncate(v, 40))
 		}
 		o.ThinSet = true
+	}
+	if err := parseFSOptions(opts, &o); err != nil {
+		return Options{}, err
 	}
 	if v, ok := opts[OptTenant]; ok {
 		if err := keys.ValidateTenant(v); err != nil {

@@ -1,0 +1,129 @@
+package volume
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/cryptvol/cryptvol/mount"
+)
+
+// RootSpec is the owner and mode a new volume's root directory gets
+// (options uid, gid, mode; issue 14): what an image's directory would
+// otherwise have to give it, for a service that does not run as root.
+type RootSpec struct {
+	UID, GID int         // -1: root's default (0)
+	Mode     os.FileMode // 0: the filesystem's default (0755)
+}
+
+// set says whether any of it was asked for.
+func (r RootSpec) set() bool { return r.UID >= 0 || r.GID >= 0 || r.Mode != 0 }
+
+// maxID is the largest uid or gid accepted: Linux's are 32-bit, and
+// 4294967295 means "no change" to chown(2).
+const maxID = 1<<31 - 1
+
+// parseFSOptions reads mountopts, uid, gid and mode into o, whose FS is
+// already set.
+func parseFSOptions(opts map[string]string, o *Options) error {
+	o.Root = RootSpec{UID: -1, GID: -1}
+	if v, ok := opts[OptMountOpts]; ok {
+		for _, m := range strings.Split(v, ",") {
+			if m = strings.TrimSpace(m); m != "" {
+				o.MountOpts = append(o.MountOpts, m)
+			}
+		}
+		if err := mount.ValidateOptions(o.FS, o.MountOpts); err != nil {
+			return fmt.Errorf("option mountopts: %w", err)
+		}
+	}
+	for _, f := range []struct {
+		name string
+		dst  *int
+	}{{OptUID, &o.Root.UID}, {OptGID, &o.Root.GID}} {
+		v, ok := opts[f.name]
+		if !ok {
+			continue
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 || n > maxID {
+			return fmt.Errorf("option %s=%q is not valid (allowed: a number from 0 to %d)", f.name, truncate(v, 40), maxID)
+		}
+		*f.dst = n
+	}
+	if v, ok := opts[OptMode]; ok {
+		n, err := strconv.ParseUint(v, 8, 32)
+		if err != nil || n == 0 || n > 0o7777 || len(v) < 3 {
+			return fmt.Errorf("option mode=%q is not valid (allowed: octal permissions such as 755, 0750 or 1777)", truncate(v, 40))
+		}
+		o.Root.Mode = os.FileMode(n&0o777) | modeBits(n)
+	}
+	return nil
+}
+
+// modeBits turns the octal set-id and sticky bits into Go's.
+func modeBits(n uint64) os.FileMode {
+	var m os.FileMode
+	if n&0o4000 != 0 {
+		m |= os.ModeSetuid
+	}
+	if n&0o2000 != 0 {
+		m |= os.ModeSetgid
+	}
+	if n&0o1000 != 0 {
+		m |= os.ModeSticky
+	}
+	return m
+}
+
+// tagMountOptsPrefix records a volume's mount options on its LV, joined by
+// "+" (LVM tags allow no comma, lvm(8) "Tags").
+const tagMountOptsPrefix = "cryptvol_mountopts_"
+
+// mountOptsOf reads them back.
+func mountOptsOf(tags []string) []string {
+	v := tagValue(tags, tagMountOptsPrefix)
+	if v == "" {
+		return nil
+	}
+	return strings.Split(v, "+")
+}
+
+// setRoot gives the new filesystem's root directory the owner and mode
+// asked for: mounted at the volume's own mountpoint (a crash meanwhile is
+// undone with the create, whose teardown unmounts it there), changed, and
+// unmounted. Two programs more, only for a create that asks.
+func (m *Manager) setRoot(ctx context.Context, rb *rollback, name string, o Options) error {
+	target := m.mountpoint(name)
+	if err := os.MkdirAll(target, 0o755); err != nil {
+		return err
+	}
+	rb.add("unmount", func(ctx context.Context) error {
+		src, err := m.fs.MountedDevice(target)
+		if err != nil || src == "" {
+			return err
+		}
+		return m.fs.Unmount(ctx, target)
+	})
+	if err := m.fs.Mount(ctx, mapperPath(name), target, o.FS, o.MountOpts...); err != nil {
+		return err
+	}
+	if ok, other, err := m.mountedHere(name); err != nil || !ok {
+		return fmt.Errorf("the new filesystem is not mounted at %s (found %q): %v", target, other, err)
+	}
+	if err := os.Lchown(target, o.Root.UID, o.Root.GID); err != nil {
+		return fmt.Errorf("chown of the root directory: %w", err)
+	}
+	if o.Root.Mode != 0 {
+		if err := os.Chmod(target, o.Root.Mode); err != nil {
+			return fmt.Errorf("chmod of the root directory: %w", err)
+		}
+	}
+	if err := m.fs.Unmount(ctx, target); err != nil {
+		return err
+	}
+	_ = os.Remove(target) // mounts make it again; an empty directory is all it is
+	return nil
+}
