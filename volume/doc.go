@@ -10,8 +10,10 @@
 //   - LV "cv-NAME", tagged "cryptvol", "cryptvol_fs_<ext4|xfs>", "cryptvol_key_<id>"
 //     (when the KMIP id is tag-safe), "cryptvol_tenant_<tenant>" (option
 //     tenant: the key is made, fetched and destroyed with that tenant's
-//     KMIP identity, Config.TenantKeys; the journal records the tenant too)
-//     and, once Create has finished, "cryptvol_ready";
+//     KMIP identity, Config.TenantKeys; the journal records the tenant too),
+//     "cryptvol_mountopts_<a+b>" (option mountopts), "cryptvol_keytime_<unix>"
+//     (when a rotation gave it its key: schedule.go) and, once Create has
+//     finished, "cryptvol_ready";
 //   - a LUKS2 header on it (aes-xts-plain64, 512-bit volume key) whose
 //     "cryptvol-kmip" token records the KMIP key id and NAME;
 //   - a KMIP AES-256 key named "cryptvol/VG_UUID/NAME/NONCE", the LUKS
