@@ -23,6 +23,9 @@ type dumpJSON struct {
 		Type       string `json:"type"`
 		Encryption string `json:"encryption"`
 		SectorSize int    `json:"sector_size"`
+		Integrity  *struct {
+			Type string `json:"type"`
+		} `json:"integrity"`
 	} `json:"segments"`
 	Config struct {
 		Requirements struct {
@@ -59,6 +62,9 @@ func parseDump(out []byte) (Header, error) {
 	}
 	seg := d.Segments[segs[0]]
 	h := Header{Version: 2, Cipher: seg.Encryption, SectorSize: seg.SectorSize, Keyslots: len(d.Keyslots)}
+	if seg.Integrity != nil {
+		h.Integrity = seg.Integrity.Type
+	}
 	// Every keyslot protects the same volume key, so the first tells its
 	// size. With no keyslot left (after Erase) the size is unknown: 0.
 	ks := sortedIDs(d.Keyslots)

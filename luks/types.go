@@ -55,6 +55,9 @@ type Header struct {
 	// Reencrypting says a reencryption of the data was begun and not
 	// finished (the header requires online-reencrypt): it is resumed.
 	Reencrypting bool
+	// Integrity is segment 0's integrity type as LUKS2 records it
+	// ("hmac(sha256)"), "" for none.
+	Integrity string
 }
 
 // OpenOptions tunes the dm-crypt mapping.

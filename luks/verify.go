@@ -23,8 +23,10 @@ func (h Header) Check(volume, tagKeyID string) (keyID string, err error) {
 		err = errors.New("no keyslots left (erased by a remove)")
 	case h.Cipher != Cipher:
 		err = fmt.Errorf("cipher is %q, expected %q", h.Cipher, Cipher)
-	case h.KeyBits != KeyBits:
-		err = fmt.Errorf("volume key is %d bits, expected %d", h.KeyBits, KeyBits)
+	case h.Integrity != "" && h.Integrity != "hmac(sha256)":
+		err = fmt.Errorf("integrity is %q, expected none or hmac(sha256)", h.Integrity)
+	case h.KeyBits != KeyBits+integrityBits(h):
+		err = fmt.Errorf("volume key is %d bits, expected %d", h.KeyBits, KeyBits+integrityBits(h))
 	case h.Token == nil:
 		err = fmt.Errorf("no %s token", TokenType)
 	case h.Token.KeyID == "":
@@ -38,4 +40,13 @@ func (h Header) Check(volume, tagKeyID string) (keyID string, err error) {
 		return "", fmt.Errorf("%w: %w", ErrUnexpectedHeader, err)
 	}
 	return h.Token.KeyID, nil
+}
+
+// integrityBits is the part of the volume key an integrity protection
+// takes.
+func integrityBits(h Header) int {
+	if h.Integrity != "" {
+		return integrityKeyBits
+	}
+	return 0
 }

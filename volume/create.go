@@ -167,6 +167,9 @@ func (m *Manager) create(ctx context.Context, name string, o Options, keyName st
 	if len(o.MountOpts) > 0 {
 		tags = append(tags, tagMountOptsPrefix+strings.Join(o.MountOpts, "+"))
 	}
+	if o.Integrity != "" {
+		tags = append(tags, tagIntegrityPrefix+o.Integrity)
+	}
 	req := lvm.CreateRequest{Name: lvName(name), Size: o.Size, Tags: tags}
 	if o.Thin {
 		req.Pool = m.cfg.ThinPool
@@ -188,7 +191,7 @@ func (m *Manager) create(ctx context.Context, name string, o Options, keyName st
 	dev := m.devPath(lvm.LV{Name: lvName(name)})
 
 	rb.at("luksFormat")
-	if err := m.crypt.Format(ctx, dev, key.Bytes(), luks.Token{KeyID: keyID, Volume: name}); err != nil {
+	if err := m.crypt.Format(ctx, dev, key.Bytes(), luks.Token{KeyID: keyID, Volume: name}, luks.FormatOptions{Integrity: o.Integrity}); err != nil {
 		return err
 	}
 	rb.at("cryptsetup open")
@@ -309,6 +312,9 @@ func (m *Manager) compare(ctx context.Context, name string, lv lvm.LV, o Options
 	}
 	if got, want := strings.Join(mountOptsOf(lv.Tags), ","), strings.Join(o.MountOpts, ","); o.MountOpts != nil && got != want {
 		diffs = append(diffs, fmt.Sprintf("mountopts is %q, requested %q", got, want))
+	}
+	if got := tagValue(lv.Tags, tagIntegrityPrefix); o.Integrity != "" && got != o.Integrity {
+		diffs = append(diffs, fmt.Sprintf("integrity is %q, requested %q", got, o.Integrity))
 	}
 	if t := tenantOf(lv); o.TenantSet && t != o.Tenant {
 		diffs = append(diffs, fmt.Sprintf("tenant is %q, requested %q", t, o.Tenant))

@@ -48,7 +48,7 @@ type Crypt interface {
 	// Format refuses a device that already has a header (luks.ErrHasHeader),
 	// formats LUKS2 aes-xts-plain64/512-bit/4096-byte sectors with key as the
 	// passphrase, and writes token.
-	Format(ctx context.Context, dev string, key []byte, token luks.Token) error
+	Format(ctx context.Context, dev string, key []byte, token luks.Token, opts ...luks.FormatOptions) error
 	// Inspect reads dev's header; a device without one wraps luks.ErrNotLUKS.
 	Inspect(ctx context.Context, dev string) (luks.Header, error)
 	// Open maps dev to /dev/mapper/MAPPING with key as the passphrase.

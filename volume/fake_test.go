@@ -505,7 +505,7 @@ func (w *world) activeLV(dev string) (string, error) {
 	return name, nil
 }
 
-func (f fakeCrypt) Format(ctx context.Context, dev string, key []byte, token luks.Token) error {
+func (f fakeCrypt) Format(ctx context.Context, dev string, key []byte, token luks.Token, opts ...luks.FormatOptions) error {
 	done, err := f.s.enter("crypt.Format", dev)
 	if err != nil {
 		return err
@@ -526,6 +526,9 @@ func (f fakeCrypt) Format(ctx context.Context, dev string, key []byte, token luk
 	w.headers[name] = &fakeHeader{
 		h:     luks.Header{Version: 2, Cipher: luks.Cipher, KeyBits: 512, SectorSize: 4096, Token: &tok},
 		slots: map[int][32]byte{0: sha256.Sum256(key)},
+	}
+	if len(opts) > 0 && opts[0].Integrity != "" {
+		w.headers[name].h.Integrity, w.headers[name].h.KeyBits = "hmac(sha256)", 768
 	}
 	w.headers[name].sync()
 	return nil

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/cryptvol/cryptvol/luks"
 	"github.com/cryptvol/cryptvol/mount"
 )
 
@@ -53,6 +54,12 @@ func parseFSOptions(opts map[string]string, o *Options) error {
 		}
 		*f.dst = n
 	}
+	if v, ok := opts[OptIntegrity]; ok {
+		if v != luks.IntegrityHMACSHA256 {
+			return fmt.Errorf("option integrity=%q is not supported (allowed: %s)", truncate(v, 40), luks.IntegrityHMACSHA256)
+		}
+		o.Integrity = v
+	}
 	if v, ok := opts[OptMode]; ok {
 		n, err := strconv.ParseUint(v, 8, 32)
 		if err != nil || n == 0 || n > 0o7777 || len(v) < 3 {
@@ -77,6 +84,10 @@ func modeBits(n uint64) os.FileMode {
 	}
 	return m
 }
+
+// tagIntegrityPrefix marks a volume formatted with dm-integrity: resize and
+// reencryption refuse it (cryptsetup supports neither for it).
+const tagIntegrityPrefix = "cryptvol_integrity_"
 
 // tagMountOptsPrefix records a volume's mount options on its LV, joined by
 // "+" (LVM tags allow no comma, lvm(8) "Tags").

@@ -40,9 +40,10 @@ const (
 	OptUID       = "uid"
 	OptGID       = "gid"
 	OptMode      = "mode"
+	OptIntegrity = "integrity"
 )
 
-var allowedOptions = []string{OptSize, OptFS, OptThin, OptTenant, OptMountOpts, OptUID, OptGID, OptMode}
+var allowedOptions = []string{OptSize, OptFS, OptThin, OptTenant, OptMountOpts, OptUID, OptGID, OptMode, OptIntegrity}
 
 // maxNameLen keeps "cv-"+name and "cryptvol-"+name far below LVM's and
 // device-mapper's 127-byte limits.
@@ -95,7 +96,9 @@ type Options struct {
 	// MountOpts are mount options from mount.AllowedOptions (fsoptions.go).
 	MountOpts []string
 	// Root is the owner and mode of the new filesystem's root directory.
-	Root      RootSpec
+	Root RootSpec
+	// Integrity is "" or luks.IntegrityHMACSHA256 (fsoptions.go).
+	Integrity string
 	SizeSet   bool
 	FSSet     bool
 	ThinSet   bool
@@ -117,7 +120,7 @@ func ParseOptions(opts map[string]string, d Defaults) (Options, error) {
 	var unknown []string
 	for k := range opts {
 		switch k {
-		case OptSize, OptFS, OptThin, OptTenant, OptMountOpts, OptUID, OptGID, OptMode:
+		case OptSize, OptFS, OptThin, OptTenant, OptMountOpts, OptUID, OptGID, OptMode, OptIntegrity:
 		default:
 			unknown = append(unknown, k)
 		}

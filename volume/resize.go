@@ -44,6 +44,9 @@ func (m *Manager) Resize(ctx context.Context, name, size string) (r Resized, err
 	if err != nil {
 		return r, err
 	}
+	if v := tagValue(lv.Tags, tagIntegrityPrefix); v != "" {
+		return r, fmt.Errorf("volume %q has integrity protection (%s), which cryptsetup cannot resize; copy its data to a larger volume instead", name, v)
+	}
 	vg, err := m.lvm.VG(ctx)
 	if err != nil {
 		return r, fmt.Errorf("volume %q: %w", name, err)
