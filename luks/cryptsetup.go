@@ -106,6 +106,9 @@ func (c *Cryptsetup) Open(ctx context.Context, dev, mapping string, key []byte, 
 		// Bypass dm-crypt's kcryptd queues: lower latency on fast devices.
 		args = append(args, "--perf-no_read_workqueue", "--perf-no_write_workqueue")
 	}
+	if opts.AllowDiscards {
+		args = append(args, "--allow-discards")
+	}
 	if _, err := c.runWithKey(ctx, key, append(args, dev, mapping)...); err != nil {
 		return fmt.Errorf("open %s as %s: %w", dev, mapping, err)
 	}

@@ -64,4 +64,7 @@ type Header struct {
 type OpenOptions struct {
 	// NoWorkqueue adds --perf-no_read_workqueue --perf-no_write_workqueue.
 	NoWorkqueue bool
+	// AllowDiscards passes discards through to the device
+	// (--allow-discards; cryptsetup-open(8) says what that reveals).
+	AllowDiscards bool
 }

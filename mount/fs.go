@@ -126,7 +126,7 @@ func (f *FS) Mount(ctx context.Context, dev, target, fstype string, extra ...str
 	if err := ValidateFSType(fstype); err != nil {
 		return err
 	}
-	if err := ValidateOptions(fstype, extra); err != nil {
+	if err := validate(fstype, extra, append(AllowedOptions(fstype), Discard)); err != nil {
 		return err
 	}
 	opts := strings.Join(append([]string{mountOptions}, extra...), ",")

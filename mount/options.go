@@ -27,10 +27,20 @@ func AllowedOptions(fstype string) []string {
 	return append(slices.Clone(commonOptions), fsOptions[fstype]...)
 }
 
+// Discard is the mount option of a volume made with discard=true: the
+// filesystem discards freed blocks as it frees them. Not on the list users
+// choose from: it takes the volume option, which also opens the mapping
+// with --allow-discards.
+const Discard = "discard"
+
 // ValidateOptions checks each option against fstype's allow-list and says,
 // for one that is not on it, what is.
 func ValidateOptions(fstype string, opts []string) error {
-	allowed := AllowedOptions(fstype)
+	return validate(fstype, opts, AllowedOptions(fstype))
+}
+
+// validate checks opts against allowed ("N": a number).
+func validate(fstype string, opts, allowed []string) error {
 	for _, o := range opts {
 		ok := slices.Contains(allowed, o)
 		if k, v, has := strings.Cut(o, "="); has && !ok {

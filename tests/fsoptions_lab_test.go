@@ -54,7 +54,29 @@ func TestLabFSOptions(t *testing.T) {
 		p.must("unmount", p.unmount(c.v, "a"))
 		assertDown(t, p, c.v)
 	}
-	err := p.create("optbad", map[string]string{"mountopts": "discard"})
+	// discard=true: the mapping passes discards (dm-crypt's allow_discards)
+	// and the filesystem is mounted with discard.
+	p.must("create optd", p.create("optd", map[string]string{"discard": "true"}))
+	t.Cleanup(func() { _ = p.remove("optd") })
+	mp, err := p.mount("optd", "a")
+	p.must("mount", err)
+	table, err := run(t, "dmsetup", "table", "cryptvol-optd")
+	if err != nil || !strings.Contains(table, "allow_discards") {
+		t.Errorf("dm-crypt table of a discard=true volume lacks allow_discards (%v)", err)
+	}
+	mi, _ := os.ReadFile("/proc/self/mountinfo")
+	found := false
+	for _, l := range strings.Split(string(mi), "\n") {
+		if f := strings.Fields(l); len(f) > 5 && f[4] == mp && strings.Contains(l, "discard") {
+			found = true
+		}
+	}
+	if !found {
+		t.Error("a discard=true volume is not mounted with discard")
+	}
+	p.must("unmount", p.unmount("optd", "a"))
+
+	err = p.create("optbad", map[string]string{"mountopts": "discard"})
 	if err == nil || !strings.Contains(err.Error(), `mount option "discard" is not allowed on ext4`) {
 		t.Errorf("mountopts=discard: %v", err)
 	}

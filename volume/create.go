@@ -170,6 +170,9 @@ func (m *Manager) create(ctx context.Context, name string, o Options, keyName st
 	if o.Integrity != "" {
 		tags = append(tags, tagIntegrityPrefix+o.Integrity)
 	}
+	if o.Discard {
+		tags = append(tags, tagDiscard)
+	}
 	req := lvm.CreateRequest{Name: lvName(name), Size: o.Size, Tags: tags}
 	if o.Thin {
 		req.Pool = m.cfg.ThinPool
@@ -196,7 +199,7 @@ func (m *Manager) create(ctx context.Context, name string, o Options, keyName st
 	}
 	rb.at("cryptsetup open")
 	rb.add("close mapping", func(ctx context.Context) error { return m.crypt.Close(ctx, mappingName(name)) })
-	if err := m.crypt.Open(ctx, dev, mappingName(name), key.Bytes(), luks.OpenOptions{NoWorkqueue: m.cfg.NoWorkqueue}); err != nil {
+	if err := m.crypt.Open(ctx, dev, mappingName(name), key.Bytes(), m.openOptions(tags)); err != nil {
 		return err
 	}
 	key.Wipe()

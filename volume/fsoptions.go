@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -54,7 +55,19 @@ func parseFSOptions(opts map[string]string, o *Options) error {
 		}
 		*f.dst = n
 	}
+	if v, ok := opts[OptDiscard]; ok {
+		switch v {
+		case "true":
+			o.Discard = true
+		case "false":
+		default:
+			return fmt.Errorf("option discard=%q is not valid (allowed: true, false)", truncate(v, 40))
+		}
+	}
 	if v, ok := opts[OptIntegrity]; ok {
+		if o.Discard {
+			return fmt.Errorf("options integrity and discard=true cannot go together: dm-integrity takes no discards")
+		}
 		if v != luks.IntegrityHMACSHA256 {
 			return fmt.Errorf("option integrity=%q is not supported (allowed: %s)", truncate(v, 40), luks.IntegrityHMACSHA256)
 		}
@@ -83,6 +96,26 @@ func modeBits(n uint64) os.FileMode {
 		m |= os.ModeSticky
 	}
 	return m
+}
+
+// tagDiscard marks a volume made with discard=true: opened with
+// --allow-discards and mounted with discard, so that blocks the filesystem
+// frees go back to a thin pool (at the cost cryptsetup-open(8) names: an
+// observer of the device sees which blocks are free).
+const tagDiscard = "cryptvol_discard"
+
+// mountOptions are a volume's mount options: its own, and discard.
+func mountOptions(tags []string) []string {
+	opts := mountOptsOf(tags)
+	if slices.Contains(tags, tagDiscard) {
+		opts = append(opts, mount.Discard)
+	}
+	return opts
+}
+
+// openOptions are how a volume's mapping is opened.
+func (m *Manager) openOptions(tags []string) luks.OpenOptions {
+	return luks.OpenOptions{NoWorkqueue: m.cfg.NoWorkqueue, AllowDiscards: slices.Contains(tags, tagDiscard)}
 }
 
 // tagIntegrityPrefix marks a volume formatted with dm-integrity: resize and
@@ -118,7 +151,7 @@ func (m *Manager) setRoot(ctx context.Context, rb *rollback, name string, o Opti
 		}
 		return m.fs.Unmount(ctx, target)
 	})
-	if err := m.fs.Mount(ctx, mapperPath(name), target, o.FS, o.MountOpts...); err != nil {
+	if err := m.fs.Mount(ctx, mapperPath(name), target, o.FS, o.MountOpts...); err != nil { // no discard needed to set an owner
 		return err
 	}
 	if ok, other, err := m.mountedHere(name); err != nil || !ok {

@@ -82,3 +82,30 @@ func TestIntegrityVolume(t *testing.T) {
 	}
 	h.assertConsistent()
 }
+
+// discard=true opens with --allow-discards and mounts with discard; not
+// with integrity; not by mountopts.
+func TestDiscardVolume(t *testing.T) {
+	h := newHarness(t)
+	h.mustCreate("d", map[string]string{"discard": "true"})
+	mp := h.mustMount("d", "c1")
+	if !h.w.openOpts[mappingPrefix+"d"].AllowDiscards || h.w.mountOpt[mp] != "discard" {
+		t.Errorf("open options %+v, mount options %q; want discards allowed and mounted with discard", h.w.openOpts[mappingPrefix+"d"], h.w.mountOpt[mp])
+	}
+	h.mustUnmount("d", "c1")
+	h.mustCreate("n", nil)
+	mp = h.mustMount("n", "c1")
+	if h.w.openOpts[mappingPrefix+"n"].AllowDiscards || h.w.mountOpt[mp] != "" {
+		t.Errorf("a volume without discard=true: open %+v, mount %q", h.w.openOpts[mappingPrefix+"n"], h.w.mountOpt[mp])
+	}
+	h.mustUnmount("n", "c1")
+	for opts, want := range map[string]map[string]string{
+		"cannot go together":            {"discard": "true", "integrity": "hmac-sha256"},
+		`mount option "discard" is not`: {"mountopts": "discard"},
+		`option discard="yes" is not`:   {"discard": "yes"},
+	} {
+		if err := h.m.Create(h.ctx, "x", want); err == nil || !strings.Contains(err.Error(), opts) {
+			t.Errorf("%v: %v; want %q", want, err, opts)
+		}
+	}
+}

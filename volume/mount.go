@@ -155,7 +155,7 @@ func (m *Manager) bringUp(ctx context.Context, name string, lv lvm.LV, log logru
 
 	rb.at("cryptsetup open")
 	rb.add("close mapping", func(ctx context.Context) error { return m.crypt.Close(ctx, mapping) })
-	if err := m.crypt.Open(ctx, dev, mapping, key.Bytes(), luks.OpenOptions{NoWorkqueue: m.cfg.NoWorkqueue}); err != nil {
+	if err := m.crypt.Open(ctx, dev, mapping, key.Bytes(), m.openOptions(lv.Tags)); err != nil {
 		return err
 	}
 	key.Wipe()
@@ -182,7 +182,7 @@ func (m *Manager) mountVerified(ctx context.Context, rb *rollback, name string, 
 		}
 		return m.fs.Unmount(ctx, target)
 	})
-	if err := m.fs.Mount(ctx, mapperPath(name), target, tagValue(lv.Tags, tagFSPrefix), mountOptsOf(lv.Tags)...); err != nil {
+	if err := m.fs.Mount(ctx, mapperPath(name), target, tagValue(lv.Tags, tagFSPrefix), mountOptions(lv.Tags)...); err != nil {
 		return err
 	}
 	rb.at("verifying the mount")

@@ -41,9 +41,10 @@ const (
 	OptGID       = "gid"
 	OptMode      = "mode"
 	OptIntegrity = "integrity"
+	OptDiscard   = "discard"
 )
 
-var allowedOptions = []string{OptSize, OptFS, OptThin, OptTenant, OptMountOpts, OptUID, OptGID, OptMode, OptIntegrity}
+var allowedOptions = []string{OptSize, OptFS, OptThin, OptTenant, OptMountOpts, OptUID, OptGID, OptMode, OptIntegrity, OptDiscard}
 
 // maxNameLen keeps "cv-"+name and "cryptvol-"+name far below LVM's and
 // device-mapper's 127-byte limits.
@@ -99,6 +100,8 @@ type Options struct {
 	Root RootSpec
 	// Integrity is "" or luks.IntegrityHMACSHA256 (fsoptions.go).
 	Integrity string
+	// Discard passes discards through to the LV (fsoptions.go).
+	Discard   bool
 	SizeSet   bool
 	FSSet     bool
 	ThinSet   bool
@@ -120,7 +123,7 @@ func ParseOptions(opts map[string]string, d Defaults) (Options, error) {
 	var unknown []string
 	for k := range opts {
 		switch k {
-		case OptSize, OptFS, OptThin, OptTenant, OptMountOpts, OptUID, OptGID, OptMode, OptIntegrity:
+		case OptSize, OptFS, OptThin, OptTenant, OptMountOpts, OptUID, OptGID, OptMode, OptIntegrity, OptDiscard:
 		default:
 			unknown = append(unknown, k)
 		}
