@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -71,20 +72,37 @@ func validatePath(kind, p string) error {
 // earlier filesystem; dev is a mapping over a header written moments ago
 // with a new random volume key, so everything under the journal reads as
 // cipher noise, never as an old transaction (nor passes jbd2's checksums).
-func (f *FS) Mkfs(ctx context.Context, dev, fstype string) error {
+func (f *FS) Mkfs(ctx context.Context, dev, fstype string, opts ...MkfsOptions) error {
 	if err := ValidateFSType(fstype); err != nil {
 		return err
 	}
 	if err := validatePath("device", dev); err != nil {
 		return err
 	}
+	o := DefaultMkfs
+	if len(opts) > 0 {
+		o = opts[0]
+	}
+	if err := o.Validate(fstype); err != nil {
+		return err
+	}
 	var args []string
 	switch fstype {
 	case "ext4":
-		args = []string{"-q", "-F", "-E", "lazy_journal_init=1", dev}
+		args = []string{"-q", "-F", "-E", "lazy_journal_init=1"}
+		if o.InodeRatio > 0 {
+			args = append(args, "-i", strconv.Itoa(o.InodeRatio))
+		}
+		if o.ReservedPercent >= 0 {
+			args = append(args, "-m", strconv.Itoa(o.ReservedPercent))
+		}
 	case "xfs":
-		args = []string{"-q", "-f", dev}
+		args = []string{"-q", "-f"}
+		if o.InodeMaxPct >= 0 {
+			args = append(args, "-i", "maxpct="+strconv.Itoa(o.InodeMaxPct))
+		}
 	}
+	args = append(args, dev)
 	if _, err := f.exec(ctx, nil, "mkfs."+fstype, args...); err != nil {
 		return fmt.Errorf("make %s filesystem on %s: %w", fstype, dev, err)
 	}

@@ -32,3 +32,51 @@ func TestGrow(t *testing.T) {
 		t.Fatalf("bad input reached a command: %q", fm.calls[2:])
 	}
 }
+
+// Mkfs passes the mkfs choices, each only to its filesystem, and refuses
+// one out of range or for the other filesystem before running anything.
+func TestMkfsChoices(t *testing.T) {
+	fm := newFakeMounts(t, "")
+	fm.run = func([]string) error { return nil }
+	fm.stdout = func(argv []string, _ []byte) []byte {
+		if argv[0] == "debugfs" {
+			return []byte("/2/040755/0/0/.//\n")
+		}
+		return nil
+	}
+	f := fm.fs()
+	ctx := context.Background()
+	ext4 := DefaultMkfs
+	ext4.InodeRatio, ext4.ReservedPercent = 4096, 0
+	xfs := DefaultMkfs
+	xfs.InodeMaxPct = 5
+	if err := f.Mkfs(ctx, "/dev/mapper/cryptvol-a", "ext4", ext4); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Mkfs(ctx, "/dev/mapper/cryptvol-b", "xfs", xfs); err != nil {
+		t.Fatal(err)
+	}
+	want := [][]string{
+		{"mkfs.ext4", "-q", "-F", "-E", "lazy_journal_init=1", "-i", "4096", "-m", "0", "/dev/mapper/cryptvol-a"},
+		{"debugfs", "-w", "-f", "-", "/dev/mapper/cryptvol-a"},
+		{"mkfs.xfs", "-q", "-f", "-i", "maxpct=5", "/dev/mapper/cryptvol-b"},
+	}
+	if !reflect.DeepEqual(fm.calls, want) {
+		t.Fatalf("calls = %q, want %q", fm.calls, want)
+	}
+	bad := []MkfsOptions{
+		{InodeRatio: 3000, ReservedPercent: -1, InodeMaxPct: -1},
+		{ReservedPercent: 60, InodeMaxPct: -1},
+	}
+	for _, o := range bad {
+		if err := f.Mkfs(ctx, "/dev/x", "ext4", o); err == nil {
+			t.Errorf("%+v accepted", o)
+		}
+	}
+	if err := f.Mkfs(ctx, "/dev/x", "xfs", ext4); err == nil {
+		t.Error("ext4 choices accepted for xfs")
+	}
+	if len(fm.calls) != 3 {
+		t.Fatalf("refused choices reached a command: %q", fm.calls[3:])
+	}
+}

@@ -52,3 +52,33 @@ func validate(fstype string, opts, allowed []string) error {
 	}
 	return nil
 }
+
+// MkfsOptions are the mkfs choices a volume may make (issue 14): ext4's
+// bytes per inode (-i: many small files want more inodes) and reserved
+// blocks percentage (-m: root's share, useless to most containers), xfs's
+// inode space limit (-i maxpct). A negative number means mkfs's default.
+type MkfsOptions struct {
+	InodeRatio      int // ext4; 0: default
+	ReservedPercent int // ext4; -1: default (5)
+	InodeMaxPct     int // xfs; -1: default
+}
+
+// DefaultMkfs is every choice left to mkfs.
+var DefaultMkfs = MkfsOptions{ReservedPercent: -1, InodeMaxPct: -1}
+
+// Validate says which choice does not fit fstype or its range.
+func (o MkfsOptions) Validate(fstype string) error {
+	switch {
+	case fstype != "ext4" && (o.InodeRatio > 0 || o.ReservedPercent >= 0):
+		return fmt.Errorf("inode_ratio and reserved_percent are ext4 choices, not %s's", fstype)
+	case fstype != "xfs" && o.InodeMaxPct >= 0:
+		return fmt.Errorf("inode_maxpct is an xfs choice, not %s's", fstype)
+	case o.InodeRatio != 0 && (o.InodeRatio < 1024 || o.InodeRatio > 1<<26 || o.InodeRatio&(o.InodeRatio-1) != 0):
+		return fmt.Errorf("inode_ratio %d is not allowed (allowed: a power of two from 1024 to 67108864 bytes per inode)", o.InodeRatio)
+	case o.ReservedPercent > 50:
+		return fmt.Errorf("reserved_percent %d is not allowed (allowed: 0 to 50)", o.ReservedPercent)
+	case o.InodeMaxPct > 100:
+		return fmt.Errorf("inode_maxpct %d is not allowed (allowed: 0 to 100)", o.InodeMaxPct)
+	}
+	return nil
+}

@@ -4,6 +4,7 @@ package tests
 
 import (
 	"os"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -31,12 +32,21 @@ func mountOptionsAt(t *testing.T, mp string) string {
 func TestLabFSOptions(t *testing.T) {
 	p := newPlug(t)
 	p.start("")
-	for _, c := range []struct{ v, fs, size, mountopts, want string }{
-		{"opt4", "ext4", "64M", "noatime,lazytime", "noatime"},
-		{"optx", "xfs", "320M", "noatime,largeio", "noatime"},
+	for _, c := range []struct {
+		v, fs, size, mountopts, want string
+		mkfs                         map[string]string
+		check                        []string // a program whose output must match the last word (a regexp)
+	}{
+		{"opt4", "ext4", "64M", "noatime,lazytime", "noatime", map[string]string{"reserved_percent": "0", "inode_ratio": "65536"},
+			[]string{"sh", "-c", "tune2fs -l /dev/mapper/cryptvol-opt4 | grep -E '^(Reserved block count|Inode count):'", `(?m)^Reserved block count:\s+0$`}},
+		{"optx", "xfs", "320M", "noatime,largeio", "noatime", map[string]string{"inode_maxpct": "5"},
+			[]string{"xfs_info", "MOUNTPOINT", `imaxpct=5\b`}},
 	} {
-		p.must("create "+c.v, p.create(c.v, map[string]string{"fs": c.fs, "size": c.size, "mountopts": c.mountopts,
-			"uid": "1234", "gid": "2345", "mode": "0750"}))
+		opts := map[string]string{"fs": c.fs, "size": c.size, "mountopts": c.mountopts, "uid": "1234", "gid": "2345", "mode": "0750"}
+		for k, v := range c.mkfs {
+			opts[k] = v
+		}
+		p.must("create "+c.v, p.create(c.v, opts))
 		t.Cleanup(func() { _ = p.remove(c.v) })
 		mp, err := p.mount(c.v, "a")
 		p.must("mount", err)
@@ -50,6 +60,13 @@ func TestLabFSOptions(t *testing.T) {
 		st := fi.Sys().(*syscall.Stat_t)
 		if st.Uid != 1234 || st.Gid != 2345 || fi.Mode().Perm() != 0o750 {
 			t.Errorf("%s: root directory %d:%d %v; want 1234:2345 0750", c.fs, st.Uid, st.Gid, fi.Mode().Perm())
+		}
+		args := append([]string(nil), c.check[:len(c.check)-1]...)
+		for i := range args {
+			args[i] = strings.ReplaceAll(args[i], "MOUNTPOINT", mp)
+		}
+		if out, err := run(t, args[0], args[1:]...); err != nil || !regexp.MustCompile(c.check[len(c.check)-1]).MatchString(out) {
+			t.Errorf("%s: mkfs choices %v not applied: %s (%v)", c.fs, c.mkfs, out, err)
 		}
 		p.must("unmount", p.unmount(c.v, "a"))
 		assertDown(t, p, c.v)

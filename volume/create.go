@@ -205,7 +205,7 @@ func (m *Manager) create(ctx context.Context, name string, o Options, keyName st
 	key.Wipe()
 
 	rb.at("mkfs." + o.FS)
-	if err := m.fs.Mkfs(ctx, mapperPath(name), o.FS); err != nil {
+	if err := m.fs.Mkfs(ctx, mapperPath(name), o.FS, o.Mkfs); err != nil {
 		return err
 	}
 	if o.Root.set() {

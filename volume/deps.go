@@ -6,6 +6,7 @@ import (
 	"github.com/cryptvol/cryptvol/keys"
 	"github.com/cryptvol/cryptvol/luks"
 	"github.com/cryptvol/cryptvol/lvm"
+	"github.com/cryptvol/cryptvol/mount"
 )
 
 // LVM is what the lifecycle needs from lvm2, bound to one volume group.
@@ -79,7 +80,7 @@ type Crypt interface {
 type Filesystems interface {
 	// Mkfs makes a filesystem whose root is empty, as a new local volume is
 	// (ext4 without lost+found).
-	Mkfs(ctx context.Context, dev, fstype string) error
+	Mkfs(ctx context.Context, dev, fstype string, opts ...mount.MkfsOptions) error
 	// Mount mounts dev on target nodev,nosuid with the extra options and
 	// succeeds only when the mount table shows dev there.
 	Mount(ctx context.Context, dev, target, fstype string, extra ...string) error

@@ -24,6 +24,7 @@ import (
 	"github.com/cryptvol/cryptvol/keys"
 	"github.com/cryptvol/cryptvol/luks"
 	"github.com/cryptvol/cryptvol/lvm"
+	"github.com/cryptvol/cryptvol/mount"
 )
 
 // world is an in-memory model of one host: a volume group, LUKS headers,
@@ -750,7 +751,7 @@ func (w *world) openMapping(dev string) (lv string, err error) {
 	return lv, nil
 }
 
-func (f fakeFS) Mkfs(ctx context.Context, dev, fstype string) error {
+func (f fakeFS) Mkfs(ctx context.Context, dev, fstype string, opts ...mount.MkfsOptions) error {
 	done, err := f.s.enter("fs.Mkfs", dev)
 	if err != nil {
 		return err

@@ -31,6 +31,24 @@ const maxID = 1<<31 - 1
 // already set.
 func parseFSOptions(opts map[string]string, o *Options) error {
 	o.Root = RootSpec{UID: -1, GID: -1}
+	o.Mkfs = mount.DefaultMkfs
+	for _, f := range []struct {
+		name string
+		dst  *int
+	}{{OptInodeRatio, &o.Mkfs.InodeRatio}, {OptReservedPercent, &o.Mkfs.ReservedPercent}, {OptInodeMaxPct, &o.Mkfs.InodeMaxPct}} {
+		v, ok := opts[f.name]
+		if !ok {
+			continue
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return fmt.Errorf("option %s=%q is not a whole number", f.name, truncate(v, 40))
+		}
+		*f.dst = n
+	}
+	if err := o.Mkfs.Validate(o.FS); err != nil {
+		return fmt.Errorf("option %w", err)
+	}
 	if v, ok := opts[OptMountOpts]; ok {
 		for _, m := range strings.Split(v, ",") {
 			if m = strings.TrimSpace(m); m != "" {

@@ -25,6 +25,12 @@ func TestParseFSOptions(t *testing.T) {
 		{map[string]string{"gid": "root"}, `option gid="root" is not valid`},
 		{map[string]string{"mode": "0999"}, `option mode="0999" is not valid (allowed: octal permissions such as 755, 0750 or 1777)`},
 		{map[string]string{"mode": "7"}, `option mode="7" is not valid`},
+		{map[string]string{"inode_ratio": "8192", "reserved_percent": "1"}, ""},
+		{map[string]string{"inode_ratio": "1000"}, "option inode_ratio 1000 is not allowed (allowed: a power of two from 1024 to 67108864"},
+		{map[string]string{"reserved_percent": "x"}, `option reserved_percent="x" is not a whole number`},
+		{map[string]string{"inode_maxpct": "5"}, "inode_maxpct is an xfs choice, not ext4's"},
+		{map[string]string{"fs": "xfs", "size": "320M", "inode_maxpct": "5"}, ""},
+		{map[string]string{"fs": "xfs", "size": "320M", "reserved_percent": "0"}, "are ext4 choices, not xfs's"},
 	} {
 		o, err := ParseOptions(c.opts, d)
 		switch {

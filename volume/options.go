@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/cryptvol/cryptvol/keys"
+	"github.com/cryptvol/cryptvol/mount"
 )
 
 // Filesystems cryptvol can make, and the smallest volume each fits in. The
@@ -42,9 +43,14 @@ const (
 	OptMode      = "mode"
 	OptIntegrity = "integrity"
 	OptDiscard   = "discard"
+	// mkfs choices (mount.MkfsOptions)
+	OptInodeRatio      = "inode_ratio"
+	OptReservedPercent = "reserved_percent"
+	OptInodeMaxPct     = "inode_maxpct"
 )
 
-var allowedOptions = []string{OptSize, OptFS, OptThin, OptTenant, OptMountOpts, OptUID, OptGID, OptMode, OptIntegrity, OptDiscard}
+var allowedOptions = []string{OptSize, OptFS, OptThin, OptTenant, OptMountOpts, OptUID, OptGID, OptMode, OptIntegrity, OptDiscard,
+	OptInodeRatio, OptReservedPercent, OptInodeMaxPct}
 
 // maxNameLen keeps "cv-"+name and "cryptvol-"+name far below LVM's and
 // device-mapper's 127-byte limits.
@@ -101,7 +107,9 @@ type Options struct {
 	// Integrity is "" or luks.IntegrityHMACSHA256 (fsoptions.go).
 	Integrity string
 	// Discard passes discards through to the LV (fsoptions.go).
-	Discard   bool
+	Discard bool
+	// Mkfs are the mkfs choices (fsoptions.go).
+	Mkfs      mount.MkfsOptions
 	SizeSet   bool
 	FSSet     bool
 	ThinSet   bool
@@ -123,7 +131,8 @@ func ParseOptions(opts map[string]string, d Defaults) (Options, error) {
 	var unknown []string
 	for k := range opts {
 		switch k {
-		case OptSize, OptFS, OptThin, OptTenant, OptMountOpts, OptUID, OptGID, OptMode, OptIntegrity, OptDiscard:
+		case OptSize, OptFS, OptThin, OptTenant, OptMountOpts, OptUID, OptGID, OptMode, OptIntegrity, OptDiscard,
+			OptInodeRatio, OptReservedPercent, OptInodeMaxPct:
 		default:
 			unknown = append(unknown, k)
 		}

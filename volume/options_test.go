@@ -7,6 +7,8 @@ import (
 	"testing"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/cryptvol/cryptvol/mount"
 )
 
 func TestValidateName(t *testing.T) {
@@ -136,7 +138,7 @@ func TestParseOptions(t *testing.T) {
 		{"thin false without pool", map[string]string{"thin": "false"}, thick, Options{Size: 1 << 30, FS: FSExt4, ThinSet: true}, ""},
 		{"ext4 minimum", map[string]string{"size": "64M"}, thick, Options{Size: 64 << 20, FS: FSExt4, SizeSet: true}, ""},
 
-		{"unknown option", map[string]string{"colour": "red"}, thick, Options{}, `option "colour" is not supported (allowed options: size, fs, thin, tenant, mountopts, uid, gid, mode, integrity, discard)`},
+		{"unknown option", map[string]string{"colour": "red"}, thick, Options{}, `option "colour" is not supported (allowed options: size, fs, thin, tenant, mountopts, uid, gid, mode, integrity, discard, inode_ratio, reserved_percent, inode_maxpct)`},
 		{"two unknown", map[string]string{"b": "1", "a": "2", "size": "1G"}, thick, Options{}, `option "a", "b" is not supported`},
 		{"case matters", map[string]string{"Size": "1G"}, thick, Options{}, `"Size" is not supported`},
 		{"bad fs", map[string]string{"fs": "btrfs"}, thick, Options{}, `fs="btrfs" is not supported (allowed: ext4, xfs)`},
@@ -163,6 +165,9 @@ func TestParseOptions(t *testing.T) {
 			want := c.want
 			if want.Root == (RootSpec{}) {
 				want.Root = RootSpec{UID: -1, GID: -1}
+			}
+			if want.Mkfs == (mount.MkfsOptions{}) {
+				want.Mkfs = mount.DefaultMkfs
 			}
 			if !reflect.DeepEqual(got, want) {
 				t.Fatalf("got %+v, want %+v", got, want)
