@@ -74,7 +74,7 @@ func (m *Manager) Remove(ctx context.Context, name string) (err error) {
 	if err != nil {
 		return fmt.Errorf("volume %q: remove: %w", name, err)
 	}
-	keyIDs := hdr.keyIDs(nil, lv)
+	keyIDs := hdr.keyIDs(nil, lv, name)
 	// An unsettled key rotation of this LV has one or two keys more; the
 	// remove takes them over, with the rotation's entry.
 	rots, keyIDs, err := m.rotationKeys(ctx, name, lv, keyIDs)
@@ -151,9 +151,12 @@ func (m *Manager) readHeader(ctx context.Context, name string, lv *lvm.LV) (head
 	}
 }
 
-// keyIDs adds the key ids the LV names (its LUKS token and its tag) to ids.
-func (h header) keyIDs(ids []string, lv lvm.LV) []string {
-	if h.isLUKS && h.Token != nil {
+// keyIDs adds the key ids the LV names (its LUKS token and its tag) to
+// ids. A token that names another volume is a copy of that volume's
+// header (a block-level copy or snapshot of its LV), and its key is that
+// volume's: it is never destroyed with this one.
+func (h header) keyIDs(ids []string, lv lvm.LV, name string) []string {
+	if h.isLUKS && h.Token != nil && h.Token.Volume == name {
 		ids = appendUnique(ids, h.Token.KeyID)
 	}
 	return appendUnique(ids, tagValue(lv.Tags, tagKeyPrefix))
@@ -253,7 +256,7 @@ func (m *Manager) destroy(ctx context.Context, name, tenant string, lv *lvm.LV, 
 			}
 			hdr = &h
 		}
-		ids = hdr.keyIDs(ids, *lv)
+		ids = hdr.keyIDs(ids, *lv, name)
 		if hdr.isLUKS {
 			if err := m.crypt.Erase(ctx, m.devPath(*lv)); err != nil {
 				return false, fmt.Errorf("erasing LUKS keyslots: %w", err)

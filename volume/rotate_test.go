@@ -105,3 +105,29 @@ func TestMountAndSweepFinishAStoppedRotation(t *testing.T) {
 		h.assertConsistent()
 	}
 }
+
+// A volume whose LV holds a copy of another volume's header (dd from it,
+// or a snapshot of it) is removed without touching the other volume's key:
+// its token names the other volume.
+func TestRemoveNeverDestroysAKeyACopiedHeaderNames(t *testing.T) {
+	h := newHarness(t)
+	h.mustCreate("src", nil)
+	h.mustCreate("cp", nil)
+	srcKey := h.w.headers["cv-src"].h.Token.KeyID
+	cpKey := h.w.headers["cv-cp"].h.Token.KeyID
+	copied := *h.w.headers["cv-src"]
+	tok := *copied.h.Token
+	copied.h.Token = &tok
+	h.w.headers["cv-cp"] = &copied // cp's LV now starts with src's header
+	if err := h.m.Remove(h.ctx, "cp"); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := h.w.keys[srcKey]; !ok {
+		t.Fatal("removing a volume whose LV held a copy of src's header destroyed src's key")
+	}
+	if _, ok := h.w.keys[cpKey]; ok {
+		t.Error("cp's own key (its tag's) was not destroyed")
+	}
+	h.mustMount("src", "c1")
+	h.mustUnmount("src", "c1")
+}
