@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/cryptvol/cryptvol/luks"
+	"github.com/cryptvol/cryptvol/lvm"
 	"github.com/cryptvol/cryptvol/mount"
 )
 
@@ -187,5 +188,14 @@ func (m *Manager) setRoot(ctx context.Context, rb *rollback, name string, o Opti
 		return err
 	}
 	_ = os.Remove(target) // mounts make it again; an empty directory is all it is
+	return nil
+}
+
+// refuseIntegrity refuses op on a volume with integrity protection, which
+// cryptsetup supports neither resizing nor reencrypting.
+func refuseIntegrity(name string, lv lvm.LV, op, instead string) error {
+	if v := tagValue(lv.Tags, tagIntegrityPrefix); v != "" {
+		return fmt.Errorf("volume %q has integrity protection (%s), which cryptsetup cannot %s; copy its data to %s volume instead", name, v, op, instead)
+	}
 	return nil
 }

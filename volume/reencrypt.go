@@ -39,8 +39,8 @@ func (m *Manager) Reencrypt(ctx context.Context, name string) (r Reencryption, e
 	if err != nil {
 		return r, err
 	}
-	if v := tagValue(lv.Tags, tagIntegrityPrefix); v != "" {
-		return r, fmt.Errorf("volume %q has integrity protection (%s), which cryptsetup cannot reencrypt; copy its data to a new volume instead", name, v)
+	if err := refuseIntegrity(name, lv, "reencrypt", "a new"); err != nil {
+		return r, err
 	}
 	if len(m.rotationsOf(name)) > 0 {
 		return r, fmt.Errorf("volume %q: a key rotation is not settled yet; run cryptvol rotate first", name)

@@ -44,8 +44,8 @@ func (m *Manager) Resize(ctx context.Context, name, size string) (r Resized, err
 	if err != nil {
 		return r, err
 	}
-	if v := tagValue(lv.Tags, tagIntegrityPrefix); v != "" {
-		return r, fmt.Errorf("volume %q has integrity protection (%s), which cryptsetup cannot resize; copy its data to a larger volume instead", name, v)
+	if err := refuseIntegrity(name, lv, "resize", "a larger"); err != nil {
+		return r, err
 	}
 	vg, err := m.lvm.VG(ctx)
 	if err != nil {
