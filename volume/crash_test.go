@@ -12,6 +12,7 @@ import (
 // plugin process is killed at a chosen step.
 type scenario struct {
 	name    string
+	config  func(*Config) // nil: the harness's defaults
 	prepare func(h *harness)
 	op      func(h *harness) error
 	// after tells, once the volume exists again after recovery, which mount
@@ -95,6 +96,16 @@ var crashScenarios = []scenario{
 		},
 	},
 	{
+		name:   "clone of a mounted volume",
+		config: func(c *Config) { c.ThinPool = "pool" },
+		prepare: func(h *harness) {
+			h.mustCreate("src", nil)
+			h.runContainer("src", "c1")
+		},
+		op:    func(h *harness) error { return h.m.Create(h.ctx, "v", map[string]string{"from": "src"}) },
+		retry: func(h *harness) error { return h.m.Create(h.ctx, "v", map[string]string{"from": "src"}) },
+	},
+	{
 		name:    "remove",
 		prepare: func(h *harness) { h.mustCreate("v", nil) },
 		op:      func(h *harness) error { return h.m.Remove(h.ctx, "v") },
@@ -117,7 +128,7 @@ func TestCrashAtEveryStep(t *testing.T) {
 	total, held := 0, 0
 	for _, sc := range crashScenarios {
 		// Count the steps of an uninterrupted run.
-		h := newHarness(t)
+		h := newHarness(t, sc.mutate()...)
 		sc.prepare(h)
 		before := h.s.n.Load()
 		if err := sc.op(h); err != nil {
@@ -128,7 +139,7 @@ func TestCrashAtEveryStep(t *testing.T) {
 		for k := 1; k <= steps; k++ {
 			total++
 			ok := t.Run(fmt.Sprintf("%s/step%02d", sc.name, k), func(t *testing.T) {
-				h := newHarness(t)
+				h := newHarness(t, sc.mutate()...)
 				sc.prepare(h)
 				h.s.crashAt = int(h.s.n.Load()) + k
 				_ = sc.op(h)
@@ -154,4 +165,11 @@ func TestCrashAtEveryStep(t *testing.T) {
 	if total < 40 {
 		t.Errorf("only %d crash points exercised", total)
 	}
+}
+
+func (sc scenario) mutate() []func(*Config) {
+	if sc.config == nil {
+		return nil
+	}
+	return []func(*Config){sc.config}
 }

@@ -39,7 +39,10 @@ func (m *Manager) Create(ctx context.Context, name string, opts map[string]strin
 	if _, err := m.keysFor(o.Tenant); err != nil {
 		return fmt.Errorf("volume %q: option tenant: %w", name, err)
 	}
-	unlock := m.lock(name)
+	if o.From == name {
+		return fmt.Errorf("volume %q: option from names the volume itself", name)
+	}
+	unlock := m.lockBoth(name, o.From)
 	defer unlock()
 	log := m.logFor(name, "create")
 	// The turn comes before any program runs: 50 creates that each ran
@@ -75,6 +78,15 @@ func (m *Manager) Create(ctx context.Context, name string, opts map[string]strin
 	default:
 		return fmt.Errorf("volume %q: %w", name, err)
 	}
+	if o.From != "" {
+		if o.source, err = m.cloneSource(ctx, name, o.From); err != nil {
+			return err
+		}
+		if o.source.Pool != m.cfg.ThinPool {
+			return fmt.Errorf("volume %q: option from: %q is in thin pool %q, not the plugin's (%q)", name, o.From, o.source.Pool, m.cfg.ThinPool)
+		}
+		o.Size, o.Thin, o.FS = o.source.Size, true, tagValue(o.source.Tags, tagFSPrefix)
+	}
 	vg, err := m.checkCapacity(ctx, name, o, log)
 	if err != nil {
 		return err
@@ -88,7 +100,7 @@ func (m *Manager) Create(ctx context.Context, name string, opts map[string]strin
 	if err != nil {
 		return fmt.Errorf("volume %q: %w", name, err)
 	}
-	entry := journalEntry{Volume: name, KeyName: keyName, Tenant: o.Tenant}
+	entry := journalEntry{Volume: name, KeyName: keyName, Tenant: o.Tenant, Clone: o.From != ""}
 	if err := m.st.update(func(s *state) { s.Creating = append(s.Creating, entry) }); err != nil {
 		return fmt.Errorf("volume %q: %w", name, err)
 	}
@@ -156,6 +168,29 @@ func (m *Manager) create(ctx context.Context, name string, o Options, keyName st
 		return m.destroyKeysNamed(ctx, name, o.Tenant, keyName, []string{keyID})
 	})
 
+	if o.From != "" {
+		err = m.makeClone(ctx, rb, name, o, keyID, key.Bytes(), log)
+	} else {
+		err = m.makeFresh(ctx, rb, name, o, keyID, key.Bytes())
+	}
+	if err != nil {
+		return err
+	}
+	key.Wipe()
+	rb.at("LV deactivation")
+	if err := m.lvm.Deactivate(ctx, lvName(name)); err != nil {
+		return err
+	}
+	rb.at("marking the volume complete")
+	if err := m.lvm.AddTag(ctx, lvName(name), TagReady); err != nil {
+		return err
+	}
+	return nil
+}
+
+// makeFresh makes a new volume's LV, header and filesystem, and closes
+// it; the LV is left active.
+func (m *Manager) makeFresh(ctx context.Context, rb *rollback, name string, o Options, keyID string, key []byte) error {
 	rb.at("lvcreate")
 	tags := []string{TagOurs, tagFSPrefix + o.FS}
 	if keyIDTagRE.MatchString(keyID) {
@@ -194,15 +229,14 @@ func (m *Manager) create(ctx context.Context, name string, o Options, keyName st
 	dev := m.devPath(lvm.LV{Name: lvName(name)})
 
 	rb.at("luksFormat")
-	if err := m.crypt.Format(ctx, dev, key.Bytes(), luks.Token{KeyID: keyID, Volume: name}, luks.FormatOptions{Integrity: o.Integrity}); err != nil {
+	if err := m.crypt.Format(ctx, dev, key, luks.Token{KeyID: keyID, Volume: name}, luks.FormatOptions{Integrity: o.Integrity}); err != nil {
 		return err
 	}
 	rb.at("cryptsetup open")
 	rb.add("close mapping", func(ctx context.Context) error { return m.crypt.Close(ctx, mappingName(name)) })
-	if err := m.crypt.Open(ctx, dev, mappingName(name), key.Bytes(), m.openOptions(tags)); err != nil {
+	if err := m.crypt.Open(ctx, dev, mappingName(name), key, m.openOptions(tags)); err != nil {
 		return err
 	}
-	key.Wipe()
 
 	rb.at("mkfs." + o.FS)
 	if err := m.fs.Mkfs(ctx, mapperPath(name), o.FS, o.Mkfs); err != nil {
@@ -216,14 +250,6 @@ func (m *Manager) create(ctx context.Context, name string, o Options, keyName st
 	}
 	rb.at("cryptsetup close")
 	if err := m.crypt.Close(ctx, mappingName(name)); err != nil {
-		return err
-	}
-	rb.at("LV deactivation")
-	if err := m.lvm.Deactivate(ctx, lvName(name)); err != nil {
-		return err
-	}
-	rb.at("marking the volume complete")
-	if err := m.lvm.AddTag(ctx, lvName(name), TagReady); err != nil {
 		return err
 	}
 	return nil
@@ -242,7 +268,7 @@ func (m *Manager) undoCreate(ctx context.Context, e journalEntry, log logrus.Fie
 	case err == nil && !slices.Contains(lv.Tags, TagOurs):
 		log.Error("create journal entry names an LV that is not ours; dropping the entry")
 		return drop()
-	case err == nil && slices.Contains(lv.Tags, TagReady):
+	case err == nil && slices.Contains(lv.Tags, TagReady) && (!e.Clone || m.cloneComplete(ctx, e.Volume, lv)):
 		log.Info("interrupted create had completed; keeping the volume")
 		return drop()
 	case err == nil:

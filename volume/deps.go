@@ -38,6 +38,8 @@ type LVM interface {
 	ReplaceTags(ctx context.Context, name string, del, add []string) error
 	// Extend grows the LV from current to size bytes.
 	Extend(ctx context.Context, name string, current, size uint64) error
+	// Snapshot makes name, an active thin snapshot of origin, with tags.
+	Snapshot(ctx context.Context, origin, name string, tags []string) error
 	// MetadataMark reads, without running a program once the group's
 	// devices are known, a mark that changes with every metadata commit of
 	// the group (not with activation).
@@ -95,6 +97,10 @@ type Filesystems interface {
 	MountedUnder(root string) (map[string]string, error)
 	// Grow makes the filesystem on dev, mounted at target, fill dev.
 	Grow(ctx context.Context, dev, target, fstype string) error
+	// Freeze blocks writes to the filesystem at target and makes it
+	// consistent on its device; Thaw lets them go on.
+	Freeze(target string) error
+	Thaw(target string) error
 	// WatchMounts calls changed after each change of the mount table
 	// MountedDevice reads, until ctx ends (nil) or watching fails.
 	WatchMounts(ctx context.Context, changed func()) error

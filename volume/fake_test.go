@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -47,6 +48,8 @@ type world struct {
 	openOpts map[string]luks.OpenOptions
 	mounts   map[string]string // target -> source
 	mountOpt map[string]string // target -> extra options it was mounted with
+	frozen   map[string]bool   // targets frozen now
+	froze    []string          // every Freeze, in order
 	// tableChanged is signalled on each change of mounts, as the kernel
 	// reports a change of /proc/self/mountinfo to a poll (WatchMounts).
 	tableChanged chan struct{}
@@ -130,6 +133,7 @@ func newWorld(t testing.TB) *world {
 		openOpts:     map[string]luks.OpenOptions{},
 		mounts:       map[string]string{},
 		mountOpt:     map[string]string{},
+		frozen:       map[string]bool{},
 		tableChanged: make(chan struct{}, 1),
 		holders:      map[string]int{},
 		keys:         map[string]*fakeKey{},
@@ -348,6 +352,44 @@ func (f fakeLVM) CreateLV(ctx context.Context, req lvm.CreateRequest) error {
 		Created: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC),
 	}
 	w.lvs[req.Name] = lv
+	return nil
+}
+
+// Snapshot copies the origin's blocks: its header (keyslots and token as
+// they are), filesystem and size. Like lvcreate -s it keeps the origin's
+// tags too: the lifecycle must set the snapshot's own.
+func (f fakeLVM) Snapshot(ctx context.Context, origin, name string, tags []string) error {
+	done, err := f.s.enter("lvm.Snapshot", name)
+	if err != nil {
+		return err
+	}
+	defer done()
+	w := f.s.w
+	o, ok := w.lvs[origin]
+	switch {
+	case !ok:
+		return fmt.Errorf("LV %s: %w", origin, lvm.ErrNotFound)
+	case o.Pool == "":
+		return fmt.Errorf("%s is not a thin volume", origin)
+	case w.lvs[name] != nil:
+		return fmt.Errorf("LV %s already exists", name)
+	}
+	w.nextUUID++
+	lv := *o
+	lv.UUID, lv.Name, lv.Path, lv.Active = fmt.Sprintf("lvuuid-%d", w.nextUUID), name, "/dev/"+w.vg.Name+"/"+name, true
+	lv.Tags = append(slices.Clone(o.Tags), tags...)
+	w.lvs[name] = &lv
+	if hd, ok := w.headers[origin]; ok {
+		cp := *hd
+		cp.slots = maps.Clone(hd.slots)
+		if hd.h.Token != nil {
+			tok := *hd.h.Token
+			cp.h.Token = &tok
+		}
+		cp.h.SlotIDs = slices.Clone(hd.h.SlotIDs)
+		w.headers[name] = &cp
+	}
+	w.fsMade[name], w.fsSize[name] = w.fsMade[origin], w.fsSize[origin]
 	return nil
 }
 
@@ -763,6 +805,30 @@ func (f fakeFS) Mkfs(ctx context.Context, dev, fstype string, opts ...mount.Mkfs
 	}
 	f.s.w.fsMade[lv] = fstype
 	f.s.w.fsSize[lv] = f.s.w.mapSize[strings.TrimPrefix(dev, "/dev/mapper/")]
+	return nil
+}
+
+func (f fakeFS) Freeze(target string) error {
+	done, err := f.s.enter("fs.Freeze", target)
+	if err != nil {
+		return err
+	}
+	defer done()
+	if _, ok := f.s.w.mounts[target]; !ok {
+		return fmt.Errorf("nothing mounted at %s to freeze", target)
+	}
+	f.s.w.frozen[target] = true
+	f.s.w.froze = append(f.s.w.froze, target)
+	return nil
+}
+
+func (f fakeFS) Thaw(target string) error {
+	done, err := f.s.enter("fs.Thaw", target)
+	if err != nil {
+		return err
+	}
+	defer done()
+	delete(f.s.w.frozen, target)
 	return nil
 }
 

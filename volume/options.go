@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/cryptvol/cryptvol/keys"
+	"github.com/cryptvol/cryptvol/lvm"
 	"github.com/cryptvol/cryptvol/mount"
 )
 
@@ -47,10 +48,13 @@ const (
 	OptInodeRatio      = "inode_ratio"
 	OptReservedPercent = "reserved_percent"
 	OptInodeMaxPct     = "inode_maxpct"
+	// a clone of another volume (clone.go)
+	OptFrom      = "from"
+	OptReencrypt = "reencrypt"
 )
 
 var allowedOptions = []string{OptSize, OptFS, OptThin, OptTenant, OptMountOpts, OptUID, OptGID, OptMode, OptIntegrity, OptDiscard,
-	OptInodeRatio, OptReservedPercent, OptInodeMaxPct}
+	OptInodeRatio, OptReservedPercent, OptInodeMaxPct, OptFrom, OptReencrypt}
 
 // maxNameLen keeps "cv-"+name and "cryptvol-"+name far below LVM's and
 // device-mapper's 127-byte limits.
@@ -109,7 +113,12 @@ type Options struct {
 	// Discard passes discards through to the LV (fsoptions.go).
 	Discard bool
 	// Mkfs are the mkfs choices (fsoptions.go).
-	Mkfs      mount.MkfsOptions
+	Mkfs mount.MkfsOptions
+	// From names the volume this one is a clone of; Reencrypt gives the
+	// clone a volume key of its own (clone.go).
+	From      string
+	Reencrypt bool
+	source    lvm.LV // the clone's source, read under its lock (Create)
 	SizeSet   bool
 	FSSet     bool
 	ThinSet   bool
@@ -132,7 +141,7 @@ func ParseOptions(opts map[string]string, d Defaults) (Options, error) {
 	for k := range opts {
 		switch k {
 		case OptSize, OptFS, OptThin, OptTenant, OptMountOpts, OptUID, OptGID, OptMode, OptIntegrity, OptDiscard,
-			OptInodeRatio, OptReservedPercent, OptInodeMaxPct:
+			OptInodeRatio, OptReservedPercent, OptInodeMaxPct, OptFrom, OptReencrypt:
 		default:
 			unknown = append(unknown, k)
 		}
@@ -166,6 +175,9 @@ func ParseOptions(opts map[string]string, d Defaults) (Options, error) {
 		o.ThinSet = true
 	}
 	if err := parseFSOptions(opts, &o); err != nil {
+		return Options{}, err
+	}
+	if err := parseClone(opts, &o); err != nil {
 		return Options{}, err
 	}
 	if v, ok := opts[OptTenant]; ok {

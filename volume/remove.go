@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -154,12 +155,24 @@ func (m *Manager) readHeader(ctx context.Context, name string, lv *lvm.LV) (head
 // keyIDs adds the key ids the LV names (its LUKS token and its tag) to
 // ids. A token that names another volume is a copy of that volume's
 // header (a block-level copy or snapshot of its LV), and its key is that
-// volume's: it is never destroyed with this one.
+// volume's: it is never destroyed with this one. Likewise an LV with two
+// key tags carries one copied from a snapshot's source (a clone cut
+// short): neither is trusted, and the clone's own key is found by its
+// create's journal instead.
 func (h header) keyIDs(ids []string, lv lvm.LV, name string) []string {
 	if h.isLUKS && h.Token != nil && h.Token.Volume == name {
 		ids = appendUnique(ids, h.Token.KeyID)
 	}
-	return appendUnique(ids, tagValue(lv.Tags, tagKeyPrefix))
+	var tagged []string
+	for _, t := range lv.Tags {
+		if id, ok := strings.CutPrefix(t, tagKeyPrefix); ok {
+			tagged = append(tagged, id)
+		}
+	}
+	if len(tagged) == 1 {
+		ids = appendUnique(ids, tagged[0])
+	}
+	return ids
 }
 
 // settleJournal finishes what earlier creates and removes of name left

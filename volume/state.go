@@ -55,6 +55,10 @@ type journalEntry struct {
 	// Tenant is the tenant whose KMIP identity holds the keys ("" for
 	// the plugin's own).
 	Tenant string `json:"tenant,omitempty"`
+	// Clone marks a create from a snapshot of another volume: its LV may
+	// carry tags copied from the source's, cryptvol_ready among them, so
+	// only a header of its own proves it complete (clone.go).
+	Clone bool `json:"clone,omitempty"`
 	// Legacy marks an entry read from a version 1 file: a bare name, so
 	// only what can be proven to be that volume's is destroyed.
 	Legacy bool `json:"legacy,omitempty"`

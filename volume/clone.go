@@ -1,0 +1,227 @@
+package volume
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/cryptvol/cryptvol/luks"
+	"github.com/cryptvol/cryptvol/lvm"
+)
+
+// cloneRefuses are the options a clone cannot take: it is its source's
+// filesystem, at its source's size, with its source's format.
+var cloneRefuses = []string{OptSize, OptFS, OptIntegrity, OptDiscard, OptMountOpts, OptUID, OptGID, OptMode,
+	OptInodeRatio, OptReservedPercent, OptInodeMaxPct, OptThin}
+
+// parseClone reads from and reencrypt.
+func parseClone(opts map[string]string, o *Options) error {
+	from, ok := opts[OptFrom]
+	if v, has := opts[OptReencrypt]; has {
+		if !ok {
+			return fmt.Errorf("option reencrypt is only for a clone (with from=SOURCE)")
+		}
+		switch v {
+		case "true":
+			o.Reencrypt = true
+		case "false":
+		default:
+			return fmt.Errorf("option reencrypt=%q is not valid (allowed: true, false)", truncate(v, 40))
+		}
+	}
+	if !ok {
+		return nil
+	}
+	if err := ValidateName(from); err != nil {
+		return fmt.Errorf("option from: %w", err)
+	}
+	for _, k := range cloneRefuses {
+		if _, has := opts[k]; has {
+			return fmt.Errorf("option %s cannot go with from: a clone has its source's size, filesystem and format (allowed with from: tenant, reencrypt)", k)
+		}
+	}
+	o.From = from
+	return nil
+}
+
+// cloneSource checks the source of a clone, whose lock the caller holds:
+// a complete thin volume with no rotation or reencryption under way.
+func (m *Manager) cloneSource(ctx context.Context, name, from string) (lvm.LV, error) {
+	src, err := m.completeLV(ctx, from)
+	switch {
+	case err != nil:
+		return src, fmt.Errorf("volume %q: option from: %w", name, err)
+	case src.Pool == "":
+		return src, fmt.Errorf("volume %q: option from: %q is a thick volume; clones are thin snapshots, of thin volumes only", name, from)
+	case len(m.rotationsOf(from)) > 0:
+		return src, fmt.Errorf("volume %q: option from: %q has a key rotation under way; try again once it is settled", name, from)
+	}
+	return src, nil
+}
+
+// cloneTags are the clone's LV tags: ours, with the source's filesystem
+// and format, and the clone's own key and tenant.
+func cloneTags(src lvm.LV, keyID, tenant string) []string {
+	tags := []string{TagOurs}
+	for _, t := range src.Tags {
+		for _, p := range []string{tagFSPrefix, tagMountOptsPrefix, tagIntegrityPrefix} {
+			if strings.HasPrefix(t, p) {
+				tags = append(tags, t)
+			}
+		}
+		if t == tagDiscard {
+			tags = append(tags, t)
+		}
+	}
+	if keyIDTagRE.MatchString(keyID) {
+		tags = append(tags, tagKeyPrefix+keyID)
+	}
+	if tenant != "" {
+		tags = append(tags, tagTenantPrefix+tenant)
+	}
+	return tags
+}
+
+// snapshotSource takes the thin snapshot, the source's filesystem frozen
+// for it when the source is mounted here, so that the clone holds every
+// write that returned before (issue 14). The freeze lasts one lvcreate.
+func (m *Manager) snapshotSource(ctx context.Context, name string, src lvm.LV, tags []string, log logrus.FieldLogger) error {
+	from, _ := volumeName(src)
+	if ok, _, err := m.mountedHere(from); err != nil {
+		return err
+	} else if ok {
+		target := m.mountpoint(from)
+		if err := m.fs.Freeze(target); err != nil {
+			return err
+		}
+		defer func() {
+			if err := m.fs.Thaw(target); err != nil {
+				log.WithError(err).Error("could not thaw the clone's source; its writers wait until it is thawed (fsfreeze -u)")
+			}
+		}()
+	}
+	if err := m.lvm.Snapshot(ctx, src.Name, lvName(name), tags); err != nil {
+		return err
+	}
+	// A snapshot may carry the origin's tags too (lvcreate keeps some): the
+	// clone has exactly its own.
+	lv, err := m.lvm.LV(ctx, lvName(name))
+	if err != nil {
+		return err
+	}
+	var del, add []string
+	for _, t := range lv.Tags {
+		if !slices.Contains(tags, t) {
+			del = append(del, t)
+		}
+	}
+	for _, t := range tags {
+		if !slices.Contains(lv.Tags, t) {
+			add = append(add, t)
+		}
+	}
+	return m.lvm.ReplaceTags(ctx, lvName(name), del, add)
+}
+
+// takeOverHeader makes the snapshot's header the clone's: a keyslot for
+// the clone's key (the source's key on stdin beside it), the token naming
+// the clone and its key, the source's keyslots killed. Until the token is
+// replaced the header names the source, whose key is then never destroyed
+// with the clone (header.keyIDs).
+func (m *Manager) takeOverHeader(ctx context.Context, name, from string, src lvm.LV, dev, keyID string, key []byte) error {
+	h, err := m.crypt.Inspect(ctx, dev)
+	if err != nil {
+		return err
+	}
+	srcKeyID, err := h.Check(from, tagValue(src.Tags, tagKeyPrefix))
+	if err != nil {
+		return fmt.Errorf("the source's header: %w", err)
+	}
+	if h.Reencrypting {
+		return fmt.Errorf("%q has a reencryption under way; clone it once it is done", from)
+	}
+	srcKey, err := m.keyGet(ctx, from, tenantOf(src), srcKeyID)
+	if err != nil {
+		return err
+	}
+	defer srcKey.Wipe()
+	slot, err := h.FreeSlot()
+	if err != nil {
+		return err
+	}
+	if err := m.crypt.AddKey(ctx, dev, srcKey.Bytes(), key, slot); err != nil {
+		return err
+	}
+	srcKey.Wipe()
+	if err := m.crypt.SetToken(ctx, dev, h.TokenID, luks.Token{KeyID: keyID, Volume: name}, slot); err != nil {
+		return err
+	}
+	for _, s := range h.SlotIDs {
+		if err := m.crypt.KillSlot(ctx, dev, s); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// makeClone makes the clone's LV: a thin snapshot of the source, whose
+// header then becomes the clone's (takeOverHeader), and, with
+// reencrypt=true, a volume key of its own (an offline reencryption). The
+// LV is left active. The undo, for every step, is the create's: the LV
+// removed and the clone's key destroyed; the source is never touched
+// except for the moment its filesystem is frozen.
+func (m *Manager) makeClone(ctx context.Context, rb *rollback, name string, o Options, keyID string, key []byte, log logrus.FieldLogger) error {
+	src := o.source
+	rb.at("thin snapshot of " + o.From)
+	rb.add("remove LV", func(ctx context.Context) error {
+		if err := m.lvm.RemoveLV(ctx, lvName(name)); err != nil && !errors.Is(err, lvm.ErrNotFound) {
+			return err
+		}
+		return nil
+	})
+	if err := m.snapshotSource(ctx, name, src, cloneTags(src, keyID, o.Tenant), log); err != nil {
+		return err
+	}
+	dev := m.devPath(lvm.LV{Name: lvName(name)})
+	rb.at("a keyslot for the clone's key")
+	if err := m.takeOverHeader(ctx, name, o.From, src, dev, keyID, key); err != nil {
+		return err
+	}
+	if o.Reencrypt {
+		rb.at("reencryption under a volume key of its own")
+		if err := m.crypt.Reencrypt(ctx, dev, key, luks.ReencryptOptions{}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// lockBoth takes the locks of a clone and its source in name order, so
+// that two creates that each clone the other's name cannot deadlock.
+func (m *Manager) lockBoth(a, b string) (unlock func()) {
+	if b == "" || a == b {
+		return m.lock(a)
+	}
+	if b < a {
+		a, b = b, a
+	}
+	ua := m.lock(a)
+	ub := m.lock(b)
+	return func() { ub(); ua() }
+}
+
+// cloneComplete says whether a clone's LV is finished: its header names
+// the clone and its key alone opens it (one keyslot, the tag's key). A
+// snapshot fresh from its source carries the source's tags, cryptvol_ready
+// among them (lvm may copy them), so the tag alone proves nothing.
+func (m *Manager) cloneComplete(ctx context.Context, name string, lv lvm.LV) bool {
+	h, err := m.readHeader(ctx, name, &lv)
+	if err != nil || !h.isLUKS || h.Token == nil {
+		return false
+	}
+	return h.Token.Volume == name && h.Keyslots == 1 && h.Token.KeyID == tagValue(lv.Tags, tagKeyPrefix)
+}
