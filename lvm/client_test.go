@@ -513,3 +513,26 @@ func TestReplaceTagsIsOneCommand(t *testing.T) {
 		t.Errorf("a bad tag: %v, calls %q", err, f.calls)
 	}
 }
+
+// Snapshot makes an active thin snapshot with its own tags (lvcreate -s
+// names the group through the origin), and checks names and tags before
+// running anything.
+func TestSnapshot(t *testing.T) {
+	f := newFake(t)
+	f.on("lvm lvcreate -s cvhost/cv-src -n cv-cl --setactivationskip n --activate y -y --addtag cryptvol --addtag cryptvol_key_9", answer{})
+	c := f.client(t)
+	if err := c.Snapshot(context.Background(), "cv-src", "cv-cl", []string{"cryptvol", "cryptvol_key_9"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range [][2]string{{"../x", "cv-cl"}, {"cv-src", "a b"}} {
+		if err := c.Snapshot(context.Background(), bad[0], bad[1], nil); err == nil {
+			t.Errorf("Snapshot(%q) accepted bad names", bad)
+		}
+	}
+	if err := c.Snapshot(context.Background(), "cv-src", "cv-cl", []string{"bad,tag"}); err == nil {
+		t.Error("a bad tag was accepted")
+	}
+	if len(f.calls) != 1 {
+		t.Errorf("bad input reached lvm: %q", f.calls)
+	}
+}
