@@ -2,7 +2,7 @@
 // binary run with a subcommand, on a host or on any machine with the KMIP
 // credentials it needs, instead of as the plugin (issue 13). Key-only work
 // (decommission) talks to the KMIP server directly; work on a volume's
-// device (rotate, reencrypt, resize) goes to the plugin over its socket (plugin/admin.go), so
+// device (rotate, reencrypt, resize, snapshot) goes to the plugin over its socket (plugin/admin.go), so
 // that Docker's requests and the administrator's take the same locks; the
 // audit trail is read from its files.
 //
@@ -11,8 +11,8 @@
 // line was wrong (the message says what is allowed).
 //
 // Files: admin.go (dispatch, help, flags), pluginclient.go (the plugin's
-// socket), rotate.go, reencrypt.go, resize.go, decommission.go,
-// auditcmd.go.
+// socket), rotate.go, reencrypt.go, resize.go, snapshot.go,
+// decommission.go, auditcmd.go.
 //
 // Concurrency: Main runs one command and returns; nothing is shared.
 package admin
@@ -56,6 +56,7 @@ func commands() []command {
 	return []command{
 		{"rotate", "VOLUME...|--all", "replace volumes' KMIP keys (their LUKS passphrases) with new ones, mounted or not, through the plugin", rotate},
 		{"resize", "VOLUME SIZE", "grow a volume (LV, mapping, filesystem), mounted or not; shrinking is refused", resize},
+		{"snapshot", "VOLUME NAME", "make NAME a read-only point-in-time copy of VOLUME (a clone opened and mounted read-only)", snapshot},
 		{"reencrypt", "VOLUME", "re-encrypt a volume's data under a new volume key (a suspected leak of it), online if mounted", reencrypt},
 		{"decommission", "NODE", "revoke (key compromise) and destroy on the KMIP server the keys of every volume NODE created", decommission},
 		{"audit verify", "[FILE]", "check that an audit trail's hash chain is unbroken", auditVerify},

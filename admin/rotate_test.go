@@ -22,11 +22,14 @@ type fakeVolumes struct {
 	rotated []string
 }
 
-func (f *fakeVolumes) Create(context.Context, string, map[string]string) error { return nil }
-func (f *fakeVolumes) Remove(context.Context, string) error                    { return nil }
-func (f *fakeVolumes) Mount(context.Context, string, string) (string, error)   { return "", nil }
-func (f *fakeVolumes) Unmount(context.Context, string, string) error           { return nil }
-func (f *fakeVolumes) Path(context.Context, string) (string, error)            { return "", nil }
+func (f *fakeVolumes) Create(_ context.Context, n string, o map[string]string) error {
+	f.rotated = append(f.rotated, "create "+n+" from="+o["from"]+" readonly="+o["readonly"])
+	return nil
+}
+func (f *fakeVolumes) Remove(context.Context, string) error                  { return nil }
+func (f *fakeVolumes) Mount(context.Context, string, string) (string, error) { return "", nil }
+func (f *fakeVolumes) Unmount(context.Context, string, string) error         { return nil }
+func (f *fakeVolumes) Path(context.Context, string) (string, error)          { return "", nil }
 func (f *fakeVolumes) Get(_ context.Context, n string) (volume.Volume, error) {
 	return volume.Volume{Name: n}, nil
 }
@@ -101,7 +104,10 @@ func TestRotateThroughThePluginSocket(t *testing.T) {
 	if code, _, stderr := runCmd(env, "resize", "a", "big"); code != ExitUsage || !strings.Contains(stderr, `size "big" is not valid`) {
 		t.Fatalf("resize a big: exit %d, %q", code, stderr)
 	}
-	if strings.Join(f.rotated, ",") != "a,a,b,a,reencrypt b,resize a 2G" {
+	if code, out, _ := runCmd(env, "snapshot", "a", "a-snap"); code != ExitOK || !strings.Contains(out, "a-snap: a read-only snapshot of a") {
+		t.Fatalf("snapshot: exit %d, %q", code, out)
+	}
+	if strings.Join(f.rotated, ",") != "a,a,b,a,reencrypt b,resize a 2G,create a-snap from=a readonly=true" {
 		t.Errorf("rotated %v", f.rotated)
 	}
 }

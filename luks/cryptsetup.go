@@ -109,6 +109,9 @@ func (c *Cryptsetup) Open(ctx context.Context, dev, mapping string, key []byte, 
 	if opts.AllowDiscards {
 		args = append(args, "--allow-discards")
 	}
+	if opts.ReadOnly {
+		args = append(args, "--readonly")
+	}
 	if _, err := c.runWithKey(ctx, key, append(args, dev, mapping)...); err != nil {
 		return fmt.Errorf("open %s as %s: %w", dev, mapping, err)
 	}

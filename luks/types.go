@@ -67,4 +67,6 @@ type OpenOptions struct {
 	// AllowDiscards passes discards through to the device
 	// (--allow-discards; cryptsetup-open(8) says what that reveals).
 	AllowDiscards bool
+	// ReadOnly maps the device read-only (--readonly).
+	ReadOnly bool
 }

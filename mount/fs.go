@@ -144,7 +144,7 @@ func (f *FS) Mount(ctx context.Context, dev, target, fstype string, extra ...str
 	if err := ValidateFSType(fstype); err != nil {
 		return err
 	}
-	if err := validate(fstype, extra, append(AllowedOptions(fstype), Discard)); err != nil {
+	if err := validate(fstype, extra, append(AllowedOptions(fstype), Discard, ReadOnly)); err != nil {
 		return err
 	}
 	opts := strings.Join(append([]string{mountOptions}, extra...), ",")

@@ -33,6 +33,10 @@ func AllowedOptions(fstype string) []string {
 // with --allow-discards.
 const Discard = "discard"
 
+// ReadOnly is the mount option of a read-only snapshot (cryptvol snapshot):
+// like discard, set by the lifecycle, never chosen in mountopts.
+const ReadOnly = "ro"
+
 // ValidateOptions checks each option against fstype's allow-list and says,
 // for one that is not on it, what is.
 func ValidateOptions(fstype string, opts []string) error {

@@ -72,6 +72,20 @@ func TestLabCloneOfAMountedVolume(t *testing.T) {
 		t.Error("reencrypt=true left the clone with the source's volume key")
 	}
 
+	// A read-only snapshot (cryptvol snapshot's create): the data as of now,
+	// and no container can change it.
+	p.must("read-only snapshot", p.create("csnap", map[string]string{"from": "csrc", "readonly": "true"}))
+	t.Cleanup(func() { _ = p.remove("csnap") })
+	smp, err := p.mount("csnap", "s")
+	p.must("mount snapshot", err)
+	if b, err := os.ReadFile(filepath.Join(smp, "after")); err != nil || string(b) != "src only" {
+		t.Errorf("the snapshot holds %q, %v; want the source as of the snapshot", b, err)
+	}
+	if err := os.WriteFile(filepath.Join(smp, "x"), []byte("x"), 0o644); err == nil {
+		t.Error("a read-only snapshot took a write")
+	}
+	p.must("unmount snapshot", p.unmount("csnap", "s"))
+
 	p.must("unmount src", p.unmount("csrc", "w"))
 	p.must("remove src", p.remove("csrc"))
 	cmp, err = p.mount("cclone", "c")

@@ -21,6 +21,18 @@ var cloneRefuses = []string{OptSize, OptFS, OptIntegrity, OptDiscard, OptMountOp
 // parseClone reads from and reencrypt.
 func parseClone(opts map[string]string, o *Options) error {
 	from, ok := opts[OptFrom]
+	if v, has := opts[OptReadOnly]; has {
+		if !ok {
+			return fmt.Errorf("option readonly is only for a snapshot of another volume (with from=SOURCE)")
+		}
+		switch v {
+		case "true":
+			o.ReadOnly = true
+		case "false":
+		default:
+			return fmt.Errorf("option readonly=%q is not valid (allowed: true, false)", truncate(v, 40))
+		}
+	}
 	if v, has := opts[OptReencrypt]; has {
 		if !ok {
 			return fmt.Errorf("option reencrypt is only for a clone (with from=SOURCE)")
@@ -41,7 +53,7 @@ func parseClone(opts map[string]string, o *Options) error {
 	}
 	for _, k := range cloneRefuses {
 		if _, has := opts[k]; has {
-			return fmt.Errorf("option %s cannot go with from: a clone has its source's size, filesystem and format (allowed with from: tenant, reencrypt)", k)
+			return fmt.Errorf("option %s cannot go with from: a clone has its source's size, filesystem and format (allowed with from: tenant, reencrypt, readonly)", k)
 		}
 	}
 	o.From = from
@@ -65,7 +77,7 @@ func (m *Manager) cloneSource(ctx context.Context, name, from string) (lvm.LV, e
 
 // cloneTags are the clone's LV tags: ours, with the source's filesystem
 // and format, and the clone's own key and tenant.
-func cloneTags(src lvm.LV, keyID, tenant string) []string {
+func cloneTags(src lvm.LV, keyID, tenant string, readOnly bool) []string {
 	tags := []string{TagOurs}
 	for _, t := range src.Tags {
 		for _, p := range []string{tagFSPrefix, tagMountOptsPrefix, tagIntegrityPrefix} {
@@ -83,8 +95,15 @@ func cloneTags(src lvm.LV, keyID, tenant string) []string {
 	if tenant != "" {
 		tags = append(tags, tagTenantPrefix+tenant)
 	}
+	if readOnly {
+		tags = append(tags, tagReadOnly)
+	}
 	return tags
 }
+
+// tagReadOnly marks a read-only snapshot (cryptvol snapshot, readonly=true):
+// opened --readonly and mounted ro, so no container can change it.
+const tagReadOnly = "cryptvol_readonly"
 
 // snapshotSource takes the thin snapshot, the source's filesystem frozen
 // for it when the source is mounted here, so that the clone holds every
@@ -183,7 +202,7 @@ func (m *Manager) makeClone(ctx context.Context, rb *rollback, name string, o Op
 		}
 		return nil
 	})
-	if err := m.snapshotSource(ctx, name, src, cloneTags(src, keyID, o.Tenant), log); err != nil {
+	if err := m.snapshotSource(ctx, name, src, cloneTags(src, keyID, o.Tenant, o.ReadOnly), log); err != nil {
 		return err
 	}
 	dev := m.devPath(lvm.LV{Name: lvName(name)})

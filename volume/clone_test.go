@@ -71,3 +71,26 @@ func TestCloneReencryptAndRefusals(t *testing.T) {
 	}
 	h.assertConsistent()
 }
+
+// readonly=true (cryptvol snapshot): opened --readonly, mounted ro; resize
+// and reencrypt refuse it; readonly needs from.
+func TestReadOnlySnapshot(t *testing.T) {
+	h := thinHarness(t)
+	h.mustCreate("src", nil)
+	h.mustCreate("snap", map[string]string{"from": "src", "readonly": "true"})
+	mp := h.mustMount("snap", "c1")
+	if !h.w.openOpts[mappingPrefix+"snap"].ReadOnly || h.w.mountOpt[mp] != "ro" {
+		t.Errorf("open %+v, mount %q; want read-only", h.w.openOpts[mappingPrefix+"snap"], h.w.mountOpt[mp])
+	}
+	h.mustUnmount("snap", "c1")
+	if _, err := h.m.Resize(h.ctx, "snap", "2G"); err == nil || !strings.Contains(err.Error(), "read-only snapshot") {
+		t.Errorf("resize: %v", err)
+	}
+	if _, err := h.m.Reencrypt(h.ctx, "snap"); err == nil || !strings.Contains(err.Error(), "read-only snapshot") {
+		t.Errorf("reencrypt: %v", err)
+	}
+	if err := h.m.Create(h.ctx, "x", map[string]string{"readonly": "true"}); err == nil || !strings.Contains(err.Error(), "only for a snapshot") {
+		t.Errorf("readonly without from: %v", err)
+	}
+	h.assertConsistent()
+}

@@ -129,12 +129,16 @@ func mountOptions(tags []string) []string {
 	if slices.Contains(tags, tagDiscard) {
 		opts = append(opts, mount.Discard)
 	}
+	if slices.Contains(tags, tagReadOnly) {
+		opts = append(opts, mount.ReadOnly)
+	}
 	return opts
 }
 
 // openOptions are how a volume's mapping is opened.
 func (m *Manager) openOptions(tags []string) luks.OpenOptions {
-	return luks.OpenOptions{NoWorkqueue: m.cfg.NoWorkqueue, AllowDiscards: slices.Contains(tags, tagDiscard)}
+	return luks.OpenOptions{NoWorkqueue: m.cfg.NoWorkqueue, AllowDiscards: slices.Contains(tags, tagDiscard),
+		ReadOnly: slices.Contains(tags, tagReadOnly)}
 }
 
 // tagIntegrityPrefix marks a volume formatted with dm-integrity: resize and
@@ -192,10 +196,14 @@ func (m *Manager) setRoot(ctx context.Context, rb *rollback, name string, o Opti
 }
 
 // refuseIntegrity refuses op on a volume with integrity protection, which
-// cryptsetup supports neither resizing nor reencrypting.
+// cryptsetup supports neither resizing nor reencrypting, and on a
+// read-only snapshot, which stays as it was taken.
 func refuseIntegrity(name string, lv lvm.LV, op, instead string) error {
 	if v := tagValue(lv.Tags, tagIntegrityPrefix); v != "" {
 		return fmt.Errorf("volume %q has integrity protection (%s), which cryptsetup cannot %s; copy its data to %s volume instead", name, v, op, instead)
+	}
+	if slices.Contains(lv.Tags, tagReadOnly) {
+		return fmt.Errorf("volume %q is a read-only snapshot; it is not changed (%s refused)", name, op)
 	}
 	return nil
 }

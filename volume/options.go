@@ -51,10 +51,11 @@ const (
 	// a clone of another volume (clone.go)
 	OptFrom      = "from"
 	OptReencrypt = "reencrypt"
+	OptReadOnly  = "readonly"
 )
 
 var allowedOptions = []string{OptSize, OptFS, OptThin, OptTenant, OptMountOpts, OptUID, OptGID, OptMode, OptIntegrity, OptDiscard,
-	OptInodeRatio, OptReservedPercent, OptInodeMaxPct, OptFrom, OptReencrypt}
+	OptInodeRatio, OptReservedPercent, OptInodeMaxPct, OptFrom, OptReencrypt, OptReadOnly}
 
 // maxNameLen keeps "cv-"+name and "cryptvol-"+name far below LVM's and
 // device-mapper's 127-byte limits.
@@ -118,6 +119,7 @@ type Options struct {
 	// clone a volume key of its own (clone.go).
 	From      string
 	Reencrypt bool
+	ReadOnly  bool   // a read-only snapshot: opened --readonly, mounted ro
 	source    lvm.LV // the clone's source, read under its lock (Create)
 	SizeSet   bool
 	FSSet     bool
@@ -141,7 +143,7 @@ func ParseOptions(opts map[string]string, d Defaults) (Options, error) {
 	for k := range opts {
 		switch k {
 		case OptSize, OptFS, OptThin, OptTenant, OptMountOpts, OptUID, OptGID, OptMode, OptIntegrity, OptDiscard,
-			OptInodeRatio, OptReservedPercent, OptInodeMaxPct, OptFrom, OptReencrypt:
+			OptInodeRatio, OptReservedPercent, OptInodeMaxPct, OptFrom, OptReencrypt, OptReadOnly:
 		default:
 			unknown = append(unknown, k)
 		}
