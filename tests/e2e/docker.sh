@@ -156,7 +156,8 @@ check "cryptvol reencrypt rv: a new volume key, online under the writer" sh -c \
 	"'$repo/bin/cryptvol' reencrypt rv | grep -q 'online, mounted'"
 check "the volume key's digest changed" test "$(digest)" != "$d0"
 check_eq "the writer is still writing after the reencryption" true "$(docker inspect -f '{{.State.Running}}' rw 2>&1)"
-kb() { docker exec rw df -k /data | awk 'NR == 2 {print $2}'; }
+# -P: one line per filesystem (busybox df puts a long device name on a line of its own otherwise).
+kb() { docker exec rw df -kP /data | awk 'NR == 2 {print $2}'; }
 k0=$(kb)
 check "cryptvol resize rv 128M under the writer (issue 14)" sh -c "'$repo/bin/cryptvol' resize rv 128M | grep -q 'mounted, online'"
 check_eq "inspect shows the new size" 134217728 "$(status rv size_bytes)"
