@@ -166,9 +166,12 @@ func TestLabScheduledRotation(t *testing.T) {
 	}
 	p.stop()
 	p.start("") // the schedule checks at start
+	// Polled through the plugin (inspect's key id, from the LV's tag): a
+	// poll that activated and deactivated the LV itself, as headerOf does,
+	// would pull the device from under the rotation.
 	deadline := time.Now().Add(3 * time.Minute)
 	for {
-		if _, k := headerOf(t, "sched-old"); k != oldKey {
+		if v, err := p.get("sched-old"); err == nil && v.Status[volume.StatusKeyID] != oldKey {
 			break
 		}
 		if time.Now().After(deadline) {
