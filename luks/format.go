@@ -57,7 +57,10 @@ type tokenJSON struct {
 // --integrity): an HMAC-SHA-256 per 4 KiB sector kept by dm-integrity, so
 // that a changed byte on the device reads back as an I/O error instead of
 // garbage. Its key is part of the volume key: 512 bits for AES-XTS and 256
-// for the HMAC.
+// for the HMAC. --key-size stays the cipher's: cryptsetup adds the HMAC's
+// itself (a --key-size of 768 reached the kernel as a 768-bit XTS key,
+// "Key size in XTS mode must be 256 or 512 bits", in the lab), and the
+// keyslot then records the 768 bits of both.
 const (
 	IntegrityHMACSHA256 = "hmac-sha256"
 	integrityKeyBits    = 256
@@ -109,11 +112,6 @@ func (c *Cryptsetup) Format(ctx context.Context, dev string, key []byte, token T
 	}
 	args := slices.Clone(formatArgs)
 	if o.Integrity != "" {
-		for i, a := range args {
-			if a == "--key-size" {
-				args[i+1] = strconv.Itoa(KeyBits + integrityKeyBits)
-			}
-		}
 		args = append(args, "--integrity", o.Integrity)
 	}
 	if _, err := c.runWithKey(ctx, key, append(args, dev)...); err != nil {
