@@ -21,7 +21,9 @@ func TestLabCloneOfAMountedVolume(t *testing.T) {
 	p := newPlug(t, "CRYPTVOL_THIN_POOL="+os.Getenv("CRYPTVOL_LAB_POOL"))
 	p.start("")
 	p.must("create src", p.create("csrc", map[string]string{"size": "64M"}))
-	t.Cleanup(func() { _ = p.remove("csrc") })
+	// Unmounted first: a source left mounted would be held, and every later
+	// stack on the lab's group would mount it again for its holder.
+	t.Cleanup(func() { _ = p.unmount("csrc", "w"); _ = p.remove("csrc") })
 	mp, err := p.mount("csrc", "w")
 	p.must("mount src", err)
 	// Not synced: the freeze for the snapshot must bring it to the disk.
