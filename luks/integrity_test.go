@@ -30,7 +30,7 @@ func TestFormatWithIntegrity(t *testing.T) {
 	}
 	for what, mod := range map[string]func(*Header){
 		"768 bits without integrity": func(h *Header) { h.Integrity = "" },
-		"512 bits with integrity":    func(h *Header) { h.KeyBits = 512 },
+		"256 bits with integrity":    func(h *Header) { h.KeyBits = 256 },
 		"another integrity":          func(h *Header) { h.Integrity = "hmac(sha512)" },
 	} {
 		bad := h

@@ -25,7 +25,7 @@ func (h Header) Check(volume, tagKeyID string) (keyID string, err error) {
 		err = fmt.Errorf("cipher is %q, expected %q", h.Cipher, Cipher)
 	case h.Integrity != "" && h.Integrity != "hmac(sha256)":
 		err = fmt.Errorf("integrity is %q, expected none or hmac(sha256)", h.Integrity)
-	case h.KeyBits != KeyBits+integrityBits(h):
+	case h.KeyBits != KeyBits && h.KeyBits != KeyBits+integrityBits(h):
 		err = fmt.Errorf("volume key is %d bits, expected %d", h.KeyBits, KeyBits+integrityBits(h))
 	case h.Token == nil:
 		err = fmt.Errorf("no %s token", TokenType)
@@ -43,7 +43,9 @@ func (h Header) Check(volume, tagKeyID string) (keyID string, err error) {
 }
 
 // integrityBits is the part of the volume key an integrity protection
-// takes.
+// takes. With integrity, a keyslot's key_size counts it or not depending on
+// how cryptsetup records the HMAC key (the cipher's 512 bits are what
+// --key-size sets): both are accepted, and only with integrity.
 func integrityBits(h Header) int {
 	if h.Integrity != "" {
 		return integrityKeyBits
