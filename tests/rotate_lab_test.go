@@ -166,12 +166,17 @@ func TestLabScheduledRotation(t *testing.T) {
 	}
 	p.stop()
 	p.start("") // the schedule checks at start
-	// Polled through the plugin (inspect's key id, from the LV's tag): a
-	// poll that activated and deactivated the LV itself, as headerOf does,
-	// would pull the device from under the rotation.
+	// Polled in the plugin's audit trail, whose volume.rotate record is
+	// written once the rotation is over, the LV put back as it was: a poll
+	// that activated and deactivated the LV itself (headerOf) pulled the
+	// device from under the rotation, and one of inspect's key id saw the
+	// tag change before the rotation's last steps, racing them.
+	trail := filepath.Join(p.dir, "state", "audit.log")
 	deadline := time.Now().Add(3 * time.Minute)
 	for {
-		if v, err := p.get("sched-old"); err == nil && v.Status[volume.StatusKeyID] != oldKey {
+		if b, err := os.ReadFile(trail); err == nil &&
+			strings.Contains(string(b), `"op":"volume.rotate","volume":"sched-old","key_id":`) &&
+			strings.Contains(string(b), `"detail":"replaces key `+oldKey+`","result":"ok"`) {
 			break
 		}
 		if time.Now().After(deadline) {
