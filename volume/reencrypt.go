@@ -70,12 +70,4 @@ func (m *Manager) Reencrypt(ctx context.Context, name string) (r Reencryption, e
 }
 
 // rotationsOf lists the unsettled rotations of name.
-func (m *Manager) rotationsOf(name string) []rotationEntry {
-	var out []rotationEntry
-	for _, e := range m.st.snapshot().Rotating {
-		if e.Volume == name {
-			out = append(out, e)
-		}
-	}
-	return out
-}
+func (m *Manager) rotationsOf(name string) []rotationEntry { return m.st.rotations(name) }

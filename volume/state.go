@@ -226,6 +226,20 @@ func (st *store) ids(name string) []string {
 	return slices.Sorted(maps.Keys(st.cur.Mounts[name]))
 }
 
+// rotations returns name's unsettled rotations. Mount asks it every time,
+// so it reads under the lock rather than cloning the whole state.
+func (st *store) rotations(name string) []rotationEntry {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	var out []rotationEntry
+	for _, e := range st.cur.Rotating {
+		if e.Volume == name {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
 // mounts returns a copy of the per-ID counts of name.
 func (st *store) mounts(name string) map[string]int {
 	st.mu.Lock()
