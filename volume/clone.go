@@ -15,7 +15,7 @@ import (
 
 // cloneRefuses are the options a clone cannot take: it is its source's
 // filesystem, at its source's size, with its source's format.
-var cloneRefuses = []string{OptSize, OptFS, OptDiscard, OptMountOpts, OptUID, OptGID, OptMode,
+var cloneRefuses = []string{OptSize, OptFS, OptIntegrity, OptDiscard, OptMountOpts, OptUID, OptGID, OptMode,
 	OptInodeRatio, OptReservedPercent, OptInodeMaxPct, OptThin}
 
 // parseClone reads from and reencrypt.
@@ -80,7 +80,7 @@ func (m *Manager) cloneSource(ctx context.Context, name, from string) (lvm.LV, e
 func cloneTags(src lvm.LV, keyID, tenant string, readOnly bool) []string {
 	tags := []string{TagOurs}
 	for _, t := range src.Tags {
-		for _, p := range []string{tagFSPrefix, tagMountOptsPrefix} {
+		for _, p := range []string{tagFSPrefix, tagMountOptsPrefix, tagIntegrityPrefix} {
 			if strings.HasPrefix(t, p) {
 				tags = append(tags, t)
 			}

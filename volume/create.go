@@ -202,6 +202,9 @@ func (m *Manager) makeFresh(ctx context.Context, rb *rollback, name string, o Op
 	if len(o.MountOpts) > 0 {
 		tags = append(tags, tagMountOptsPrefix+strings.Join(o.MountOpts, "+"))
 	}
+	if o.Integrity != "" {
+		tags = append(tags, tagIntegrityPrefix+o.Integrity)
+	}
 	if o.Discard {
 		tags = append(tags, tagDiscard)
 	}
@@ -226,7 +229,7 @@ func (m *Manager) makeFresh(ctx context.Context, rb *rollback, name string, o Op
 	dev := m.devPath(lvm.LV{Name: lvName(name)})
 
 	rb.at("luksFormat")
-	if err := m.crypt.Format(ctx, dev, key, luks.Token{KeyID: keyID, Volume: name}); err != nil {
+	if err := m.crypt.Format(ctx, dev, key, luks.Token{KeyID: keyID, Volume: name}, luks.FormatOptions{Integrity: o.Integrity}); err != nil {
 		return err
 	}
 	rb.at("cryptsetup open")
@@ -338,6 +341,9 @@ func (m *Manager) compare(ctx context.Context, name string, lv lvm.LV, o Options
 	}
 	if got, want := strings.Join(mountOptsOf(lv.Tags), ","), strings.Join(o.MountOpts, ","); o.MountOpts != nil && got != want {
 		diffs = append(diffs, fmt.Sprintf("mountopts is %q, requested %q", got, want))
+	}
+	if got := tagValue(lv.Tags, tagIntegrityPrefix); o.Integrity != "" && got != o.Integrity {
+		diffs = append(diffs, fmt.Sprintf("integrity is %q, requested %q", got, o.Integrity))
 	}
 	if t := tenantOf(lv); o.TenantSet && t != o.Tenant {
 		diffs = append(diffs, fmt.Sprintf("tenant is %q, requested %q", t, o.Tenant))

@@ -83,6 +83,15 @@ func parseFSOptions(opts map[string]string, o *Options) error {
 			return fmt.Errorf("option discard=%q is not valid (allowed: true, false)", truncate(v, 40))
 		}
 	}
+	if v, ok := opts[OptIntegrity]; ok {
+		if o.Discard {
+			return fmt.Errorf("options integrity and discard=true cannot go together: dm-integrity takes no discards")
+		}
+		if v != luks.IntegrityHMACSHA256 {
+			return fmt.Errorf("option integrity=%q is not supported (allowed: %s)", truncate(v, 40), luks.IntegrityHMACSHA256)
+		}
+		o.Integrity = v
+	}
 	if v, ok := opts[OptMode]; ok {
 		n, err := strconv.ParseUint(v, 8, 32)
 		if err != nil || n == 0 || n > 0o7777 || len(v) < 3 {
@@ -131,6 +140,10 @@ func (m *Manager) openOptions(tags []string) luks.OpenOptions {
 	return luks.OpenOptions{NoWorkqueue: m.cfg.NoWorkqueue, AllowDiscards: slices.Contains(tags, tagDiscard),
 		ReadOnly: slices.Contains(tags, tagReadOnly)}
 }
+
+// tagIntegrityPrefix marks a volume formatted with dm-integrity: resize and
+// reencryption refuse it (cryptsetup supports neither for it).
+const tagIntegrityPrefix = "cryptvol_integrity_"
 
 // tagMountOptsPrefix records a volume's mount options on its LV, joined by
 // "+" (LVM tags allow no comma, lvm(8) "Tags").
@@ -182,9 +195,13 @@ func (m *Manager) setRoot(ctx context.Context, rb *rollback, name string, o Opti
 	return nil
 }
 
-// refuseReadOnly refuses op on a read-only snapshot, which stays as it
-// was taken.
-func refuseReadOnly(name string, lv lvm.LV, op string) error {
+// refuseUnchangeable refuses op on a volume with integrity protection, which
+// cryptsetup supports neither resizing nor reencrypting, and on a
+// read-only snapshot, which stays as it was taken.
+func refuseUnchangeable(name string, lv lvm.LV, op, instead string) error {
+	if v := tagValue(lv.Tags, tagIntegrityPrefix); v != "" {
+		return fmt.Errorf("volume %q has integrity protection (%s), which cryptsetup cannot %s; copy its data to %s volume instead", name, v, op, instead)
+	}
 	if slices.Contains(lv.Tags, tagReadOnly) {
 		return fmt.Errorf("volume %q is a read-only snapshot; it is not changed (%s refused)", name, op)
 	}

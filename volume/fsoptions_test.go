@@ -63,8 +63,34 @@ func TestCreateWithFSOptions(t *testing.T) {
 	h.assertConsistent()
 }
 
+// integrity=hmac-sha256 formats with dm-integrity and marks the LV; such a
+// volume mounts as usual, and resize and reencrypt refuse it.
+func TestIntegrityVolume(t *testing.T) {
+	h := newHarness(t)
+	if err := h.m.Create(h.ctx, "x", map[string]string{"integrity": "crc32"}); err == nil ||
+		!strings.Contains(err.Error(), `option integrity="crc32" is not supported (allowed: hmac-sha256)`) {
+		t.Errorf("integrity=crc32: %v", err)
+	}
+	h.mustCreate("v", map[string]string{"integrity": "hmac-sha256"})
+	if hd := h.w.headers["cv-v"]; hd.h.Integrity != "hmac(sha256)" {
+		t.Fatalf("header integrity %q", hd.h.Integrity)
+	}
+	h.mustMount("v", "c1")
+	h.mustUnmount("v", "c1")
+	if _, err := h.m.Resize(h.ctx, "v", "2G"); err == nil || !strings.Contains(err.Error(), "integrity protection") {
+		t.Errorf("resize: %v", err)
+	}
+	if _, err := h.m.Reencrypt(h.ctx, "v"); err == nil || !strings.Contains(err.Error(), "integrity protection") {
+		t.Errorf("reencrypt: %v", err)
+	}
+	if _, err := h.m.Rotate(h.ctx, "v"); err != nil {
+		t.Errorf("rotate of an integrity volume: %v", err)
+	}
+	h.assertConsistent()
+}
+
 // discard=true opens with --allow-discards and mounts with discard; not
-// by mountopts.
+// with integrity; not by mountopts.
 func TestDiscardVolume(t *testing.T) {
 	h := newHarness(t)
 	h.mustCreate("d", map[string]string{"discard": "true"})
@@ -80,6 +106,7 @@ func TestDiscardVolume(t *testing.T) {
 	}
 	h.mustUnmount("n", "c1")
 	for opts, want := range map[string]map[string]string{
+		"cannot go together":            {"discard": "true", "integrity": "hmac-sha256"},
 		`mount option "discard" is not`: {"mountopts": "discard"},
 		`option discard="yes" is not`:   {"discard": "yes"},
 	} {

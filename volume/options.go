@@ -42,6 +42,7 @@ const (
 	OptUID       = "uid"
 	OptGID       = "gid"
 	OptMode      = "mode"
+	OptIntegrity = "integrity"
 	OptDiscard   = "discard"
 	// mkfs choices (mount.MkfsOptions)
 	OptInodeRatio      = "inode_ratio"
@@ -53,7 +54,7 @@ const (
 	OptReadOnly  = "readonly"
 )
 
-var allowedOptions = []string{OptSize, OptFS, OptThin, OptTenant, OptMountOpts, OptUID, OptGID, OptMode, OptDiscard,
+var allowedOptions = []string{OptSize, OptFS, OptThin, OptTenant, OptMountOpts, OptUID, OptGID, OptMode, OptIntegrity, OptDiscard,
 	OptInodeRatio, OptReservedPercent, OptInodeMaxPct, OptFrom, OptReencrypt, OptReadOnly}
 
 // maxNameLen keeps "cv-"+name and "cryptvol-"+name far below LVM's and
@@ -108,6 +109,8 @@ type Options struct {
 	MountOpts []string
 	// Root is the owner and mode of the new filesystem's root directory.
 	Root RootSpec
+	// Integrity is "" or luks.IntegrityHMACSHA256 (fsoptions.go).
+	Integrity string
 	// Discard passes discards through to the LV (fsoptions.go).
 	Discard bool
 	// Mkfs are the mkfs choices (fsoptions.go).
@@ -139,7 +142,7 @@ func ParseOptions(opts map[string]string, d Defaults) (Options, error) {
 	var unknown []string
 	for k := range opts {
 		switch k {
-		case OptSize, OptFS, OptThin, OptTenant, OptMountOpts, OptUID, OptGID, OptMode, OptDiscard,
+		case OptSize, OptFS, OptThin, OptTenant, OptMountOpts, OptUID, OptGID, OptMode, OptIntegrity, OptDiscard,
 			OptInodeRatio, OptReservedPercent, OptInodeMaxPct, OptFrom, OptReencrypt, OptReadOnly:
 		default:
 			unknown = append(unknown, k)

@@ -138,7 +138,7 @@ func TestParseOptions(t *testing.T) {
 		{"thin false without pool", map[string]string{"thin": "false"}, thick, Options{Size: 1 << 30, FS: FSExt4, ThinSet: true}, ""},
 		{"ext4 minimum", map[string]string{"size": "64M"}, thick, Options{Size: 64 << 20, FS: FSExt4, SizeSet: true}, ""},
 
-		{"unknown option", map[string]string{"colour": "red"}, thick, Options{}, `option "colour" is not supported (allowed options: size, fs, thin, tenant, mountopts, uid, gid, mode, discard, inode_ratio, reserved_percent, inode_maxpct, from, reencrypt, readonly)`},
+		{"unknown option", map[string]string{"colour": "red"}, thick, Options{}, `option "colour" is not supported (allowed options: size, fs, thin, tenant, mountopts, uid, gid, mode, integrity, discard, inode_ratio, reserved_percent, inode_maxpct, from, reencrypt, readonly)`},
 		{"two unknown", map[string]string{"b": "1", "a": "2", "size": "1G"}, thick, Options{}, `option "a", "b" is not supported`},
 		{"case matters", map[string]string{"Size": "1G"}, thick, Options{}, `"Size" is not supported`},
 		{"bad fs", map[string]string{"fs": "btrfs"}, thick, Options{}, `fs="btrfs" is not supported (allowed: ext4, xfs)`},

@@ -39,7 +39,7 @@ func (m *Manager) Reencrypt(ctx context.Context, name string) (r Reencryption, e
 	if err != nil {
 		return r, err
 	}
-	if err := refuseReadOnly(name, lv, "reencrypt"); err != nil {
+	if err := refuseUnchangeable(name, lv, "reencrypt", "a new"); err != nil {
 		return r, err
 	}
 	if len(m.rotationsOf(name)) > 0 {

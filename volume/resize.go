@@ -44,7 +44,7 @@ func (m *Manager) Resize(ctx context.Context, name, size string) (r Resized, err
 	if err != nil {
 		return r, err
 	}
-	if err := refuseReadOnly(name, lv, "resize"); err != nil {
+	if err := refuseUnchangeable(name, lv, "resize", "a larger"); err != nil {
 		return r, err
 	}
 	vg, err := m.lvm.VG(ctx)

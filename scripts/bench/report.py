@@ -145,7 +145,9 @@ def latency():
            ("last unmount", "last unmount (umount, close, deactivate)", "03 unmount", 2),
            ("reencrypt 1 GiB", "reencrypt 1 GiB offline (new volume key; baseline: dd the LV onto itself)",
             "04 reencrypt", 3),
-           ("remove", "remove (erase, lvremove, KMIP destroy)", "05 remove", 1)]
+           ("remove", "remove (erase, lvremove, KMIP destroy)", "05 remove", 1),
+           ("create 1 GiB integrity", "create 1 GiB with integrity=hmac-sha256 (baseline: lvcreate+mkfs)",
+            "06 create", 3)]
     for op, what, cost_metric, base_programs in ops:
         c, p = med("latency", op, "cryptvol"), med("latency", op, "plain-lv")
         progs, kmip = med("cost", cost_metric, "programs"), med("cost", cost_metric, "kmip")

@@ -225,6 +225,42 @@ check "mvc removed" docker rm -f mvc
 check_eq "none mounted" 0 "$(metric cryptvol_volumes_mounted)"
 check "docker volume rm mv" docker volume rm mv
 
+echo "== integrity (issue 14): a byte changed on the raw LV reads back in a container as an I/O error"
+check "docker volume create --opt integrity=hmac-sha256 iv" docker volume create -d cryptvol --opt integrity=hmac-sha256 --opt size=64M iv
+check "a container writes 8 MiB" docker run --rm -v iv:/data $img sh -c 'yes A | head -c 8388608 > /data/f && sync'
+lvchange -ay $vg/cv-iv && cp /dev/$vg/cv-iv /scratch/iv-before && lvchange -an $vg/cv-iv
+# The file's sectors on the raw LV: rewritten in place, they are the longest run of changed blocks.
+check "a container rewrites it in place" docker run --rm -v iv:/data $img \
+	sh -c 'yes B | head -c 8388608 | dd of=/data/f conv=notrunc 2> /dev/null && sync'
+lvchange -ay $vg/cv-iv
+check "one byte in the middle of the file's sectors flipped on the closed volume's raw LV" \
+	python3 - /scratch/iv-before /dev/$vg/cv-iv <<'PY'
+import os, sys
+before = open(sys.argv[1], "rb").read()
+with open(sys.argv[2], "r+b") as dev:
+    after = dev.read()
+    blk, best, best_start, start = 4096, 0, 0, None
+    for i in range(0, len(after), blk):
+        if before[i:i + blk] != after[i:i + blk]:
+            start = i if start is None else start
+            if i + blk - start > best:
+                best, best_start = i + blk - start, start
+        else:
+            start = None
+    if best < 4 << 20:
+        sys.exit("the file's sectors were not found: the longest changed run is %d bytes" % best)
+    off = best_start + best // 2
+    dev.seek(off)
+    dev.write(bytes([after[off] ^ 0xFF]))
+    dev.flush()
+    os.fsync(dev.fileno())
+PY
+lvchange -an $vg/cv-iv
+check "reading the file in a container fails with an I/O error" says 'I/O error|Input/output error' \
+	docker run --rm -v iv:/data $img sh -c 'cat /data/f > /dev/null'
+check "docker volume rm iv" docker volume rm iv
+rm -f /scratch/iv-before
+
 echo "== the audit trail (issue 13)"
 trail=/var/lib/cryptvol/audit.log
 # rec OP VOLUME [KEY] [RESULT]: the sequence number of the first such record (empty if none).
