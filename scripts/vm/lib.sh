@@ -7,14 +7,15 @@ REPO_DIR=$(cd "$LAB_DIR/../.." && pwd)
 # Host packages: the two runners (user-mode-linux, qemu) and the userland the guest runs (the guest's root is the
 # host's root, shared read-only).
 LAB_HOST_PACKAGES="user-mode-linux qemu-system-x86 lvm2 cryptsetup-bin e2fsprogs xfsprogs thin-provisioning-tools
- python3-pykmip docker.io busybox-static cpio kmod openssl iproute2 iptables fio procps util-linux curl jq"
+ python3-pykmip docker.io busybox-static cpio kmod openssl iproute2 iptables fio procps util-linux curl jq
+ sanlock lvm2-lockd"
 
 # Kernel modules loaded from the initramfs, in this order (dependencies are resolved at build time).
 # Loading them through modprobe over 9p after boot measured ~1 min; from the initramfs it is seconds.
 # The guest has no modprobe for its kernel, so nothing loads on demand: what a feature asks the kernel for must be
 # here (authenc for integrity's authenticated dm-crypt: without it luksFormat --integrity failed with ENOENT,
 # "reload ioctl on temporary-cryptsetup-...: No such file or directory"; dm_snapshot for thin snapshots).
-LAB_MODULES="virtio_pci virtio_blk virtio_console 9pnet_virtio 9p overlay loop
+LAB_MODULES="virtio_pci virtio_blk virtio_net virtio_console 9pnet_virtio 9p overlay loop
  crc32c_intel crc32c_generic ext4 xfs
  dm_mod dm_crypt dm_thin_pool dm_integrity dm_snapshot xts aesni_intel af_alg algif_skcipher algif_hash sha256_ssse3
  authenc algif_aead
