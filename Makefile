@@ -7,7 +7,7 @@ export CGO_ENABLED ?= 0
 # Packages that have lab tests (files *_lab_test.go with the `lab` build tag), compiled here, run in the guest.
 LAB_PKGS = $(sort $(patsubst ./%/,%,$(dir $(shell find . -name '*_lab_test.go' -not -path './bin/*'))))
 
-.PHONY: all build plugin test test-main test-faults test-e2e test-docker26 unit lab-bins vm-test vm-shell lab-prepare clean fmt-check demo
+.PHONY: all build plugin test test-main test-faults test-e2e test-docker26 test-shared unit lab-bins vm-test vm-shell lab-prepare clean fmt-check demo
 
 all: build
 
@@ -55,7 +55,8 @@ lab-bins: build
 lab-prepare:
 	scripts/vm/prepare
 
-# The VM stage: four lab guests, one per host core at a time (scripts/vm/test-stage): "faults" (SIGKILL of the
+# The VM stage: lab guests, one per host core at a time (scripts/vm/test-stage): "shared" first (two guests that
+# share a disk: a shared volume group's volumes moving between hosts, tests/shared/pair.sh), then "faults" (SIGKILL of the
 # plugin at every step, then 50 concurrent volumes), "e2e" (every end-to-end script through dockerd: docker.sh,
 # contract.sh) under Debian bookworm's Docker 20.10, "docker26" (the same under Debian trixie's Docker 26.1,
 # scripts/vm/docker-trixie) and "main" (kernel smoke, the Go lab tests).
@@ -73,6 +74,8 @@ test-e2e: lab-prepare lab-bins plugin
 	scripts/vm/test-stage e2e
 test-docker26: lab-prepare lab-bins plugin
 	scripts/vm/test-stage docker26
+test-shared: lab-prepare build
+	scripts/vm/test-stage shared
 
 # The story, end to end, in a fresh lab guest.
 demo: lab-prepare plugin

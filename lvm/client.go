@@ -16,8 +16,9 @@ var ErrExists = errors.New("already exists")
 
 // Client runs lvm commands against one volume group.
 type Client struct {
-	vg   string
-	exec command.Exec
+	vg     string
+	exec   command.Exec
+	shared bool // a shared group, locked through lvmlockd (shared.go)
 
 	mu  sync.Mutex // guards pvs
 	pvs []string   // the group's devices, learned by MetadataMark
@@ -43,6 +44,9 @@ func New(vg string, opts ...Option) (*Client, error) {
 }
 
 func (c *Client) run(ctx context.Context, args ...string) ([]byte, error) {
+	if c.shared && len(args) > 0 {
+		args = append(append([]string{args[0]}, sharedConfig...), args[1:]...)
+	}
 	return c.exec(ctx, nil, "lvm", args...)
 }
 
@@ -242,13 +246,21 @@ func (c *Client) lvchange(ctx context.Context, op, name string, args ...string) 
 		if isNotFound(err) {
 			return fmt.Errorf("%s logical volume %s: %w: %w", op, c.lvRef(name), ErrNotFound, err)
 		}
+		if lf := lockFailure(err); lf != nil {
+			return fmt.Errorf("%s logical volume %s: %w: %w", op, c.lvRef(name), lf, err)
+		}
 		return fmt.Errorf("%s logical volume %s: %w", op, c.lvRef(name), err)
 	}
 	return nil
 }
 
-// Activate activates the LV, creating its /dev node.
+// Activate activates the LV, creating its /dev node; in a shared group
+// exclusively, failing with ErrHeldElsewhere while another host has it
+// active.
 func (c *Client) Activate(ctx context.Context, name string) error {
+	if c.shared {
+		return c.lvchange(ctx, "activate", name, "-aey")
+	}
 	return c.lvchange(ctx, "activate", name, "-ay")
 }
 

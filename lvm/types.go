@@ -4,7 +4,8 @@
 //
 // Files: client.go queries and changes LVs; report.go parses lvs JSON;
 // setup.go makes the VG and thin pool at start-up; validate.go checks names,
-// tags and sizes before any command runs; metadata.go reads the group's
+// tags and sizes before any command runs; shared.go is what a shared
+// group (lvmlockd) adds: exclusive activation, its lockspace, its errors; metadata.go reads the group's
 // metadata mark from its devices (no program), which tells whether any
 // metadata commit happened since an earlier read.
 //

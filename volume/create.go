@@ -69,7 +69,11 @@ func (m *Manager) Create(ctx context.Context, name string, opts map[string]strin
 			return m.compare(ctx, name, lv, o)
 		}
 		// Half-made with no journal entry (damage from outside): holding
-		// the volume's lock, nobody else is creating it.
+		// the volume's lock, nobody else here is creating it; in shared
+		// mode another host may be.
+		if err := m.halfMadeElsewhere(name, lv); err != nil {
+			return err
+		}
 		log.Warn("undoing a half-made volume before creating it again")
 		if _, err := m.destroy(ctx, name, tenantOf(lv), &lv, nil, nil, "", log); err != nil {
 			return fmt.Errorf("volume %q: cleaning up a half-made volume: %w", name, err)
@@ -192,7 +196,7 @@ func (m *Manager) create(ctx context.Context, name string, o Options, keyName st
 // it; the LV is left active.
 func (m *Manager) makeFresh(ctx context.Context, rb *rollback, name string, o Options, keyID string, key []byte) error {
 	rb.at("lvcreate")
-	tags := []string{TagOurs, tagFSPrefix + o.FS}
+	tags := append([]string{TagOurs, tagFSPrefix + o.FS}, m.sharedCreateTags()...)
 	if keyIDTagRE.MatchString(keyID) {
 		tags = append(tags, tagKeyPrefix+keyID)
 	}
@@ -271,6 +275,10 @@ func (m *Manager) undoCreate(ctx context.Context, e journalEntry, log logrus.Fie
 	case err == nil && slices.Contains(lv.Tags, TagReady) && (!e.Clone || m.cloneComplete(ctx, e.Volume, lv)):
 		log.Info("interrupted create had completed; keeping the volume")
 		return drop()
+	case err == nil && !m.madeHere(lv):
+		// Another host's create of the name, after this one failed before
+		// its lvcreate: only this create's own keys are undone.
+		log.WithField("made_by", tagValue(lv.Tags, tagMadeByPrefix)).Info("the LV of this name is another host's; undoing only this create's keys")
 	case err == nil:
 		lvp = &lv
 	case errors.Is(err, lvm.ErrNotFound):

@@ -11,7 +11,9 @@
 //     (when the KMIP id is tag-safe), "cryptvol_tenant_<tenant>" (option
 //     tenant: the key is made, fetched and destroyed with that tenant's
 //     KMIP identity, Config.TenantKeys; the journal records the tenant too),
-//     "cryptvol_mountopts_<a+b>" (option mountopts), "cryptvol_keytime_<unix>"
+//     "cryptvol_mountopts_<a+b>" (option mountopts), in a shared group
+//     "cryptvol_madeby_<node>" and, while a host has it mounted,
+//     "cryptvol_on_<node>" (shared.go), "cryptvol_keytime_<unix>"
 //     (when a rotation gave it its key: schedule.go) and, once Create has
 //     finished, "cryptvol_ready";
 //   - a LUKS2 header on it (aes-xts-plain64, 512-bit volume key) whose

@@ -141,6 +141,11 @@ func (m *Manager) describe(name string, lv lvm.LV, mounted bool) Volume {
 	if t := tenantOf(lv); t != "" {
 		v.Status[StatusTenant] = t
 	}
+	if m.cfg.Shared {
+		// As the LV last recorded it (shared.go): a host that died holding
+		// the volume is named until another mounts it.
+		v.Status[StatusMountedOn] = tagValue(lv.Tags, tagOnPrefix)
+	}
 	if id := tagValue(lv.Tags, tagKeyPrefix); id != "" {
 		v.Status[StatusKeyID] = id
 	} else {

@@ -84,6 +84,11 @@ type Config struct {
 	// the pool's thin volumes past this many times its size (pool.go).
 	ThinMaxFill       float64
 	ThinMaxOvercommit float64
+	// Shared: VG is a shared group on devices other hosts use too, through
+	// lvmlockd (shared.go); Node is this host's name in the tags that
+	// record what it made and has mounted (CRYPTVOL_NODE, tag-safe).
+	Shared bool
+	Node   string
 }
 
 // Sweeper defaults: a volume whose containers died with dockerd is closed
@@ -300,6 +305,7 @@ func (m *Manager) teardown(ctx context.Context, name string, log logrus.FieldLog
 	if err := m.lvm.Deactivate(ctx, lvName(name)); err != nil && !errors.Is(err, lvm.ErrNotFound) {
 		return fmt.Errorf("deactivating LV %s: %w", lvName(name), err)
 	}
+	m.clearMountedHere(ctx, name, log)
 	removeMountpoint(m.mountpoint(name), log)
 	return nil
 }

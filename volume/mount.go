@@ -128,7 +128,17 @@ func (m *Manager) bringUp(ctx context.Context, name string, lv lvm.LV, log logru
 	rb.at("LV activation")
 	rb.add("deactivate LV", func(ctx context.Context) error { return m.lvm.Deactivate(ctx, lvName(name)) })
 	if err := m.lvm.Activate(ctx, lvName(name)); err != nil {
-		return err
+		return m.elsewhere(name, lv, err)
+	}
+	if m.cfg.Shared {
+		rb.at("recording this host on the LV")
+		rb.add("take this host's record off the LV", func(ctx context.Context) error {
+			m.clearMountedHere(ctx, name, log)
+			return nil
+		})
+		if err := m.recordMountedHere(ctx, name, lv); err != nil {
+			return err
+		}
 	}
 	dev := m.devPath(lv)
 

@@ -120,6 +120,11 @@ func (m *Manager) reconcileVolume(ctx context.Context, name string, lv lvm.LV) (
 	// half-made volume (damage from outside, or a version 1 create): undo
 	// it, with the keys it names.
 	if !slices.Contains(lv.Tags, TagReady) {
+		if !m.madeHere(lv) {
+			// Shared mode: another host's create, maybe in progress.
+			log.WithField("made_by", tagValue(lv.Tags, tagMadeByPrefix)).Debug("half-made volume of another host; left to it")
+			return false, nil
+		}
 		_, err := m.destroy(ctx, name, tenantOf(lv), &lv, nil, nil, "", log)
 		m.repaired(name, "removed a half-made volume with the keys it names (rule 3)", err)
 		if err != nil {

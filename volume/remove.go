@@ -67,6 +67,10 @@ func (m *Manager) Remove(ctx context.Context, name string) (err error) {
 		return fmt.Errorf("volume %q: %w", name, err)
 	case !slices.Contains(lv.Tags, TagOurs):
 		return fmt.Errorf("volume %q: LV %s/%s is not a cryptvol volume (no %q tag); not touching it", name, m.cfg.VG, lv.Name, TagOurs)
+	case !slices.Contains(lv.Tags, TagReady):
+		if err := m.halfMadeElsewhere(name, lv); err != nil {
+			return err
+		}
 	}
 
 	// The keys to destroy are the ones this LV names, read before the
@@ -137,7 +141,7 @@ type header struct {
 func (m *Manager) readHeader(ctx context.Context, name string, lv *lvm.LV) (header, error) {
 	if !lv.Active {
 		if err := m.lvm.Activate(ctx, lvName(name)); err != nil {
-			return header{}, fmt.Errorf("activating LV %s to read its LUKS header: %w", lvName(name), err)
+			return header{}, fmt.Errorf("activating LV %s to read its LUKS header: %w", lvName(name), m.elsewhere(name, *lv, err))
 		}
 		lv.Active = true
 	}

@@ -161,7 +161,7 @@ func (m *Manager) activeFor(ctx context.Context, name string, lv lvm.LV, log log
 		return dev, func() {}, nil
 	}
 	if err := m.lvm.Activate(ctx, lvName(name)); err != nil {
-		return "", nil, fmt.Errorf("volume %q: activating LV for its LUKS header: %w", name, err)
+		return "", nil, fmt.Errorf("volume %q: activating LV for its LUKS header: %w", name, m.elsewhere(name, lv, err))
 	}
 	return dev, func() {
 		cctx, cancel := command.CleanupContext(ctx)

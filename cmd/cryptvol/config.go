@@ -45,6 +45,9 @@ type Config struct {
 	MetricsAddr string
 	// Thin pool safety: fill percent and over-commit ratio limits.
 	ThinMaxFill, ThinMaxOvercommit float64
+	// Shared: VG is a shared volume group used by several hosts through
+	// their lvmlockd (CRYPTVOL_SHARED, issue 12; shared.go).
+	Shared bool
 }
 
 // Defaults of the optional settings.
@@ -178,6 +181,9 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		return c, fmt.Errorf("CRYPTVOL_MAX_CREATES=%q is not valid (allowed: a whole number from 1 to 64)", mc)
 	}
 
+	if err := c.loadShared(get); err != nil {
+		return c, err
+	}
 	if err := c.loadNodeAndAudit(get); err != nil {
 		return c, err
 	}
@@ -294,5 +300,6 @@ func (c Config) volumeConfig() volume.Config {
 		VG: c.VG, DefaultFS: c.FS, ThinPool: c.ThinPool, MountRoot: c.MountRoot, StateDir: c.StateDir,
 		DefaultSize: c.DefaultSize, NoWorkqueue: c.NoWorkqueue, MaxCreates: c.MaxCreates,
 		RotateAfter: c.RotateAfter, ThinMaxFill: c.ThinMaxFill, ThinMaxOvercommit: c.ThinMaxOvercommit,
+		Shared: c.Shared, Node: c.Node,
 	}
 }

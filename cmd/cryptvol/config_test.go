@@ -195,3 +195,31 @@ func TestConfigNodeFromHostname(t *testing.T) {
 		t.Fatalf("audit off: %+v, %v", c.Audit, err)
 	}
 }
+
+// Issue 12: CRYPTVOL_SHARED, off by default; with a thin pool or devices
+// to create the group from it is refused, saying why.
+func TestConfigShared(t *testing.T) {
+	env := baseEnv(t)
+	if c, err := load(env); err != nil || c.Shared || c.volumeConfig().Shared {
+		t.Fatalf("default: shared %v, %v", c.Shared, err)
+	}
+	env["CRYPTVOL_SHARED"] = "true"
+	env["CRYPTVOL_NODE"] = "node1"
+	c, err := load(env)
+	if err != nil || !c.Shared || !c.volumeConfig().Shared || c.volumeConfig().Node != "node1" {
+		t.Fatalf("shared: %+v, %v", c.volumeConfig(), err)
+	}
+	for k, v := range map[string]string{
+		"CRYPTVOL_THIN_POOL": "pool", "CRYPTVOL_DEVICES": "/dev/sdb", "CRYPTVOL_SHARED": "yes",
+	} {
+		e := baseEnv(t)
+		e["CRYPTVOL_SHARED"] = "true"
+		e[k] = v
+		_, err := load(e)
+		want := map[string]string{"CRYPTVOL_THIN_POOL": "thin pool on one host at a time",
+			"CRYPTVOL_DEVICES": "vgcreate --shared vg0", "CRYPTVOL_SHARED": `"yes" is not valid (allowed: true, false)`}[k]
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s=%s: %v, want %q", k, v, err, want)
+		}
+	}
+}

@@ -148,11 +148,19 @@ func setup(ctx context.Context, cfg Config, health *kmipHealth, met *metrics.Met
 	sctx, cancel := context.WithTimeout(ctx, startupTimeout)
 	defer cancel()
 
-	lv, err := lvm.New(cfg.VG)
+	var lvmOpts []lvm.Option
+	if cfg.Shared {
+		lvmOpts = append(lvmOpts, lvm.WithShared())
+	}
+	lv, err := lvm.New(cfg.VG, lvmOpts...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("CRYPTVOL_VG: %w", err)
 	}
-	if len(cfg.Devices) > 0 {
+	if cfg.Shared {
+		if err := sharedGroup(sctx, lv); err != nil {
+			return nil, nil, err
+		}
+	} else if len(cfg.Devices) > 0 {
 		if err := lv.EnsureVG(sctx, cfg.Devices); err != nil {
 			return nil, nil, fmt.Errorf("volume group %s: %w", cfg.VG, err)
 		}

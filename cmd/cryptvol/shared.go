@@ -1,0 +1,38 @@
+package main
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/cryptvol/cryptvol/lvm"
+)
+
+// loadShared reads CRYPTVOL_SHARED (issue 12: a volume group on devices
+// several hosts see, locked through each host's lvmlockd) and refuses what
+// cannot go with it.
+func (c *Config) loadShared(get func(name, def string) string) error {
+	switch v := get("CRYPTVOL_SHARED", "false"); v {
+	case "true":
+		c.Shared = true
+	case "false":
+		return nil
+	default:
+		return fmt.Errorf("CRYPTVOL_SHARED=%q is not valid (allowed: true, false)", v)
+	}
+	if c.ThinPool != "" {
+		return fmt.Errorf("CRYPTVOL_SHARED=true cannot go with CRYPTVOL_THIN_POOL=%s: LVM activates a thin pool on one host at a time, so its volumes could not move between hosts; shared volumes are thick", c.ThinPool)
+	}
+	if len(c.Devices) > 0 {
+		return fmt.Errorf("CRYPTVOL_SHARED=true never creates the volume group (two hosts starting at once would both try): create it once, from one host, with vgcreate --shared %s DEVICE..., and leave CRYPTVOL_DEVICES empty", c.VG)
+	}
+	return nil
+}
+
+// sharedGroup checks that the shared group exists and is shared, and joins
+// its lockspace on this host.
+func sharedGroup(ctx context.Context, lv *lvm.Client) error {
+	if err := lv.CheckShared(ctx); err != nil {
+		return err
+	}
+	return lv.StartLocks(ctx)
+}

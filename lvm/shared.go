@@ -1,0 +1,112 @@
+package lvm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/cryptvol/cryptvol/internal/command"
+)
+
+// Shared volume groups (issue 12, lvmlockd(8)): a group on devices that
+// every host of a cluster sees, with lock type sanlock. Each host runs
+// sanlock and lvmlockd; lvm commands reach lvmlockd through its socket,
+// /run/lvm/lvmlockd.socket (fixed when lvm2 is built), and take the group's
+// lock to change metadata and an LV's lock to activate it. An LV activated
+// exclusively (-aey) on one host cannot be activated on another until it is
+// deactivated there or that host's sanlock lease has expired.
+
+// ErrHeldElsewhere is returned (wrapped) when an LV's lock is held by
+// another host: the LV is active there.
+var ErrHeldElsewhere = errors.New("active on another host")
+
+// ErrNoLocks is returned (wrapped) when this host cannot take the group's
+// locks at all: lvmlockd or sanlock is not running, or the group's
+// lockspace is not started here.
+var ErrNoLocks = errors.New("the group's locks are not available on this host")
+
+// WithShared makes the Client use the group as a shared one: every command
+// is told to use lvmlockd (whatever lvm.conf says: the managed plugin's
+// rootfs has its own) and activation is exclusive.
+func WithShared() Option { return func(c *Client) { c.shared = true } }
+
+// Shared reports whether the Client was made WithShared.
+func (c *Client) Shared() bool { return c.shared }
+
+// sharedConfig is given to every command in shared mode (lvm(8) --config).
+var sharedConfig = []string{"--config", "global/use_lvmlockd=1"}
+
+// lockFailure classifies lvmlockd's refusals (lvm exits 5 for these as for
+// much else, so the message decides). "LV locked by other host" is the LV
+// lock's conflict (lib/locking/lvmlockd.c, lockd_lv); the others say the
+// group's lockspace is not usable here.
+func lockFailure(err error) error {
+	var e *command.Error
+	if !errors.As(err, &e) {
+		return nil
+	}
+	switch s := e.Stderr; {
+	case strings.Contains(s, "locked by other host"), strings.Contains(s, "lock held by other host"):
+		return ErrHeldElsewhere
+	case strings.Contains(s, "due to failed lock"), strings.Contains(s, "lockspace not found or started"),
+		strings.Contains(s, "lvmlockd") && strings.Contains(s, "not running"):
+		return ErrNoLocks
+	}
+	return nil
+}
+
+// StartLocks joins the group's lockspace on this host (vgchange
+// --lock-start), which must happen before anything in a shared group is
+// activated or changed here; a started lockspace is left as it is. Joining
+// a sanlock lockspace takes tens of seconds (acquiring this host's delta
+// lease), longer after an unclean stop. lvmlockd looks for the lockspace's
+// device (/dev/mapper/VG-lvmlock) as soon as lvm has activated it, and
+// without udev lvm makes that node only afterwards: the first start then
+// fails ("invalid parameters for sanlock", seen in the lab), so one failed
+// start is retried.
+func (c *Client) StartLocks(ctx context.Context) error {
+	if !c.shared {
+		return nil
+	}
+	var err error
+	for try := 0; try < 2; try++ {
+		if _, err = c.run(ctx, "vgchange", "--lock-start", c.vg); err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return fmt.Errorf("start the locks of shared volume group %s (vgchange --lock-start; is lvmlockd running, with sanlock?): %w", c.vg, err)
+}
+
+// CheckShared verifies that the group exists and is a shared one (lock
+// type sanlock or dlm). Shared mode never creates the group: two hosts
+// starting at once would both find it missing (lvmlockd(8): creating the
+// first sanlock VG is not protected by locking).
+func (c *Client) CheckShared(ctx context.Context) error {
+	out, err := c.run(ctx, "vgs", "-o", "vg_name,vg_lock_type", "--reportformat", "json", c.vg)
+	if err != nil {
+		if isNotFound(err) {
+			return fmt.Errorf("shared volume group %s does not exist; create it once, from one host: vgcreate --shared %s DEVICE...: %w", c.vg, c.vg, ErrNotFound)
+		}
+		return fmt.Errorf("shared volume group %s: %w", c.vg, err)
+	}
+	rows, err := parseReport[struct {
+		Name     string `json:"vg_name"`
+		LockType string `json:"vg_lock_type"`
+	}](out, "vg")
+	if err != nil {
+		return err
+	}
+	if len(rows) != 1 || rows[0].Name != c.vg {
+		return fmt.Errorf("shared volume group %s: vgs reported %d groups", c.vg, len(rows))
+	}
+	switch lt := rows[0].LockType; lt {
+	case "sanlock", "dlm":
+		return nil
+	default:
+		return fmt.Errorf("volume group %s is not shared (lock type %q): shared mode needs one made with vgcreate --shared, or converted with vgchange --locktype sanlock", c.vg, lt)
+	}
+}

@@ -1,0 +1,43 @@
+# node.bash: what a job in one of run-pair's guests uses (sourced; tests/shared/pair.sh hands the jobs): the
+# plugin run directly as this host's (bin/cryptvol, shared mode, the KMIP server on node 1) and VolumeDriver calls.
+set -uo pipefail
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+node=${HOSTNAME#cryptvol-}
+pd=/scratch/cv
+sock=$pd/cryptvol.sock
+mnt=/mnt/cv
+
+# call OP BODY: one VolumeDriver request, as dockerd sends it; prints the reply.
+call() { curl -sS --max-time 900 --unix-socket "$sock" -X POST -d "$2" "http://plugin/VolumeDriver.$1"; echo; }
+# ok OP BODY: call, failing unless the reply has no Err.
+ok() {
+	local r
+	r=$(call "$@")
+	printf '%s\n' "$r"
+	jq -e '(.Err // "") == ""' <<< "$r" > /dev/null
+}
+
+# plug_start: the plugin of this host on the shared group sv, with the cluster's one KMIP identity.
+plug_start() {
+	mkdir -p "$pd"
+	# shellcheck disable=SC1091
+	source /lab/pair/kmip/env
+	CRYPTVOL_VG=sv CRYPTVOL_SHARED=true CRYPTVOL_NODE=$node CRYPTVOL_DEFAULT_SIZE=64M CRYPTVOL_SOCKET=$sock \
+		CRYPTVOL_STATE_DIR=$pd/state CRYPTVOL_MOUNT_ROOT=$mnt CRYPTVOL_LOG_LEVEL=debug \
+		setsid "$repo/bin/cryptvol" >> "$pd/plugin.log" 2>&1 < /dev/null &
+	echo $! > "$pd/pid"
+	# Start-up joins the group's sanlock lockspace (vgchange --lock-start): tens of seconds.
+	for _ in $(seq 1 900); do
+		[[ $(call List '{}' 2> /dev/null) == *'"Volumes"'* ]] && return 0
+		kill -0 "$(cat "$pd/pid")" 2> /dev/null || break
+		sleep 0.2
+	done
+	echo "the plugin did not start; its log:" >&2
+	tail -30 "$pd/plugin.log" >&2
+	return 1
+}
+
+# lv_state V: this host's view of V's LV: active or inactive, and its mount record tag.
+lv_state() { lvs --noheadings -o lv_active,lv_tags "sv/cv-$1" | tr -s ' '; }
+# mapped V: V's dm-crypt mapping exists on this host.
+mapped() { [ -e "/dev/mapper/cryptvol-$1" ]; }
