@@ -95,7 +95,7 @@ func (c *Client) lvs(ctx context.Context, selector string) ([]LV, error) {
 
 // VG reports the size and free space of the volume group.
 func (c *Client) VG(ctx context.Context) (VG, error) {
-	out, err := c.run(ctx, "vgs", "-o", "vg_name,vg_size,vg_free,vg_extent_size,vg_uuid", "--units", "b", "--nosuffix", "--reportformat", "json", c.vg)
+	out, err := c.run(ctx, "vgs", "-o", "vg_name,vg_size,vg_free,vg_extent_size,vg_uuid,vg_lock_type", "--units", "b", "--nosuffix", "--reportformat", "json", c.vg)
 	if err != nil {
 		if isNotFound(err) {
 			return VG{}, fmt.Errorf("volume group %s: %w: %w", c.vg, ErrNotFound, err)
@@ -108,6 +108,7 @@ func (c *Client) VG(ctx context.Context) (VG, error) {
 		Free       string `json:"vg_free"`
 		ExtentSize string `json:"vg_extent_size"`
 		UUID       string `json:"vg_uuid"`
+		LockType   string `json:"vg_lock_type"`
 	}](out, "vg")
 	if err != nil {
 		return VG{}, err
@@ -116,7 +117,7 @@ func (c *Client) VG(ctx context.Context) (VG, error) {
 		return VG{}, fmt.Errorf("volume group %s: vgs reported %d groups", c.vg, len(rows))
 	}
 	r := rows[0]
-	vg := VG{Name: r.Name, UUID: r.UUID}
+	vg := VG{Name: r.Name, UUID: r.UUID, LockType: r.LockType}
 	for _, f := range []struct {
 		dst  *uint64
 		name string

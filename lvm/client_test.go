@@ -66,7 +66,7 @@ func fixture(t *testing.T, name string) string {
 const (
 	lvsCmd   = "lvm lvs -o lv_name,vg_name,lv_path,lv_size,lv_tags,lv_active,pool_lv,lv_time,lv_uuid --units b --nosuffix --reportformat json "
 	poolCmd  = "lvm lvs -o lv_name,lv_size,data_percent,segtype,lv_active,metadata_percent --units b --nosuffix --reportformat json "
-	vgsCmd   = "lvm vgs -o vg_name,vg_size,vg_free,vg_extent_size,vg_uuid --units b --nosuffix --reportformat json cvhost"
+	vgsCmd   = "lvm vgs -o vg_name,vg_size,vg_free,vg_extent_size,vg_uuid,vg_lock_type --units b --nosuffix --reportformat json cvhost"
 	emptyLVs = "  {\n      \"report\": [\n          {\n              \"lv\": [\n              ]\n          }\n      ]\n  }\n"
 	emptyVGs = "  {\n      \"report\": [\n          {\n              \"vg\": [\n              ]\n          }\n      ]\n  }\n"
 )

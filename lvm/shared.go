@@ -31,9 +31,6 @@ var ErrNoLocks = errors.New("the group's locks are not available on this host")
 // rootfs has its own) and activation is exclusive.
 func WithShared() Option { return func(c *Client) { c.shared = true } }
 
-// Shared reports whether the Client was made WithShared.
-func (c *Client) Shared() bool { return c.shared }
-
 // sharedConfig is given to every command in shared mode (lvm(8) --config).
 var sharedConfig = []string{"--config", "global/use_lvmlockd=1"}
 
@@ -86,27 +83,17 @@ func (c *Client) StartLocks(ctx context.Context) error {
 // starting at once would both find it missing (lvmlockd(8): creating the
 // first sanlock VG is not protected by locking).
 func (c *Client) CheckShared(ctx context.Context) error {
-	out, err := c.run(ctx, "vgs", "-o", "vg_name,vg_lock_type", "--reportformat", "json", c.vg)
+	vg, err := c.VG(ctx)
+	if errors.Is(err, ErrNotFound) {
+		return fmt.Errorf("shared volume group %s does not exist; create it once, from one host: vgcreate --shared %s DEVICE...: %w", c.vg, c.vg, ErrNotFound)
+	}
 	if err != nil {
-		if isNotFound(err) {
-			return fmt.Errorf("shared volume group %s does not exist; create it once, from one host: vgcreate --shared %s DEVICE...: %w", c.vg, c.vg, ErrNotFound)
-		}
-		return fmt.Errorf("shared volume group %s: %w", c.vg, err)
+		return fmt.Errorf("shared volume group: %w", err)
 	}
-	rows, err := parseReport[struct {
-		Name     string `json:"vg_name"`
-		LockType string `json:"vg_lock_type"`
-	}](out, "vg")
-	if err != nil {
-		return err
-	}
-	if len(rows) != 1 || rows[0].Name != c.vg {
-		return fmt.Errorf("shared volume group %s: vgs reported %d groups", c.vg, len(rows))
-	}
-	switch lt := rows[0].LockType; lt {
+	switch vg.LockType {
 	case "sanlock", "dlm":
 		return nil
 	default:
-		return fmt.Errorf("volume group %s is not shared (lock type %q): shared mode needs one made with vgcreate --shared, or converted with vgchange --locktype sanlock", c.vg, lt)
+		return fmt.Errorf("volume group %s is not shared (lock type %q): shared mode needs one made with vgcreate --shared, or converted with vgchange --locktype sanlock", c.vg, vg.LockType)
 	}
 }

@@ -69,9 +69,9 @@ func TestSharedStartAndCheck(t *testing.T) {
 	if len(f.calls) != 2 {
 		t.Errorf("%d starts, want 2", len(f.calls))
 	}
-	check := "lvm vgs --config global/use_lvmlockd=1 -o vg_name,vg_lock_type --reportformat json cvhost"
+	check := strings.Replace(vgsCmd, "lvm vgs ", "lvm vgs --config global/use_lvmlockd=1 ", 1)
 	report := func(lt string) string {
-		return `{"report":[{"vg":[{"vg_name":"cvhost","vg_lock_type":"` + lt + `"}]}]}`
+		return `{"report":[{"vg":[{"vg_name":"cvhost","vg_size":"1073741824","vg_free":"0","vg_extent_size":"4194304","vg_uuid":"u","vg_lock_type":"` + lt + `"}]}]}`
 	}
 	f.on(check, answer{stdout: report("sanlock")})
 	if err := c.CheckShared(ctx); err != nil {

@@ -47,6 +47,9 @@ type VG struct {
 	// KMIP key names so that two hosts' volume groups of one name never
 	// share a key name.
 	UUID string
+	// LockType (vg_lock_type) is "" for a local group, "sanlock" or "dlm"
+	// for a shared one (shared.go).
+	LockType string
 }
 
 // CreateRequest describes a new LV. Pool empty means thick.

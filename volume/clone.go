@@ -69,7 +69,7 @@ func (m *Manager) cloneSource(ctx context.Context, name, from string) (lvm.LV, e
 		return src, fmt.Errorf("volume %q: option from: %w", name, err)
 	case src.Pool == "":
 		return src, fmt.Errorf("volume %q: option from: %q is a thick volume; clones are thin snapshots, of thin volumes only", name, from)
-	case len(m.rotationsOf(from)) > 0:
+	case len(m.st.rotations(from)) > 0:
 		return src, fmt.Errorf("volume %q: option from: %q has a key rotation under way; try again once it is settled", name, from)
 	}
 	return src, nil

@@ -35,7 +35,7 @@ func (m *Manager) Mount(ctx context.Context, name, id string) (_ string, err err
 	log := m.logFor(name, "mount").WithField("id", id)
 	// A rotation left half-way may have moved the token and not yet the
 	// tag, which the header check below would refuse.
-	if len(m.rotationsOf(name)) > 0 {
+	if len(m.st.rotations(name)) > 0 {
 		if err := m.settleRotations(ctx, name, log); err != nil {
 			log.WithError(err).Warn("an unfinished key rotation could not be settled before the mount")
 		}

@@ -42,7 +42,7 @@ func (m *Manager) Reencrypt(ctx context.Context, name string) (r Reencryption, e
 	if err := refuseUnchangeable(name, lv, "reencrypt", "a new"); err != nil {
 		return r, err
 	}
-	if len(m.rotationsOf(name)) > 0 {
+	if len(m.st.rotations(name)) > 0 {
 		return r, fmt.Errorf("volume %q: a key rotation is not settled yet; run cryptvol rotate first", name)
 	}
 	r = Reencryption{Volume: name, Online: lv.Active && len(m.st.ids(name)) > 0}
@@ -68,6 +68,3 @@ func (m *Manager) Reencrypt(ctx context.Context, name string) (r Reencryption, e
 	log.WithField("online", r.Online).WithField("resumed", r.Resumed).Info("reencrypted the volume's data under a new volume key")
 	return r, nil
 }
-
-// rotationsOf lists the unsettled rotations of name.
-func (m *Manager) rotationsOf(name string) []rotationEntry { return m.st.rotations(name) }

@@ -239,7 +239,7 @@ func (m *Manager) finishRotation(ctx context.Context, e rotationEntry, lv lvm.LV
 // learnt, by its unique name.
 func (m *Manager) rotationKeys(ctx context.Context, name string, lv lvm.LV, ids []string) ([]rotationEntry, []string, error) {
 	var rots []rotationEntry
-	for _, e := range m.rotationsOf(name) {
+	for _, e := range m.st.rotations(name) {
 		if e.LVUUID != lv.UUID {
 			continue
 		}
@@ -259,7 +259,7 @@ func (m *Manager) rotationKeys(ctx context.Context, name string, lv lvm.LV, ids 
 // settleRotations settles every journaled rotation of name (the caller
 // holds the volume lock).
 func (m *Manager) settleRotations(ctx context.Context, name string, log logrus.FieldLogger) error {
-	for _, e := range m.rotationsOf(name) {
+	for _, e := range m.st.rotations(name) {
 		if err := m.settleRotation(ctx, e, log); err != nil {
 			return err
 		}

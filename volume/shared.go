@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/sirupsen/logrus"
@@ -94,11 +95,9 @@ func (m *Manager) recordMountedHere(ctx context.Context, name string, lv lvm.LV)
 			del = append(del, t)
 		}
 	}
-	add := []string{tagOnPrefix + m.cfg.Node}
-	for _, t := range lv.Tags {
-		if t == add[0] {
-			add = nil
-		}
+	var add []string
+	if ours := tagOnPrefix + m.cfg.Node; !slices.Contains(lv.Tags, ours) {
+		add = []string{ours}
 	}
 	if err := m.lvm.ReplaceTags(ctx, lvName(name), del, add); err != nil {
 		return fmt.Errorf("recording this host on the LV: %w", err)
