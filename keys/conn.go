@@ -93,7 +93,7 @@ func (m *KMIP) batch(ctx context.Context, pls ...kmip.OperationPayload) ([]kmip.
 			return nil, err
 		}
 	}
-	msg := kmip.NewRequestMessage(m.version, pls...)
+	msg := request(m.version, pls...)
 	// PyKMIP's default is Stop, and then it answers with fewer items than
 	// asked (a Get of an unknown id batched after GetAttributes returns one
 	// item, not two), which kmip-go's Batch rejects as a count mismatch.
@@ -181,10 +181,23 @@ func (m *KMIP) dialTLS(ctx context.Context, endpoint string) (link, error) {
 	return newConn(sock), nil
 }
 
+// request is a request message without the header's Time Stamp, which KMIP
+// 1.x makes optional in a request: kmip-go stamps the client's clock, and
+// PyKMIP (services/server/engine.py) refuses a stamp later than its own
+// clock ("Future request rejected by server"), to the second, so a host
+// whose clock was ahead of the server's by less than a second had requests
+// refused at random (seen in the lab pair, issue 12, whose guests' clocks
+// are set to the second at boot).
+func request(v kmip.ProtocolVersion, pls ...kmip.OperationPayload) kmip.RequestMessage {
+	msg := kmip.NewRequestMessage(v, pls...)
+	msg.Header.TimeStamp = nil
+	return msg
+}
+
 // negotiate asks the server which of our protocol versions it speaks and
 // picks the highest; a server without DiscoverVersions gets 1.0.
 func (m *KMIP) negotiate(ctx context.Context) (kmip.ProtocolVersion, error) {
-	msg := kmip.NewRequestMessage(kmip.V1_1, &payloads.DiscoverVersionsRequestPayload{ProtocolVersion: m.versions})
+	msg := request(kmip.V1_1, &payloads.DiscoverVersionsRequestPayload{ProtocolVersion: m.versions})
 	resp, err := m.conn.roundtrip(ctx, &msg)
 	if err != nil {
 		return kmip.ProtocolVersion{}, m.transportError(ctx, "negotiate protocol version", err)
