@@ -45,7 +45,12 @@ fuzz:
 		$(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime=$(FUZZTIME) ./volume || exit 1; \
 	done
 
-lab-bins: build
+# The lab's KMIP checker (tests/keystate), which the end-to-end scripts, the pair and the demo run through
+# scripts/kmip/key-state.
+bin/key-state: $(shell find tests/keystate -name '*.go') go.mod go.sum
+	$(GO) build -trimpath -ldflags '-s -w' -o $@ ./tests/keystate
+
+lab-bins: build bin/key-state
 	@rm -rf bin/lab && mkdir -p bin/lab
 	@for p in $(LAB_PKGS); do \
 		echo "go test -c -tags lab ./$$p"; \
@@ -74,11 +79,11 @@ test-e2e: lab-prepare lab-bins plugin
 	scripts/vm/test-stage e2e
 test-docker26: lab-prepare lab-bins plugin
 	scripts/vm/test-stage docker26
-test-shared: lab-prepare build
+test-shared: lab-prepare plugin bin/key-state
 	scripts/vm/test-stage shared
 
 # The story, end to end, in a fresh lab guest.
-demo: lab-prepare plugin
+demo: lab-prepare plugin bin/key-state
 	scripts/vm/run scripts/demo-guest
 
 vm-shell: lab-prepare build

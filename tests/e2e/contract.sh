@@ -138,7 +138,7 @@ check "and written" docker run --rm -v rmv:/data $img sh -c 'echo new > /data/f 
 check "docker plugin disable -f" docker plugin disable -f cryptvol
 check "docker plugin enable" docker plugin enable cryptvol
 check_eq "the new volume's data survives the restart" new "$(docker run --rm -v rmv:/data $img cat /data/f 2>&1)"
-wait_for "the old key is destroyed once KMIP is back" 60 sh -c "! '$repo/scripts/kmip/key-state' '$oldkey'"
+wait_for "the old key is destroyed once KMIP is back" 60 "$repo/scripts/kmip/key-state" --gone "$oldkey"
 check "the new key is active" "$repo/scripts/kmip/key-state" "$(status rmv kmip_key_id)"
 check "rmv removed" docker volume rm rmv
 

@@ -129,15 +129,15 @@ check "write through a container" docker run --rm -v tv:/data $img sh -c 'echo t
 check_eq "read back (the key fetched as tenant-a)" tenant-data "$(docker run --rm -v tv:/data $img cat /data/f 2>&1)"
 keyt=$(status tv kmip_key_id)
 check "tenant-a's identity can fetch its key" as tenant-a "$repo/scripts/kmip/key-state" "$keyt"
-check_not "tenant-b's identity cannot" as tenant-b "$repo/scripts/kmip/key-state" "$keyt"
-check_not "the plugin's own identity cannot" "$repo/scripts/kmip/key-state" "$keyt"
+check "tenant-b's identity cannot" as tenant-b "$repo/scripts/kmip/key-state" --gone "$keyt"
+check "the plugin's own identity cannot" "$repo/scripts/kmip/key-state" --gone "$keyt"
 check "a tenant without an identity is refused, naming the files it needs" says 'tenant-c.*cert\.pem' \
 	docker volume create -d cryptvol --opt tenant=tenant-c tc
 check_not "...and nothing is made" lv_exists tc
 # (A create again with other options never reaches the driver: dockerd answers it from its own store,
 # daemon/volume/service/store.go checkConflict. The driver's refusal is a unit test.)
 check "docker volume rm tv" docker volume rm tv
-check_not "the tenant's key is destroyed" as tenant-a "$repo/scripts/kmip/key-state" "$keyt"
+check "the tenant's key is destroyed" as tenant-a "$repo/scripts/kmip/key-state" --gone "$keyt"
 
 echo "== key rotation, reencryption and resize under a writing container: cryptvol rotate, reencrypt, resize"
 check "rv created" docker volume create -d cryptvol --opt size=64M rv
@@ -146,7 +146,7 @@ check "a writer starts" docker run -d --name rw -v rv:/data $img \
 	sh -c 'i=0; while echo "line $i" >> /data/log && sync; do i=$((i + 1)); done; echo WRITE FAILED; exit 1'
 keyr=$(status rv kmip_key_id)
 check "cryptvol rotate rv (the admin command, through the plugin's socket)" "$repo/bin/cryptvol" rotate rv
-check_not "the old key is destroyed on KMIP" "$repo/scripts/kmip/key-state" "$keyr"
+check "the old key is destroyed on KMIP" "$repo/scripts/kmip/key-state" --gone "$keyr"
 keyr2=$(status rv kmip_key_id)
 check "inspect shows the new key, which KMIP serves" sh -c "[ '$keyr2' != '$keyr' ] && '$repo/scripts/kmip/key-state' '$keyr2'"
 check_eq "the writer is still writing (no I/O error)" true "$(docker inspect -f '{{.State.Running}}' rw 2>&1)"
@@ -177,7 +177,7 @@ check "docker volume rm rv" docker volume rm rv
 echo "== remove shreds"
 check "docker volume rm v1" docker volume rm v1
 check_not "LV gone" lv_exists v1
-check_not "KMIP key gone" "$repo/scripts/kmip/key-state" "$key1"
+check "KMIP key gone" "$repo/scripts/kmip/key-state" --gone "$key1"
 check "docker volume rm auto" docker volume rm auto
 
 echo "== swarm stack"
