@@ -16,9 +16,10 @@ var ErrExists = errors.New("already exists")
 
 // Client runs lvm commands against one volume group.
 type Client struct {
-	vg     string
-	exec   command.Exec
-	shared bool // a shared group, locked through lvmlockd (shared.go)
+	vg           string
+	exec         command.Exec
+	shared       bool     // a shared group, locked through lvmlockd (shared.go)
+	sharedConfig []string // lvm --config for every command of a shared group
 
 	mu  sync.Mutex // guards pvs
 	pvs []string   // the group's devices, learned by MetadataMark
@@ -45,7 +46,7 @@ func New(vg string, opts ...Option) (*Client, error) {
 
 func (c *Client) run(ctx context.Context, args ...string) ([]byte, error) {
 	if c.shared && len(args) > 0 {
-		args = append(append([]string{args[0]}, sharedConfig...), args[1:]...)
+		args = append(append([]string{args[0]}, c.sharedConfig...), args[1:]...)
 	}
 	return c.exec(ctx, nil, "lvm", args...)
 }

@@ -28,11 +28,22 @@ var ErrNoLocks = errors.New("the group's locks are not available on this host")
 
 // WithShared makes the Client use the group as a shared one: every command
 // is told to use lvmlockd (whatever lvm.conf says: the managed plugin's
-// rootfs has its own) and activation is exclusive.
-func WithShared() Option { return func(c *Client) { c.shared = true } }
-
-// sharedConfig is given to every command in shared mode (lvm(8) --config).
-var sharedConfig = []string{"--config", "global/use_lvmlockd=1"}
+// rootfs has its own) and activation is exclusive. hostID, when above 0, is
+// this host's sanlock host_id (lvmlockd(8): 1 to 2000, unique among the
+// hosts), which vgchange --lock-start hands lvmlockd; 0 leaves it to lvm's
+// own configuration (lvmlocal.conf), which the managed plugin's rootfs does
+// not have.
+func WithShared(hostID int) Option {
+	return func(c *Client) {
+		c.shared = true
+		conf := "global/use_lvmlockd=1"
+		if hostID > 0 {
+			conf += fmt.Sprintf(" local/host_id=%d", hostID)
+		}
+		// One --config for both: lvm takes the last of several (lvm(8)).
+		c.sharedConfig = []string{"--config", conf}
+	}
+}
 
 // lockFailure classifies lvmlockd's refusals (lvm exits 5 for these as for
 // much else, so the message decides). "LV locked by other host" is the LV
@@ -61,10 +72,14 @@ func lockFailure(err error) error {
 // device (/dev/mapper/VG-lvmlock) as soon as lvm has activated it, and
 // without udev lvm makes that node only afterwards: the first start then
 // fails ("invalid parameters for sanlock", seen in the lab), so one failed
-// start is retried.
+// start is retried. Before that, lvm's test for a running lvmlockd is
+// made to pass where this process's /run is not the host's (lockd.go).
 func (c *Client) StartLocks(ctx context.Context) error {
 	if !c.shared {
 		return nil
+	}
+	if err := markLockd(); err != nil {
+		return fmt.Errorf("shared volume group %s: %w", c.vg, err)
 	}
 	var err error
 	for try := 0; try < 2; try++ {
@@ -75,7 +90,7 @@ func (c *Client) StartLocks(ctx context.Context) error {
 			break
 		}
 	}
-	return fmt.Errorf("start the locks of shared volume group %s (vgchange --lock-start; is lvmlockd running, with sanlock?): %w", c.vg, err)
+	return fmt.Errorf("start the locks of shared volume group %s (vgchange --lock-start; is lvmlockd running, with sanlock, and is this host's host_id set?): %w", c.vg, err)
 }
 
 // CheckShared verifies that the group exists and is a shared one (lock

@@ -3,12 +3,14 @@ package lvm
 import (
 	"context"
 	"errors"
+	"net"
+	"os"
 	"strings"
 	"testing"
 )
 
 func sharedClient(t *testing.T, f *fakeLVM) *Client {
-	c, err := New("cvhost", WithExec(f.exec), WithShared())
+	c, err := New("cvhost", WithExec(f.exec), WithShared(0))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,5 +86,67 @@ func TestSharedStartAndCheck(t *testing.T) {
 	f.on(check, answer{code: 5, stderr: "  Volume group \"cvhost\" not found\n  Cannot process volume group cvhost\n"})
 	if err := c.CheckShared(ctx); !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "vgcreate --shared cvhost") {
 		t.Errorf("missing group: %v", err)
+	}
+}
+
+// A host id set by the plugin (the managed plugin's rootfs has no
+// lvmlocal.conf) goes with use_lvmlockd in the one --config lvm reads, so
+// that --lock-start can hand it to lvmlockd.
+func TestSharedHostID(t *testing.T) {
+	f := newFake(t)
+	c, err := New("cvhost", WithExec(f.exec), WithShared(7))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.on("lvm vgchange --config global/use_lvmlockd=1 local/host_id=7 --lock-start cvhost", answer{})
+	if err := c.StartLocks(context.Background()); err != nil || len(f.calls) != 1 {
+		t.Errorf("StartLocks with host id 7: %v, %d commands", err, len(f.calls))
+	}
+}
+
+// lvm tests for lvmlockd by its pidfile (lockd.go): the file is made when
+// lvmlockd's socket answers and the file is missing (the managed plugin's
+// own /run), never when the socket does not answer, and an existing file is
+// left as it is.
+func TestMarkLockd(t *testing.T) {
+	dir := t.TempDir()
+	pid, sock := dir+"/lvmlockd.pid", dir+"/lvmlockd.socket"
+	defer func(p, s string) { lockdPidfile, lockdSocket = p, s }(lockdPidfile, lockdSocket)
+	lockdPidfile, lockdSocket = pid, sock
+
+	if err := markLockd(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(pid); !os.IsNotExist(err) {
+		t.Fatalf("no socket: pidfile %v, want none", err)
+	}
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	if err := markLockd(); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(pid); err != nil || fi.Size() != 0 {
+		t.Fatalf("socket answers: pidfile %v, want an empty file", err)
+	}
+	if err := os.WriteFile(pid, []byte("123\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := markLockd(); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(pid); string(b) != "123\n" {
+		t.Errorf("an existing pidfile was changed: %q", b)
 	}
 }

@@ -48,6 +48,9 @@ type Config struct {
 	// Shared: VG is a shared volume group used by several hosts through
 	// their lvmlockd (CRYPTVOL_SHARED, issue 12; shared.go).
 	Shared bool
+	// HostID: this host's sanlock host_id in shared mode (CRYPTVOL_HOST_ID;
+	// 0: lvm's own local/host_id).
+	HostID int
 }
 
 // Defaults of the optional settings.

@@ -209,6 +209,24 @@ func TestConfigShared(t *testing.T) {
 	if err != nil || !c.Shared || !c.volumeConfig().Shared || c.volumeConfig().Node != "node1" {
 		t.Fatalf("shared: %+v, %v", c.volumeConfig(), err)
 	}
+	if c.HostID != 0 {
+		t.Errorf("host id %d without CRYPTVOL_HOST_ID", c.HostID)
+	}
+	env["CRYPTVOL_HOST_ID"] = "12"
+	if c, err := load(env); err != nil || c.HostID != 12 {
+		t.Errorf("CRYPTVOL_HOST_ID=12: %d, %v", c.HostID, err)
+	}
+	for _, bad := range []string{"0", "2001", "x", "-1"} {
+		env["CRYPTVOL_HOST_ID"] = bad
+		if _, err := load(env); err == nil || !strings.Contains(err.Error(), "from 1 to 2000") {
+			t.Errorf("CRYPTVOL_HOST_ID=%s: %v", bad, err)
+		}
+	}
+	e := baseEnv(t)
+	e["CRYPTVOL_HOST_ID"] = "3"
+	if _, err := load(e); err == nil || !strings.Contains(err.Error(), "only used with CRYPTVOL_SHARED=true") {
+		t.Errorf("CRYPTVOL_HOST_ID without shared mode: %v", err)
+	}
 	for k, v := range map[string]string{
 		"CRYPTVOL_THIN_POOL": "pool", "CRYPTVOL_DEVICES": "/dev/sdb", "CRYPTVOL_SHARED": "yes",
 	} {

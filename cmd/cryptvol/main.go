@@ -150,7 +150,7 @@ func setup(ctx context.Context, cfg Config, health *kmipHealth, met *metrics.Met
 
 	var lvmOpts []lvm.Option
 	if cfg.Shared {
-		lvmOpts = append(lvmOpts, lvm.WithShared())
+		lvmOpts = append(lvmOpts, lvm.WithShared(cfg.HostID))
 	}
 	lv, err := lvm.New(cfg.VG, lvmOpts...)
 	if err != nil {
