@@ -1,11 +1,21 @@
 # node.bash: what a job in one of run-pair's guests uses (sourced; tests/shared/pair.sh hands the jobs): the
-# plugin run directly as this host's (bin/cryptvol, shared mode, the KMIP server on node 1) and VolumeDriver calls.
+# plugin run directly as this host's (bin/cryptvol, shared mode, the KMIP server on node 2) and VolumeDriver calls;
+# Docker 26 and the managed plugin bundle for the Swarm part.
 set -uo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 node=${HOSTNAME#cryptvol-}
 pd=/scratch/cv
 sock=$pd/cryptvol.sock
 mnt=/mnt/cv
+# The KMIP server shares node 2's one emulated CPU with dockerd and, early on, the managed plugin's install: a
+# create from node 1 ran out of the default 10 s once.
+kmip_timeout=30s
+# Docker 26.1 (scripts/vm/docker-trixie, unpacked on the lab's host; pair.sh names its root): Swarm's stack
+# volumes need Docker 26 at least (issue 12).
+if [ -f /lab/pair/docker-root ]; then
+	droot=$(cat /lab/pair/docker-root)
+	PATH=$droot/usr/sbin:$droot/usr/bin:$PATH
+fi
 
 # call OP BODY: one VolumeDriver request, as dockerd sends it; prints the reply.
 call() { curl -sS --max-time 900 --unix-socket "$sock" -X POST -d "$2" "http://plugin/VolumeDriver.$1"; echo; }
@@ -23,6 +33,7 @@ plug_start() {
 	# shellcheck disable=SC1091
 	source /lab/pair/kmip/env
 	CRYPTVOL_VG=sv CRYPTVOL_SHARED=true CRYPTVOL_NODE=$node CRYPTVOL_DEFAULT_SIZE=64M CRYPTVOL_SOCKET=$sock \
+		CRYPTVOL_KMIP_TIMEOUT=$kmip_timeout \
 		CRYPTVOL_STATE_DIR=$pd/state CRYPTVOL_MOUNT_ROOT=$mnt CRYPTVOL_LOG_LEVEL=debug \
 		setsid "$repo/bin/cryptvol" >> "$pd/plugin.log" 2>&1 < /dev/null &
 	echo $! > "$pd/pid"
@@ -37,7 +48,26 @@ plug_start() {
 	return 1
 }
 
+# docker_up: dockerd, then the managed plugin bundle (bin/plugin) created and set for the shared group, not yet
+# enabled, as the README's install and "Several hosts" say: the host's sanlock host_id is its node number.
+docker_up() {
+	# shellcheck disable=SC1091
+	source /lab/pair/kmip/env
+	"$repo/scripts/vm/lab-docker" start &&
+		"$repo/scripts/plugin/install" "$repo/bin/plugin" CRYPTVOL_VG=sv CRYPTVOL_SHARED=true CRYPTVOL_NODE="$node" \
+			CRYPTVOL_HOST_ID="${node#node}" CRYPTVOL_DEFAULT_SIZE=64M CRYPTVOL_LOG_LEVEL=debug \
+			CRYPTVOL_KMIP_TIMEOUT=$kmip_timeout
+}
+# task_says TEXT: the stack's task on this host is running and its log file says TEXT.
+task_says() {
+	local c
+	c=$(docker ps -q -f name=st_app | head -1)
+	[ -n "$c" ] && docker exec "$c" cat /data/log | grep -q -- "$1"
+}
+
 # lv_state V: this host's view of V's LV: active or inactive, and its mount record tag.
 lv_state() { lvs --noheadings -o lv_active,lv_tags "sv/cv-$1" | tr -s ' '; }
 # mapped V: V's dm-crypt mapping exists on this host.
 mapped() { [ -e "/dev/mapper/cryptvol-$1" ]; }
+# closed V: V exists, and this host has no mapping of it, its LV inactive here and no mount record of this host.
+closed() { ! mapped "$1" && lv_state "$1" > /dev/null && ! lv_state "$1" | grep -q "active\|cryptvol_on_$node"; }

@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
 # pair.sh: volumes of a shared volume group on two hosts (issue 12), run on this host by scripts/vm/run-pair, which
 # boots the two lab guests (node1, node2) sharing one disk (/dev/vdd). Each guest runs sanlock and lvmlockd
-# (scripts/vm/shared-node) and the plugin directly (bin/cryptvol, CRYPTVOL_SHARED=true); node 2 also runs the KMIP
-# server, on the guests' link, and both use its one cluster identity. What it shows:
-#   - a volume made and written on node 1 is read on node 2 after node 1's last unmount, and node 1 is left with no
-#     mapping and an inactive LV; inspect on either host names the host that has it mounted;
-#   - while one host has it mounted, a Mount on the other fails saying so, with no mapping made there; a Create of
-#     the name on the other host returns the existing volume, and a conflicting option is reported;
+# (scripts/vm/shared-node); node 2 also runs the KMIP server, on the guests' link, and both use its one cluster
+# identity. What it shows, in this order:
+#   - Docker 26.1 and the managed plugin (bin/plugin, shared mode) on both hosts, a two-node Swarm with node 2 as
+#     its manager: a stack's service (stack.yml) placed on node 1 writes to its cryptvol volume; deployed again with
+#     the constraint on node 2, its task there reads what node 1 wrote, and node 1 is left with no mapping and an
+#     inactive LV; inspect on either host names the host that has the volume mounted;
+#   - then the plugin run as a host process (bin/cryptvol, CRYPTVOL_SHARED=true), driven with VolumeDriver calls:
+#     a volume made and written on node 1 is read on node 2 after node 1's last unmount; while one host has it
+#     mounted, a Mount on the other fails saying so, with no mapping made there; a Create of the name on the other
+#     host returns the existing volume, and a conflicting option is reported;
 #   - node 1's guest killed while it has the volume mounted: node 2 gets it once node 1's sanlock lease has expired
-#     (the time is printed), fsck -n finds the filesystem clean and what node 1 had synced is there; neither host's
-#     state directory or plugin log holds the key's bytes;
+#     (the time is printed), fsck -n finds the filesystem clean and what node 1 had synced is there; neither the
+#     shared disk nor either host's state directories or plugin logs hold the key's bytes;
 #   - the shared disk holds none of the plaintext written through the volumes.
 #   usage: scripts/vm/run-pair tests/shared/pair.sh
 set -uo pipefail
@@ -29,11 +33,25 @@ check() {
 	if on "$n" "source $here/node.bash; $*" > "$out" 2>&1; then pass "$what"; else
 		fail "$what"
 		sed 's/^/     | /' "$out"
-		echo "     | node $n's plugin log, last lines:"
-		on "$n" "tail -n 12 /scratch/cv/plugin.log" 2>&1 | cut -c1-400 | sed 's/^/     | /'
+		# The plugin run as a host process logs to its file; the managed one through dockerd.
+		echo "     | node $n's plugin logs, last lines:"
+		on "$n" "tail -n 8 /scratch/cv/plugin.log; grep -h ' plugin=' /scratch/dockerd.log 2> /dev/null | tail -n 8" 2>&1 |
+			cut -c1-400 | sed 's/^/     | /'
 	fi
 	# The takeover's own line is worth seeing even when it passes.
 	grep -h '^after [0-9]* s and' "$out" 2> /dev/null | sed 's/^/     | /'
+}
+# check2 WHAT CMD1 CMD2: CMD1 in node 1 and CMD2 in node 2, at once; both must succeed.
+check2() {
+	local what=$1 j1 j2 r=0
+	hand 1 "$2" && j1=$handed
+	hand 2 "$3" && j2=$handed
+	result 1 "$j1" > "$PAIR_LOGS/check1.out" 2>&1 || r=1
+	result 2 "$j2" > "$PAIR_LOGS/check2.out" 2>&1 || r=1
+	if [ $r = 0 ]; then pass "$what"; return 0; fi
+	fail "$what"
+	for n in 1 2; do sed "s/^/     | node $n: /" "$PAIR_LOGS/check$n.out"; done
+	return 1
 }
 finish() {
 	echo "$passed passed, $failed failed"
@@ -43,24 +61,71 @@ finish() {
 
 wait_up 1 && wait_up 2 || { fail "both guests up"; finish; }
 pass "both guests up"
+# Docker 26 for the Swarm part, unpacked on this host (the guests see its files); node.bash puts it first in PATH.
+droot=${LAB_DOCKER_ROOT:-$("$repo/scripts/vm/docker-trixie")} && [ -x "$droot/usr/sbin/dockerd" ] ||
+	{ fail "Docker 26 (scripts/vm/docker-trixie)"; finish; }
+echo "$droot" > "$PAIR_DIR/docker-root"
 # The lock managers of both hosts at once: they are independent.
-hand 1 "$repo/scripts/vm/shared-node" && j1=$handed
-hand 2 "$repo/scripts/vm/shared-node" && j2=$handed
-result 1 "$j1" > /dev/null && result 2 "$j2" > /dev/null && pass "sanlock and lvmlockd on both hosts" ||
-	{ fail "sanlock and lvmlockd on both hosts"; finish; }
-# The KMIP server is node 2's, so that it outlives node 1, which is killed below.
-check "KMIP server on node 2, on the link" 2 \
-	'KMIP_ADDR=10.99.0.2 $repo/scripts/kmip/dev-server start /scratch/kmip 5696 > /dev/null &&
-	 mkdir -p /lab/pair/kmip && cp /scratch/kmip/{ca.pem,client.pem,client.key} /lab/pair/kmip/ &&
-	 sed "s|/scratch/kmip/|/lab/pair/kmip/|" /scratch/kmip/env > /lab/pair/kmip/env'
-# Made once, from one host, as the README's host setup says; the plugins never create a shared group.
-check "the shared volume group, made once from node 1" 1 'vgcreate -q --shared sv /dev/vdd'
-hand 1 "source $here/node.bash; plug_start" && j1=$handed
-hand 2 "source $here/node.bash; plug_start" && j2=$handed
-if result 1 "$j1" && result 2 "$j2"; then pass "both plugins answer (each joined the group's lockspace)"; else
-	fail "both plugins answer"
+check2 "sanlock and lvmlockd on both hosts" "$repo/scripts/vm/shared-node" "$repo/scripts/vm/shared-node" || finish
+# The KMIP server is node 2's, so that it outlives node 1, which is killed below. The group is made once, from one
+# host, as the README's host setup says (the plugins never create a shared group); the two at once.
+hand 2 "source $here/node.bash; "'KMIP_ADDR=10.99.0.2 $repo/scripts/kmip/dev-server start /scratch/kmip 5696 > /dev/null &&
+	mkdir -p /lab/pair/kmip && cp /scratch/kmip/{ca.pem,client.pem,client.key} /lab/pair/kmip/ &&
+	sed -e "s|/scratch/kmip/|/lab/pair/kmip/|" -e "/TENANTS_SRC/d" /scratch/kmip/env > /lab/pair/kmip/env' && j2=$handed
+hand 1 'vgcreate -q --shared sv /dev/vdd' && j1=$handed
+result 2 "$j2" > "$PAIR_LOGS/check.out" 2>&1 && pass "KMIP server on node 2, on the link" ||
+	{ fail "KMIP server on node 2, on the link"; sed 's/^/     | /' "$PAIR_LOGS/check.out"; finish; }
+result 1 "$j1" > "$PAIR_LOGS/check.out" 2>&1 && pass "the shared volume group, made once from node 1" ||
+	{ fail "the shared volume group, made once from node 1"; sed 's/^/     | /' "$PAIR_LOGS/check.out"; finish; }
+echo "== a Swarm stack's service moves from node 1 to node 2 (Docker 26, the managed plugin on both)"
+check2 "dockerd and the managed plugin's install (for the shared group) on both hosts" \
+	"source $here/node.bash; docker_up" "source $here/node.bash; docker_up" || finish
+check2 "docker plugin enable on both (the host's lvmlockd through /run/lvm, CRYPTVOL_HOST_ID)" \
+	"source $here/node.bash; docker plugin enable cryptvol" "source $here/node.bash; docker plugin enable cryptvol" ||
 	finish
-fi
+check "a swarm: node 2 its manager (it outlives node 1)" 2 \
+	'docker swarm init --advertise-addr 10.99.0.2 --listen-addr 10.99.0.2:2377 > /dev/null &&
+	 docker swarm join-token -q worker > /lab/pair/swarm-token'
+check "node 1 joins it" 1 'docker swarm join --token "$(cat /lab/pair/swarm-token)" --advertise-addr 10.99.0.1 10.99.0.2:2377'
+check "the stack deployed with its service placed on node 1 (tests/shared/stack.yml)" 2 \
+	'sed "s/PLACE/cryptvol-node1/" $repo/tests/shared/stack.yml > /scratch/stack.yml && docker stack deploy -c /scratch/stack.yml st'
+check "its task runs on node 1 and writes through the volume" 1 \
+	'for i in $(seq 1 60); do task_says "on cryptvol-node1" && exit 0; sleep 2; done
+	 docker ps -a; grep "fatal task error" /scratch/dockerd.log | tail -3 | cut -c1-600; exit 1'
+check "docker volume inspect on node 2 says node 1 has it mounted (and the driver_opts size)" 2 \
+	'r=$(docker volume inspect st_data --format "{{.Driver}} {{index .Status \"mounted_on\"}} {{index .Status \"size_bytes\"}}" 2>&1)
+	 echo "$r"; [ "$r" = "cryptvol:latest node1 75497472" ]'
+# The manager's view as well, before the move: twice the move was not started at all (no update status, the task
+# left running on node 1) when the stack was deployed again seconds after the task started.
+check "the manager sees the task running on node 1" 2 \
+	'for i in $(seq 1 60); do docker service ps st_app --filter desired-state=running --format "{{.Node}} {{.CurrentState}}" |
+	 grep -q "^cryptvol-node1 Running" && exit 0; sleep 2; done; docker service ps st_app; exit 1'
+check "the constraint moves to node 2 (stack deploy again)" 2 \
+	'sed "s/PLACE/cryptvol-node2/" $repo/tests/shared/stack.yml > /scratch/stack.yml && docker stack deploy -c /scratch/stack.yml st &&
+	 docker service inspect st_app --format "{{json .Spec.TaskTemplate.Placement.Constraints}}" | grep -q cryptvol-node2'
+check "the service runs on node 2 and reads what it wrote on node 1" 2 \
+	'for i in $(seq 1 60); do task_says "on cryptvol-node1" && task_says "on cryptvol-node2" && break; sleep 2; done
+	 docker service ps --no-trunc st_app --format "{{.ID}} {{.Node}} {{.DesiredState}} {{.CurrentState}} {{.Error}}"
+	 docker service inspect st_app --format "{{.Version.Index}} {{.UpdatedAt}} {{json .UpdateStatus}} {{json .Spec.TaskTemplate.Placement}}"
+	 for t in $(docker service ps -q st_app); do docker inspect --type task $t --format "{{.ID}} {{.Version.Index}} {{json .Spec.Placement}}"; done
+	 grep -iE "orchestr|updat|st_app" /scratch/dockerd.log | tail -12 | cut -c1-300; task_says "on cryptvol-node2"'
+check "node 1: no mapping, LV inactive, no record" 1 'closed st_data'
+check "docker volume inspect on node 1 names node 2" 1 \
+	'[ "$(docker volume inspect st_data --format "{{index .Status \"mounted_on\"}}")" = node2 ]'
+check "stack rm: the volume closes on node 2" 2 \
+	'docker stack rm st && for i in $(seq 1 90); do closed st_data && exit 0; sleep 2; done; exit 1'
+check "docker volume rm on node 2 removes it from the shared group" 2 \
+	'for i in $(seq 1 30); do docker volume rm st_data 2> /dev/null && break; sleep 2; done
+	 ! lvs sv/cv-st_data 2> /dev/null || { docker volume rm st_data; exit 1; }'
+check "node 1 sees it gone" 1 '! lvs sv/cv-st_data 2> /dev/null && ! docker volume ls -q | grep -qx st_data'
+# From here the plugins run as host processes (their Mount calls, made one at a time, time the takeover below);
+# dockerd keeps running.
+# -f: node 1's dockerd still counts st_data, which Swarm created there, as a use of the plugin ("plugin
+# cryptvol:latest is in use"), although the volume is gone from the group and from its docker volume ls.
+check2 "the managed plugins disabled" "source $here/node.bash; docker plugin disable -f cryptvol" \
+	"source $here/node.bash; docker plugin disable -f cryptvol"
+check2 "both plugins answer (each joined the group's lockspace)" "source $here/node.bash; plug_start" \
+	"source $here/node.bash; plug_start" || finish
 
 echo "== a volume follows its container from node 1 to node 2"
 check "node 1 creates v1" 1 'ok Create "{\"Name\":\"v1\"}"'
@@ -92,15 +157,18 @@ echo "== node 1 dies holding the volume"
 check "node 1 mounts v1 and syncs a file" 1 \
 	'ok Mount "{\"Name\":\"v1\",\"ID\":\"c3\"}" && echo "synced on node1 PAIRMARK" > $mnt/v1/h && sync'
 check "node 1's state directory and log, copied for the key scan below" 1 \
-	'mkdir -p /lab/pair/node1-cv && cp -a $pd/state $pd/plugin.log /lab/pair/node1-cv/'
+	'mkdir -p /lab/pair/node1-cv && cp -a $pd/state $pd/plugin.log /var/lib/cryptvol /scratch/dockerd.log /lab/pair/node1-cv/'
 kill_node 1
 killed=$SECONDS
 pass "node 1's guest killed (SIGKILL of its QEMU)"
+# One guest is left: scripts/vm/test-stage may start another part in the slot node 1 had.
+[ -z "${LAB_SLOT_FILE:-}" ] || echo 1 > "$LAB_SLOT_FILE"
 # Swarm would retry the task: so does this, every 2 s, until node 1's lease has expired and the lock is free.
 check "node 2 gets v1 once node 1's lease has expired" 2 \
 	'start=$(date +%s); for i in $(seq 1 300); do
 		r=$(call Mount "{\"Name\":\"v1\",\"ID\":\"c4\"}")
-		jq -e "(.Err // \"\") == \"\"" <<< "$r" > /dev/null && { echo "after $(( $(date +%s) - start )) s and $i tries"; exit 0; }
+		# A Mount that works at once would mean node 1 did not hold it: not a takeover.
+		jq -e "(.Err // \"\") == \"\"" <<< "$r" > /dev/null && { echo "after $(( $(date +%s) - start )) s and $i tries"; [ $i -gt 1 ]; exit; }
 		[ $i = 1 ] && echo "first refusal: $r"
 		jq -e ".Err | test(\"in use on another host\")" <<< "$r" > /dev/null || { echo "$r"; exit 1; }
 		sleep 2
@@ -109,9 +177,9 @@ echo "== takeover: node 2 had the volume $((SECONDS - killed)) s after node 1 wa
 check "what node 1 had synced is there" 2 'grep -q "synced on node1" $mnt/v1/h && grep -q "written on node2" $mnt/v1/g'
 check "fsck -n finds the filesystem clean (mounted read-only for it)" 2 \
 	'mount -o remount,ro $mnt/v1 && fsck.ext4 -n /dev/mapper/cryptvol-v1; rc=$?; mount -o remount,rw $mnt/v1; [ $rc = 0 ]'
-check "no key bytes in either host's state directory (audit trail too) or plugin log, nor in node 2's /run" 2 \
+check "no key bytes on the shared disk, in either host's state directory (audit trail too) or plugin log, nor in node 2's /run" 2 \
 	'source /lab/pair/kmip/env && key=$(call Get "{\"Name\":\"v1\"}" | jq -r .Volume.Status.kmip_key_id) &&
-	 r=$($repo/scripts/kmip/key-state --scan "$key" -- $pd /lab/pair/node1-cv /run) && echo "$r" &&
+	 r=$($repo/scripts/kmip/key-state --scan "$key" -- /dev/vdd $pd /lab/pair/node1-cv /run /var/lib/cryptvol /scratch/dockerd.log) && echo "$r" &&
 	 grep -q "^scanned [1-9][0-9]* files" <<< "$r"'
 check "inspect on node 2 names node 2" 2 'call Get "{\"Name\":\"v1\"}" | jq -e ".Volume.Status.mounted_on == \"node2\""'
 check "node 2 unmounts and removes v1" 2 \
