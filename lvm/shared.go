@@ -47,15 +47,17 @@ func WithShared(hostID int) Option {
 
 // lockFailure classifies lvmlockd's refusals (lvm exits 5 for these as for
 // much else, so the message decides). "LV locked by other host" is the LV
-// lock's conflict (lib/locking/lvmlockd.c, lockd_lv); the others say the
-// group's lockspace is not usable here.
+// lock's conflict (lib/locking/lvmlockd.c, lockd_lv), the one the lab shows;
+// "Global lock failed: held by other host" (lockd_global) is another host's
+// brief hold of the global lock, not a volume in use there, and is left
+// unclassified. The others say the group's lockspace is not usable here.
 func lockFailure(err error) error {
 	var e *command.Error
 	if !errors.As(err, &e) {
 		return nil
 	}
 	switch s := e.Stderr; {
-	case strings.Contains(s, "locked by other host"), strings.Contains(s, "lock held by other host"):
+	case strings.Contains(s, "LV locked by other host"):
 		return ErrHeldElsewhere
 	case strings.Contains(s, "due to failed lock"), strings.Contains(s, "lockspace not found or started"),
 		strings.Contains(s, "lvmlockd") && strings.Contains(s, "not running"):

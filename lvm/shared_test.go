@@ -28,6 +28,8 @@ func TestSharedActivationIsExclusive(t *testing.T) {
 		stderr: "  LV locked by other host: cvhost/cv-b\n  Failed to lock logical volume cvhost/cv-b.\n"})
 	f.on("lvm lvchange --config global/use_lvmlockd=1 -aey cvhost/cv-c", answer{code: 5,
 		stderr: "  Cannot access VG cvhost due to failed lock.\n"})
+	f.on("lvm lvchange --config global/use_lvmlockd=1 -aey cvhost/cv-d", answer{code: 5,
+		stderr: "  Global lock failed: held by other host.\n"})
 	ctx := context.Background()
 	if err := c.Activate(ctx, "cv-a"); err != nil {
 		t.Fatal(err)
@@ -39,6 +41,12 @@ func TestSharedActivationIsExclusive(t *testing.T) {
 	err = c.Activate(ctx, "cv-c")
 	if !errors.Is(err, ErrNoLocks) || errors.Is(err, ErrHeldElsewhere) {
 		t.Errorf("no lockspace: %v", err)
+	}
+	// Another host holding the global lock for a moment is not the volume
+	// in use there.
+	err = c.Activate(ctx, "cv-d")
+	if err == nil || errors.Is(err, ErrHeldElsewhere) || errors.Is(err, ErrNoLocks) {
+		t.Errorf("global lock busy: %v", err)
 	}
 }
 
