@@ -47,7 +47,7 @@ fuzz:
 
 # The lab's KMIP checker (tests/keystate), which the end-to-end scripts, the pair and the demo run through
 # scripts/kmip/key-state.
-bin/key-state: $(shell find tests/keystate -name '*.go') go.mod go.sum
+bin/key-state: $(shell find tests/keystate internal/keyscan -name '*.go' -not -name '*_test.go') go.mod go.sum
 	$(GO) build -trimpath -ldflags '-s -w' -o $@ ./tests/keystate
 
 lab-bins: build bin/key-state

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/cryptvol/cryptvol/internal/keyscan"
 )
 
 // kmipProxy stands between the plugin and PyKMIP so a test can take the
@@ -383,7 +385,7 @@ func TestLabPlaintextNowhereOnDisks(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		n, hits := scanAll(f, [][]byte{secret[:512], control[:512]}, false)
+		n, hits := keyscan.Reader(f, [][]byte{secret[:512], control[:512]}, false)
 		f.Close()
 		t.Logf("%s: %d bytes read", disk, n)
 		if hits[0] {

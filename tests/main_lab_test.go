@@ -3,18 +3,14 @@
 package tests
 
 import (
-	"bytes"
-	"encoding/base64"
-	"encoding/hex"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"slices"
 	"sync"
 	"testing"
 
+	"github.com/cryptvol/cryptvol/internal/keyscan"
 	"github.com/sirupsen/logrus"
 )
 
@@ -75,9 +71,13 @@ func wipeSeenKeys() {
 func scanForKeys(roots []string) error {
 	var pats [][]byte
 	for _, b := range seenKeys {
-		pats = append(pats, b, []byte(hex.EncodeToString(b)), bytes.ToUpper([]byte(hex.EncodeToString(b))),
-			[]byte(base64.StdEncoding.EncodeToString(b)), []byte(base64.RawURLEncoding.EncodeToString(b)))
+		pats = append(pats, keyscan.Patterns(b)...)
 	}
+	defer func() {
+		for _, p := range pats {
+			clear(p)
+		}
+	}()
 	files, bytesRead := 0, int64(0)
 	var found []string
 	for _, root := range roots {
@@ -85,7 +85,10 @@ func scanForKeys(roots []string) error {
 			if err != nil || !d.Type().IsRegular() {
 				return nil // vanished or unreadable pseudo-files are not storage
 			}
-			n, hit := scanFile(path, pats)
+			n, hit, err := keyscan.File(path, pats)
+			if err != nil {
+				return nil // vanished or unreadable pseudo-files are not storage
+			}
 			files++
 			bytesRead += n
 			if hit {
@@ -102,46 +105,6 @@ func scanForKeys(roots []string) error {
 		return fmt.Errorf("key material found in %v", found)
 	}
 	return nil
-}
-
-// scanFile reports the bytes read from one file and whether it holds one
-// of pats.
-func scanFile(path string, pats [][]byte) (int64, bool) {
-	f, err := os.Open(path)
-	if err != nil {
-		return 0, false
-	}
-	defer f.Close()
-	n, hits := scanAll(f, pats, true)
-	return n, slices.Contains(hits, true)
-}
-
-// scanAll reads r once, in chunks that overlap by 4 KiB (patterns must be
-// shorter), and reports which patterns occur; with first it stops at the first hit.
-func scanAll(r io.Reader, pats [][]byte, first bool) (int64, []bool) {
-	const overlap = 4 << 10
-	hits := make([]bool, len(pats))
-	buf := make([]byte, 8<<20)
-	keep, total, left := 0, int64(0), len(pats)
-	for {
-		n, err := io.ReadFull(r, buf[keep:])
-		total += int64(n)
-		win := buf[:keep+n]
-		for i, p := range pats {
-			if !hits[i] && bytes.Contains(win, p) {
-				hits[i] = true
-				left--
-				if first || left == 0 {
-					return total, hits
-				}
-			}
-		}
-		if err != nil {
-			return total, hits
-		}
-		keep = min(overlap, len(win))
-		copy(buf, win[len(win)-keep:])
-	}
 }
 
 func quietLog() *logrus.Logger {

@@ -1,27 +1,23 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/base64"
-	"encoding/hex"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 
+	"github.com/cryptvol/cryptvol/internal/keyscan"
 	"github.com/ovh/kmip-go"
 	"github.com/ovh/kmip-go/kmipclient"
 	"github.com/ovh/kmip-go/payloads"
 )
 
 // scanKeys fetches the keys named before "--" and searches every regular
-// file under the paths after it for their bytes, raw, as hex (either case)
-// and as base64 (padded, and URL-safe unpadded). The keys stay in this
-// process's memory and are zeroed before it exits.
+// file under the paths after it for their bytes in keyscan's forms. The
+// keys stay in this process's memory and are zeroed before it exits.
 func scanKeys(ctx context.Context, c *kmipclient.Client, args []string) int {
 	sep := slices.Index(args, "--")
 	if sep < 1 || sep == len(args)-1 {
@@ -52,9 +48,8 @@ func scanKeys(ctx context.Context, c *kmipclient.Client, args []string) int {
 			fmt.Fprintf(os.Stderr, "key-state: cannot fetch key %s to scan for: %v\n", id, err)
 			return 3
 		}
-		h := []byte(hex.EncodeToString(k))
-		pats = append(pats, k, h, bytes.ToUpper(h), []byte(base64.StdEncoding.EncodeToString(k)),
-			[]byte(base64.RawURLEncoding.EncodeToString(k)))
+		pats = append(pats, keyscan.Patterns(k)...)
+		clear(k)
 	}
 	files, size := 0, int64(0)
 	var hits []string
@@ -62,7 +57,7 @@ func scanKeys(ctx context.Context, c *kmipclient.Client, args []string) int {
 		// A block device named as a PATH is read whole (the lab's shared disk); under a directory only regular
 		// files are. Vanished or unreadable entries (pseudo-files under /run, sockets) are not storage.
 		if fi, err := os.Stat(root); err == nil && fi.Mode()&fs.ModeDevice != 0 && fi.Mode()&fs.ModeCharDevice == 0 {
-			n, hit, err := scanFile(root, pats)
+			n, hit, err := keyscan.File(root, pats)
 			if err != nil {
 				fmt.Fprintf(os.Stderr, "key-state: %v\n", err)
 				return 3
@@ -78,7 +73,7 @@ func scanKeys(ctx context.Context, c *kmipclient.Client, args []string) int {
 			if err != nil || !d.Type().IsRegular() {
 				return nil
 			}
-			n, hit, err := scanFile(p, pats)
+			n, hit, err := keyscan.File(p, pats)
 			if err != nil {
 				return nil
 			}
@@ -100,40 +95,4 @@ func scanKeys(ctx context.Context, c *kmipclient.Client, args []string) int {
 		return 1
 	}
 	return 0
-}
-
-// scanFile reads the file in chunks, each searched together with the end of
-// the one before (one byte less than the longest pattern), so that a pattern
-// across a chunk boundary is found and a large file or disk is never held
-// whole. It returns the bytes read and whether a pattern was found.
-func scanFile(path string, pats [][]byte) (int64, bool, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return 0, false, err
-	}
-	defer f.Close()
-	keep := 0
-	for _, p := range pats {
-		keep = max(keep, len(p)-1)
-	}
-	buf := make([]byte, keep+4<<20)
-	defer clear(buf)
-	var total int64
-	have := 0 // bytes at the start of buf carried over from the last chunk
-	for {
-		n, err := io.ReadFull(f, buf[have:])
-		total += int64(n)
-		win := buf[:have+n]
-		if slices.ContainsFunc(pats, func(pat []byte) bool { return bytes.Contains(win, pat) }) {
-			return total, true, nil
-		}
-		if err == io.EOF || err == io.ErrUnexpectedEOF {
-			return total, false, nil
-		}
-		if err != nil {
-			return total, false, fmt.Errorf("read %s: %w", path, err)
-		}
-		have = min(keep, len(win))
-		copy(buf, win[len(win)-have:])
-	}
 }

@@ -1,4 +1,4 @@
-package main
+package keyscan
 
 import (
 	"bytes"
@@ -9,10 +9,9 @@ import (
 
 // A pattern is found wherever it lies in a file larger than one chunk,
 // across a chunk boundary too, and not found when it is not there.
-func TestScanFileAcrossChunks(t *testing.T) {
+func TestFileAcrossChunks(t *testing.T) {
 	pat := bytes.Repeat([]byte("k3y"), 20) // 60 bytes, like a hex key
 	other := []byte("0123456789abcdef")
-	chunk := 4 << 20
 	for _, at := range []int{0, chunk - 30, chunk + len(pat) - 1 - 59, 2*chunk + 7, -1} {
 		data := make([]byte, 3*chunk)
 		if at >= 0 {
@@ -22,7 +21,7 @@ func TestScanFileAcrossChunks(t *testing.T) {
 		if err := os.WriteFile(f, data, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		n, hit, err := scanFile(f, [][]byte{other, pat})
+		n, hit, err := File(f, [][]byte{other, pat})
 		// A find ends the read; a miss reads it all.
 		if err != nil || hit != (at >= 0) || (!hit && n != int64(len(data))) {
 			t.Errorf("pattern at %d: read %d, found %v, %v", at, n, hit, err)
