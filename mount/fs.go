@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -23,6 +24,7 @@ type FS struct {
 	exec      command.Exec
 	mountinfo string
 	sysfs     string
+	devRoot   string // where device paths are read from ("/"; tests: a directory)
 }
 
 // Option configures an FS.
@@ -37,9 +39,13 @@ func WithMountInfo(path string) Option { return func(f *FS) { f.mountinfo = path
 // WithSysfs looks up device-mapper names under root instead of /sys.
 func WithSysfs(root string) Option { return func(f *FS) { f.sysfs = root } }
 
+// WithDevRoot reads devices (an ext4 superblock, fresh.go) under root
+// instead of /.
+func WithDevRoot(root string) Option { return func(f *FS) { f.devRoot = root } }
+
 // New returns an FS using the real commands, /proc/self/mountinfo and /sys.
 func New(opts ...Option) *FS {
-	f := &FS{exec: command.Runner(command.WholeArgv), mountinfo: "/proc/self/mountinfo", sysfs: "/sys"}
+	f := &FS{exec: command.Runner(command.WholeArgv), mountinfo: "/proc/self/mountinfo", sysfs: "/sys", devRoot: "/"}
 	for _, o := range opts {
 		o(f)
 	}
@@ -63,7 +69,8 @@ func validatePath(kind, p string) error {
 }
 
 // Mkfs creates a filesystem on dev. -F/-f: dev is a freshly opened volume
-// whose random-looking contents must not make mkfs stop and ask.
+// whose random-looking contents must not make mkfs stop and ask. ext4's
+// lost+found goes at the filesystem's first Mount (fresh.go).
 //
 // ext4 gets lazy_journal_init: mke2fs then leaves the journal unzeroed
 // (mke2fs(8)), which saved 0.15-0.45 s of every 1 GiB create in the lab,
@@ -106,31 +113,6 @@ func (f *FS) Mkfs(ctx context.Context, dev, fstype string, opts ...MkfsOptions) 
 	if _, err := f.exec(ctx, nil, "mkfs."+fstype, args...); err != nil {
 		return fmt.Errorf("make %s filesystem on %s: %w", fstype, dev, err)
 	}
-	if fstype == "ext4" {
-		return f.emptyRoot(ctx, dev)
-	}
-	return nil
-}
-
-// emptyRoot removes the lost+found directory mkfs.ext4 puts at the root, so
-// that a new volume is empty as a new local volume is: dockerd copies an
-// image's content and ownership into a volume only when it is empty
-// (moby daemon/volumes_unix.go, copyExistingContents), and tools such as
-// PostgreSQL's initdb refuse a data directory holding lost+found. e2fsck
-// recreates it when it needs one (e2fsck(8), pass 3). xfs has none.
-// debugfs exits 0 whatever its commands do, so the root is listed after
-// and checked.
-func (f *FS) emptyRoot(ctx context.Context, dev string) error {
-	out, err := f.exec(ctx, []byte("rmdir lost+found\nls -p /\n"), "debugfs", "-w", "-f", "-", dev)
-	if err != nil {
-		return fmt.Errorf("removing lost+found from the new filesystem on %s: %w", dev, err)
-	}
-	// ls -p prints /inode/mode/uid/gid/name/size/ per entry.
-	for _, l := range strings.Split(string(out), "\n") {
-		if parts := strings.Split(l, "/"); len(parts) > 5 && parts[5] == "lost+found" {
-			return fmt.Errorf("removing lost+found from the new filesystem on %s: debugfs left it in place", dev)
-		}
-	}
 	return nil
 }
 
@@ -167,6 +149,14 @@ func (f *FS) Mount(ctx context.Context, dev, target, fstype string, extra ...str
 		}
 		return fmt.Errorf("mount %s on %s: %s is already mounted there", dev, target, f.source(e))
 	}
+	// Read before mount sets the counts; a read-only mount leaves
+	// lost+found to the first read-write one.
+	fresh := false
+	if fstype == "ext4" && !slices.Contains(extra, ReadOnly) {
+		if fresh, err = f.fresh(dev); err != nil {
+			return fmt.Errorf("mount %s on %s: %w", dev, target, err)
+		}
+	}
 	if _, err := f.exec(ctx, nil, "mount", "-t", fstype, "-o", opts, dev, target); err != nil {
 		return fmt.Errorf("mount %s on %s: %w", dev, target, err)
 	}
@@ -180,6 +170,14 @@ func (f *FS) Mount(ctx context.Context, dev, target, fstype string, extra ...str
 			got = f.source(e)
 		}
 		return fmt.Errorf("mount %s on %s: mount succeeded but the mount table shows %s there", dev, target, got)
+	}
+	if fresh {
+		if err := emptyRoot(target); err != nil {
+			if uerr := f.Unmount(ctx, target); uerr != nil {
+				return fmt.Errorf("mount %s on %s: %w; unmounting it again also failed: %w", dev, target, err, uerr)
+			}
+			return fmt.Errorf("mount %s on %s: %w", dev, target, err)
+		}
 	}
 	return nil
 }
