@@ -271,6 +271,18 @@ func (c *Client) Deactivate(ctx context.Context, name string) error {
 	return c.lvchange(ctx, "deactivate", name, "-an")
 }
 
+// DeactivateAndTag deactivates the LV and adds tag in one lvchange: one
+// program and one metadata commit where Deactivate and AddTag make two (the
+// last step of a create, issue 15; lab: `lvchange -an --addtag` leaves the
+// LV tagged and inactive, the group's seqno one higher). When it fails, the
+// tag may be committed already: callers treat the LV as possibly tagged.
+func (c *Client) DeactivateAndTag(ctx context.Context, name, tag string) error {
+	if err := ValidateTag(tag); err != nil {
+		return err
+	}
+	return c.lvchange(ctx, "deactivate and tag", name, "-an", "--addtag", tag)
+}
+
 // AddTag adds tag to the LV.
 func (c *Client) AddTag(ctx context.Context, name, tag string) error {
 	if err := ValidateTag(tag); err != nil {

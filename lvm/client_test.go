@@ -353,15 +353,16 @@ func TestChangeCommands(t *testing.T) {
 	f.on("lvm lvchange -ay cvhost/cv-a", answer{})
 	f.on("lvm lvchange -an cvhost/cv-a", answer{})
 	f.on("lvm lvchange --addtag cryptvol_key_17 cvhost/cv-a", answer{})
+	f.on("lvm lvchange -an --addtag cryptvol_ready cvhost/cv-a", answer{})
 	f.on("lvm lvremove -y cvhost/cv-a", answer{})
 	c := f.client(t)
 	ctx := context.Background()
-	for _, err := range []error{c.Activate(ctx, "cv-a"), c.Deactivate(ctx, "cv-a"), c.AddTag(ctx, "cv-a", "cryptvol_key_17"), c.RemoveLV(ctx, "cv-a")} {
+	for _, err := range []error{c.Activate(ctx, "cv-a"), c.Deactivate(ctx, "cv-a"), c.AddTag(ctx, "cv-a", "cryptvol_key_17"), c.DeactivateAndTag(ctx, "cv-a", "cryptvol_ready"), c.RemoveLV(ctx, "cv-a")} {
 		if err != nil {
 			t.Fatal(err)
 		}
 	}
-	if len(f.calls) != 4 {
+	if len(f.calls) != 5 {
 		t.Fatalf("calls = %q", f.calls)
 	}
 }
@@ -394,7 +395,7 @@ func TestChangeCommandsValidate(t *testing.T) {
 	f := newFake(t)
 	c := f.client(t)
 	ctx := context.Background()
-	for _, err := range []error{c.Activate(ctx, "../x"), c.Deactivate(ctx, "-an"), c.RemoveLV(ctx, ""), c.AddTag(ctx, "cv-a", "-x"), c.AddTag(ctx, "a b", "ok")} {
+	for _, err := range []error{c.Activate(ctx, "../x"), c.Deactivate(ctx, "-an"), c.RemoveLV(ctx, ""), c.AddTag(ctx, "cv-a", "-x"), c.AddTag(ctx, "a b", "ok"), c.DeactivateAndTag(ctx, "cv-a", "-x"), c.DeactivateAndTag(ctx, "-an", "ok")} {
 		if err == nil {
 			t.Error("bad input accepted")
 		}

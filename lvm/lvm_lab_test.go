@@ -211,6 +211,11 @@ func TestLabMetadataMark(t *testing.T) {
 	step("lvchange -an", func() error { return c.Deactivate(ctx, name) }, false)
 	step("lvchange -ay", func() error { return c.Activate(ctx, name) }, false)
 	step("lvchange --addtag", func() error { return c.AddTag(ctx, name, "cvlabmark2") }, true)
+	step("lvchange -ay", func() error { return c.Activate(ctx, name) }, false)
+	step("lvchange -an --addtag", func() error { return c.DeactivateAndTag(ctx, name, "cvlabmark3") }, true)
+	if lv, err := c.LV(ctx, name); err != nil || lv.Active || !slices.Contains(lv.Tags, "cvlabmark3") {
+		t.Fatalf("after DeactivateAndTag: %+v, %v; want inactive and tagged cvlabmark3", lv, err)
+	}
 	// An outside lvm command, as an operator or another host would run.
 	step("lvm lvchange --deltag (outside the client)", func() error {
 		_, err := c.run(ctx, "lvchange", "--deltag", "cvlabmark2", c.lvRef(name))
@@ -218,10 +223,10 @@ func TestLabMetadataMark(t *testing.T) {
 	}, true)
 	step("lvremove", func() error { return c.RemoveLV(ctx, name) }, true)
 	if runs != 1 {
-		t.Errorf("MetadataMark ran %d programs over %d reads, want only the first pvs", runs, 14)
+		t.Errorf("MetadataMark ran %d programs over all its reads, want only the first pvs", runs)
 	}
 	if s := seqno(); s == s0 {
-		t.Errorf("vg_seqno %s unchanged over four commits", s)
+		t.Errorf("vg_seqno %s unchanged over five commits", s)
 	}
 	// Another reader (a fresh Client, another process) reads the same mark.
 	fresh, _ := New(c.vg)

@@ -181,12 +181,11 @@ func (m *Manager) create(ctx context.Context, name string, o Options, keyName st
 		return err
 	}
 	key.Wipe()
-	rb.at("LV deactivation")
-	if err := m.lvm.Deactivate(ctx, lvName(name)); err != nil {
-		return err
-	}
-	rb.at("marking the volume complete")
-	if err := m.lvm.AddTag(ctx, lvName(name), TagReady); err != nil {
+	// One lvchange: a crash after its commit leaves a complete volume
+	// still active, which start-up reconciliation deactivates as it does
+	// any unused volume's LV.
+	rb.at("LV deactivation and marking the volume complete")
+	if err := m.lvm.DeactivateAndTag(ctx, lvName(name), TagReady); err != nil {
 		return err
 	}
 	return nil

@@ -32,9 +32,10 @@ type LVM interface {
 	// RemoveLV deactivates and removes the LV; a missing one wraps
 	// lvm.ErrNotFound.
 	RemoveLV(ctx context.Context, name string) error
-	// AddTag adds one tag to the LV; ReplaceTags deletes the tags del
-	// (present) and adds the tags add (absent) in one metadata commit.
-	AddTag(ctx context.Context, name, tag string) error
+	// DeactivateAndTag deactivates the LV and adds one tag, in one
+	// program; ReplaceTags deletes the tags del (present) and adds the
+	// tags add (absent) in one metadata commit.
+	DeactivateAndTag(ctx context.Context, name, tag string) error
 	ReplaceTags(ctx context.Context, name string, del, add []string) error
 	// Extend grows the LV from current to size bytes.
 	Extend(ctx context.Context, name string, current, size uint64) error

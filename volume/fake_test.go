@@ -457,19 +457,26 @@ func (f fakeLVM) RemoveLV(ctx context.Context, name string) error {
 	return nil
 }
 
-func (f fakeLVM) AddTag(ctx context.Context, name, tag string) error {
-	done, err := f.s.enter("lvm.AddTag", name)
+// DeactivateAndTag is lvchange -an --addtag: the tag is committed before
+// the deactivation, which fails (with the tag added) while a mapping is open.
+func (f fakeLVM) DeactivateAndTag(ctx context.Context, name, tag string) error {
+	done, err := f.s.enter("lvm.DeactivateAndTag", name)
 	if err != nil {
 		return err
 	}
 	defer done()
-	lv, ok := f.s.w.lvs[name]
+	w := f.s.w
+	lv, ok := w.lvs[name]
 	if !ok {
 		return fmt.Errorf("LV %s: %w", name, lvm.ErrNotFound)
 	}
 	if !slices.Contains(lv.Tags, tag) {
 		lv.Tags = append(lv.Tags, tag)
 	}
+	if w.lvOpen(name) {
+		return fmt.Errorf("LV %s in use: a mapping is open", name)
+	}
+	lv.Active = false
 	return nil
 }
 

@@ -47,7 +47,7 @@ func TestCreateMakesACompleteClosedVolume(t *testing.T) {
 	h.assertConsistent()
 	// Format before the mapping is opened, mkfs through the mapping, ready tag last.
 	calls := strings.Join(w.callLog(), "\n")
-	order := []string{"keys.Create", "lvm.CreateLV", "crypt.Format", "crypt.Open", "fs.Mkfs", "crypt.Close", "lvm.Deactivate", "lvm.AddTag"}
+	order := []string{"keys.Create", "lvm.CreateLV", "crypt.Format", "crypt.Open", "fs.Mkfs", "crypt.Close", "lvm.DeactivateAndTag"}
 	last := -1
 	for _, op := range order {
 		i := strings.Index(calls, op+" ")
@@ -172,14 +172,13 @@ func TestCreateRefusesForeignLV(t *testing.T) {
 // behind (no LV, key, mapping, journal entry) and name the volume and step.
 func TestCreateFailureAtEachStepUndoesEarlierSteps(t *testing.T) {
 	steps := map[string]string{
-		"keys.Create":    "KMIP key creation",
-		"lvm.CreateLV":   "lvcreate",
-		"crypt.Format":   "luksFormat",
-		"crypt.Open":     "cryptsetup open",
-		"fs.Mkfs":        "mkfs.ext4",
-		"crypt.Close":    "cryptsetup close",
-		"lvm.Deactivate": "LV deactivation",
-		"lvm.AddTag":     "marking the volume complete",
+		"keys.Create":          "KMIP key creation",
+		"lvm.CreateLV":         "lvcreate",
+		"crypt.Format":         "luksFormat",
+		"crypt.Open":           "cryptsetup open",
+		"fs.Mkfs":              "mkfs.ext4",
+		"crypt.Close":          "cryptsetup close",
+		"lvm.DeactivateAndTag": "LV deactivation and marking the volume complete",
 	}
 	for op, step := range steps {
 		t.Run(op, func(t *testing.T) {
@@ -270,7 +269,7 @@ func TestCreateIncompleteUndoFinishedByReconcile(t *testing.T) {
 func TestCreateRedoesHalfMadeVolume(t *testing.T) {
 	h := newHarness(t)
 	// A create that died after mkfs, before the ready tag.
-	h.s.crashOn = "lvm.AddTag"
+	h.s.crashOn = "lvm.DeactivateAndTag"
 	_ = h.m.Create(h.ctx, "v1", nil)
 	if lv := h.w.lvs["cv-v1"]; lv == nil || slices.Contains(lv.Tags, TagReady) {
 		t.Fatal("setup: expected a half-made LV")
