@@ -23,6 +23,8 @@ type Client struct {
 
 	mu  sync.Mutex // guards pvs
 	pvs []string   // the group's devices, learned by MetadataMark
+
+	marks markReader // MetadataMark's reads (metadata.go)
 }
 
 // Option configures a Client.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -36,14 +37,41 @@ const (
 // the caller must learn the group's devices again.
 var ErrNoMetadata = errors.New("no device holds the volume group's metadata")
 
-// readMark returns the mark of volume group vg over devices: for each
-// device whose metadata area holds vg's text, "device:offset:size:checksum".
+// markReader reads marks, remembering what does not change between
+// commits so that a read costs one sector per metadata area (issue 15: Get
+// reads the mark every time): each device's metadata areas, from its label
+// (only pvcreate and pvremove rewrite a label), and, per area, the last text
+// location whose first sector was checked to begin "VG {". The header read
+// on every call is what a commit changes (the text moves, its checksum
+// changes); an area pointing at the location already checked points at the
+// same text. Any error, and ErrNoMetadata, forget it all, so the next read
+// starts from the labels again.
+//
+// Concurrency: mu is held across a read.
+type markReader struct {
+	mu      sync.Mutex
+	areas   map[string][]uint64 // device -> its metadata areas' offsets
+	checked map[string]rawLocn  // "device:offset" -> a location of vg's text
+}
+
+// read returns the mark of volume group vg over devices: for each device
+// whose metadata area holds vg's text, "device:offset:size:checksum".
 // Devices that are not (or no longer) in vg add nothing; none at all is
 // ErrNoMetadata.
-func readMark(devices []string, vg string) (string, error) {
+func (r *markReader) read(devices []string, vg string) (mark string, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	defer func() {
+		if err != nil {
+			r.areas, r.checked = nil, nil
+		}
+	}()
+	if r.areas == nil {
+		r.areas, r.checked = map[string][]uint64{}, map[string]rawLocn{}
+	}
 	var parts []string
 	for _, dev := range devices {
-		locs, err := deviceMark(dev, vg)
+		locs, err := r.deviceMark(dev, vg)
 		if err != nil {
 			return "", err
 		}
@@ -57,9 +85,15 @@ func readMark(devices []string, vg string) (string, error) {
 	return strings.Join(parts, " "), nil
 }
 
-// deviceMark reads one device's label and metadata area headers. O_DIRECT:
-// another host sharing the device writes behind this host's page cache.
-func deviceMark(dev, vg string) ([]string, error) {
+// readMark reads a mark with nothing remembered.
+func readMark(devices []string, vg string) (string, error) {
+	return new(markReader).read(devices, vg)
+}
+
+// deviceMark reads one device's metadata area headers (and its label, the
+// first time). O_DIRECT: another host sharing the device writes behind this
+// host's page cache.
+func (r *markReader) deviceMark(dev, vg string) ([]string, error) {
 	f, err := os.OpenFile(dev, os.O_RDONLY|unix.O_DIRECT, 0)
 	if errors.Is(err, unix.EINVAL) {
 		// tmpfs has no O_DIRECT; only a regular file (a test's image) may
@@ -84,13 +118,16 @@ func deviceMark(dev, vg string) ([]string, error) {
 		}
 		return b[:n], nil
 	}
-	head, err := read(0, labelScan*sectorSize)
-	if err != nil {
-		return nil, err
-	}
-	mdas, err := metadataAreas(head)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", dev, err)
+	mdas, ok := r.areas[dev]
+	if !ok {
+		head, err := read(0, labelScan*sectorSize)
+		if err != nil {
+			return nil, err
+		}
+		if mdas, err = metadataAreas(head); err != nil {
+			return nil, fmt.Errorf("%s: %w", dev, err)
+		}
+		r.areas[dev] = mdas
 	}
 	var marks []string
 	for _, start := range mdas {
@@ -102,20 +139,26 @@ func deviceMark(dev, vg string) ([]string, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: metadata area at %d: %w", dev, start, err)
 		}
+		key := fmt.Sprintf("%s:%d", dev, start)
 		if loc.size == 0 || loc.flags&1 != 0 { // empty, or RAW_LOCN_IGNORED
+			delete(r.checked, key)
 			continue
 		}
 		if loc.offset >= size || loc.offset%sectorSize != 0 {
 			return nil, fmt.Errorf("%s: metadata area at %d: text offset %d outside its %d bytes", dev, start, loc.offset, size)
 		}
-		text, err := read(int64(start+loc.offset), int(min(sectorSize, size-loc.offset)))
-		if err != nil {
-			return nil, err
-		}
-		// The text starts "VGNAME {": an area of another group, or of a PV
-		// taken out of ours, is not ours to follow.
-		if !bytes.HasPrefix(text, []byte(vg+" {")) {
-			continue
+		if r.checked[key] != loc {
+			text, err := read(int64(start+loc.offset), int(min(sectorSize, size-loc.offset)))
+			if err != nil {
+				return nil, err
+			}
+			// The text starts "VGNAME {": an area of another group, or
+			// of a PV taken out of ours, is not ours to follow.
+			if !bytes.HasPrefix(text, []byte(vg+" {")) {
+				delete(r.checked, key)
+				continue
+			}
+			r.checked[key] = loc
 		}
 		marks = append(marks, fmt.Sprintf("%d:%d:%d:%08x", start, loc.offset, loc.size, loc.checksum))
 	}
@@ -198,7 +241,7 @@ func (c *Client) MetadataMark(ctx context.Context) (string, error) {
 	devs := c.pvs
 	c.mu.Unlock()
 	if devs != nil {
-		mark, err := readMark(devs, c.vg)
+		mark, err := c.marks.read(devs, c.vg)
 		if err == nil {
 			return mark, nil
 		}
@@ -213,7 +256,7 @@ func (c *Client) MetadataMark(ctx context.Context) (string, error) {
 	c.mu.Lock()
 	c.pvs = devs
 	c.mu.Unlock()
-	return readMark(devs, c.vg)
+	return c.marks.read(devs, c.vg)
 }
 
 // physicalVolumes lists the group's devices as lvm names them.

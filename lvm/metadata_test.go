@@ -92,3 +92,60 @@ func TestMetadataMarkIgnoresWhatIsNotTheGroups(t *testing.T) {
 		t.Fatalf("not a PV: %v", err)
 	}
 }
+
+// One reader over a device's life (issue 15: a mark read costs one sector per
+// metadata area once the label and the text are known): commits move the
+// mark, the label is read once, and an error forgets what was remembered.
+func TestMarkReaderRemembersOnlyWhatCommitsDoNotChange(t *testing.T) {
+	var r markReader
+	dev := pvImage(t, "cryptvg", 512, 900, 0xabcd, 0)
+	read := func() (string, error) { return r.read([]string{dev}, "cryptvg") }
+	copyOver := func(src string) {
+		t.Helper()
+		b, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(dev, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m1, err := read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A commit: the text moves and its first sector is read again; text
+	// of another group at the new place is not followed.
+	copyOver(pvImage(t, "othervg", 1536, 910, 0x1234, 0))
+	if _, err := read(); !errors.Is(err, ErrNoMetadata) {
+		t.Fatalf("another group's text at a new place: %v, want ErrNoMetadata", err)
+	}
+	copyOver(pvImage(t, "cryptvg", 1536, 910, 0x1234, 0))
+	m2, err := read()
+	if err != nil || m2 == m1 || !strings.Contains(m2, "4096:1536:910:00001234") {
+		t.Fatalf("after a commit: %q, %v (before %q)", m2, err, m1)
+	}
+	// The label is not read again while reads succeed: a wiped label goes
+	// unnoticed until an error makes the reader start over.
+	b, err := os.ReadFile(dev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clear(b[512:1024])
+	if err := os.WriteFile(dev, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if again, err := read(); err != nil || again != m2 {
+		t.Fatalf("label wiped, header unchanged: %q, %v; want %q", again, err, m2)
+	}
+	clear(b[4096+4 : 4096+20]) // the metadata area header's magic
+	if err := os.WriteFile(dev, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := read(); err == nil || !strings.Contains(err.Error(), "bad magic") {
+		t.Fatalf("damaged area header: %v", err)
+	}
+	if _, err := read(); err == nil || !strings.Contains(err.Error(), "no LVM2 label") {
+		t.Fatalf("after an error the label is read again: %v, want no LVM2 label", err)
+	}
+}
