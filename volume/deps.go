@@ -81,11 +81,12 @@ type Crypt interface {
 
 // Filesystems makes and mounts filesystems. Implemented by *mount.FS.
 type Filesystems interface {
-	// Mkfs makes a filesystem whose root is empty, as a new local volume is
-	// (ext4 without lost+found).
+	// Mkfs makes a filesystem whose root is empty once first mounted, as
+	// a new local volume is (ext4's lost+found goes at that mount).
 	Mkfs(ctx context.Context, dev, fstype string, opts ...mount.MkfsOptions) error
 	// Mount mounts dev on target nodev,nosuid with the extra options and
-	// succeeds only when the mount table shows dev there.
+	// succeeds only when the mount table shows dev there; the first
+	// read-write mount of a new ext4 filesystem empties its root.
 	Mount(ctx context.Context, dev, target, fstype string, extra ...string) error
 	// Unmount unmounts target; nothing mounted there succeeds.
 	Unmount(ctx context.Context, target string) error
