@@ -85,11 +85,6 @@ func (r *markReader) read(devices []string, vg string) (mark string, err error) 
 	return strings.Join(parts, " "), nil
 }
 
-// readMark reads a mark with nothing remembered.
-func readMark(devices []string, vg string) (string, error) {
-	return new(markReader).read(devices, vg)
-}
-
 // deviceMark reads one device's metadata area headers (and its label, the
 // first time). O_DIRECT: another host sharing the device writes behind this
 // host's page cache.

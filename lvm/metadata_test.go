@@ -47,6 +47,11 @@ func pvImage(t *testing.T, vg string, textOff, textSize uint64, checksum, flags 
 	return f
 }
 
+// readMark reads a mark with nothing remembered.
+func readMark(devices []string, vg string) (string, error) {
+	return new(markReader).read(devices, vg)
+}
+
 func TestMetadataMarkFollowsTheCurrentText(t *testing.T) {
 	a := pvImage(t, "cryptvg", 512, 900, 0xabcd, 0)
 	m1, err := readMark([]string{a}, "cryptvg")
