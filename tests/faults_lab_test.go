@@ -385,8 +385,11 @@ func TestLabPlaintextNowhereOnDisks(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		n, hits := keyscan.Reader(f, [][]byte{secret[:512], control[:512]}, false)
+		n, hits, err := keyscan.Reader(f, [][]byte{secret[:512], control[:512]}, false)
 		f.Close()
+		if err != nil {
+			t.Fatalf("%s: read after %d bytes: %v", disk, n, err)
+		}
 		t.Logf("%s: %d bytes read", disk, n)
 		if hits[0] {
 			t.Errorf("%s holds the plaintext written through the encrypted volume", disk)

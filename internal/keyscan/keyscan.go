@@ -10,8 +10,10 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"os"
+	"slices"
 )
 
 // Patterns returns the forms key is looked for in: raw, hex (either case),
@@ -32,8 +34,9 @@ const (
 
 // Reader reads r once, in chunks that overlap by 4 KiB (patterns must be
 // shorter), and reports the bytes read and which patterns occur; with first
-// it stops at the first hit.
-func Reader(r io.Reader, pats [][]byte, first bool) (int64, []bool) {
+// it stops at the first hit. A read that fails before the end is an error:
+// a scan cut short has not shown that a pattern is absent.
+func Reader(r io.Reader, pats [][]byte, first bool) (int64, []bool, error) {
 	hits := make([]bool, len(pats))
 	buf := make([]byte, chunk)
 	defer clear(buf)
@@ -47,12 +50,15 @@ func Reader(r io.Reader, pats [][]byte, first bool) (int64, []bool) {
 				hits[i] = true
 				left--
 				if first || left == 0 {
-					return total, hits
+					return total, hits, nil
 				}
 			}
 		}
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			return total, hits, nil
+		}
 		if err != nil {
-			return total, hits
+			return total, hits, err
 		}
 		keep = min(overlap, len(win))
 		copy(buf, win[len(win)-keep:])
@@ -67,11 +73,9 @@ func File(path string, pats [][]byte) (int64, bool, error) {
 		return 0, false, err
 	}
 	defer f.Close()
-	n, hits := Reader(f, pats, true)
-	for _, h := range hits {
-		if h {
-			return n, true, nil
-		}
+	n, hits, err := Reader(f, pats, true)
+	if err != nil {
+		return n, false, fmt.Errorf("read %s: %w", path, err)
 	}
-	return n, false, nil
+	return n, slices.Contains(hits, true), nil
 }

@@ -2,8 +2,10 @@ package keyscan
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -26,5 +28,26 @@ func TestFileAcrossChunks(t *testing.T) {
 		if err != nil || hit != (at >= 0) || (!hit && n != int64(len(data))) {
 			t.Errorf("pattern at %d: read %d, found %v, %v", at, n, hit, err)
 		}
+	}
+}
+
+// failingReader returns its data, then an error that is not the end.
+type failingReader struct{ data []byte }
+
+func (r *failingReader) Read(p []byte) (int, error) {
+	if len(r.data) == 0 {
+		return 0, errors.New("input/output error")
+	}
+	n := copy(p, r.data)
+	r.data = r.data[n:]
+	return n, nil
+}
+
+// A read that fails before the end is reported, not taken for a scan that
+// found nothing.
+func TestReaderReportsAFailedRead(t *testing.T) {
+	n, hits, err := Reader(&failingReader{data: make([]byte, 1000)}, [][]byte{[]byte("k3y")}, false)
+	if err == nil || !strings.Contains(err.Error(), "input/output error") || n != 1000 || hits[0] {
+		t.Fatalf("Reader = %d, %v, %v; want 1000 bytes, no hit, the read's error", n, hits, err)
 	}
 }
