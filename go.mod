@@ -5,6 +5,7 @@ go 1.26.8
 require (
 	github.com/docker/go-connections v0.5.0
 	github.com/docker/go-plugins-helpers v0.0.0-20240701071450-45e2431495c8
+	github.com/moby/sys/mount v0.3.4
 	github.com/moby/sys/mountinfo v0.7.2
 	github.com/ovh/kmip-go v0.8.1
 	github.com/prometheus/client_golang v1.25.0

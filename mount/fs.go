@@ -22,6 +22,7 @@ const mountOptions = "nodev,nosuid"
 // FS makes, mounts and unmounts filesystems and reads the mount table.
 type FS struct {
 	exec      command.Exec
+	sys       syscalls // mount(2), umount2(2): syscall.go
 	mountinfo string
 	sysfs     string
 	devRoot   string // where device paths are read from ("/"; tests: a directory)
@@ -45,7 +46,7 @@ func WithDevRoot(root string) Option { return func(f *FS) { f.devRoot = root } }
 
 // New returns an FS using the real commands, /proc/self/mountinfo and /sys.
 func New(opts ...Option) *FS {
-	f := &FS{exec: command.Runner(command.WholeArgv), mountinfo: "/proc/self/mountinfo", sysfs: "/sys", devRoot: "/"}
+	f := &FS{exec: command.Runner(command.WholeArgv), sys: kernel, mountinfo: "/proc/self/mountinfo", sysfs: "/sys", devRoot: "/"}
 	for _, o := range opts {
 		o(f)
 	}
@@ -121,7 +122,7 @@ func (f *FS) Mkfs(ctx context.Context, dev, fstype string, opts ...MkfsOptions) 
 // if it does not exist; volume/ makes it first, 0755 as dockerd's local
 // driver does. It is idempotent: dev already mounted there succeeds, anything
 // else mounted there is an error. Success means the mount table shows dev
-// at target, not merely that mount(8) exited 0.
+// at target, not merely that mount(2) returned 0.
 func (f *FS) Mount(ctx context.Context, dev, target, fstype string, extra ...string) error {
 	if err := ValidateFSType(fstype); err != nil {
 		return err
@@ -157,8 +158,11 @@ func (f *FS) Mount(ctx context.Context, dev, target, fstype string, extra ...str
 			return fmt.Errorf("mount %s on %s: %w", dev, target, err)
 		}
 	}
-	if _, err := f.exec(ctx, nil, "mount", "-t", fstype, "-o", opts, dev, target); err != nil {
+	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("mount %s on %s: %w", dev, target, err)
+	}
+	if err := f.sys.mount(dev, target, fstype, opts); err != nil {
+		return mountErr(dev, target, err)
 	}
 	e, err = f.lookup(target)
 	if err != nil {
@@ -192,7 +196,10 @@ func (f *FS) Unmount(ctx context.Context, target string) error {
 	if err != nil || e == nil {
 		return err
 	}
-	_, uerr := f.exec(ctx, nil, "umount", target)
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("unmount %s: %w", target, err)
+	}
+	uerr := f.sys.unmount(target)
 	e, err = f.lookup(target)
 	if err != nil {
 		return err
@@ -202,7 +209,7 @@ func (f *FS) Unmount(ctx context.Context, target string) error {
 		return nil
 	}
 	if uerr != nil {
-		return fmt.Errorf("unmount %s: %w", target, uerr)
+		return unmountErr(target, uerr)
 	}
 	return fmt.Errorf("unmount %s: %s is still mounted there (stacked mounts?)", target, f.source(e))
 }

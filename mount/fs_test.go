@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/cryptvol/cryptvol/internal/command"
+	"golang.org/x/sys/unix"
 )
 
 // A mount table as the kernel writes it: optional fields, a mount point with
@@ -96,8 +97,21 @@ func (fm *fakeMounts) exec(_ context.Context, stdin []byte, name string, args ..
 	return out, fm.run(argv)
 }
 
+// mount and unmount stand for mount(2) and umount2(2): they are recorded
+// as the mount(8) and umount(8) command lines that would do the same, and
+// answered by run like a program.
+func (fm *fakeMounts) mount(dev, target, fstype, options string) error {
+	_, err := fm.exec(context.Background(), nil, "mount", "-t", fstype, "-o", options, dev, target)
+	return err
+}
+
+func (fm *fakeMounts) unmount(target string) error {
+	_, err := fm.exec(context.Background(), nil, "umount", target)
+	return err
+}
+
 func (fm *fakeMounts) fs() *FS {
-	return New(WithExec(fm.exec), WithMountInfo(fm.info), WithSysfs(filepath.Join(fm.dir, "sys")), WithDevRoot(fm.dir))
+	return New(WithExec(fm.exec), WithSyscalls(fm.mount, fm.unmount), WithMountInfo(fm.info), WithSysfs(filepath.Join(fm.dir, "sys")), WithDevRoot(fm.dir))
 }
 
 // lookup reads the table through github.com/moby/sys/mountinfo: escaped
@@ -286,13 +300,10 @@ func TestMountNotInTableIsAnError(t *testing.T) {
 
 func TestMountFailure(t *testing.T) {
 	fm := newFakeMounts(t, baseMountInfo)
-	fm.run = func(argv []string) error {
-		return &command.Error{Args: argv, ExitCode: 32, Stderr: "mount: /x: wrong fs type, bad option, bad superblock on /dev/mapper/cryptvol-v1.\n"}
-	}
+	fm.run = func(argv []string) error { return unix.EINVAL }
 	err := fm.fs().Mount(context.Background(), "/dev/mapper/cryptvol-v1", filepath.Join(fm.dir, "v1"), "xfs")
-	var e *command.Error
-	if !errors.As(err, &e) || e.ExitCode != 32 || !strings.Contains(err.Error(), "bad superblock") {
-		t.Fatalf("err = %v", err)
+	if !errors.Is(err, unix.EINVAL) || !strings.Contains(err.Error(), "/dev/mapper/cryptvol-v1") || !strings.Contains(err.Error(), "dmesg") {
+		t.Fatalf("err = %v; want EINVAL naming the device and where the kernel says why", err)
 	}
 }
 
@@ -334,11 +345,9 @@ func TestUnmount(t *testing.T) {
 
 func TestUnmountFailures(t *testing.T) {
 	fm := newFakeMounts(t, baseMountInfo)
-	fm.run = func(argv []string) error {
-		return &command.Error{Args: argv, ExitCode: 32, Stderr: "umount: /mnt/stack: target is busy.\n"}
-	}
+	fm.run = func(argv []string) error { return unix.EBUSY }
 	err := fm.fs().Unmount(context.Background(), "/mnt/stack")
-	if err == nil || !strings.Contains(err.Error(), "target is busy") {
+	if !errors.Is(err, unix.EBUSY) || !strings.Contains(err.Error(), "still uses") {
 		t.Fatalf("err = %v", err)
 	}
 
@@ -357,7 +366,7 @@ func TestUnmountFailures(t *testing.T) {
 	fm = newFakeMounts(t, baseMountInfo)
 	fm.run = func(argv []string) error {
 		fm.write(strings.Replace(fm.read(), `41 22 7:1 / /mnt/with\040space rw,nosuid,nodev,relatime shared:30 master:2 - ext4 /dev/loop1 rw`+"\n", "", 1))
-		return &command.Error{Args: argv, ExitCode: 32, Stderr: "umount: /mnt/with space: not mounted.\n"}
+		return unix.EINVAL // umount2(2): not a mount point
 	}
 	if err := fm.fs().Unmount(context.Background(), "/mnt/with space"); err != nil {
 		t.Fatal(err)
