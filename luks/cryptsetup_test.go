@@ -374,8 +374,13 @@ func TestIsOpen(t *testing.T) {
 			t.Errorf("IsOpen(%s) = %v, %v; want %v", tc.mapping, got, err, tc.want)
 		}
 	}
+	// Mappings: every device-mapper name, in one pass, no program.
+	names, err := c.Mappings(context.Background())
+	if want := map[string]bool{"labvg-cv--v1": true, "cryptvol-v1": true, "cryptvol-v10": true}; err != nil || !reflect.DeepEqual(names, want) {
+		t.Errorf("Mappings = %v, %v; want %v", names, err, want)
+	}
 	if len(f.calls) != 0 {
-		t.Errorf("IsOpen ran %q", f.argvs())
+		t.Errorf("IsOpen or Mappings ran %q", f.argvs())
 	}
 	if _, err := c.IsOpen(context.Background(), "../x"); err == nil {
 		t.Error("a bad mapping name was accepted")
@@ -408,6 +413,10 @@ func TestIsOpen(t *testing.T) {
 				t.Errorf("%s, status exit %d: IsOpen = %v, %v after %q; want %v from cryptsetup status", tc.what, st.code, got, err, f.argvs(), st.want)
 			}
 		}
+	}
+	// Where IsOpen would ask cryptsetup, Mappings says it cannot tell.
+	if names, err := New(WithExec(f.exec), WithSysBlock(sys)).Mappings(context.Background()); err == nil || !strings.Contains(err.Error(), sys) {
+		t.Errorf("Mappings with a name that cannot be read = %v, %v; want an error naming %s", names, err, sys)
 	}
 	f = newFakeCS(t)
 	f.on("cryptsetup status cryptvol-v2", csAnswer{code: 1, stderr: "boom"})

@@ -31,9 +31,39 @@ func (c *Cryptsetup) IsOpen(ctx context.Context, mapping string) (bool, error) {
 	if err := ctx.Err(); err != nil {
 		return false, err
 	}
-	entries, err := os.ReadDir(c.sysBlock)
+	found := false
+	err := c.scan(func(name string) bool {
+		found = name == mapping
+		return !found
+	})
 	if err != nil {
 		return c.status(ctx, mapping)
+	}
+	return found, nil
+}
+
+// Mappings returns the names of all device-mapper devices, from one pass
+// over sysfs: start-up reconciliation asks whether each volume's mapping is
+// open, and IsOpen for each of N volumes would read N x N names (issue 15).
+// Where IsOpen falls back to cryptsetup, Mappings returns the error, and the
+// caller asks IsOpen per volume.
+func (c *Cryptsetup) Mappings(ctx context.Context) (map[string]bool, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	names := map[string]bool{}
+	if err := c.scan(func(name string) bool { names[name] = true; return true }); err != nil {
+		return nil, fmt.Errorf("listing device-mapper devices in %s: %w", c.sysBlock, err)
+	}
+	return names, nil
+}
+
+// scan calls each with the name of every device-mapper device until it
+// returns false. Devices removed during the pass are skipped.
+func (c *Cryptsetup) scan(each func(name string) bool) error {
+	entries, err := os.ReadDir(c.sysBlock)
+	if err != nil {
+		return err
 	}
 	for _, e := range entries {
 		if !strings.HasPrefix(e.Name(), "dm-") {
@@ -44,13 +74,13 @@ func (c *Cryptsetup) IsOpen(ctx context.Context, mapping string) (bool, error) {
 			continue // removed since the listing
 		}
 		if err != nil {
-			return c.status(ctx, mapping)
+			return err
 		}
-		if strings.TrimSuffix(string(b), "\n") == mapping {
-			return true, nil
+		if !each(strings.TrimSuffix(string(b), "\n")) {
+			return nil
 		}
 	}
-	return false, nil
+	return nil
 }
 
 // status asks cryptsetup whether the mapping exists: status exits 0 for an

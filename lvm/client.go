@@ -25,6 +25,12 @@ type Client struct {
 	pvs []string   // the group's devices, learned by MetadataMark
 
 	marks markReader // MetadataMark's reads (metadata.go)
+
+	// Active's reads (active.go): "/" and "/sys"; tests use directories
+	// and a fake stat.
+	devRoot   string
+	sysfs     string
+	devNumber func(path string) (uint64, error)
 }
 
 // Option configures a Client.
@@ -39,7 +45,7 @@ func New(vg string, opts ...Option) (*Client, error) {
 	if err := ValidateVGName(vg); err != nil {
 		return nil, err
 	}
-	c := &Client{vg: vg, exec: command.Runner(command.ProgramAndAction)}
+	c := &Client{vg: vg, exec: command.Runner(command.ProgramAndAction), devRoot: "/", sysfs: "/sys", devNumber: blockDevNumber}
 	for _, o := range opts {
 		o(c)
 	}

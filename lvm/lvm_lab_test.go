@@ -116,6 +116,10 @@ func TestLabLifecycle(t *testing.T) {
 		if got.Active {
 			t.Fatalf("%s still active after Deactivate", name)
 		}
+		// Active asks the kernel (sysfs), not lvs: the two agree.
+		if c.Active(got) {
+			t.Fatalf("%s: Active says active after Deactivate", name)
+		}
 		if _, err := os.Stat(got.Path); !errors.Is(err, os.ErrNotExist) {
 			t.Fatalf("%s: device node %s still there after Deactivate: %v", name, got.Path, err)
 		}
@@ -127,6 +131,9 @@ func TestLabLifecycle(t *testing.T) {
 		}
 		if !got.Active {
 			t.Fatalf("%s not active after Activate", name)
+		}
+		if !c.Active(got) {
+			t.Fatalf("%s: Active says inactive after Activate (node %s, uuid %s)", name, got.Path, got.UUID)
 		}
 		if _, err := os.Stat(got.Path); err != nil {
 			t.Fatalf("%s: no device node after Activate: %v", name, err)

@@ -361,8 +361,8 @@ func assertGone(t *testing.T, p *plug, name string) {
 // assertDown: the volume exists and nothing of it is decrypted.
 func assertDown(t *testing.T, p *plug, name string) {
 	t.Helper()
-	ex, act := lvState(t, name)
-	if !ex || act || mappingOpen(t, name) || mountedAt(t, filepath.Join(p.dir, "mnt", name)) {
+	ex, act := lvState(t, name) // the LV stays active on a single host (volume.keepsActive)
+	if !ex || mappingOpen(t, name) || mountedAt(t, filepath.Join(p.dir, "mnt", name)) {
 		t.Errorf("%s: want an existing volume that is closed; LV exists=%v active=%v, mapping=%v, mounted=%v",
 			name, ex, act, mappingOpen(t, name), mountedAt(t, filepath.Join(p.dir, "mnt", name)))
 	}

@@ -25,7 +25,7 @@ func auditTrail(t *testing.T, h *harness) string {
 }
 
 type trailLine struct {
-	Op, Volume, Key, Mount, Result, Error string
+	Op, Volume, Key, Mount, Result, Error, Detail string
 }
 
 func readTrail(t *testing.T, h *harness, p string) []trailLine {
@@ -45,7 +45,7 @@ func readTrail(t *testing.T, h *harness, p string) []trailLine {
 		if err := json.Unmarshal([]byte(l), &r); err != nil {
 			t.Fatal(err)
 		}
-		out = append(out, trailLine{r.Op, r.Volume, r.KeyID, r.MountID, r.Result, r.Error})
+		out = append(out, trailLine{r.Op, r.Volume, r.KeyID, r.MountID, r.Result, r.Error, r.Detail})
 	}
 	return out
 }

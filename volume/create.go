@@ -181,14 +181,16 @@ func (m *Manager) create(ctx context.Context, name string, o Options, keyName st
 		return err
 	}
 	key.Wipe()
-	// One lvchange: a crash after its commit leaves a complete volume
-	// still active, which start-up reconciliation deactivates as it does
-	// any unused volume's LV.
-	rb.at("LV deactivation and marking the volume complete")
-	if err := m.lvm.DeactivateAndTag(ctx, lvName(name), TagReady); err != nil {
-		return err
+	// On a single host the LV stays active (keepsActive). In a shared
+	// group it is deactivated in the same lvchange: a crash after its
+	// commit leaves a complete volume still active, which start-up
+	// reconciliation deactivates as it does any unused volume's LV.
+	if m.keepsActive() {
+		rb.at("marking the volume complete")
+		return m.lvm.AddTag(ctx, lvName(name), TagReady)
 	}
-	return nil
+	rb.at("LV deactivation and marking the volume complete")
+	return m.lvm.DeactivateAndTag(ctx, lvName(name), TagReady)
 }
 
 // makeFresh makes a new volume's LV, header and filesystem, and closes

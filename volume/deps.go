@@ -26,15 +26,18 @@ type LVM interface {
 	// taken wraps lvm.ErrExists.
 	CreateLV(ctx context.Context, req lvm.CreateRequest) error
 	// Activate makes the LV's /dev node; Deactivate takes it away so that
-	// nothing can reach its blocks.
+	// nothing can reach its blocks. Active asks the kernel (no program)
+	// whether the LV's device is there now, false when it cannot tell.
 	Activate(ctx context.Context, name string) error
 	Deactivate(ctx context.Context, name string) error
+	Active(lv lvm.LV) bool
 	// RemoveLV deactivates and removes the LV; a missing one wraps
 	// lvm.ErrNotFound.
 	RemoveLV(ctx context.Context, name string) error
-	// DeactivateAndTag deactivates the LV and adds one tag, in one
-	// program; ReplaceTags deletes the tags del (present) and adds the
+	// AddTag adds one tag; DeactivateAndTag deactivates the LV and adds
+	// one tag, in one program; ReplaceTags deletes the tags del (present) and adds the
 	// tags add (absent) in one metadata commit.
+	AddTag(ctx context.Context, name, tag string) error
 	DeactivateAndTag(ctx context.Context, name, tag string) error
 	ReplaceTags(ctx context.Context, name string, del, add []string) error
 	// Extend grows the LV from current to size bytes.
@@ -60,8 +63,10 @@ type Crypt interface {
 	// Close removes the mapping: one not open succeeds, one still held
 	// wraps luks.ErrBusy.
 	Close(ctx context.Context, mapping string) error
-	// IsOpen reports whether the mapping exists.
+	// IsOpen reports whether the mapping exists; Mappings lists every
+	// device-mapper name at once (an error: ask IsOpen instead).
 	IsOpen(ctx context.Context, mapping string) (bool, error)
+	Mappings(ctx context.Context) (map[string]bool, error)
 	// Erase destroys every keyslot (luksErase): the data is unreadable
 	// with any key from then on.
 	Erase(ctx context.Context, dev string) error

@@ -24,6 +24,13 @@
 //     (volumes made before state version 2 have "cryptvol/VG/NAME");
 //   - while mounted: dm-crypt mapping "cryptvol-NAME" mounted at MountRoot/NAME.
 //
+// The LV is active while mounted. On a single host it stays active between
+// uses (keepsActive: it shows only ciphertext, and an lvchange at every
+// first mount and last unmount was most of what a `docker run` paid the
+// plugin, issue 15); Mount and Remove activate it when the kernel says it
+// is not (after a boot without autoactivation). In a shared group it is
+// active only while this host uses it: activation is its lvmlockd lock.
+//
 // LVM is the source of truth for which volumes exist. Get, Path, List,
 // Mount and Remove read it through an in-memory view that is listed again
 // whenever the group's metadata mark (read from the devices, no program) has
@@ -91,12 +98,14 @@
 //  3. An LV tagged cryptvol without cryptvol_ready and without a journal
 //     entry is a half-made volume: it is undone with the keys it names. Keys
 //     are never destroyed because their name merely matches.
-//  4. An inactive LV can be neither open nor mounted: its mount IDs are
-//     stale and dropped.
+//  4. A volume nothing can hold, an inactive LV or, on a single host, an
+//     active one with nothing mounted and no mapping (at rest), has stale
+//     mount IDs: they are dropped; the LV is left as it is.
 //  5. An active volume mounted here as recorded is left alone (the probe
 //     window checks its IDs). Otherwise it is released: held by the kernel,
 //     it is mounted again for its containers (IDs kept) or lingers (no IDs);
-//     not held, its IDs were stale and are dropped and it is taken down.
+//     not held, its IDs were stale and are dropped and it is taken down
+//     (unmounted, closed, and in a shared group deactivated).
 //  6. Mount IDs of volumes whose LV no longer exists are dropped.
 //  7. A directory under MountRoot named like a volume that does not exist:
 //     whatever is mounted there is unmounted and a mapping of that name is

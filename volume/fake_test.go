@@ -407,6 +407,34 @@ func (f fakeLVM) Activate(ctx context.Context, name string) error {
 	return nil
 }
 
+// Active is the kernel's answer (sysfs): the LV of that uuid, active now.
+// A crash or an injected failure reads as "cannot tell": false.
+func (f fakeLVM) Active(lv lvm.LV) bool {
+	done, err := f.s.enter("lvm.Active", lv.Name)
+	if err != nil {
+		return false
+	}
+	defer done()
+	got, ok := f.s.w.lvs[lv.Name]
+	return ok && got.Active && got.UUID == lv.UUID && lv.UUID != ""
+}
+
+func (f fakeLVM) AddTag(ctx context.Context, name, tag string) error {
+	done, err := f.s.enter("lvm.AddTag", name)
+	if err != nil {
+		return err
+	}
+	defer done()
+	lv, ok := f.s.w.lvs[name]
+	if !ok {
+		return fmt.Errorf("LV %s: %w", name, lvm.ErrNotFound)
+	}
+	if !slices.Contains(lv.Tags, tag) {
+		lv.Tags = append(lv.Tags, tag)
+	}
+	return nil
+}
+
 func (w *world) lvOpen(name string) bool {
 	for _, lv := range w.mappings {
 		if lv == name {
@@ -669,6 +697,19 @@ func (f fakeCrypt) IsOpen(ctx context.Context, mapping string) (bool, error) {
 	defer done()
 	_, ok := f.s.w.mappings[mapping]
 	return ok, nil
+}
+
+func (f fakeCrypt) Mappings(ctx context.Context) (map[string]bool, error) {
+	done, err := f.s.enter("crypt.Mappings", "")
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	names := map[string]bool{}
+	for m := range f.s.w.mappings {
+		names[m] = true
+	}
+	return names, nil
 }
 
 func (f fakeCrypt) Erase(ctx context.Context, dev string) error {
@@ -1237,10 +1278,16 @@ func (h *harness) up(name string) (mounted, open, active bool) {
 	return
 }
 
+// assertDown: nothing decrypted. The LV stays active on a single host
+// (keepsActive) and must be inactive in a shared group (its lock).
 func (h *harness) assertDown(name string) {
 	h.t.Helper()
-	if mounted, open, active := h.up(name); mounted || open || active {
-		h.t.Errorf("volume %s: mounted=%v mapping open=%v LV active=%v, want all false", name, mounted, open, active)
+	mounted, open, active := h.up(name)
+	if mounted || open {
+		h.t.Errorf("volume %s: mounted=%v mapping open=%v, want both false", name, mounted, open)
+	}
+	if active && h.cfg.Shared {
+		h.t.Errorf("volume %s: LV active in a shared group while no container uses it", name)
 	}
 }
 
@@ -1295,8 +1342,8 @@ func (h *harness) assertConsistent() {
 		target := filepath.Join(h.cfg.MountRoot, vol)
 		_, open := w.mappings[mappingPrefix+vol]
 		mounted := w.mounts[target] == "/dev/mapper/"+mappingPrefix+vol
-		if len(ids) > 0 != mounted || len(ids) > 0 != open || len(ids) > 0 != lv.Active {
-			h.t.Errorf("volume %s: %d mount IDs but mounted=%v open=%v active=%v", vol, len(ids), mounted, open, lv.Active)
+		if len(ids) > 0 != mounted || len(ids) > 0 != open || len(ids) > 0 && !lv.Active || len(ids) == 0 && lv.Active && h.cfg.Shared {
+			h.t.Errorf("volume %s: %d mount IDs but mounted=%v open=%v active=%v (shared group: %v)", vol, len(ids), mounted, open, lv.Active, h.cfg.Shared)
 		}
 	}
 	for id, k := range w.keys {

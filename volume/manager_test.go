@@ -45,9 +45,14 @@ func TestCreateMakesACompleteClosedVolume(t *testing.T) {
 	}
 	h.assertDown("v1")
 	h.assertConsistent()
+	// On a single host the LV stays active (keepsActive): the first mount
+	// needs no lvchange.
+	if !lv.Active {
+		t.Error("the new volume's LV was deactivated on a single host")
+	}
 	// Format before the mapping is opened, mkfs through the mapping, ready tag last.
 	calls := strings.Join(w.callLog(), "\n")
-	order := []string{"keys.Create", "lvm.CreateLV", "crypt.Format", "crypt.Open", "fs.Mkfs", "crypt.Close", "lvm.DeactivateAndTag"}
+	order := []string{"keys.Create", "lvm.CreateLV", "crypt.Format", "crypt.Open", "fs.Mkfs", "crypt.Close", "lvm.AddTag"}
 	last := -1
 	for _, op := range order {
 		i := strings.Index(calls, op+" ")
@@ -172,17 +177,22 @@ func TestCreateRefusesForeignLV(t *testing.T) {
 // behind (no LV, key, mapping, journal entry) and name the volume and step.
 func TestCreateFailureAtEachStepUndoesEarlierSteps(t *testing.T) {
 	steps := map[string]string{
-		"keys.Create":          "KMIP key creation",
-		"lvm.CreateLV":         "lvcreate",
-		"crypt.Format":         "luksFormat",
-		"crypt.Open":           "cryptsetup open",
-		"fs.Mkfs":              "mkfs.ext4",
-		"crypt.Close":          "cryptsetup close",
-		"lvm.DeactivateAndTag": "LV deactivation and marking the volume complete",
+		"keys.Create":  "KMIP key creation",
+		"lvm.CreateLV": "lvcreate",
+		"crypt.Format": "luksFormat",
+		"crypt.Open":   "cryptsetup open",
+		"fs.Mkfs":      "mkfs.ext4",
+		"crypt.Close":  "cryptsetup close",
+		"lvm.AddTag":   "marking the volume complete",
+		// A shared group's create deactivates in the same lvchange.
+		"shared lvm.DeactivateAndTag": "LV deactivation and marking the volume complete",
 	}
 	for op, step := range steps {
 		t.Run(op, func(t *testing.T) {
 			h := newHarness(t)
+			if o, ok := strings.CutPrefix(op, "shared "); ok {
+				h, op = sharedHarness(t), o
+			}
 			cause := errors.New("injected " + op + " failure")
 			h.w.failNext(op, cause)
 			err := h.m.Create(h.ctx, "v1", nil)
@@ -269,7 +279,7 @@ func TestCreateIncompleteUndoFinishedByReconcile(t *testing.T) {
 func TestCreateRedoesHalfMadeVolume(t *testing.T) {
 	h := newHarness(t)
 	// A create that died after mkfs, before the ready tag.
-	h.s.crashOn = "lvm.DeactivateAndTag"
+	h.s.crashOn = "lvm.AddTag"
 	_ = h.m.Create(h.ctx, "v1", nil)
 	if lv := h.w.lvs["cv-v1"]; lv == nil || slices.Contains(lv.Tags, TagReady) {
 		t.Fatal("setup: expected a half-made LV")
@@ -424,11 +434,17 @@ func TestMountRefusesWhenSomethingElseIsMountedThere(t *testing.T) {
 	}
 }
 
+// Each step of a mount fails once in turn, with the LV active (as a single
+// host leaves it) and inactive (after a boot that did not activate it):
+// nothing is left decrypted, and the LV is left as the mount found it.
 func TestMountFailureAtEachStepUndoes(t *testing.T) {
-	for _, op := range []string{"crypt.IsOpen", "lvm.Activate", "crypt.Inspect", "keys.Get", "crypt.Open", "fs.Mount", "state.rename"} {
-		t.Run(op, func(t *testing.T) {
+	for _, c := range []string{"crypt.IsOpen", "inactive crypt.IsOpen", "inactive lvm.Activate", "crypt.Inspect", "inactive crypt.Inspect",
+		"keys.Get", "crypt.Open", "inactive crypt.Open", "fs.Mount", "inactive fs.Mount", "state.rename", "inactive state.rename"} {
+		t.Run(c, func(t *testing.T) {
 			h := newHarness(t)
 			h.mustCreate("v1", nil)
+			op, inactive := strings.CutPrefix(c, "inactive ")
+			h.w.lvs["cv-v1"].Active = !inactive
 			cause := errors.New("injected " + op + " failure")
 			h.w.failNext(op, cause)
 			p, err := h.m.Mount(h.ctx, "v1", "c1")
@@ -440,6 +456,9 @@ func TestMountFailureAtEachStepUndoes(t *testing.T) {
 			}
 			h.w.assertNoSecret(t, "error", err.Error())
 			h.assertDown("v1")
+			if h.w.lvs["cv-v1"].Active == inactive {
+				t.Errorf("LV active = %v after the failed mount, want %v as before it", !inactive, inactive)
+			}
 			if ids := h.m.st.ids("v1"); len(ids) != 0 {
 				t.Errorf("ids recorded: %v", ids)
 			}
@@ -520,6 +539,37 @@ func TestRemove(t *testing.T) {
 	}
 	if err := h.m.Remove(h.ctx, "v1"); !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "no such volume") {
 		t.Errorf("second remove: %v", err)
+	}
+	h.assertConsistent()
+}
+
+// After a boot that did not activate it (LVM's autoactivation off), a
+// volume's LV is inactive: Mount and Remove activate it, from the kernel's
+// answer, not the view's stale Active.
+func TestMountAndRemoveActivateAnInactiveLV(t *testing.T) {
+	h := newHarness(t)
+	h.mustCreate("v1", nil)
+	h.mustCreate("v2", nil)
+	if _, err := h.m.Get(h.ctx, "v1"); err != nil { // the view says active
+		t.Fatal(err)
+	}
+	h.w.lvs["cv-v1"].Active, h.w.lvs["cv-v2"].Active = false, false
+	h.w.resetCalls()
+	h.mustMount("v1", "c1")
+	if calls := strings.Join(programsOf(h), " "); !strings.HasPrefix(calls, "lvm.Activate cv-v1 ") {
+		t.Errorf("mount of an inactive LV ran %q, want lvm.Activate first", calls)
+	}
+	h.mustUnmount("v1", "c1")
+	h.assertDown("v1")
+	if !h.w.lvs["cv-v1"].Active {
+		t.Error("the last unmount deactivated the LV on a single host")
+	}
+	h.w.resetCalls()
+	if err := h.m.Remove(h.ctx, "v2"); err != nil {
+		t.Fatal(err)
+	}
+	if calls := strings.Join(programsOf(h), " "); !strings.HasPrefix(calls, "lvm.Activate cv-v2 ") {
+		t.Errorf("remove of an inactive LV ran %q, want lvm.Activate first", calls)
 	}
 	h.assertConsistent()
 }

@@ -49,7 +49,7 @@ func (m *Manager) Mount(ctx context.Context, name, id string) (_ string, err err
 	if err != nil {
 		return "", err
 	}
-	brought, err := m.ensureMounted(ctx, name, lv, log)
+	brought, activated, err := m.ensureMounted(ctx, name, lv, log)
 	if err != nil {
 		return "", err
 	}
@@ -58,7 +58,13 @@ func (m *Manager) Mount(ctx context.Context, name, id string) (_ string, err err
 			// Unrecorded, this mount would never be unmounted.
 			cctx, cancel := command.CleanupContext(ctx)
 			defer cancel()
-			if terr := m.teardown(cctx, name, log); terr != nil {
+			terr := m.teardown(cctx, name, log)
+			if terr == nil && activated && m.keepsActive() {
+				// Left as the mount found it (teardown deactivates
+				// only in a shared group).
+				terr = m.lvm.Deactivate(cctx, lvName(name))
+			}
+			if terr != nil {
 				log.WithError(terr).Error("could not undo a mount whose ID could not be recorded")
 				m.sw.linger(name, terr)
 			}
@@ -71,29 +77,31 @@ func (m *Manager) Mount(ctx context.Context, name, id string) (_ string, err err
 }
 
 // ensureMounted returns nil only when the mountpoint is verified to be the
-// volume's decrypted filesystem. brought says whether this call mounted it.
-func (m *Manager) ensureMounted(ctx context.Context, name string, lv lvm.LV, log logrus.FieldLogger) (brought bool, err error) {
+// volume's decrypted filesystem. brought says whether this call mounted it,
+// activated whether it also activated the LV.
+func (m *Manager) ensureMounted(ctx context.Context, name string, lv lvm.LV, log logrus.FieldLogger) (brought, activated bool, err error) {
 	ok, other, err := m.mountedHere(name)
 	if err != nil {
-		return false, err
+		return false, false, err
 	}
 	if ok {
-		return false, nil
+		return false, false, nil
 	}
 	if other != "" {
-		return false, fmt.Errorf("volume %q: %s is mounted at %s instead of the volume; refusing to hand it out", name, other, m.mountpoint(name))
+		return false, false, fmt.Errorf("volume %q: %s is mounted at %s instead of the volume; refusing to hand it out", name, other, m.mountpoint(name))
 	}
 	if ids := m.st.ids(name); len(ids) > 0 {
 		// The plugin restarted in a new mount namespace, or someone
 		// unmounted it: the containers holding these IDs get it back.
 		log.WithField("mount_ids", len(ids)).Warn("volume has mount IDs but is not mounted here; mounting it again")
 	}
-	return true, m.bringUp(ctx, name, lv, log)
+	activated, err = m.bringUp(ctx, name, lv, log)
+	return true, activated, err
 }
 
 // bringUp activates, unlocks and mounts the volume, then verifies the mount.
 // On failure (or panic) it undoes its steps in reverse.
-func (m *Manager) bringUp(ctx context.Context, name string, lv lvm.LV, log logrus.FieldLogger) (err error) {
+func (m *Manager) bringUp(ctx context.Context, name string, lv lvm.LV, log logrus.FieldLogger) (activated bool, err error) {
 	target := m.mountpoint(name)
 	mapping := mappingName(name)
 	rb := &rollback{op: "mount", name: name, log: log}
@@ -102,11 +110,11 @@ func (m *Manager) bringUp(ctx context.Context, name string, lv lvm.LV, log logru
 	rb.at("checking for a stale mapping")
 	open, err := m.crypt.IsOpen(ctx, mapping)
 	if err != nil {
-		return err
+		return false, err
 	}
 	fstype := tagValue(lv.Tags, tagFSPrefix)
 	if _, ok := minSize[fstype]; !ok {
-		return fmt.Errorf("LV tag %q names no supported filesystem", tagFSPrefix+fstype)
+		return false, fmt.Errorf("LV tag %q names no supported filesystem", tagFSPrefix+fstype)
 	}
 	if open {
 		// Left by an interrupted operation, or held by containers while
@@ -118,17 +126,23 @@ func (m *Manager) bringUp(ctx context.Context, name string, lv lvm.LV, log logru
 		switch {
 		case errors.Is(err, luks.ErrBusy):
 			log.Info("mapping is held by running containers; mounting it again")
-			return m.mountVerified(ctx, rb, name, lv)
+			return false, m.mountVerified(ctx, rb, name, lv)
 		case err != nil:
-			return err
+			return false, err
 		}
 		log.Warn("closed a stale mapping before mounting")
 	}
 
-	rb.at("LV activation")
-	rb.add("deactivate LV", func(ctx context.Context) error { return m.lvm.Deactivate(ctx, lvName(name)) })
-	if err := m.lvm.Activate(ctx, lvName(name)); err != nil {
-		return m.elsewhere(name, lv, err)
+	// On a single host the LV is normally active already (keepsActive):
+	// the kernel says so without a program. A shared group's LV is
+	// activated exclusively each time: that takes its lock.
+	if !m.keepsActive() || !m.lvm.Active(lv) {
+		rb.at("LV activation")
+		rb.add("deactivate LV", func(ctx context.Context) error { return m.lvm.Deactivate(ctx, lvName(name)) })
+		if err := m.lvm.Activate(ctx, lvName(name)); err != nil {
+			return false, m.elsewhere(name, lv, err)
+		}
+		activated = true
 	}
 	if m.cfg.Shared {
 		rb.at("recording this host on the LV")
@@ -137,7 +151,7 @@ func (m *Manager) bringUp(ctx context.Context, name string, lv lvm.LV, log logru
 			return nil
 		})
 		if err := m.recordMountedHere(ctx, name, lv); err != nil {
-			return err
+			return false, err
 		}
 	}
 	dev := m.devPath(lv)
@@ -145,35 +159,35 @@ func (m *Manager) bringUp(ctx context.Context, name string, lv lvm.LV, log logru
 	rb.at("LUKS header check")
 	h, err := m.crypt.Inspect(ctx, dev)
 	if err != nil {
-		return err
+		return false, err
 	}
 	keyID, err := h.Check(name, tagValue(lv.Tags, tagKeyPrefix))
 	if err != nil {
-		return err
+		return false, err
 	}
 
 	rb.at("KMIP key fetch")
 	key, err := m.keyGet(ctx, name, tenantOf(lv), keyID)
 	if errors.Is(err, keys.ErrNotFound) || errors.Is(err, keys.ErrNotActive) {
 		// What a node decommissioned by `cryptvol decommission` sees.
-		return fmt.Errorf("its KMIP key %q was revoked or destroyed on the KMIP server (as `cryptvol decommission` does to all keys of a node), so it cannot be decrypted: %w", keyID, err)
+		return false, fmt.Errorf("its KMIP key %q was revoked or destroyed on the KMIP server (as `cryptvol decommission` does to all keys of a node), so it cannot be decrypted: %w", keyID, err)
 	}
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer key.Wipe()
 
 	rb.at("cryptsetup open")
 	rb.add("close mapping", func(ctx context.Context) error { return m.crypt.Close(ctx, mapping) })
 	if err := m.crypt.Open(ctx, dev, mapping, key.Bytes(), m.openOptions(lv.Tags)); err != nil {
-		return err
+		return false, err
 	}
 	key.Wipe()
 	if err := m.mountVerified(ctx, rb, name, lv); err != nil {
-		return err
+		return false, err
 	}
 	log.WithField("target", target).Debug("volume brought up")
-	return nil
+	return activated, nil
 }
 
 // mountVerified mounts the open mapping at the mountpoint, with the LV's
@@ -210,7 +224,8 @@ func (m *Manager) mountVerified(ctx context.Context, rb *rollback, name string, 
 }
 
 // Unmount releases one Mount of mount ID id. When no Mount remains, the
-// volume is taken down (unmounted, closed, deactivated) unless the kernel
+// volume is taken down (unmounted, closed, in a shared group deactivated:
+// keepsActive) unless the kernel
 // says something still holds its mapping; then it stays up and is retried
 // in the background, as is a teardown that fails. An unknown ID succeeds:
 // dockerd sends Unmount for mounts the plugin may have already released
@@ -252,7 +267,7 @@ func (m *Manager) Unmount(ctx context.Context, name, id string) (err error) {
 		log.Warn("last mount released but the kernel still holds the volume (a mount docker did not account for); it stays decrypted and is closed once nothing holds it")
 		m.sw.linger(name, errHeld)
 	default:
-		log.Info("volume unmounted, closed and deactivated")
+		log.Info("volume unmounted and closed")
 	}
 	return nil
 }
@@ -261,7 +276,7 @@ func (m *Manager) Unmount(ctx context.Context, name, id string) (err error) {
 // still holds it while no mount ID does.
 var errHeld = errors.New("still held open outside docker's mount accounting")
 
-// release takes the volume down: unmount, close, deactivate, remove the
+// release takes the volume down (teardown): unmount, close, remove the
 // empty mountpoint. If closing fails because the mapping is still held (a
 // container's mount namespace keeps the filesystem after the plugin's own
 // mount is gone) the plugin's mount is restored and held is true: the

@@ -63,6 +63,12 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 	if merr == nil {
 		m.seedView(mark, lvs)
 	}
+	// One pass over sysfs for every volume's mapping (nil: each asks
+	// IsOpen): on a single host every volume's LV is active at rest.
+	open, oerr := m.crypt.Mappings(ctx)
+	if oerr != nil {
+		m.log.WithError(oerr).WithField("op", "reconcile").Warn("could not list device-mapper devices at once; asking for each volume")
+	}
 	exists := map[string]bool{}
 	for _, lv := range lvs {
 		name, ok := volumeName(lv)
@@ -70,7 +76,7 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 			m.log.WithFields(logrus.Fields{"lv": lv.Name, "op": "reconcile"}).Warn("LV carries the cryptvol tag but not a cryptvol name; ignored")
 			continue
 		}
-		ready, err := m.reconcileVolume(ctx, name, lv)
+		ready, err := m.reconcileVolume(ctx, name, lv, open)
 		if err != nil {
 			errs = append(errs, err)
 		}
@@ -110,8 +116,9 @@ func (m *Manager) withLock(name string, fn func(log logrus.FieldLogger) error) e
 }
 
 // reconcileVolume applies rules 3-5 to one LV and reports whether it is a
-// complete volume afterwards.
-func (m *Manager) reconcileVolume(ctx context.Context, name string, lv lvm.LV) (ready bool, err error) {
+// complete volume afterwards. open lists the device-mapper names (nil: ask
+// IsOpen).
+func (m *Manager) reconcileVolume(ctx context.Context, name string, lv lvm.LV, open map[string]bool) (ready bool, err error) {
 	unlock := m.lock(name)
 	defer unlock()
 	log := m.logFor(name, "reconcile")
@@ -138,24 +145,28 @@ func (m *Manager) reconcileVolume(ctx context.Context, name string, lv lvm.LV) (
 	// Rule 4: an inactive LV can be neither open nor mounted, so recorded
 	// IDs are stale.
 	if !lv.Active {
-		if len(ids) > 0 {
-			err := m.st.update(func(s *state) { delete(s.Mounts, name) })
-			m.repaired(name, "dropped stale mount IDs: the LV is inactive (rule 4)", err)
-			if err != nil {
-				return true, wrap(err)
-			}
-			logStale(log, len(ids), "the LV is inactive, so nothing can hold the volume")
-		}
-		removeMountpoint(m.mountpoint(name), log)
-		return true, nil
+		return true, m.atRest(name, ids, "the LV is inactive", log)
 	}
-	// Rule 5: an active volume is taken down unless the kernel says it is
-	// held. Held: its mount is (re)established and its IDs kept, or it
-	// lingers if it has none. Not held: its IDs were stale.
 	mounted, _, err := m.mountedHere(name)
 	if err != nil {
 		return true, wrap(err)
 	}
+	// Rule 4 on a single host, where LVs stay active (keepsActive): an
+	// active LV with nothing mounted and no mapping is at rest.
+	if m.keepsActive() && !mounted {
+		isOpen, ok := open[mappingName(name)], open != nil
+		if !ok {
+			if isOpen, err = m.crypt.IsOpen(ctx, mappingName(name)); err != nil {
+				return true, wrap(err)
+			}
+		}
+		if !isOpen {
+			return true, m.atRest(name, ids, "its mapping is closed", log)
+		}
+	}
+	// Rule 5: an active volume is taken down unless the kernel says it is
+	// held. Held: its mount is (re)established and its IDs kept, or it
+	// lingers if it has none. Not held: its IDs were stale.
 	if mounted && len(ids) > 0 {
 		// Mounted in this namespace as recorded (the plugin restarted in
 		// place): left alone; the probe window checks the IDs.
@@ -184,6 +195,21 @@ func (m *Manager) reconcileVolume(ctx context.Context, name string, lv lvm.LV) (
 		log.WithField("was_mounted", mounted).Info("took down a volume no container holds")
 	}
 	return true, nil
+}
+
+// atRest applies rule 4 to a volume nothing can hold (why says what shows
+// it): its recorded IDs are stale and dropped, its empty mountpoint goes.
+func (m *Manager) atRest(name string, ids []string, why string, log logrus.FieldLogger) error {
+	if len(ids) > 0 {
+		err := m.st.update(func(s *state) { delete(s.Mounts, name) })
+		m.repaired(name, "dropped stale mount IDs: "+why+" (rule 4)", err)
+		if err != nil {
+			return fmt.Errorf("volume %q: reconcile: %w", name, err)
+		}
+		logStale(log, len(ids), why+", so nothing can hold the volume")
+	}
+	removeMountpoint(m.mountpoint(name), log)
+	return nil
 }
 
 // releaseOutcome describes rule 5's result for the trail.

@@ -268,16 +268,33 @@ func TestReconcileStrayMountpoint(t *testing.T) {
 // A failure on one volume does not stop the others being repaired, and is
 // reported with the volume's name.
 func TestReconcileCarriesOnAndReports(t *testing.T) {
+	// A single host: two mappings a crash left open, one refuses to close.
 	h := newHarness(t)
+	h.mustCreate("a", nil)
+	h.mustCreate("b", nil)
+	for _, n := range []string{"a", "b"} {
+		h.w.mappings["cryptvol-"+n] = "cv-" + n
+	}
+	h.w.failNext("crypt.Close", errors.New("device busy"))
+	err := h.m.Reconcile(h.ctx)
+	if err == nil || !strings.Contains(err.Error(), "device busy") || !strings.Contains(err.Error(), "reconcile") {
+		t.Fatalf("err = %v", err)
+	}
+	if len(h.w.mappings) != 1 {
+		t.Fatalf("mappings still open %v, want exactly the failed one", h.w.mappings)
+	}
+
+	// A shared group: two LVs a crash left active, one refuses to go.
+	h = sharedHarness(t)
 	h.mustCreate("a", nil)
 	h.mustCreate("b", nil)
 	for _, n := range []string{"a", "b"} {
 		h.w.lvs["cv-"+n].Active = true
 	}
 	h.w.failNext("lvm.Deactivate", errors.New("device busy"))
-	err := h.m.Reconcile(h.ctx)
+	err = h.m.Reconcile(h.ctx)
 	if err == nil || !strings.Contains(err.Error(), "device busy") || !strings.Contains(err.Error(), "reconcile") {
-		t.Fatalf("err = %v", err)
+		t.Fatalf("shared: err = %v", err)
 	}
 	active := 0
 	for _, lv := range h.w.lvs {
@@ -286,6 +303,49 @@ func TestReconcileCarriesOnAndReports(t *testing.T) {
 		}
 	}
 	if active != 1 {
-		t.Fatalf("%d LVs still active, want exactly the failed one", active)
+		t.Fatalf("shared: %d LVs still active, want exactly the failed one", active)
 	}
+}
+
+// Issue 15: on a single host LVs stay active between uses, so a restart
+// finds every volume's LV active; a volume at rest (nothing mounted, its
+// mapping closed) is no repair, costs no program, and keeps its LV, while
+// IDs recorded for it are stale and dropped.
+func TestReconcileLeavesVolumesAtRest(t *testing.T) {
+	h := newHarness(t)
+	h.mustCreate("a", nil)
+	h.mustCreate("b", nil)
+	if err := h.m.st.update(func(s *state) { s.addMount("b", "gone") }); err != nil {
+		t.Fatal(err)
+	}
+	h.restart()
+	trail := auditTrail(t, h)
+	h.w.resetCalls()
+	if err := h.m.Reconcile(h.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := programsOf(h); len(got) != 1 || got[0] != "lvm.ListLVs cryptvol" {
+		t.Errorf("reconcile ran %q, want one listing", got)
+	}
+	for _, n := range []string{"a", "b"} {
+		if !h.w.lvs["cv-"+n].Active {
+			t.Errorf("volume %s: reconcile deactivated a volume at rest", n)
+		}
+	}
+	if ids := h.m.st.ids("b"); len(ids) != 0 {
+		t.Errorf("stale IDs kept: %v", ids)
+	}
+	var repairs []string
+	for _, e := range readTrail(t, h, trail) {
+		if e.Op == "volume.repair" {
+			repairs = append(repairs, e.Volume+": "+e.Detail)
+		}
+	}
+	if want := []string{"b: dropped stale mount IDs: its mapping is closed (rule 4)"}; !slices.Equal(repairs, want) {
+		t.Errorf("repairs %q, want %q (a volume at rest is none)", repairs, want)
+	}
+	if logs := h.logs.String(); !strings.Contains(logs, "its mapping is closed") {
+		t.Errorf("the dropped stale IDs were not logged:\n%s", logs)
+	}
+	h.assertConsistent()
 }

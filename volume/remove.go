@@ -119,12 +119,13 @@ func (m *Manager) Remove(ctx context.Context, name string) (err error) {
 // removeTarget finds the LV Remove works on. A complete volume comes from
 // the view (lvview.go), which is as current as an lvs run now would be: an
 // unchanged metadata mark means no commit since its listing (issue 15: one
-// program less per remove). Its Active flag may be stale, so it is cleared
-// and readHeader activates the LV. A name the view lacks is asked of lvm,
-// which also sees half-made and foreign LVs of that name.
+// program less per remove). Its Active flag may be stale (activation is no
+// commit), so it is asked of the kernel, and readHeader activates an LV
+// that is not. A name the view lacks is asked of lvm, which also sees
+// half-made and foreign LVs of that name.
 func (m *Manager) removeTarget(ctx context.Context, name string) (lvm.LV, error) {
 	if lv, err := m.viewVolume(ctx, name); err == nil {
-		lv.Active = false
+		lv.Active = m.lvm.Active(lv)
 		return lv, nil
 	}
 	return m.lvm.LV(ctx, lvName(name))

@@ -70,7 +70,7 @@ func (m *Manager) Resize(ctx context.Context, name, size string) (r Resized, err
 
 	// The filesystem is grown mounted; a closed volume is brought up
 	// without a mount ID and taken down after.
-	brought, err := m.ensureMounted(ctx, name, lv, log)
+	brought, _, err := m.ensureMounted(ctx, name, lv, log)
 	if err != nil {
 		return r, fmt.Errorf("volume %q: the LV is %s, but mounting it to grow the filesystem failed (run the resize again): %w", name, FormatSize(want), err)
 	}

@@ -153,8 +153,9 @@ func (m *Manager) checkedHeader(ctx context.Context, name string, lv lvm.LV, dev
 }
 
 // activeFor makes sure the LV is active for header work and returns a
-// function that puts it back as it was. The caller holds the volume lock,
-// so an inactive LV is not mounted and nothing mounts it meanwhile.
+// function that puts it back as it was in a shared group; on a single host
+// the LV stays active (keepsActive). The caller holds the volume lock, so
+// an inactive LV is not mounted and nothing mounts it meanwhile.
 func (m *Manager) activeFor(ctx context.Context, name string, lv lvm.LV, log logrus.FieldLogger) (dev string, restore func(), err error) {
 	dev = m.devPath(lv)
 	if lv.Active {
@@ -162,6 +163,9 @@ func (m *Manager) activeFor(ctx context.Context, name string, lv lvm.LV, log log
 	}
 	if err := m.lvm.Activate(ctx, lvName(name)); err != nil {
 		return "", nil, fmt.Errorf("volume %q: activating LV for its LUKS header: %w", name, m.elsewhere(name, lv, err))
+	}
+	if m.keepsActive() {
+		return dev, func() {}, nil
 	}
 	return dev, func() {
 		cctx, cancel := command.CleanupContext(ctx)

@@ -36,8 +36,8 @@ func TestRotateReplacesTheKey(t *testing.T) {
 		if mounted {
 			h.assertUp("v")
 			h.stopContainer("v", "c1")
-		} else if _, _, active := h.up("v"); active {
-			t.Error("the rotation left an unmounted volume's LV active")
+		} else {
+			h.assertDown("v")
 		}
 		h.mustMount("v", "c2")
 		h.mustUnmount("v", "c2")
@@ -130,4 +130,31 @@ func TestRemoveNeverDestroysAKeyACopiedHeaderNames(t *testing.T) {
 	}
 	h.mustMount("src", "c1")
 	h.mustUnmount("src", "c1")
+}
+
+// In a shared group the LV is this host's only while it is active: header
+// work on a volume no container uses activates it and deactivates it
+// after (on a single host it stays active: keepsActive).
+func TestSharedHeaderWorkLeavesTheLVInactive(t *testing.T) {
+	h := sharedHarness(t)
+	h.mustCreate("v", nil)
+	if h.w.lvs["cv-v"].Active {
+		t.Fatal("a shared group's new volume is left active")
+	}
+	if _, err := h.m.Rotate(h.ctx, "v"); err != nil {
+		t.Fatal(err)
+	}
+	if h.w.lvs["cv-v"].Active {
+		t.Error("the rotation left a shared group's LV active")
+	}
+	if _, err := h.m.Reencrypt(h.ctx, "v"); err != nil {
+		t.Fatal(err)
+	}
+	if h.w.lvs["cv-v"].Active {
+		t.Error("the reencryption left a shared group's LV active")
+	}
+	h.mustMount("v", "c1")
+	h.mustUnmount("v", "c1")
+	h.assertDown("v")
+	h.assertConsistent()
 }

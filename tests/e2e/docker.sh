@@ -29,7 +29,8 @@ check "inspect shows a CreatedAt" sh -c '[ -n "$(docker volume inspect v1 --form
 check "KMIP holds an active key for v1" "$repo/scripts/kmip/key-state" "$key1"
 check "closed after create" closed v1
 check "write through a container" docker run --rm -v v1:/data $img sh -c 'echo e2e-secret-pattern > /data/f && sync'
-check "closed after the container exits (no mapping, LV inactive, not mounted)" closed v1
+check "closed after the container exits (no mapping, not mounted)" closed v1
+check "...its LV still active, so the next container's mount runs no lvchange (issue 15)" lv_active v1
 check_eq "a second container reads it back" e2e-secret-pattern "$(docker run --rm -v v1:/data $img cat /data/f 2>&1)"
 check "closed again" closed v1
 lvchange -ay $vg/cv-v1

@@ -13,7 +13,9 @@ lv_exists() { lvs "$vg/cv-$1" >/dev/null 2>&1; }
 # NUL the record separator, so a disk with no newlines does not become one enormous line.
 absent() { LC_ALL=C grep -qaz -- "$1" "${@:2}"; [ $? -eq 1 ]; }
 mounted() { grep -q "^/dev/mapper/cryptvol-$1 " /proc/mounts; }
-closed() { ! mapping_open "$1" && ! lv_active "$1" && ! mounted "$1"; }
+# closed V: nothing of V decrypted: no mapping, not mounted. Its LV stays active between uses on a single host (volume
+# keepsActive: it shows only ciphertext), so that is not part of it.
+closed() { ! mapping_open "$1" && ! mounted "$1"; }
 status() { docker volume inspect "$1" --format "{{index .Status \"$2\"}}"; }
 # wait_for DESC SECONDS CMD...: polls CMD until it succeeds (for asynchronous things: swarm tasks).
 wait_for() {
