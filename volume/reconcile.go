@@ -63,12 +63,7 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 	if merr == nil {
 		m.seedView(mark, lvs)
 	}
-	// One pass over sysfs for every volume's mapping (nil: each asks
-	// IsOpen): on a single host every volume's LV is active at rest.
-	open, oerr := m.crypt.Mappings(ctx)
-	if oerr != nil {
-		m.log.WithError(oerr).WithField("op", "reconcile").Warn("could not list device-mapper devices at once; asking for each volume")
-	}
+	rest := m.readRest(ctx)
 	exists := map[string]bool{}
 	for _, lv := range lvs {
 		name, ok := volumeName(lv)
@@ -76,7 +71,7 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 			m.log.WithFields(logrus.Fields{"lv": lv.Name, "op": "reconcile"}).Warn("LV carries the cryptvol tag but not a cryptvol name; ignored")
 			continue
 		}
-		ready, err := m.reconcileVolume(ctx, name, lv, open)
+		ready, err := m.reconcileVolume(ctx, name, lv, rest)
 		if err != nil {
 			errs = append(errs, err)
 		}
@@ -115,10 +110,42 @@ func (m *Manager) withLock(name string, fn func(log logrus.FieldLogger) error) e
 	return fn(m.logFor(name, "reconcile"))
 }
 
+// restView is what reconciliation reads once for all volumes: the mounts
+// under the mount root and the device-mapper names. On a single host every
+// volume's LV is active at rest (keepsActive), and asking the mount table
+// and sysfs per volume would read them N times; nil: ask per volume.
+type restView struct {
+	mounts map[string]string
+	open   map[string]bool
+}
+
+func (m *Manager) readRest(ctx context.Context) *restView {
+	if !m.keepsActive() {
+		return nil
+	}
+	log := m.log.WithField("op", "reconcile")
+	open, err := m.crypt.Mappings(ctx)
+	if err != nil {
+		log.WithError(err).Warn("could not list device-mapper devices at once; asking for each volume")
+		return nil
+	}
+	mounts, err := m.fs.MountedUnder(m.cfg.MountRoot)
+	if err != nil {
+		log.WithError(err).Warn("could not read the mount table at once; asking for each volume")
+		return nil
+	}
+	return &restView{mounts: mounts, open: open}
+}
+
+// atRest says whether the view shows the volume with nothing mounted and
+// no mapping.
+func (r *restView) atRest(name string) bool {
+	return r != nil && r.mounts[name] == "" && !r.open[mappingName(name)]
+}
+
 // reconcileVolume applies rules 3-5 to one LV and reports whether it is a
-// complete volume afterwards. open lists the device-mapper names (nil: ask
-// IsOpen).
-func (m *Manager) reconcileVolume(ctx context.Context, name string, lv lvm.LV, open map[string]bool) (ready bool, err error) {
+// complete volume afterwards.
+func (m *Manager) reconcileVolume(ctx context.Context, name string, lv lvm.LV, rest *restView) (ready bool, err error) {
 	unlock := m.lock(name)
 	defer unlock()
 	log := m.logFor(name, "reconcile")
@@ -147,21 +174,23 @@ func (m *Manager) reconcileVolume(ctx context.Context, name string, lv lvm.LV, o
 	if !lv.Active {
 		return true, m.atRest(name, ids, "the LV is inactive", log)
 	}
+	// Rule 4 on a single host, where LVs stay active (keepsActive): an
+	// active LV with nothing mounted and no mapping is at rest.
+	const closed = "its mapping is closed"
+	if rest.atRest(name) {
+		return true, m.atRest(name, ids, closed, log)
+	}
 	mounted, _, err := m.mountedHere(name)
 	if err != nil {
 		return true, wrap(err)
 	}
-	// Rule 4 on a single host, where LVs stay active (keepsActive): an
-	// active LV with nothing mounted and no mapping is at rest.
-	if m.keepsActive() && !mounted {
-		isOpen, ok := open[mappingName(name)], open != nil
-		if !ok {
-			if isOpen, err = m.crypt.IsOpen(ctx, mappingName(name)); err != nil {
-				return true, wrap(err)
-			}
+	if m.keepsActive() && !mounted && rest == nil {
+		open, err := m.crypt.IsOpen(ctx, mappingName(name))
+		if err != nil {
+			return true, wrap(err)
 		}
-		if !isOpen {
-			return true, m.atRest(name, ids, "its mapping is closed", log)
+		if !open {
+			return true, m.atRest(name, ids, closed, log)
 		}
 	}
 	// Rule 5: an active volume is taken down unless the kernel says it is

@@ -348,4 +348,23 @@ func TestReconcileLeavesVolumesAtRest(t *testing.T) {
 		t.Errorf("the dropped stale IDs were not logged:\n%s", logs)
 	}
 	h.assertConsistent()
+
+	// sysfs unreadable at once: each volume is asked on its own, with the
+	// same outcome.
+	h.restart()
+	h.w.failNext("crypt.Mappings", errors.New("sysfs: injected failure"))
+	h.w.resetCalls()
+	if err := h.m.Reconcile(h.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := programsOf(h); len(got) != 1 {
+		t.Errorf("reconcile without the sysfs listing ran %q, want one listing", got)
+	}
+	if n := strings.Count(strings.Join(h.w.callLog(), "\n"), "crypt.IsOpen"); n != 2 {
+		t.Errorf("%d IsOpen calls, want one per volume", n)
+	}
+	if !h.w.lvs["cv-a"].Active || !h.w.lvs["cv-b"].Active {
+		t.Error("a volume at rest was deactivated")
+	}
+	h.assertConsistent()
 }
