@@ -138,12 +138,24 @@ func (c *Cryptsetup) Close(ctx context.Context, mapping string) error {
 	return nil
 }
 
-// Erase destroys every keyslot of dev's LUKS header, making its data
-// unrecoverable even to a holder of the passphrase. A device without a
+// Erase destroys dev's LUKS header, making its data unrecoverable even to a
+// holder of the passphrase. A header both of whose copies are intact and in
+// sync is wiped whole, without a program (wipe.go); any other is left to
+// `cryptsetup erase`, which drops every keyslot and overwrites their areas.
+// A device held open (a mapping, a mount) wraps ErrBusy; a device without a
 // header wraps ErrNotLUKS.
 func (c *Cryptsetup) Erase(ctx context.Context, dev string) error {
 	if err := validateDevice(dev); err != nil {
 		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("erase %s: %w", dev, err)
+	}
+	switch err := wipeHeader(dev); {
+	case err == nil:
+		return nil
+	case !errors.Is(err, errFallback):
+		return fmt.Errorf("erase %s: %w", dev, err)
 	}
 	if _, err := c.run(ctx, nil, "luksErase", "--batch-mode", dev); err != nil {
 		if is, lerr := c.isLuks(ctx, dev, ""); lerr == nil && !is {

@@ -131,9 +131,10 @@ func (c *Cryptsetup) Format(ctx context.Context, dev string, key []byte, token T
 	return nil
 }
 
-// destroyHeader erases the keyslots with cryptsetup, so the volume key is
-// gone even if zeroing fails, then zeroes the header area so that the device
-// no longer looks like LUKS.
+// destroyHeader erases the header (Erase: wiped whole when intact, else its
+// keyslots dropped by cryptsetup), so the volume key is gone even if
+// zeroing fails, then zeroes cryptvol's header area whatever the header
+// says, so that the device no longer looks like LUKS.
 func (c *Cryptsetup) destroyHeader(ctx context.Context, dev string) error {
 	eraseErr := c.Erase(ctx, dev)
 	if errors.Is(eraseErr, ErrNotLUKS) {
@@ -157,14 +158,8 @@ func zeroHeader(dev string) (err error) {
 	if err != nil {
 		return fmt.Errorf("zero LUKS header of %s: %w", dev, err)
 	}
-	n := min(size, headerArea)
-	zeros := make([]byte, 1<<20)
-	for off := int64(0); off < n; {
-		w, err := f.WriteAt(zeros[:min(n-off, int64(len(zeros)))], off)
-		if err != nil {
-			return fmt.Errorf("zero LUKS header of %s: %w", dev, err)
-		}
-		off += int64(w)
+	if err := zeroRange(f, 0, min(size, headerArea)); err != nil {
+		return err
 	}
 	if err := f.Sync(); err != nil {
 		return fmt.Errorf("zero LUKS header of %s: %w", dev, err)

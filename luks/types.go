@@ -1,9 +1,11 @@
 // Package luks owns every call to cryptsetup, and the reading of LUKS2
 // headers: LUKS2 format with explicit parameters, header inspection, open
-// with verification, close, keyslot erase and cryptvol's token. Keys travel
+// with verification, close, header erase and cryptvol's token. Keys travel
 // to cryptsetup on stdin only.
 //
-// Files: cryptsetup.go runs cryptsetup (open, close, erase); mapped.go
+// Files: cryptsetup.go runs cryptsetup (open, close, erase); wipe.go
+// erases an intact header without it, writing zeros over the whole header
+// area; mapped.go
 // tells whether a mapping exists from sysfs, without a program; format.go
 // writes a header and its token and undoes a half-made one; inspect.go reads
 // the header's JSON metadata, from header.go (the LUKS2 on-disk format read

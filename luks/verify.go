@@ -20,7 +20,7 @@ func (h Header) Check(volume, tagKeyID string) (keyID string, err error) {
 	case h.Version != 2:
 		err = fmt.Errorf("LUKS%d, expected LUKS2", h.Version)
 	case h.Keyslots == 0:
-		err = errors.New("no keyslots left (erased by a remove)")
+		err = errors.New("no keyslots left (erased by `cryptsetup erase`)")
 	case h.Cipher != Cipher:
 		err = fmt.Errorf("cipher is %q, expected %q", h.Cipher, Cipher)
 	case h.Integrity != "" && h.Integrity != "hmac(sha256)":

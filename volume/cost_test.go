@@ -10,7 +10,8 @@ import (
 // per call except crypt.Format (luksFormat, token import; isLuks only when
 // a fresh LV shows a LUKS magic, luks/header.go), which its own tests
 // pin, and crypt.Inspect, which reads an intact header from the device and
-// runs luksDump only for a damaged one (luks/header.go), and fs.Mount and
+// runs luksDump only for a damaged one (luks/header.go), crypt.Erase,
+// which wipes such a header itself (luks/wipe.go), and fs.Mount and
 // fs.Unmount, which are mount(2) and umount2(2) (mount/syscall.go); keys.
 // calls are KMIP work and start none. Reads of the metadata
 // mark, the mount table, sysfs and the state file start nothing and are
@@ -23,7 +24,7 @@ func opCost(h *harness) (calls string, programs int) {
 		switch {
 		case op == "crypt.Format":
 			programs += 2
-		case op == "crypt.Inspect", op == "fs.Mount", op == "fs.Unmount":
+		case op == "crypt.Inspect", op == "crypt.Erase", op == "fs.Mount", op == "fs.Unmount":
 		case !strings.HasPrefix(op, "keys."):
 			programs++
 		}
@@ -74,7 +75,7 @@ func TestOperationCostsArePinned(t *testing.T) {
 			if err := h.m.Remove(h.ctx, "v1"); err != nil {
 				t.Fatal(err)
 			}
-		}, "crypt.Inspect crypt.Erase lvm.RemoveLV keys.Destroy", 2},
+		}, "crypt.Inspect crypt.Erase lvm.RemoveLV keys.Destroy", 1},
 	}
 	for _, s := range steps {
 		h.w.resetCalls()

@@ -14,7 +14,7 @@ import (
 	"github.com/cryptvol/cryptvol/lvm"
 )
 
-// Remove destroys the volume: LUKS keyslots erased, LV removed, KMIP key
+// Remove destroys the volume: LUKS header erased, LV removed, KMIP key
 // revoked and destroyed. It is refused while a container holds the volume.
 // Mount IDs that may be stale (see sweep.go) are checked against the kernel
 // first. The exact objects (LV UUID, key ids) are journaled before anything
@@ -107,7 +107,7 @@ func (m *Manager) Remove(ctx context.Context, name string) (err error) {
 		}
 		return fmt.Errorf("volume %q: remove: %w (the volume's data is already unreadable; the rest is finished in the background)", name, err)
 	}
-	log.Info("volume removed: keyslots erased, LV removed, KMIP key destroyed")
+	log.Info("volume removed: LUKS header erased, LV removed, KMIP key destroyed")
 	if err := m.st.update(func(s *state) { s.Removing = withoutEntry(s.Removing, entry); delete(s.Mounts, name) }); err != nil {
 		// The work is done; a stale entry only makes a later sweep find
 		// nothing of that LV and destroy already destroyed keys.
@@ -280,7 +280,7 @@ func (m *Manager) destroy(ctx context.Context, name, tenant string, lv *lvm.LV, 
 				return false, fmt.Errorf("erasing LUKS keyslots: %w", err)
 			}
 			erased = true
-			log.Debug("LUKS keyslots erased")
+			log.Debug("LUKS header erased")
 		} else {
 			log.Debug("LV has no LUKS header")
 		}
