@@ -102,9 +102,13 @@ func (c *Client) lvs(ctx context.Context, selector string) ([]LV, error) {
 	return lvs, nil
 }
 
-// VG reports the size and free space of the volume group.
+// VG reports the size and free space of the volume group. The same vgs
+// names the group's devices (a row per physical volume), which MetadataMark
+// needs: a start, which asks VG first, then runs no pvs of its own (issue
+// 15: at 1,000 volumes every lvm command costs 0.6 s in the lab, reading
+// the group's metadata, whatever it reports; restart to answering).
 func (c *Client) VG(ctx context.Context) (VG, error) {
-	out, err := c.run(ctx, "vgs", "-o", "vg_name,vg_size,vg_free,vg_extent_size,vg_uuid,vg_lock_type", "--units", "b", "--nosuffix", "--reportformat", "json", c.vg)
+	out, err := c.run(ctx, "vgs", "-o", "vg_name,vg_size,vg_free,vg_extent_size,vg_uuid,vg_lock_type,pv_name", "--units", "b", "--nosuffix", "--reportformat", "json", c.vg)
 	if err != nil {
 		if isNotFound(err) {
 			return VG{}, fmt.Errorf("volume group %s: %w: %w", c.vg, ErrNotFound, err)
@@ -118,13 +122,22 @@ func (c *Client) VG(ctx context.Context) (VG, error) {
 		ExtentSize string `json:"vg_extent_size"`
 		UUID       string `json:"vg_uuid"`
 		LockType   string `json:"vg_lock_type"`
+		PV         string `json:"pv_name"`
 	}](out, "vg")
 	if err != nil {
 		return VG{}, err
 	}
-	if len(rows) != 1 || rows[0].Name != c.vg {
-		return VG{}, fmt.Errorf("volume group %s: vgs reported %d groups", c.vg, len(rows))
+	if len(rows) == 0 {
+		return VG{}, fmt.Errorf("volume group %s: vgs reported no group", c.vg)
 	}
+	var devs []string
+	for _, r := range rows {
+		if r.Name != c.vg || r.UUID != rows[0].UUID {
+			return VG{}, fmt.Errorf("volume group %s: vgs reported another group (%s, %s)", c.vg, r.Name, r.UUID)
+		}
+		devs = append(devs, r.PV)
+	}
+	c.learnDevices(devs)
 	r := rows[0]
 	vg := VG{Name: r.Name, UUID: r.UUID, LockType: r.LockType}
 	for _, f := range []struct {

@@ -66,7 +66,7 @@ func fixture(t *testing.T, name string) string {
 const (
 	lvsCmd   = "lvm lvs -o lv_name,vg_name,lv_path,lv_size,lv_tags,lv_active,pool_lv,lv_time,lv_uuid --units b --nosuffix --reportformat json "
 	poolCmd  = "lvm lvs -o lv_name,lv_size,data_percent,segtype,lv_active,metadata_percent --units b --nosuffix --reportformat json "
-	vgsCmd   = "lvm vgs -o vg_name,vg_size,vg_free,vg_extent_size,vg_uuid,vg_lock_type --units b --nosuffix --reportformat json cvhost"
+	vgsCmd   = "lvm vgs -o vg_name,vg_size,vg_free,vg_extent_size,vg_uuid,vg_lock_type,pv_name --units b --nosuffix --reportformat json cvhost"
 	emptyLVs = "  {\n      \"report\": [\n          {\n              \"lv\": [\n              ]\n          }\n      ]\n  }\n"
 	emptyVGs = "  {\n      \"report\": [\n          {\n              \"vg\": [\n              ]\n          }\n      ]\n  }\n"
 )
@@ -239,6 +239,40 @@ func TestVG(t *testing.T) {
 	}
 	if want := (VG{Name: "cvhost", Size: 310378496, Free: 134217728, ExtentSize: 4194304}); vg != want {
 		t.Fatalf("VG = %+v, want %+v", vg, want)
+	}
+}
+
+// The vgs that VG runs names the group's devices (a row per PV): the
+// metadata mark is then read from them with no pvs (issue 15: a restart
+// runs one lvm program less). A device lvm cannot find teaches nothing,
+// and the mark asks pvs.
+func TestVGTeachesTheMarkItsDevices(t *testing.T) {
+	pv := pvImage(t, "cvhost", 512, 900, 0xabcd, 0)
+	row := func(dev string) string {
+		return `{"vg_name":"cvhost","vg_size":"1073741824","vg_free":"0","vg_extent_size":"4194304","vg_uuid":"u","vg_lock_type":"","pv_name":"` + dev + `"}`
+	}
+	f := newFake(t) // no pvs answer: running it fails the test
+	f.on(vgsCmd, answer{stdout: `{"report":[{"vg":[` + row(pv) + `]}]}`})
+	c := f.client(t)
+	if _, err := c.VG(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := c.MetadataMark(context.Background()); err != nil || !strings.Contains(m, pv) {
+		t.Fatalf("MetadataMark after VG = %q, %v; want it read from %s", m, err, pv)
+	}
+
+	f = newFake(t)
+	f.on(vgsCmd, answer{stdout: `{"report":[{"vg":[` + row(pv) + `,` + row("[unknown]") + `]}]}`})
+	f.on("lvm pvs -o pv_name,vg_name --reportformat json --select vg_name=cvhost", answer{stdout: `{"report":[{"pv":[{"pv_name":"` + pv + `","vg_name":"cvhost"}]}]}`})
+	c = f.client(t)
+	if _, err := c.VG(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.MetadataMark(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.calls; len(got) != 2 || got[1][1] != "pvs" {
+		t.Fatalf("ran %q; with a device missing, want the mark to ask pvs", got)
 	}
 }
 

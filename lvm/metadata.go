@@ -254,6 +254,21 @@ func (c *Client) MetadataMark(ctx context.Context) (string, error) {
 	return c.marks.read(devs, c.vg)
 }
 
+// learnDevices keeps devs, the group's devices as a report just named
+// them, for MetadataMark. A device lvm cannot find ("[unknown]", or no
+// name) holds no metadata to read: then nothing is kept, and MetadataMark
+// asks pvs when it needs the devices.
+func (c *Client) learnDevices(devs []string) {
+	for _, d := range devs {
+		if !strings.HasPrefix(d, "/") {
+			return
+		}
+	}
+	c.mu.Lock()
+	c.pvs = devs
+	c.mu.Unlock()
+}
+
 // physicalVolumes lists the group's devices as lvm names them.
 func (c *Client) physicalVolumes(ctx context.Context) ([]string, error) {
 	out, err := c.run(ctx, "pvs", "-o", "pv_name,vg_name", "--reportformat", "json", "--select", "vg_name="+c.vg)
