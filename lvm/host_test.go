@@ -12,11 +12,10 @@ import (
 	"time"
 )
 
-// TestHostVGOnLoopDevice runs the real lvm against a VG on a loop device.
-// It needs root and loop devices but no device-mapper, so it covers what a
-// machine without dm can prove: EnsureVG's pvcreate/vgcreate, the vgs report
-// and real lvm's "not found" messages for LVs and VGs.
-func TestHostVGOnLoopDevice(t *testing.T) {
+// hostLoop returns a loop device over a fresh image of size bytes, detached
+// at the end of the test; it skips a test that cannot have one here.
+func hostLoop(t *testing.T, size int64) string {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root")
 	}
@@ -34,7 +33,7 @@ func TestHostVGOnLoopDevice(t *testing.T) {
 	if err := os.WriteFile(img, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Truncate(img, 64<<20); err != nil {
+	if err := os.Truncate(img, size); err != nil {
 		t.Fatal(err)
 	}
 	out, err := exec.Command("losetup", "--find", "--show", img).CombinedOutput()
@@ -47,7 +46,15 @@ func TestHostVGOnLoopDevice(t *testing.T) {
 			t.Errorf("losetup -d %s: %v: %s", loop, err, out)
 		}
 	})
+	return loop
+}
 
+// TestHostVGOnLoopDevice runs the real lvm against a VG on a loop device.
+// It needs root and loop devices but no device-mapper, so it covers what a
+// machine without dm can prove: EnsureVG's pvcreate/vgcreate, the vgs report
+// and real lvm's "not found" messages for LVs and VGs.
+func TestHostVGOnLoopDevice(t *testing.T) {
+	loop := hostLoop(t, 64<<20)
 	vg := fmt.Sprintf("cvhosttest%d", time.Now().UnixNano()%1e9)
 	c, err := New(vg)
 	if err != nil {

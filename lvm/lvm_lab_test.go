@@ -215,7 +215,47 @@ func TestLabMetadataMark(t *testing.T) {
 	step("lvcreate", func() error {
 		return c.CreateLV(ctx, CreateRequest{Name: name, Size: 16 << 20, Tags: []string{"cvlabmark"}})
 	}, true)
+	// The LVs read from the metadata text are lvs's, on real devices with
+	// device-mapper: activation from the kernel (Active), the rest from
+	// the text, with no program.
+	sameAsLvs := func(what string) {
+		t.Helper()
+		want, err := c.ListLVs(ctx, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		before := runs
+		_, got, err := counted.MetadataLVs(ctx, "")
+		if err != nil {
+			t.Fatalf("%s: MetadataLVs: %v", what, err)
+		}
+		if runs != before {
+			t.Errorf("%s: MetadataLVs ran %d programs", what, runs-before)
+		}
+		for i := range got {
+			got[i].Active = c.Active(got[i])
+		}
+		// A thin pool has no device node for Active to look at (lvs
+		// reports it active when its -tpool layer is): pools are
+		// compared without activation. No cryptvol volume is a pool.
+		for i := range want {
+			if want[i].Path == "" && i < len(got) && got[i].Name == want[i].Name {
+				got[i].Active = want[i].Active
+			}
+		}
+		sameLVs(t, what, want, got)
+		wantVG, err := c.VG(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		before = runs
+		if vg, err := counted.MetadataVG(ctx); err != nil || vg != wantVG || runs != before {
+			t.Errorf("%s: group from the text %+v (%v, %d programs), vgs reported %+v", what, vg, err, runs-before, wantVG)
+		}
+	}
+	sameAsLvs("after lvcreate")
 	step("lvchange -an", func() error { return c.Deactivate(ctx, name) }, false)
+	sameAsLvs("after lvchange -an")
 	step("lvchange -ay", func() error { return c.Activate(ctx, name) }, false)
 	step("lvchange --addtag", func() error { return c.AddTag(ctx, name, "cvlabmark2") }, true)
 	step("lvchange -ay", func() error { return c.Activate(ctx, name) }, false)

@@ -58,9 +58,24 @@ type markReader struct {
 // whose metadata area holds vg's text, "device:offset:size:checksum".
 // Devices that are not (or no longer) in vg add nothing; none at all is
 // ErrNoMetadata.
-func (r *markReader) read(devices []string, vg string) (mark string, err error) {
+func (r *markReader) read(devices []string, vg string) (string, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	mark, _, err := r.readLocked(devices, vg)
+	return mark, err
+}
+
+// textLocation is where one metadata area says vg's current text is.
+type textLocation struct {
+	dev   string
+	start uint64 // the area's offset on dev
+	size  uint64 // the area's size, its header's sector included
+	loc   rawLocn
+}
+
+// readLocked is read, with r.mu held; it also returns where the first
+// area holding vg's text says the text is.
+func (r *markReader) readLocked(devices []string, vg string) (mark string, first textLocation, err error) {
 	defer func() {
 		if err != nil {
 			r.areas, r.checked = nil, nil
@@ -70,33 +85,27 @@ func (r *markReader) read(devices []string, vg string) (mark string, err error) 
 		r.areas, r.checked = map[string][]uint64{}, map[string]rawLocn{}
 	}
 	var parts []string
+	var all []textLocation
 	for _, dev := range devices {
 		locs, err := r.deviceMark(dev, vg)
 		if err != nil {
-			return "", err
+			return "", textLocation{}, err
 		}
 		for _, l := range locs {
-			parts = append(parts, dev+":"+l)
+			parts = append(parts, fmt.Sprintf("%s:%d:%d:%d:%08x", dev, l.start, l.loc.offset, l.loc.size, l.loc.checksum))
 		}
+		all = append(all, locs...)
 	}
 	if len(parts) == 0 {
-		return "", fmt.Errorf("volume group %s on %s: %w", vg, strings.Join(devices, ","), ErrNoMetadata)
+		return "", textLocation{}, fmt.Errorf("volume group %s on %s: %w", vg, strings.Join(devices, ","), ErrNoMetadata)
 	}
-	return strings.Join(parts, " "), nil
+	return strings.Join(parts, " "), all[0], nil
 }
 
 // deviceMark reads one device's metadata area headers (and its label, the
-// first time). O_DIRECT: another host sharing the device writes behind this
-// host's page cache.
-func (r *markReader) deviceMark(dev, vg string) ([]string, error) {
-	f, err := os.OpenFile(dev, os.O_RDONLY|unix.O_DIRECT, 0)
-	if errors.Is(err, unix.EINVAL) {
-		// tmpfs has no O_DIRECT; only a regular file (a test's image) may
-		// be read through the cache, never a shared device.
-		if fi, serr := os.Stat(dev); serr == nil && fi.Mode().IsRegular() {
-			f, err = os.Open(dev)
-		}
-	}
+// first time) and returns where those holding vg's text say it is.
+func (r *markReader) deviceMark(dev, vg string) ([]textLocation, error) {
+	f, err := openDirect(dev)
 	if err != nil {
 		return nil, fmt.Errorf("reading LVM metadata mark: %w", err)
 	}
@@ -124,7 +133,7 @@ func (r *markReader) deviceMark(dev, vg string) ([]string, error) {
 		}
 		r.areas[dev] = mdas
 	}
-	var marks []string
+	var marks []textLocation
 	for _, start := range mdas {
 		h, err := read(int64(start), mdaHeaderSize)
 		if err != nil {
@@ -155,9 +164,23 @@ func (r *markReader) deviceMark(dev, vg string) ([]string, error) {
 			}
 			r.checked[key] = loc
 		}
-		marks = append(marks, fmt.Sprintf("%d:%d:%d:%08x", start, loc.offset, loc.size, loc.checksum))
+		marks = append(marks, textLocation{dev: dev, start: start, size: size, loc: loc})
 	}
 	return marks, nil
+}
+
+// openDirect opens dev for reading with O_DIRECT: another host sharing the
+// device writes behind this host's page cache.
+func openDirect(dev string) (*os.File, error) {
+	f, err := os.OpenFile(dev, os.O_RDONLY|unix.O_DIRECT, 0)
+	if errors.Is(err, unix.EINVAL) {
+		// tmpfs has no O_DIRECT; only a regular file (a test's image) may
+		// be read through the cache, never a shared device.
+		if fi, serr := os.Stat(dev); serr == nil && fi.Mode().IsRegular() {
+			f, err = os.Open(dev)
+		}
+	}
+	return f, err
 }
 
 // metadataAreas finds the LVM2 label in the first sectors and returns the

@@ -22,6 +22,9 @@ const pvMetadataSize = "16m"
 // before wiping, reads EOF from the empty stdin and refuses, so a wrong
 // device in the configuration does not lose data.
 func (c *Client) EnsureVG(ctx context.Context, devices []string) error {
+	if c.groupOn(ctx, devices) {
+		return nil
+	}
 	_, err := c.VG(ctx)
 	if err == nil {
 		return nil
@@ -51,12 +54,46 @@ func (c *Client) EnsureVG(ctx context.Context, devices []string) error {
 	return nil
 }
 
+// groupOn reports whether devices hold the group's current metadata text,
+// read from them without running lvm (issue 15: at 1,000 volumes the vgs
+// this saves cost 0.6 s of every start); they are then the devices
+// MetadataMark reads. A device that is not a PV, or not the group's, says
+// no, and vgs decides.
+func (c *Client) groupOn(ctx context.Context, devices []string) bool {
+	if len(devices) == 0 {
+		return false
+	}
+	// Only read here: pvcreate and vgcreate, which take the devices as
+	// arguments, validate them.
+	if _, err := c.marks.read(devices, c.vg); err != nil {
+		return false
+	}
+	c.learnDevices(devices)
+	if _, err := c.MetadataVG(ctx); err != nil {
+		c.mu.Lock()
+		c.pvs = nil
+		c.mu.Unlock()
+		return false
+	}
+	return true
+}
+
 // EnsureThinPool creates the thin pool over 90% of the group's free space
 // unless it exists; an existing LV of that name must be a thin pool. The
 // 10% left free gives lvm room to grow the pool metadata and spare.
+//
+// An existing pool is found in the metadata text when the group's devices
+// are known (issue 15: at 1,000 volumes the lvs it ran cost 0.6 s of every
+// start); lvs decides whatever the text does not show.
 func (c *Client) EnsureThinPool(ctx context.Context, pool string) error {
 	if err := ValidateLVName(pool); err != nil {
 		return err
+	}
+	if typ, err := c.textSegtype(pool); err == nil && typ != "" {
+		if typ != "thin-pool" {
+			return fmt.Errorf("%s exists but is a %q volume, not a thin pool", c.lvRef(pool), typ)
+		}
+		return nil
 	}
 	r, err := c.pool(ctx, pool)
 	if err == nil {

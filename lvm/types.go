@@ -4,10 +4,13 @@
 //
 // Files: client.go queries and changes LVs; report.go parses lvs JSON;
 // setup.go makes the VG and thin pool at start-up; validate.go checks names,
-// tags and sizes before any command runs; shared.go is what a shared
-// group (lvmlockd) adds: exclusive activation, its lockspace, its errors; metadata.go reads the group's
-// metadata mark from its devices (no program), which tells whether any
-// metadata commit happened since an earlier read.
+// tags and sizes before any command runs; shared.go is what a shared group
+// (lvmlockd) adds: exclusive activation, its lockspace, its errors;
+// metadata.go reads the group's metadata mark from its devices (no
+// program), which tells whether any metadata commit happened since an
+// earlier read; metadata_text.go reads the text the mark points at,
+// vgtext.go parses lvm's config syntax, and vglvs.go takes the LVs from it
+// as lvs reports them.
 //
 // Concurrency: a Client holds its VG name, Exec and the group's device list
 // (under a mutex) and is safe for concurrent use; lvm2 serializes metadata changes with its own VG
