@@ -59,7 +59,7 @@ func (m *Manager) Create(ctx context.Context, name string, opts map[string]strin
 	if _, err := m.settleJournal(ctx, name, log); err != nil {
 		return err
 	}
-	lv, err := m.lvm.LV(ctx, lvName(name))
+	lv, err := m.lookupLV(ctx, name)
 	switch {
 	case err == nil:
 		if !slices.Contains(lv.Tags, TagOurs) {
@@ -333,7 +333,7 @@ func appendUnique(list []string, vs ...string) []string {
 func (m *Manager) compare(ctx context.Context, name string, lv lvm.LV, o Options) error {
 	var diffs []string
 	if o.SizeSet {
-		vg, err := m.lvm.VG(ctx)
+		vg, err := m.groupInfo(ctx)
 		if err != nil {
 			return fmt.Errorf("volume %q: %w", name, err)
 		}
@@ -367,7 +367,7 @@ func (m *Manager) compare(ctx context.Context, name string, lv lvm.LV, o Options
 // needs its whole size free; a thin one may exceed the pool's free space
 // (that is what thin is for) but never the whole group.
 func (m *Manager) checkCapacity(ctx context.Context, name string, o Options, log logrus.FieldLogger) (lvm.VG, error) {
-	vg, err := m.lvm.VG(ctx)
+	vg, err := m.groupInfo(ctx)
 	if err != nil {
 		return vg, fmt.Errorf("volume %q: reading volume group: %w", name, err)
 	}

@@ -48,6 +48,12 @@ type LVM interface {
 	// devices are known, a mark that changes with every metadata commit of
 	// the group (not with activation).
 	MetadataMark(ctx context.Context) (string, error)
+	// MetadataLVs reports what ListLVs would, read from the metadata text
+	// on the group's devices (no program once the devices are known), and
+	// the mark of that text. Active is false throughout: ask Active.
+	MetadataLVs(ctx context.Context, tag string) (string, []lvm.LV, error)
+	// MetadataVG reports what VG would, read from the same text.
+	MetadataVG(ctx context.Context) (lvm.VG, error)
 }
 
 // Crypt is what the lifecycle needs from cryptsetup. Implemented by *luks.Cryptsetup.

@@ -34,8 +34,10 @@
 // LVM is the source of truth for which volumes exist. Get, Path, List,
 // Mount and Remove read it through an in-memory view that is listed again
 // whenever the group's metadata mark (read from the devices, no program) has
-// changed (lvview.go); create, reconciliation, and Remove of a name the view
-// lacks ask lvm itself. The only other state
+// changed (lvview.go), from the metadata text the mark points at (no
+// program either; lvs when that text cannot be read). Reconciliation reads
+// the same text, with activation from the kernel; create, and Remove of a
+// name the view lacks, ask lvm itself. The only other state
 // is StateDir/mounts.json: per volume, how many Mounts of each mount ID are
 // not yet matched by an Unmount (dockerd sends one per use of an ID: docker
 // cp on a running container mounts again under the container's ID), with

@@ -215,7 +215,7 @@ func (s *session) enter(op, arg string) (done func(), err error) {
 		w.before(op, arg)
 	}
 	vol := ""
-	if s.track && arg != "" && !strings.HasPrefix(op, "state.") && op != "lvm.VG" && op != "lvm.PoolStatus" && op != "lvm.ThinVirtualSize" && op != "lvm.ListLVs" &&
+	if s.track && arg != "" && !strings.HasPrefix(op, "state.") && op != "lvm.VG" && op != "lvm.MetadataVG" && op != "lvm.PoolStatus" && op != "lvm.ThinVirtualSize" && op != "lvm.ListLVs" && op != "lvm.MetadataLVs" &&
 		op != "fs.MountedDevice" /* List and Get read mountinfo without the volume lock, by design */ {
 		vol = volumeOf(arg)
 		w.inflightMu.Lock()
@@ -258,6 +258,16 @@ func (w *world) lvOfDev(dev string) (string, bool) {
 // ---- LVM ----
 
 type fakeLVM struct{ s *session }
+
+// MetadataVG is VG read from the text: the same group.
+func (f fakeLVM) MetadataVG(ctx context.Context) (lvm.VG, error) {
+	done, err := f.s.enter("lvm.MetadataVG", "")
+	if err != nil {
+		return lvm.VG{}, err
+	}
+	defer done()
+	return f.s.w.vg, nil
+}
 
 func (f fakeLVM) VG(ctx context.Context) (lvm.VG, error) {
 	done, err := f.s.enter("lvm.VG", "")
@@ -553,17 +563,41 @@ func (f fakeLVM) MetadataMark(ctx context.Context) (string, error) {
 		return "", err
 	}
 	defer done()
-	names := make([]string, 0, len(f.s.w.lvs))
-	for n := range f.s.w.lvs {
+	return f.s.w.markDigest(), nil
+}
+
+func (w *world) markDigest() string {
+	names := make([]string, 0, len(w.lvs))
+	for n := range w.lvs {
 		names = append(names, n)
 	}
 	slices.Sort(names)
 	h := sha256.New()
 	for _, n := range names {
-		lv := f.s.w.lvs[n]
+		lv := w.lvs[n]
 		fmt.Fprintf(h, "%s|%s|%d|%s|%s|%s\n", lv.Name, lv.UUID, lv.Size, lv.Pool, strings.Join(lv.Tags, ","), lv.Created)
 	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// MetadataLVs is ListLVs as the metadata text has it: the mark of the same
+// state, and no activation (Active false), as the real one.
+func (f fakeLVM) MetadataLVs(ctx context.Context, tag string) (string, []lvm.LV, error) {
+	done, err := f.s.enter("lvm.MetadataLVs", tag)
+	if err != nil {
+		return "", nil, err
+	}
+	defer done()
+	var out []lvm.LV
+	for _, lv := range f.s.w.lvs {
+		if tag == "" || slices.Contains(lv.Tags, tag) {
+			c := *lv
+			c.Tags = slices.Clone(lv.Tags)
+			c.Active = false
+			out = append(out, c)
+		}
+	}
+	return f.s.w.markDigest(), out, nil
 }
 
 // ---- cryptsetup ----

@@ -14,9 +14,11 @@ import (
 // (lvm.Client.MetadataMark) read just before that listing. A read whose mark
 // is unchanged uses them and runs no program. Any metadata commit, the
 // plugin's own, an operator's or another host's, changes the mark, and the
-// next read lists again (one lvs). A name the view lacks under an unchanged
-// mark does not exist: creating its LV would have been a commit. A mark that
-// cannot be read is never trusted: that read lists, and the view is dropped.
+// next read lists again: from the metadata text the mark points at
+// (lvm.Client.MetadataLVs, no program), or with lvs when that text cannot
+// be read. A name the view lacks under an unchanged mark does not exist:
+// creating its LV would have been a commit. A mark that cannot be read is
+// never trusted: that read lists with lvs, and the view is dropped.
 //
 // Activation writes no metadata, so the LVs' Active flags in the view may be
 // stale: readers take mounts from the kernel's table, never from Active.
@@ -48,21 +50,39 @@ func (m *Manager) viewVolumes(ctx context.Context) (map[string]lvm.LV, error) {
 	if merr == nil && v.lvs != nil && mark == v.mark {
 		return v.lvs, nil
 	}
+	if merr == nil {
+		tmark, list, err := m.lvm.MetadataLVs(ctx, TagOurs)
+		if err == nil {
+			vols := completeVolumes(list)
+			v.lvs, v.mark, v.warned = vols, tmark, ""
+			return vols, nil
+		}
+		m.warnOnce(err, "LVM metadata text unreadable; volumes are listed with lvs")
+	}
 	list, err := m.lvm.ListLVs(ctx, TagOurs)
 	if err != nil {
 		return nil, fmt.Errorf("listing volumes: %w", err)
 	}
 	vols := completeVolumes(list)
 	if merr != nil {
-		if merr.Error() != v.warned {
-			m.log.WithError(merr).Warn("LVM metadata mark unreadable; volumes are listed with lvs on every read")
-			v.warned = merr.Error()
-		}
+		m.warnOnce(merr, "LVM metadata mark unreadable; volumes are listed with lvs on every read")
 		v.lvs, v.mark = nil, ""
 		return vols, nil
 	}
-	v.lvs, v.mark, v.warned = vols, mark, ""
+	// The mark was read before lvs ran: a commit in between makes the next
+	// read list again, never the view miss it.
+	v.lvs, v.mark = vols, mark
 	return vols, nil
+}
+
+// warnOnce logs err with msg unless it is the error logged last: a device
+// that stays unreadable is logged once, not on every read dockerd makes.
+// The caller holds m.view.mu.
+func (m *Manager) warnOnce(err error, msg string) {
+	if err.Error() != m.view.warned {
+		m.log.WithError(err).Warn(msg)
+		m.view.warned = err.Error()
+	}
 }
 
 // completeVolumes picks the complete volumes out of a listing of our LVs.
@@ -99,4 +119,36 @@ func (m *Manager) viewVolume(ctx context.Context, name string) (lvm.LV, error) {
 		return lvm.LV{}, fmt.Errorf("volume %q: %w", name, ErrNotFound)
 	}
 	return lv, nil
+}
+
+// lookupLV returns the LV of volume name, whatever its tags, as lvs would
+// report it now: from the metadata text, with activation from the kernel,
+// or from lvs when the text cannot be read. Create asks it under the
+// volume's lock for half-made LVs too, which the view leaves out (issue 15:
+// one lvm start fewer per create).
+func (m *Manager) lookupLV(ctx context.Context, name string) (lvm.LV, error) {
+	_, lvs, err := m.lvm.MetadataLVs(ctx, "")
+	if err != nil {
+		m.log.WithError(err).Debug("LVM metadata text unreadable; asking lvs")
+		return m.lvm.LV(ctx, lvName(name))
+	}
+	for _, lv := range lvs {
+		if lv.Name == lvName(name) {
+			lv.Active = m.lvm.Active(lv)
+			return lv, nil
+		}
+	}
+	return lvm.LV{}, fmt.Errorf("logical volume %s/%s: %w", m.cfg.VG, lvName(name), lvm.ErrNotFound)
+}
+
+// groupInfo returns the volume group's size, free space, extent size and
+// uuid, from the metadata text, or from vgs when the text cannot be read
+// or holds segments whose allocation it does not read (lvm.MetadataVG).
+func (m *Manager) groupInfo(ctx context.Context) (lvm.VG, error) {
+	vg, err := m.lvm.MetadataVG(ctx)
+	if err != nil {
+		m.log.WithError(err).Debug("volume group from the metadata text unreadable; asking vgs")
+		return m.lvm.VG(ctx)
+	}
+	return vg, nil
 }

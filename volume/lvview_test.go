@@ -147,3 +147,54 @@ func TestReconcileSeedsTheView(t *testing.T) {
 		t.Fatalf("List after an outside remove = %+v, %v", vols, err)
 	}
 }
+
+// A metadata text that cannot be read (damaged, or lvm's format changed) is
+// not the end of reads: they list with lvs, and say so once.
+func TestReadsListWithLvsWhenTheTextIsUnreadable(t *testing.T) {
+	h := newHarness(t)
+	h.mustCreate("v1", nil)
+	h.w.failAlways("lvm.MetadataLVs", errors.New("metadata text does not match its checksum"))
+	h.w.resetCalls()
+	if _, err := h.m.Get(h.ctx, "v1"); err != nil {
+		t.Fatal(err)
+	}
+	if got := programsOf(h); !slices.Contains(got, "lvm.ListLVs cryptvol") {
+		t.Errorf("text unreadable, and no lvs: %v", got)
+	}
+	// The listing is the view's all the same: an unchanged group runs
+	// nothing more.
+	h.w.resetCalls()
+	h.m.Get(h.ctx, "v1")
+	if got := programsOf(h); len(got) != 0 {
+		t.Errorf("unchanged group after an lvs listing: %v", got)
+	}
+	h.mustCreate("v2", nil)
+	if vols, err := h.m.List(h.ctx); err != nil || len(vols) != 2 {
+		t.Fatalf("List after a create = %+v, %v", vols, err)
+	}
+	if n := strings.Count(h.logs.String(), "metadata text unreadable; volumes are listed with lvs"); n != 1 {
+		t.Errorf("an unreadable text logged %d times over two listings, want once", n)
+	}
+}
+
+// Create looks its name and the group's free space up in the metadata text;
+// with the text unreadable it asks lvs and vgs, and refuses and creates
+// exactly as before.
+func TestCreateAsksLvmWhenTheTextIsUnreadable(t *testing.T) {
+	h := newHarness(t)
+	h.mustCreate("v1", nil)
+	h.w.failAlways("lvm.MetadataLVs", errors.New("metadata text does not match its checksum"))
+	h.w.failAlways("lvm.MetadataVG", errors.New("metadata text does not match its checksum"))
+	h.w.resetCalls()
+	h.mustCreate("v2", nil)
+	if got := programsOf(h); !slices.Contains(got, "lvm.LV cv-v2") || !slices.Contains(got, "lvm.VG ") {
+		t.Errorf("text unreadable, and create asked neither lvs nor vgs: %v", got)
+	}
+	if err := h.m.Create(h.ctx, "v1", map[string]string{"size": "400M"}); err == nil || !strings.Contains(err.Error(), "already exists with different options") {
+		t.Fatalf("create of an existing name with other options: %v", err)
+	}
+	if err := h.m.Create(h.ctx, "v3", map[string]string{"size": "70G"}); err == nil || !strings.Contains(err.Error(), "free in volume group") {
+		t.Fatalf("create larger than the group: %v", err)
+	}
+	h.assertConsistent()
+}

@@ -324,8 +324,8 @@ func TestReconcileLeavesVolumesAtRest(t *testing.T) {
 	if err := h.m.Reconcile(h.ctx); err != nil {
 		t.Fatal(err)
 	}
-	if got := programsOf(h); len(got) != 1 || got[0] != "lvm.ListLVs cryptvol" {
-		t.Errorf("reconcile ran %q, want one listing", got)
+	if got := programsOf(h); len(got) != 1 || got[0] != "lvm.MetadataLVs cryptvol" {
+		t.Errorf("reconcile ran %q, want one read of the metadata text", got)
 	}
 	for _, n := range []string{"a", "b"} {
 		if !h.w.lvs["cv-"+n].Active {
@@ -367,4 +367,40 @@ func TestReconcileLeavesVolumesAtRest(t *testing.T) {
 		t.Error("a volume at rest was deactivated")
 	}
 	h.assertConsistent()
+}
+
+// Start-up reads the LVs from the metadata text and their activation from
+// sysfs. Where sysfs cannot tell for a volume with mount IDs (rule 4 would
+// drop them as stale), lvs decides, and a volume in use keeps its IDs; a
+// text that cannot be read is listed with lvs.
+func TestReconcileAsksLvsWhenTheTextOrSysfsCannotTell(t *testing.T) {
+	h := newHarness(t)
+	h.mustCreate("a", nil)
+	h.mustMount("a", "c1")
+	h.restart()
+	h.w.failAlways("lvm.Active", errors.New("sysfs unreadable"))
+	h.w.resetCalls()
+	if err := h.m.Reconcile(h.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := programsOf(h); !slices.Contains(got, "lvm.ListLVs cryptvol") {
+		t.Errorf("sysfs could not tell, and no lvs: %v", got)
+	}
+	if ids := h.m.st.ids("a"); !slices.Equal(ids, []string{"c1"}) {
+		t.Fatalf("a mounted volume lost its mount IDs: %v", ids)
+	}
+	h.w.clearFailures()
+
+	h.restart()
+	h.w.failAlways("lvm.MetadataLVs", errors.New("metadata text does not match its checksum"))
+	h.w.resetCalls()
+	if err := h.m.Reconcile(h.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := programsOf(h); !slices.Contains(got, "lvm.ListLVs cryptvol") {
+		t.Errorf("text unreadable, and no lvs: %v", got)
+	}
+	if ids := h.m.st.ids("a"); !slices.Equal(ids, []string{"c1"}) {
+		t.Fatalf("a mounted volume lost its mount IDs: %v", ids)
+	}
 }
