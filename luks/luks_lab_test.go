@@ -38,7 +38,11 @@ func TestLabFormatOpenCloseErase(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cs := New()
+	runs := 0
+	cs := New(WithExec(func(ctx context.Context, stdin []byte, prog string, args ...string) ([]byte, error) {
+		runs++
+		return command.Runner(command.ProgramAndAction)(ctx, stdin, prog, args...)
+	}))
 	t.Cleanup(func() {
 		if err := cs.Close(context.Background(), mapping); err != nil {
 			t.Errorf("cleanup: %v", err)
@@ -84,8 +88,27 @@ func TestLabFormatOpenCloseErase(t *testing.T) {
 		t.Fatal("read back through the mapping differs from what was written")
 	}
 
+	// Close refuses while anything holds the mapping open (the kernel
+	// says EBUSY), and leaves it working.
+	holder, err := os.Open(mapped)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cs.Close(ctx, mapping); !errors.Is(err, ErrBusy) {
+		t.Fatalf("Close of a mapping held open: %v, want ErrBusy", err)
+	}
+	holder.Close()
+	if got := readAt(t, mapped, len(plain)); !bytes.Equal(got, plain) {
+		t.Fatal("the mapping does not read back after a refused Close")
+	}
+	// A plain LUKS2 mapping is removed with one ioctl (dmremove.go): no
+	// program, and its node goes with it.
+	before := runs
 	if err := cs.Close(ctx, mapping); err != nil {
 		t.Fatal(err)
+	}
+	if runs != before {
+		t.Errorf("Close ran %d programs, want none", runs-before)
 	}
 	if open, err := cs.IsOpen(ctx, mapping); err != nil || open {
 		t.Fatalf("IsOpen after Close = %v, %v", open, err)

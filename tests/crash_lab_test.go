@@ -231,10 +231,18 @@ func TestLabKillAtEveryStep(t *testing.T) {
 		if !c.keep && c.op != "remove" {
 			p.must("cleanup", p.remove(v))
 		}
-		if len(calls) == 0 {
+		switch {
+		case len(calls) == 0 && c.op == "unmount":
+			// umount2(2) and one DM_DEV_REMOVE (luks/dmremove.go): no
+			// program for the shim to stop at, and no crash point
+			// below. volume/crash_test.go kills an unmount at each of
+			// its steps.
+			fmt.Printf("%s runs 0 programs: no crash point here\n", c.op)
+		case len(calls) == 0:
 			t.Fatalf("%s ran no programs", c.op)
+		default:
+			fmt.Printf("%s runs %d programs: %s\n", c.op, len(calls), strings.Join(calls, "; "))
 		}
-		fmt.Printf("%s runs %d programs: %s\n", c.op, len(calls), strings.Join(calls, "; "))
 
 		ok, points := 0, 0
 		for k := 1; k <= len(calls); k++ {
