@@ -252,8 +252,8 @@ func (m *Manager) retryRemove(ctx context.Context, e journalEntry) error {
 	return m.finishRemove(ctx, e, m.logFor(e.Volume, "sweep"))
 }
 
-// destroy takes a volume apart: teardown, erase keyslots, remove the LV,
-// destroy keys. The keys destroyed are keyIDs, the LV's own (token, tag),
+// destroy takes a volume apart: teardown, erase keyslots, then remove the
+// LV and destroy the keys side by side. The keys destroyed are keyIDs, the LV's own (token, tag),
 // and, for an interrupted create, those Located under that create's unique
 // keyName: never keys found by a name another volume could have. hdr is
 // the LV's header when the caller has just read it (readHeader), nil to
@@ -263,44 +263,77 @@ func (m *Manager) retryRemove(ctx context.Context, e journalEntry) error {
 // unreachable.
 func (m *Manager) destroy(ctx context.Context, name, tenant string, lv *lvm.LV, hdr *header, keyIDs []string, keyName string, log logrus.FieldLogger) (erased bool, err error) {
 	ids := slices.Clone(keyIDs)
-	if lv != nil {
-		if err := m.teardownMounted(ctx, name, true, log); err != nil {
+	if lv == nil {
+		return false, m.destroyKeys(ctx, name, tenant, keyName, ids)
+	}
+	if err := m.teardownMounted(ctx, name, true, log); err != nil {
+		return false, err
+	}
+	if hdr == nil {
+		h, err := m.readHeader(ctx, name, lv)
+		if err != nil {
 			return false, err
 		}
-		if hdr == nil {
-			h, err := m.readHeader(ctx, name, lv)
-			if err != nil {
-				return false, err
-			}
-			hdr = &h
-		}
-		ids = hdr.keyIDs(ids, *lv, name)
-		if hdr.isLUKS {
-			if err := m.crypt.Erase(ctx, m.devPath(*lv)); err != nil {
-				return false, fmt.Errorf("erasing LUKS keyslots: %w", err)
-			}
-			erased = true
-			log.Debug("LUKS header erased")
-		} else {
-			log.Debug("LV has no LUKS header")
-		}
-		// lvremove deactivates the LV itself (nothing has it open: the
-		// mapping is closed above).
-		if err := m.lvm.RemoveLV(ctx, lvName(name)); err != nil && !errors.Is(err, lvm.ErrNotFound) {
-			return erased, fmt.Errorf("removing LV %s: %w", lvName(name), err)
-		}
-		removeMountpoint(m.mountpoint(name), log)
+		hdr = &h
 	}
-	if keyName != "" {
-		if err := m.destroyKeysNamed(ctx, name, tenant, keyName, ids); err != nil {
-			return erased, err
+	ids = hdr.keyIDs(ids, *lv, name)
+	var keys <-chan error
+	if hdr.isLUKS {
+		if err := m.crypt.Erase(ctx, m.devPath(*lv)); err != nil {
+			return false, fmt.Errorf("erasing LUKS keyslots: %w", err)
 		}
-		return erased, nil
+		erased = true
+		log.Debug("LUKS header erased")
+		// The data is unreadable now, and the journal entry finishes
+		// whatever fails from here: the keys go while lvremove runs
+		// (issue 15: a remove waited for lvremove, then for KMIP).
+		keys = m.goDestroyKeys(ctx, name, tenant, keyName, ids)
+	} else {
+		log.Debug("LV has no LUKS header")
+	}
+	// lvremove deactivates the LV itself (nothing has it open: the
+	// mapping is closed above).
+	if err := m.lvm.RemoveLV(ctx, lvName(name)); err != nil && !errors.Is(err, lvm.ErrNotFound) {
+		err = fmt.Errorf("removing LV %s: %w", lvName(name), err)
+		if keys != nil {
+			err = errors.Join(err, <-keys)
+		}
+		return erased, err
+	}
+	removeMountpoint(m.mountpoint(name), log)
+	if keys != nil {
+		return erased, <-keys
+	}
+	// No header was erased: the keys go only once the LV is gone, so that
+	// a failed lvremove leaves a volume whose keys still open it.
+	return erased, m.destroyKeys(ctx, name, tenant, keyName, ids)
+}
+
+// destroyKeys destroys the key ids, or, with keyName, the keys found under
+// that name besides them (destroyKeysNamed).
+func (m *Manager) destroyKeys(ctx context.Context, name, tenant, keyName string, ids []string) error {
+	if keyName != "" {
+		return m.destroyKeysNamed(ctx, name, tenant, keyName, ids)
 	}
 	for _, id := range ids {
 		if err := m.keyDestroy(ctx, name, tenant, id); err != nil {
-			return erased, fmt.Errorf("destroying KMIP key %q: %w", id, err)
+			return fmt.Errorf("destroying KMIP key %q: %w", id, err)
 		}
 	}
-	return erased, nil
+	return nil
+}
+
+// goDestroyKeys runs destroyKeys beside the caller, who must receive its
+// one result; a panic there comes back as an error, not a dead plugin.
+func (m *Manager) goDestroyKeys(ctx context.Context, name, tenant, keyName string, ids []string) <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		defer func() {
+			if r := recover(); r != nil {
+				done <- fmt.Errorf("destroying KMIP keys: panic: %v", r)
+			}
+		}()
+		done <- m.destroyKeys(ctx, name, tenant, keyName, ids)
+	}()
+	return done
 }
