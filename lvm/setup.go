@@ -64,9 +64,12 @@ func (c *Client) groupOn(ctx context.Context, devices []string) bool {
 		return false
 	}
 	// Only read here: pvcreate and vgcreate, which take the devices as
-	// arguments, validate them.
-	if _, err := c.marks.read(devices, c.vg); err != nil {
-		return false
+	// arguments, validate them. Names lvm would not report are not learned
+	// (learnDevices), and MetadataVG would then run pvs: vgs decides.
+	for _, d := range devices {
+		if !strings.HasPrefix(d, "/") {
+			return false
+		}
 	}
 	c.learnDevices(devices)
 	if _, err := c.MetadataVG(ctx); err != nil {
@@ -89,7 +92,7 @@ func (c *Client) EnsureThinPool(ctx context.Context, pool string) error {
 	if err := ValidateLVName(pool); err != nil {
 		return err
 	}
-	if typ, err := c.textSegtype(pool); err == nil && typ != "" {
+	if typ, err := c.textSegtype(ctx, pool); err == nil && typ != "" {
 		if typ != "thin-pool" {
 			return fmt.Errorf("%s exists but is a %q volume, not a thin pool", c.lvRef(pool), typ)
 		}

@@ -17,18 +17,7 @@ import (
 // segment of any other type (raid, mirror, cache, vdo...) is an error:
 // then ask vgs, which knows them all.
 func (c *Client) MetadataVG(ctx context.Context) (VG, error) {
-	c.mu.Lock()
-	devs := c.pvs
-	c.mu.Unlock()
-	if devs == nil {
-		if _, err := c.MetadataMark(ctx); err != nil {
-			return VG{}, err
-		}
-		c.mu.Lock()
-		devs = c.pvs
-		c.mu.Unlock()
-	}
-	_, text, err := c.marks.readText(devs, c.vg)
+	_, text, err := c.currentText(ctx, true)
 	if err != nil {
 		return VG{}, err
 	}
@@ -42,17 +31,9 @@ func (c *Client) MetadataVG(ctx context.Context) (VG, error) {
 // vgFromText reads group vg's size, free space, extent size, uuid and lock
 // type from its metadata text.
 func vgFromText(text []byte, vg string) (VG, error) {
-	top, err := parseConfig(text)
+	g, sectors, err := groupOf(text, vg)
 	if err != nil {
 		return VG{}, err
-	}
-	g := top.sub(vg)
-	if g == nil || len(top.subs) != 1 {
-		return VG{}, fmt.Errorf("metadata text: want one section %q, found %d sections", vg, len(top.subs))
-	}
-	sectors, err := g.num("extent_size")
-	if err != nil || sectors == 0 {
-		return VG{}, fmt.Errorf("metadata text: extent_size: %v", err)
 	}
 	id, ok := g.str("id")
 	if !ok {

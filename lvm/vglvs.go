@@ -31,18 +31,7 @@ func (c *Client) MetadataLVs(ctx context.Context, tag string) (string, []LV, err
 			return "", nil, err
 		}
 	}
-	c.mu.Lock()
-	devs := c.pvs
-	c.mu.Unlock()
-	if devs == nil {
-		if _, err := c.MetadataMark(ctx); err != nil {
-			return "", nil, err
-		}
-		c.mu.Lock()
-		devs = c.pvs
-		c.mu.Unlock()
-	}
-	mark, text, err := c.marks.readText(devs, c.vg)
+	mark, text, err := c.currentText(ctx, true)
 	if err != nil {
 		return "", nil, err
 	}
@@ -61,20 +50,9 @@ func (c *Client) MetadataLVs(ctx context.Context, tag string) (string, []LV, err
 // extent_size, which is in 512-byte sectors; lv_tags come sorted;
 // pool_lv is a thin segment's thin_pool; a pool has no lv_path.
 func lvsFromText(text []byte, vg, tag string) ([]LV, error) {
-	top, err := parseConfig(text)
+	g, extent, err := groupOf(text, vg)
 	if err != nil {
 		return nil, err
-	}
-	g := top.sub(vg)
-	if g == nil || len(top.subs) != 1 {
-		return nil, fmt.Errorf("metadata text: want one section %q, found %d sections", vg, len(top.subs))
-	}
-	extent, err := g.num("extent_size")
-	if err != nil {
-		return nil, fmt.Errorf("metadata text: %w", err)
-	}
-	if extent == 0 {
-		return nil, errors.New("metadata text: extent_size 0")
 	}
 	section := g.sub("logical_volumes")
 	if section == nil {
@@ -160,24 +138,14 @@ func lvFromText(s *cfgSection, vg string, extent uint64) (LV, bool, error) {
 // textSegtype returns the type of LV name's first segment in the metadata
 // text ("" when the text has no such LV), reading the text only when the
 // group's devices are already known: never a program.
-func (c *Client) textSegtype(name string) (string, error) {
-	c.mu.Lock()
-	devs := c.pvs
-	c.mu.Unlock()
-	if devs == nil {
-		return "", errors.New("the group's devices are not known yet")
-	}
-	_, text, err := c.marks.readText(devs, c.vg)
+func (c *Client) textSegtype(ctx context.Context, name string) (string, error) {
+	_, text, err := c.currentText(ctx, false)
 	if err != nil {
 		return "", err
 	}
-	top, err := parseConfig(text)
+	g, _, err := groupOf(text, c.vg)
 	if err != nil {
 		return "", err
-	}
-	g := top.sub(c.vg)
-	if g == nil {
-		return "", fmt.Errorf("metadata text: no section %q", c.vg)
 	}
 	lv := g.sub("logical_volumes").subOrNil(name)
 	if lv == nil {
@@ -192,4 +160,46 @@ func (c *Client) textSegtype(name string) (string, error) {
 		return "", fmt.Errorf("metadata text: LV %s: segment1 has no type", name)
 	}
 	return typ, nil
+}
+
+// currentText reads the group's current metadata text and its mark from the
+// group's devices. With learn, devices not known yet are learned first
+// (MetadataMark: one pvs); without it, that is an error: no program runs.
+func (c *Client) currentText(ctx context.Context, learn bool) (string, []byte, error) {
+	c.mu.Lock()
+	devs := c.pvs
+	c.mu.Unlock()
+	if devs == nil {
+		if !learn {
+			return "", nil, errors.New("the group's devices are not known yet")
+		}
+		if _, err := c.MetadataMark(ctx); err != nil {
+			return "", nil, err
+		}
+		c.mu.Lock()
+		devs = c.pvs
+		c.mu.Unlock()
+	}
+	return c.marks.readText(devs, c.vg)
+}
+
+// groupOf parses a metadata text and returns group vg's section, which
+// must be the text's only one, and its extent size in 512-byte sectors.
+func groupOf(text []byte, vg string) (*cfgSection, uint64, error) {
+	top, err := parseConfig(text)
+	if err != nil {
+		return nil, 0, err
+	}
+	g := top.sub(vg)
+	if g == nil || len(top.subs) != 1 {
+		return nil, 0, fmt.Errorf("metadata text: want one section %q, found %d sections", vg, len(top.subs))
+	}
+	extent, err := g.num("extent_size")
+	if err != nil {
+		return nil, 0, fmt.Errorf("metadata text: %w", err)
+	}
+	if extent == 0 {
+		return nil, 0, errors.New("metadata text: extent_size 0")
+	}
+	return g, extent, nil
 }
