@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/cryptvol/cryptvol/internal/blockdev"
 	"github.com/cryptvol/cryptvol/internal/command"
 )
 
@@ -43,7 +44,7 @@ func WithSysBlock(dir string) Option { return func(c *Cryptsetup) { c.sysBlock =
 // New returns a Cryptsetup that runs the cryptsetup binary from PATH.
 func New(opts ...Option) *Cryptsetup {
 	c := &Cryptsetup{exec: command.Runner(command.ProgramAndAction), sysBlock: "/sys/block",
-		devMapper: "/dev/mapper", sysDevBlock: "/sys/dev/block", devNumber: blockDevNumber, dmRemove: removeDM}
+		devMapper: "/dev/mapper", sysDevBlock: "/sys/dev/block", devNumber: blockdev.Number, dmRemove: removeDM}
 	for _, o := range opts {
 		o(c)
 	}

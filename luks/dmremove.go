@@ -118,15 +118,3 @@ func readLine(path string) (string, error) {
 	b, err := os.ReadFile(path)
 	return strings.TrimSuffix(string(b), "\n"), err
 }
-
-// blockDevNumber returns the device number of the block device at path.
-func blockDevNumber(path string) (uint64, error) {
-	var st unix.Stat_t
-	if err := unix.Stat(path, &st); err != nil {
-		return 0, err
-	}
-	if st.Mode&unix.S_IFMT != unix.S_IFBLK {
-		return 0, fmt.Errorf("%s is not a block device", path)
-	}
-	return st.Rdev, nil
-}

@@ -39,16 +39,3 @@ func (c *Client) Active(lv LV) bool {
 	want := strings.ReplaceAll(lv.UUID, "-", "")
 	return len(want) == 32 && len(u) == len("LVM-")+64 && strings.HasPrefix(u, "LVM-") && strings.HasSuffix(u, want)
 }
-
-// blockDevNumber returns the device number of the block device at path
-// (following links, as /dev/VG/LV is one).
-func blockDevNumber(path string) (uint64, error) {
-	var st unix.Stat_t
-	if err := unix.Stat(path, &st); err != nil {
-		return 0, err
-	}
-	if st.Mode&unix.S_IFMT != unix.S_IFBLK {
-		return 0, fmt.Errorf("%s is not a block device", path)
-	}
-	return st.Rdev, nil
-}

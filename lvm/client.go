@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/cryptvol/cryptvol/internal/blockdev"
 	"github.com/cryptvol/cryptvol/internal/command"
 )
 
@@ -45,7 +46,7 @@ func New(vg string, opts ...Option) (*Client, error) {
 	if err := ValidateVGName(vg); err != nil {
 		return nil, err
 	}
-	c := &Client{vg: vg, exec: command.Runner(command.ProgramAndAction), devRoot: "/", sysfs: "/sys", devNumber: blockDevNumber}
+	c := &Client{vg: vg, exec: command.Runner(command.ProgramAndAction), devRoot: "/", sysfs: "/sys", devNumber: blockdev.Number}
 	for _, o := range opts {
 		o(c)
 	}
