@@ -9,13 +9,12 @@ import (
 	"testing"
 )
 
-// pvImage writes a physical volume's first 8 KiB as lvm2 lays them out
-// (lib/format_text/layout.h): the label in sector 1, one metadata area at
-// 4096 whose raw_locn points at text beginning "VG {".
-func pvImage(t *testing.T, vg string, textOff, textSize uint64, checksum, flags uint32) string {
-	t.Helper()
+// pvLayout lays out in b, as lvm2 does (lib/format_text/layout.h), a PV's
+// label in sector 1, naming a data area at dataStart and one metadata area
+// at 4096 of areaSize bytes, and that area's header, whose raw_locn points
+// at textSize bytes at textOff.
+func pvLayout(b []byte, dataStart, areaSize, textOff, textSize uint64, checksum, flags uint32) {
 	le := binary.LittleEndian
-	b := make([]byte, 8192)
 	l := b[512:1024]
 	copy(l[0:8], labelID)
 	le.PutUint64(l[8:16], 1)
@@ -24,7 +23,7 @@ func pvImage(t *testing.T, vg string, textOff, textSize uint64, checksum, flags 
 	p := l[32:]
 	copy(p[0:32], strings.Repeat("u", 32))
 	le.PutUint64(p[32:40], 1<<30)
-	areas := []uint64{1 << 20, 0, 0, 0, 4096, 4096, 0, 0} // data area, end; metadata area, end
+	areas := []uint64{dataStart, 0, 0, 0, 4096, areaSize, 0, 0} // data area, end; metadata area, end
 	for i, v := range areas {
 		le.PutUint64(p[40+8*i:], v)
 	}
@@ -32,19 +31,33 @@ func pvImage(t *testing.T, vg string, textOff, textSize uint64, checksum, flags 
 	copy(h[4:20], mdaMagic)
 	le.PutUint32(h[20:24], 1)
 	le.PutUint64(h[24:32], 4096)
-	le.PutUint64(h[32:40], 4096)
+	le.PutUint64(h[32:40], areaSize)
 	le.PutUint64(h[40:48], textOff)
 	le.PutUint64(h[48:56], textSize)
 	le.PutUint32(h[56:60], checksum)
 	le.PutUint32(h[60:64], flags)
-	if textSize > 0 && textOff+4096 < uint64(len(b)) {
-		copy(b[4096+textOff:], vg+" {\nid = \"x\"\nseqno = 7\n")
-	}
+}
+
+// writeImage writes b to a file of the test's and returns its path.
+func writeImage(t *testing.T, b []byte) string {
+	t.Helper()
 	f := filepath.Join(t.TempDir(), "pv")
 	if err := os.WriteFile(f, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return f
+}
+
+// pvImage writes a physical volume's first 8 KiB: one metadata area at
+// 4096 whose raw_locn points at text beginning "VG {".
+func pvImage(t *testing.T, vg string, textOff, textSize uint64, checksum, flags uint32) string {
+	t.Helper()
+	b := make([]byte, 8192)
+	pvLayout(b, 1<<20, 4096, textOff, textSize, checksum, flags)
+	if textSize > 0 && textOff+4096 < uint64(len(b)) {
+		copy(b[4096+textOff:], vg+" {\nid = \"x\"\nseqno = 7\n")
+	}
+	return writeImage(t, b)
 }
 
 // readMark reads a mark with nothing remembered.

@@ -27,6 +27,16 @@ func sameLVs(t *testing.T, what string, want, got []LV) {
 	}
 }
 
+// capturedText is the metadata text lvm 2.03.16 wrote (testdata/README).
+func capturedText(t *testing.T) []byte {
+	t.Helper()
+	text, err := os.ReadFile("testdata/vg-text.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return text
+}
+
 // lvsReport parses a captured lvs report as the Client does.
 func lvsReport(t *testing.T, file, vg string) []LV {
 	t.Helper()
@@ -51,10 +61,7 @@ func lvsReport(t *testing.T, file, vg string) []LV {
 // untagged LV, names and tags with every character lvm allows), read as
 // lvs read it: the same LVs, field by field.
 func TestLVsFromTextMatchLvs(t *testing.T) {
-	text, err := os.ReadFile("testdata/vg-text.txt")
-	if err != nil {
-		t.Fatal(err)
-	}
+	text := capturedText(t)
 	for _, c := range []struct{ tag, report string }{{"", "lvs-text-all.json"}, {"cryptvol", "lvs-text-tag.json"}} {
 		got, err := lvsFromText(text, "cvx", c.tag)
 		if err != nil {
@@ -101,10 +108,7 @@ func TestLVsFromTextRefusesWhatIsNotLvms(t *testing.T) {
 // lvm's checksum of the captured text is the one its header carried
 // (0x223b5ebe, read from the device it was captured from).
 func TestLvmCRC(t *testing.T) {
-	text, err := os.ReadFile("testdata/vg-text.txt")
-	if err != nil {
-		t.Fatal(err)
-	}
+	text := capturedText(t)
 	if got := lvmCRC(text); got != 0x223b5ebe {
 		t.Fatalf("lvmCRC = %08x, want 223b5ebe", got)
 	}
@@ -115,42 +119,18 @@ func TestLvmCRC(t *testing.T) {
 // checksum sum.
 func textImage(t *testing.T, text []byte, areaSize, offset uint64, sum uint32) string {
 	t.Helper()
-	le := binary.LittleEndian
 	b := make([]byte, 4096+areaSize+4096)
-	l := b[512:1024]
-	copy(l[0:8], labelID)
-	le.PutUint64(l[8:16], 1)
-	le.PutUint32(l[20:24], 32)
-	copy(l[24:32], labelType)
-	p := l[32:]
-	for i, v := range []uint64{4096 + areaSize, 0, 0, 0, 4096, areaSize, 0, 0} {
-		le.PutUint64(p[40+8*i:], v)
-	}
-	h := b[4096 : 4096+512]
-	copy(h[4:20], mdaMagic)
-	le.PutUint32(h[20:24], 1)
-	le.PutUint64(h[24:32], 4096)
-	le.PutUint64(h[32:40], areaSize)
-	le.PutUint64(h[40:48], offset)
-	le.PutUint64(h[48:56], uint64(len(text)))
-	le.PutUint32(h[56:60], sum)
+	pvLayout(b, 4096+areaSize, areaSize, offset, uint64(len(text)), sum, 0)
 	area := b[4096 : 4096+areaSize]
 	n := copy(area[offset:], text)
 	copy(area[512:], text[n:])
-	f := filepath.Join(t.TempDir(), "pv")
-	if err := os.WriteFile(f, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return f
+	return writeImage(t, b)
 }
 
 // The text is read whole wherever the header says it is, wrapped past the
 // area's end included, and only with its checksum.
 func TestReadTextFollowsTheHeader(t *testing.T) {
-	text, err := os.ReadFile("testdata/vg-text.txt")
-	if err != nil {
-		t.Fatal(err)
-	}
+	text := capturedText(t)
 	sum := lvmCRC(text)
 	want := lvsReport(t, "lvs-text-tag.json", "cvx")
 	for _, c := range []struct {
@@ -204,10 +184,7 @@ func TestReadTextFollowsTheHeader(t *testing.T) {
 // the thick LV's 2 + 3, the hidden LV's 1, the plain LV's 1), the rest
 // free; thin LVs allocate nothing of their own.
 func TestVGFromText(t *testing.T) {
-	text, err := os.ReadFile("testdata/vg-text.txt")
-	if err != nil {
-		t.Fatal(err)
-	}
+	text := capturedText(t)
 	vg, err := vgFromText(text, "cvx")
 	if err != nil {
 		t.Fatal(err)
@@ -226,10 +203,7 @@ func TestVGFromText(t *testing.T) {
 // is found in the metadata text, and so is an LV of that name that is no
 // pool; only a name the text lacks goes to lvs.
 func TestEnsureThinPoolReadsTheText(t *testing.T) {
-	text, err := os.ReadFile("testdata/vg-text.txt")
-	if err != nil {
-		t.Fatal(err)
-	}
+	text := capturedText(t)
 	dev := textImage(t, text, 16384, 512, lvmCRC(text))
 	client := func(f *fakeLVM) *Client {
 		c, err := New("cvx", WithExec(f.exec))
@@ -257,10 +231,7 @@ func TestEnsureThinPoolReadsTheText(t *testing.T) {
 // and MetadataMark then reads them; devices that are not the group's go to
 // vgs as before.
 func TestEnsureVGFindsTheGroupOnItsDevices(t *testing.T) {
-	text, err := os.ReadFile("testdata/vg-text.txt")
-	if err != nil {
-		t.Fatal(err)
-	}
+	text := capturedText(t)
 	dev := textImage(t, text, 16384, 512, lvmCRC(text))
 	f := newFake(t)
 	c, err := New("cvx", WithExec(f.exec))
