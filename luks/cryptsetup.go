@@ -23,12 +23,14 @@ const (
 type Cryptsetup struct {
 	exec     command.Exec
 	sysBlock string // sysfs's block directory (mapped.go)
-	// Close's direct path (dmremove.go): /dev/mapper, /sys/dev/block, a
-	// stat and the ioctl; tests replace them.
+	// Open's and Close's direct paths (dmcreate.go, dmremove.go):
+	// /dev/mapper, /sys/dev/block, a stat and the ioctls; tests replace
+	// them.
 	devMapper   string
 	sysDevBlock string
 	devNumber   func(path string) (uint64, error)
 	dmRemove    func(name string) error
+	dmActivate  func(a *activation, vk []byte) (uint64, error)
 }
 
 // Option configures a Cryptsetup.
@@ -44,7 +46,7 @@ func WithSysBlock(dir string) Option { return func(c *Cryptsetup) { c.sysBlock =
 // New returns a Cryptsetup that runs the cryptsetup binary from PATH.
 func New(opts ...Option) *Cryptsetup {
 	c := &Cryptsetup{exec: command.Runner(command.ProgramAndAction), sysBlock: "/sys/block",
-		devMapper: "/dev/mapper", sysDevBlock: "/sys/dev/block", devNumber: blockdev.Number, dmRemove: removeDM}
+		devMapper: "/dev/mapper", sysDevBlock: "/sys/dev/block", devNumber: blockdev.Number, dmRemove: removeDM, dmActivate: activateDM}
 	for _, o := range opts {
 		o(c)
 	}
@@ -96,9 +98,11 @@ func answer(err error, no int) (bool, error) {
 	return false, err
 }
 
-// Open maps dev to /dev/mapper/<mapping> with key as the passphrase. The
-// caller verifies the header (Inspect) first; cryptsetup itself refuses a
-// wrong key or a non-LUKS2 device.
+// Open maps dev to /dev/mapper/<mapping> with key as the passphrase: a
+// header as Format writes it without a program (dmcreate.go), any other
+// with cryptsetup open, which also has the last word on a key no keyslot
+// takes. The caller verifies the header (Inspect) first; cryptsetup itself
+// refuses a wrong key or a non-LUKS2 device.
 func (c *Cryptsetup) Open(ctx context.Context, dev, mapping string, key []byte, opts OpenOptions) error {
 	if err := validateDevice(dev); err != nil {
 		return err
@@ -108,6 +112,12 @@ func (c *Cryptsetup) Open(ctx context.Context, dev, mapping string, key []byte, 
 	}
 	if err := validateKey(key); err != nil {
 		return fmt.Errorf("open %s as %s: %w", dev, mapping, err)
+	}
+	if err := c.openDirect(dev, mapping, key, opts); !errors.Is(err, errNotDirect) {
+		if err != nil {
+			return fmt.Errorf("open %s as %s: %w", dev, mapping, err)
+		}
+		return nil
 	}
 	args := []string{"open", "--type", "luks2", "--key-file", "-"}
 	if opts.NoWorkqueue {

@@ -1,13 +1,11 @@
 package luks
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -23,41 +21,11 @@ import (
 // errNotDirect says the direct path does not apply: run cryptsetup close.
 var errNotDirect = errors.New("not a plain LUKS2 mapping to remove directly")
 
-// dmIoctlSize is sizeof(struct dm_ioctl) (linux/dm-ioctl.h): version[3],
-// data_size, data_start, target_count, open_count, flags, event_nr,
-// padding (u32 each), dev (u64), name[128], uuid[129], data[7].
-const (
-	dmIoctlSize = 312
-	dmNameLen   = 128
-	// DM_DEV_REMOVE is _IOWR(0xfd, DM_DEV_REMOVE_CMD, struct dm_ioctl),
-	// the command numbers counting from DM_VERSION_CMD 0, DM_REMOVE_ALL_CMD,
-	// DM_LIST_DEVICES_CMD, DM_DEV_CREATE_CMD: 4. (2, DM_LIST_DEVICES,
-	// succeeds and removes nothing: the check after the ioctl is why.)
-	dmDevRemoveCmd = 4
-	dmDevRemove    = 3<<30 | dmIoctlSize<<16 | 0xfd<<8 | dmDevRemoveCmd
-)
-
 // removeDM asks the kernel to remove the device-mapper device called name:
 // EBUSY while anything holds it open, ENXIO when there is none.
 func removeDM(name string) error {
-	if len(name) >= dmNameLen {
-		return fmt.Errorf("device-mapper name %q too long", name)
-	}
-	f, err := os.OpenFile("/dev/mapper/control", os.O_RDWR, 0)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	var b [dmIoctlSize]byte
-	ne := binary.NativeEndian
-	ne.PutUint32(b[0:], 4) // version 4.0.0: the kernel checks the major
-	ne.PutUint32(b[12:], dmIoctlSize)
-	ne.PutUint32(b[16:], dmIoctlSize)
-	copy(b[48:48+dmNameLen], name)
-	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, f.Fd(), dmDevRemove, uintptr(unsafe.Pointer(&b[0]))); errno != 0 {
-		return errno
-	}
-	return nil
+	_, err := dmCall(dmDevRemoveCmd, name, "", 0, 0, nil)
+	return err
 }
 
 // closeDirect removes mapping with one ioctl when it is a LUKS2 mapping

@@ -23,6 +23,8 @@ const (
 	offHdrSize    = 8   // u64: binary header + JSON area
 	offSeqID      = 16  // u64: both copies carry the same one when in sync
 	offCsumAlg    = 72  // 32 bytes, NUL-padded
+	offUUID       = 168 // 40 bytes, NUL-padded text
+	uuidLen       = 40
 	offHdrOffset  = 256 // u64: where this copy lives
 	offCsum       = 448 // 64 bytes: the checksum, over hdr_size bytes with this field zeroed
 	csumLen       = 64
@@ -51,36 +53,43 @@ func readMetadata(dev string) ([]byte, error) {
 		return nil, fmt.Errorf("%w: %w", errFallback, err)
 	}
 	defer f.Close()
+	js, _, err := readHeader(f)
+	return js, err
+}
+
+// readHeader is readMetadata on an open device, returning the header's
+// uuid as well (Open names the mapping and its key by it).
+func readHeader(f *os.File) (js []byte, uuid string, err error) {
 	// Both copies at the smallest hdr_size, cryptvol's (luksFormat's
 	// default metadata size): one read; a larger header is read again.
 	both, err := readBlock(f, 0, 2*minHdrSize)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	hdrSize := binary.BigEndian.Uint64(both[offHdrSize:])
 	if !validHdrSize(hdrSize) {
-		return nil, fmt.Errorf("%w: hdr_size %d", errFallback, hdrSize)
+		return nil, "", fmt.Errorf("%w: hdr_size %d", errFallback, hdrSize)
 	}
 	if hdrSize > minHdrSize {
 		if both, err = readBlock(f, 0, int(2*hdrSize)); err != nil {
-			return nil, err
+			return nil, "", err
 		}
 	}
 	primary, secondary := both[:hdrSize], both[hdrSize:2*hdrSize]
 	if err := checkCopy(primary, magicPrimary, 0, hdrSize); err != nil {
-		return nil, fmt.Errorf("%w: primary header: %w", errFallback, err)
+		return nil, "", fmt.Errorf("%w: primary header: %w", errFallback, err)
 	}
 	if err := checkCopy(secondary, magicSecondary, hdrSize, hdrSize); err != nil {
-		return nil, fmt.Errorf("%w: secondary header: %w", errFallback, err)
+		return nil, "", fmt.Errorf("%w: secondary header: %w", errFallback, err)
 	}
 	if p, s := binary.BigEndian.Uint64(primary[offSeqID:]), binary.BigEndian.Uint64(secondary[offSeqID:]); p != s {
-		return nil, fmt.Errorf("%w: seqid %d and %d differ", errFallback, p, s)
+		return nil, "", fmt.Errorf("%w: seqid %d and %d differ", errFallback, p, s)
 	}
-	js := primary[binHeaderSize:]
+	js = primary[binHeaderSize:]
 	if i := bytes.IndexByte(js, 0); i >= 0 {
 		js = js[:i]
 	}
-	return bytes.Clone(js), nil
+	return bytes.Clone(js), string(bytes.TrimRight(primary[offUUID:offUUID+uuidLen], "\x00")), nil
 }
 
 // noMagic reports whether dev certainly has no LUKS header: no LUKS magic

@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -219,4 +220,170 @@ func readAt(t *testing.T, path string, n int) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// TestLabOpenWithoutCryptsetup: Open unlocks a header Format wrote and
+// makes the mapping itself (dmcreate.go), running no program, and what it
+// makes is what `cryptsetup open` makes: the same table (key by keyring
+// name, offset, options), uuid and read-only state, for every option
+// set; data written through one reads back through the other. A
+// passphrase no keyslot takes, or a device already held, is left to
+// cryptsetup, which refuses it; the volume key is not left in a keyring.
+func TestLabOpenWithoutCryptsetup(t *testing.T) {
+	vgName := os.Getenv("CRYPTVOL_LAB_VG")
+	if vgName == "" {
+		t.Skip("CRYPTVOL_LAB_VG is not set (lab only)")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	lvc, err := lvm.New(vgName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	suffix := fmt.Sprintf("%d", time.Now().UnixNano()%1e9)
+	lvName, mapping := "cvlab-open-"+suffix, "cvlab-open-"+suffix
+	if err := lvc.CreateLV(ctx, lvm.CreateRequest{Name: lvName, Size: 64 << 20, Tags: []string{"cvlabtest"}}); err != nil {
+		t.Fatal(err)
+	}
+	lv, err := lvc.LV(ctx, lvName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ran []string
+	cs := New(WithExec(func(ctx context.Context, stdin []byte, prog string, args ...string) ([]byte, error) {
+		ran = append(ran, prog+" "+args[0])
+		return command.Runner(command.ProgramAndAction)(ctx, stdin, prog, args...)
+	}))
+	t.Cleanup(func() {
+		cs.Close(context.Background(), mapping)
+		cs.Close(context.Background(), mapping+"-2")
+		if err := lvc.RemoveLV(context.Background(), lvName); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+	})
+	key := make([]byte, KeySize)
+	if _, err := rand.Read(key); err != nil {
+		t.Fatal(err)
+	}
+	if err := cs.Format(ctx, lv.Path, key, Token{KeyID: "lab-" + suffix, Volume: "v" + suffix}); err != nil {
+		t.Fatal(err)
+	}
+	dmsetup := func(args ...string) string {
+		t.Helper()
+		out, err := command.Run(ctx, command.ProgramAndAction, nil, "dmsetup", args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(out)
+	}
+	state := func() string {
+		return dmsetup("table", mapping) + dmsetup("info", "--noheadings", "-c", "-o", "name,uuid,attr", mapping)
+	}
+	for _, c := range []struct {
+		opts  OpenOptions
+		flags []string
+	}{
+		{OpenOptions{}, nil},
+		{OpenOptions{NoWorkqueue: true}, []string{"--perf-no_read_workqueue", "--perf-no_write_workqueue"}},
+		{OpenOptions{NoWorkqueue: true, AllowDiscards: true}, []string{"--perf-no_read_workqueue", "--perf-no_write_workqueue", "--allow-discards"}},
+		{OpenOptions{ReadOnly: true}, []string{"--readonly"}},
+	} {
+		args := append([]string{"open", "--type", "luks2", "--key-file", "-"}, c.flags...)
+		if _, err := command.Run(ctx, command.ProgramAndAction, key, "cryptsetup", append(args, lv.Path, mapping)...); err != nil {
+			t.Fatal(err)
+		}
+		want := state()
+		if _, err := command.Run(ctx, command.ProgramAndAction, nil, "cryptsetup", "close", mapping); err != nil {
+			t.Fatal(err)
+		}
+		ran = nil
+		if err := cs.Open(ctx, lv.Path, mapping, key, c.opts); err != nil {
+			t.Fatalf("Open %+v: %v", c.opts, err)
+		}
+		if len(ran) != 0 {
+			t.Errorf("Open %+v ran %v, want no program", c.opts, ran)
+		}
+		if got := state(); got != want {
+			t.Errorf("Open %+v made\n%s\ncryptsetup open %v makes\n%s", c.opts, got, c.flags, want)
+		}
+		if err := cs.Close(ctx, mapping); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Data crosses between the two ways of opening.
+	mapped := "/dev/mapper/" + mapping
+	plain := bytes.Repeat([]byte("direct open lab marker. "), (1<<20)/24)
+	if err := cs.Open(ctx, lv.Path, mapping, key, OpenOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	writeAt(t, mapped, plain)
+	// A second mapping of a device the first holds: cryptsetup's refusal.
+	ran = nil
+	if err := cs.Open(ctx, lv.Path, mapping+"-2", key, OpenOptions{}); err == nil {
+		t.Fatal("a second mapping of a held device was made")
+	}
+	if len(ran) != 1 || ran[0] != "cryptsetup open" {
+		t.Errorf("Open of a held device ran %v, want cryptsetup open to refuse it", ran)
+	}
+	if open, err := cs.IsOpen(ctx, mapping+"-2"); err != nil || open {
+		t.Fatalf("second mapping after a refused Open: %v, %v", open, err)
+	}
+	if err := cs.Close(ctx, mapping); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := command.Run(ctx, command.ProgramAndAction, key, "cryptsetup", "open", "--type", "luks2", "--key-file", "-", lv.Path, mapping); err != nil {
+		t.Fatal(err)
+	}
+	if got := readAt(t, mapped, len(plain)); !bytes.Equal(got, plain) {
+		t.Fatal("cryptsetup's mapping does not read what the direct one wrote")
+	}
+	if err := cs.Close(ctx, mapping); err != nil {
+		t.Fatal(err)
+	}
+
+	// A wrong passphrase: cryptsetup has the last word, and nothing is made.
+	wrong := bytes.Clone(key)
+	wrong[3] ^= 0x40
+	ran = nil
+	if err := cs.Open(ctx, lv.Path, mapping, wrong, OpenOptions{}); err == nil {
+		t.Fatal("Open with a wrong passphrase succeeded")
+	}
+	if len(ran) != 1 || ran[0] != "cryptsetup open" {
+		t.Errorf("Open with a wrong passphrase ran %v, want cryptsetup open", ran)
+	}
+	if open, err := cs.IsOpen(ctx, mapping); err != nil || open {
+		t.Fatalf("mapping after a wrong passphrase: %v, %v", open, err)
+	}
+
+	// After a rotation the new passphrase opens directly.
+	next := make([]byte, KeySize)
+	rand.Read(next)
+	if err := cs.AddKey(ctx, lv.Path, key, next, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := cs.KillSlot(ctx, lv.Path, 0); err != nil {
+		t.Fatal(err)
+	}
+	ran = nil
+	if err := cs.Open(ctx, lv.Path, mapping, next, OpenOptions{}); err != nil || len(ran) != 0 {
+		t.Fatalf("Open after rotation: %v, ran %v", err, ran)
+	}
+	if got := readAt(t, mapped, len(plain)); !bytes.Equal(got, plain) {
+		t.Fatal("data did not survive the rotation")
+	}
+	// The key went into the thread keyring for the table load only: any
+	// entry left under its name is revoked or dead.
+	keys, err := os.ReadFile("/proc/keys")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(keys), "\n") {
+		if f := strings.Fields(line); len(f) > 2 && strings.Contains(line, "cryptsetup:") && !strings.ContainsAny(f[1], "RDi") {
+			t.Errorf("a live key is left in a keyring: %s", line)
+		}
+	}
+	if err := cs.Close(ctx, mapping); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -1,9 +1,17 @@
-// Package luks owns every call to cryptsetup, and the reading of LUKS2
-// headers: LUKS2 format with explicit parameters, header inspection, open
-// with verification, close, header erase and cryptvol's token. Keys travel
-// to cryptsetup on stdin only.
+// Package luks owns every call to cryptsetup, the reading of LUKS2
+// headers, and the device-mapper ioctls that open and close a plain LUKS2
+// mapping without a program: LUKS2 format with explicit parameters, header
+// inspection, open with verification, close, header erase and cryptvol's
+// token. Keys travel to cryptsetup on stdin only, and to the kernel in a
+// logon key of the opening thread's keyring, revoked once the table is
+// loaded.
 //
-// Files: cryptsetup.go runs cryptsetup (open, close, erase); wipe.go
+// Files: cryptsetup.go runs cryptsetup (open, close, erase); unlock.go
+// unlocks a keyslot of the header Format writes (pbkdf2, AES-XTS, the
+// anti-forensic merge, the digest check) and dmcreate.go makes its
+// dm-crypt mapping with the table cryptsetup would load, both leaving any
+// other header to cryptsetup open; dmremove.go closes such a mapping;
+// dmioctl.go issues the device-mapper ioctls; wipe.go
 // erases an intact header without it, writing zeros over the whole header
 // area; mapped.go
 // tells whether a mapping exists from sysfs, without a program; format.go
@@ -16,10 +24,10 @@
 // token at it and kills a keyslot (key rotation); reencrypt.go re-encrypts
 // the data under a new volume key.
 //
-// Concurrency: a Cryptsetup holds no state besides its Exec and sysfs path
-// and is safe for concurrent use. cryptsetup itself does not serialize two
-// operations on one device or mapping; callers (volume/) hold a per-volume
-// lock.
+// Concurrency: a Cryptsetup holds no state besides its Exec, paths and
+// ioctl functions and is safe for concurrent use. Neither cryptsetup nor
+// the direct paths serialize two operations on one device or mapping;
+// callers (volume/) hold a per-volume lock.
 package luks
 
 import "errors"

@@ -237,7 +237,7 @@ func (m *Manager) makeFresh(ctx context.Context, rb *rollback, name string, o Op
 	if err := m.crypt.Format(ctx, dev, key, luks.Token{KeyID: keyID, Volume: name}, luks.FormatOptions{Integrity: o.Integrity}); err != nil {
 		return err
 	}
-	rb.at("cryptsetup open")
+	rb.at("opening the LUKS2 mapping")
 	rb.add("close mapping", func(ctx context.Context) error { return m.crypt.Close(ctx, mappingName(name)) })
 	if err := m.crypt.Open(ctx, dev, mappingName(name), key, m.openOptions(tags)); err != nil {
 		return err
@@ -253,7 +253,7 @@ func (m *Manager) makeFresh(ctx context.Context, rb *rollback, name string, o Op
 			return err
 		}
 	}
-	rb.at("cryptsetup close")
+	rb.at("closing the LUKS2 mapping")
 	if err := m.crypt.Close(ctx, mappingName(name)); err != nil {
 		return err
 	}

@@ -181,9 +181,9 @@ func TestCreateFailureAtEachStepUndoesEarlierSteps(t *testing.T) {
 		"keys.Create":  "KMIP key creation",
 		"lvm.CreateLV": "lvcreate",
 		"crypt.Format": "luksFormat",
-		"crypt.Open":   "cryptsetup open",
+		"crypt.Open":   "opening the LUKS2 mapping",
 		"fs.Mkfs":      "mkfs.ext4",
-		"crypt.Close":  "cryptsetup close",
+		"crypt.Close":  "closing the LUKS2 mapping",
 		"lvm.AddTag":   "marking the volume complete",
 		// A shared group's create deactivates in the same lvchange.
 		"shared lvm.DeactivateAndTag": "LV deactivation and marking the volume complete",

@@ -177,7 +177,7 @@ func (m *Manager) bringUp(ctx context.Context, name string, lv lvm.LV, log logru
 	}
 	defer key.Wipe()
 
-	rb.at("cryptsetup open")
+	rb.at("opening the LUKS2 mapping")
 	rb.add("close mapping", func(ctx context.Context) error { return m.crypt.Close(ctx, mapping) })
 	if err := m.crypt.Open(ctx, dev, mapping, key.Bytes(), m.openOptions(lv.Tags)); err != nil {
 		return false, err
