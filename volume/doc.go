@@ -137,7 +137,9 @@
 // # Secrets
 //
 // Key bytes exist only in the *keys.Key returned by Keys.Get; they are
-// handed to cryptsetup and wiped right after Open or Format (and on every
-// error path by a deferred Wipe). Errors and logs carry key ids, never key
+// handed to luks/ (which unlocks a plain header itself and gives the
+// kernel the volume key through its keyring, or runs cryptsetup with the
+// key on stdin) and wiped right after Open or Format (and on every error
+// path by a deferred Wipe). Errors and logs carry key ids, never key
 // bytes.
 package volume
