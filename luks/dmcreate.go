@@ -36,12 +36,13 @@ type activation struct {
 }
 
 // openDirect opens dev as mapping without a program. It returns
-// errNotDirect, having made nothing, when anything stands in the way that
-// cryptsetup would handle or explain better: a header of another kind, a
-// device held by someone else, a passphrase no keyslot takes, no kernel
-// keyring. Past that point an error is Open's.
+// errNotDirect, having made nothing (or removed what it made), when
+// anything stands in the way that cryptsetup would handle or explain
+// better: a header of another kind, a device held by someone else, a
+// passphrase no keyslot takes, no kernel keyring. Any other error is
+// Open's.
 func (c *Cryptsetup) openDirect(dev, mapping string, passphrase []byte, opts OpenOptions) error {
-	a, vk, err := prepare(dev, mapping, passphrase, opts)
+	a, vk, err := c.prepare(dev, mapping, passphrase, opts)
 	if err != nil {
 		return fmt.Errorf("%w: %w", errNotDirect, err)
 	}
@@ -60,10 +61,16 @@ func (c *Cryptsetup) openDirect(dev, mapping string, passphrase []byte, opts Ope
 }
 
 // prepare reads dev's header, unlocks the volume key and lays out the
-// table. Holding the device with O_EXCL while it reads refuses, as
-// cryptsetup does, a device already mapped or mounted elsewhere.
-func prepare(dev, mapping string, passphrase []byte, opts OpenOptions) (*activation, []byte, error) {
-	f, err := os.OpenFile(dev, os.O_RDONLY|unix.O_EXCL|unix.O_DIRECT, 0)
+// table. A device something is stacked on already (a mapping, dm's own
+// claim, which a second dm-crypt table would share) is cryptsetup's to
+// refuse; a claim of another kind (a mount, a program's O_EXCL) makes the
+// table load fail with EBUSY (activateDM). cryptsetup holds the device
+// with O_EXCL for this check instead: in a process that starts programs
+// from other goroutines, a child between fork and exec holds a copy of
+// that descriptor, and with it the claim, for a moment after it is closed
+// (one create in 200 failed so in the lab's parallel batch).
+func (c *Cryptsetup) prepare(dev, mapping string, passphrase []byte, opts OpenOptions) (*activation, []byte, error) {
+	f, err := openDirect(dev)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -79,6 +86,10 @@ func prepare(dev, mapping string, passphrase []byte, opts OpenOptions) (*activat
 	var st unix.Stat_t
 	if err := unix.Fstat(int(f.Fd()), &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFBLK {
 		return nil, nil, fmt.Errorf("%s is not a block device", dev)
+	}
+	holders, err := os.ReadDir(filepath.Join(c.sysDevBlock, fmt.Sprintf("%d:%d", unix.Major(st.Rdev), unix.Minor(st.Rdev)), "holders"))
+	if err != nil || len(holders) > 0 {
+		return nil, nil, fmt.Errorf("%s is held by %d devices (%v)", dev, len(holders), err)
 	}
 	size, err := f.Seek(0, io.SeekEnd)
 	if err != nil {
@@ -162,7 +173,8 @@ func activateDM(a *activation, vk []byte) (devNum uint64, err error) {
 	defer func() {
 		if !live {
 			if rerr := removeDM(a.name); rerr != nil && !errors.Is(rerr, unix.ENXIO) {
-				err = errors.Join(err, fmt.Errorf("removing the half-made %s again: %w", a.name, rerr))
+				// Not made nothing after all: no fallback either.
+				err = fmt.Errorf("%w; removing the half-made %s again: %w", unwrapNotDirect(err), a.name, rerr)
 			}
 		}
 	}()
@@ -171,6 +183,12 @@ func activateDM(a *activation, vk []byte) (devNum uint64, err error) {
 		flags |= dmReadonlyFlag
 	}
 	if _, err := dmCall(dmTableLoadCmd, a.name, "", flags, 0, targetSpec(0, a.length, "crypt", a.params)); err != nil {
+		if errors.Is(err, unix.EBUSY) {
+			// The device is claimed (mounted, held open exclusively):
+			// cryptsetup's refusal says so, once the device made here is
+			// gone again.
+			return 0, fmt.Errorf("%w: DM_TABLE_LOAD %s: %w", errNotDirect, a.name, err)
+		}
 		return 0, fmt.Errorf("DM_TABLE_LOAD %s: %w", a.name, err)
 	}
 	reply, err := dmCall(dmDevSuspendCmd, a.name, "", 0, dmUdevPrimarySource, nil)
@@ -179,6 +197,15 @@ func activateDM(a *activation, vk []byte) (devNum uint64, err error) {
 	}
 	live = true
 	return binary.NativeEndian.Uint64(reply[offDMDev:]), nil
+}
+
+// unwrapNotDirect is err without its errNotDirect mark, for an error
+// after which falling back would meet what was left behind.
+func unwrapNotDirect(err error) error {
+	if !errors.Is(err, errNotDirect) {
+		return err
+	}
+	return errors.New(strings.TrimPrefix(err.Error(), errNotDirect.Error()+": "))
 }
 
 // ensureNode makes /dev/mapper/<mapping> the device devNum, as

@@ -17,6 +17,7 @@ import (
 
 	"github.com/cryptvol/cryptvol/internal/command"
 	"github.com/cryptvol/cryptvol/lvm"
+	"golang.org/x/sys/unix"
 )
 
 func TestLabFormatOpenCloseErase(t *testing.T) {
@@ -331,6 +332,25 @@ func TestLabOpenWithoutCryptsetup(t *testing.T) {
 	}
 	if err := cs.Close(ctx, mapping); err != nil {
 		t.Fatal(err)
+	}
+	// A device another opener holds exclusively (as a mount does): the
+	// table load says EBUSY, the device made for it goes again, and
+	// cryptsetup refuses.
+	excl, err := os.OpenFile(lv.Path, os.O_RDONLY|unix.O_EXCL, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ran = nil
+	err = cs.Open(ctx, lv.Path, mapping, key, OpenOptions{})
+	excl.Close()
+	if err == nil {
+		t.Fatal("a device held with O_EXCL was mapped")
+	}
+	if len(ran) != 1 || ran[0] != "cryptsetup open" {
+		t.Errorf("Open of an exclusively held device ran %v, want cryptsetup open to refuse it", ran)
+	}
+	if _, err := command.Run(ctx, command.ProgramAndAction, nil, "dmsetup", "info", mapping); err == nil {
+		t.Fatal("a device-mapper device is left after the refused Open")
 	}
 	if _, err := command.Run(ctx, command.ProgramAndAction, key, "cryptsetup", "open", "--type", "luks2", "--key-file", "-", lv.Path, mapping); err != nil {
 		t.Fatal(err)
