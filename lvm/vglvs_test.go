@@ -255,3 +255,46 @@ func TestEnsureVGFindsTheGroupOnItsDevices(t *testing.T) {
 		t.Fatalf("a device without the group: err = %v, calls = %q", err, f.calls)
 	}
 }
+
+// A restart without CRYPTVOL_DEVICES hands CheckVG the devices the last
+// start learned: the group is found on them with no program, and Devices
+// names them. A stale list (a device no longer the group's, or gone) costs
+// one vgs, whose devices Devices then names for the next start.
+func TestCheckVGTrustsKnownDevicesOnlyWhenTheyHoldTheGroup(t *testing.T) {
+	text := capturedText(t)
+	dev := textImage(t, text, 16384, 512, lvmCRC(text))
+	f := newFake(t)
+	c, err := New("cvx", WithExec(f.exec))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.CheckVG(context.Background(), []string{dev}); err != nil || len(f.calls) != 0 {
+		t.Fatalf("known devices holding the group: err = %v, calls = %q", err, f.calls)
+	}
+	if got := c.Devices(); len(got) != 1 || got[0] != dev {
+		t.Fatalf("Devices = %q, want [%s]", got, dev)
+	}
+
+	plain := filepath.Join(t.TempDir(), "disk")
+	os.WriteFile(plain, make([]byte, 8192), 0o600)
+	vgs := "lvm vgs -o vg_name,vg_size,vg_free,vg_extent_size,vg_uuid,vg_lock_type,pv_name --units b --nosuffix --reportformat json cvx"
+	for _, known := range [][]string{nil, {plain}, {filepath.Join(t.TempDir(), "gone")}} {
+		f = newFake(t)
+		f.on(vgs, answer{stdout: strings.ReplaceAll(fixture(t, "vgs.json"), "cvhost", "cvx")})
+		c, _ = New("cvx", WithExec(f.exec))
+		if err := c.CheckVG(context.Background(), known); err != nil || len(f.calls) != 1 {
+			t.Fatalf("known %q: err = %v, calls = %q", known, err, f.calls)
+		}
+		if got := c.Devices(); len(got) == 0 || slices.Contains(got, plain) {
+			t.Fatalf("known %q: Devices after vgs = %q, want the devices vgs named", known, got)
+		}
+	}
+
+	f = newFake(t)
+	f.on(vgs, answer{code: 5, stderr: "  Volume group \"cvx\" not found\n"})
+	c, _ = New("cvx", WithExec(f.exec))
+	if err := c.CheckVG(context.Background(), []string{plain}); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("no such group: err = %v, want ErrNotFound", err)
+	}
+}
+

@@ -4,8 +4,12 @@ package tests
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -80,5 +84,59 @@ func TestLabReadsRunNoProgramAndSeeOutsideCommits(t *testing.T) {
 	reads()
 	if n := runs.Load(); n != 0 {
 		t.Errorf("the first reads after an outside commit ran lvm %d times, want 0 (the view reads the metadata text)", n)
+	}
+}
+
+// Issue 15, restart to answering: a restart of the plugin process (no
+// CRYPTVOL_DEVICES) finds its volume group on the devices the last start
+// learned and reconciles from the metadata text, so it runs no program. A
+// record naming a device that is not the group's costs that start one vgs,
+// which puts the group's real devices back in the record.
+func TestLabRestartRunsNoProgram(t *testing.T) {
+	p := newPlug(t)
+	shim := filepath.Join(p.dir, "shim")
+	installShim(t, shim)
+	p.start(shim)
+	p.must("create", p.create("lab-restart", nil))
+	defer func() {
+		if p.cmd == nil {
+			p.start(shim)
+		}
+		if err := p.remove("lab-restart"); err != nil {
+			t.Errorf("remove: %v", err)
+		}
+	}()
+	restart := func() []string {
+		t.Helper()
+		p.stop()
+		plan(t, shim, 0, "count")
+		p.start(shim)
+		calls := disarm(t, shim)
+		if v, err := p.get("lab-restart"); err != nil || v.Name != "lab-restart" {
+			t.Fatalf("after the restart Get = %+v, %v", v, err)
+		}
+		return calls
+	}
+	if calls := restart(); len(calls) != 0 {
+		t.Fatalf("a restart ran %d programs, want none: %q", len(calls), calls)
+	}
+
+	record := filepath.Join(p.dir, "state", "lvm-devices.json")
+	notPV := filepath.Join(p.dir, "not-a-pv")
+	if err := os.WriteFile(notPV, make([]byte, 1<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	stale, _ := json.Marshal(map[string]any{"vg": os.Getenv("CRYPTVOL_LAB_VG"), "devices": []string{notPV}})
+	if err := os.WriteFile(record, stale, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if calls := restart(); len(calls) != 1 || !strings.HasPrefix(calls[0], "lvm vgs ") {
+		t.Fatalf("a restart with a stale record ran %q, want one vgs", calls)
+	}
+	if b, err := os.ReadFile(record); err != nil || strings.Contains(string(b), notPV) || !strings.Contains(string(b), `"/dev/`) {
+		t.Fatalf("the record after vgs: %s (%v), want the group's devices", b, err)
+	}
+	if calls := restart(); len(calls) != 0 {
+		t.Fatalf("the restart after that ran %q, want none", calls)
 	}
 }

@@ -156,6 +156,10 @@ func setup(ctx context.Context, cfg Config, health *kmipHealth, met *metrics.Met
 	if err != nil {
 		return nil, nil, fmt.Errorf("CRYPTVOL_VG: %w", err)
 	}
+	var known []string
+	if !cfg.Shared {
+		known = readKnownDevices(cfg.StateDir, cfg.VG, log)
+	}
 	if cfg.Shared {
 		if err := sharedGroup(sctx, lv); err != nil {
 			return nil, nil, err
@@ -164,7 +168,7 @@ func setup(ctx context.Context, cfg Config, health *kmipHealth, met *metrics.Met
 		if err := lv.EnsureVG(sctx, cfg.Devices); err != nil {
 			return nil, nil, fmt.Errorf("volume group %s: %w", cfg.VG, err)
 		}
-	} else if _, err := lv.VG(sctx); err != nil {
+	} else if err := lv.CheckVG(sctx, known); err != nil {
 		if errors.Is(err, lvm.ErrNotFound) {
 			return nil, nil, fmt.Errorf("volume group %s does not exist; set CRYPTVOL_DEVICES to have it created", cfg.VG)
 		}
@@ -240,6 +244,9 @@ func setup(ctx context.Context, cfg Config, health *kmipHealth, met *metrics.Met
 		kms.Close()
 		trail.Close()
 		return nil, nil, fmt.Errorf("thin pool %s: %w", cfg.ThinPool, err)
+	}
+	if !cfg.Shared {
+		saveKnownDevices(cfg.StateDir, cfg.VG, known, lv.Devices(), log)
 	}
 	return mgr, kms, nil
 }
