@@ -27,6 +27,10 @@ type Client struct {
 
 	marks markReader // MetadataMark's reads (metadata.go)
 
+	// parsed is the group's section of the metadata text as last parsed,
+	// with its mark (currentGroup); guarded by mu.
+	parsed *parsedGroup
+
 	// Active's reads (active.go): "/" and "/sys"; tests use directories
 	// and a fake stat.
 	devRoot   string

@@ -17,11 +17,11 @@ import (
 // segment of any other type (raid, mirror, cache, vdo...) is an error:
 // then ask vgs, which knows them all.
 func (c *Client) MetadataVG(ctx context.Context) (VG, error) {
-	_, text, err := c.currentText(ctx, true)
+	_, g, err := c.currentGroup(ctx, true)
 	if err != nil {
 		return VG{}, err
 	}
-	vg, err := vgFromText(text, c.vg)
+	vg, err := vgFromGroup(g.section, g.extent, c.vg)
 	if err != nil {
 		return VG{}, fmt.Errorf("volume group %s: %w", c.vg, err)
 	}
@@ -35,6 +35,11 @@ func vgFromText(text []byte, vg string) (VG, error) {
 	if err != nil {
 		return VG{}, err
 	}
+	return vgFromGroup(g, sectors, vg)
+}
+
+// vgFromGroup is vgFromText on the group's parsed section.
+func vgFromGroup(g *cfgSection, sectors uint64, vg string) (VG, error) {
 	id, ok := g.str("id")
 	if !ok {
 		return VG{}, errors.New("metadata text: the group has no id")

@@ -298,3 +298,54 @@ func TestCheckVGTrustsKnownDevicesOnlyWhenTheyHoldTheGroup(t *testing.T) {
 	}
 }
 
+// The metadata text is parsed once per mark: the group check, the pool
+// check and the listing of a start share one parse, and a commit (new text,
+// new checksum: a new mark) is parsed afresh and seen.
+func TestMetadataTextParsedOncePerMark(t *testing.T) {
+	text := capturedText(t)
+	dev := textImage(t, text, 16384, 512, lvmCRC(text))
+	c, err := New("cvx", WithExec(newFake(t).exec))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.learnDevices([]string{dev})
+	if _, err := c.MetadataVG(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	first := c.parsed
+	mark, lvs, err := c.MetadataLVs(context.Background(), "")
+	if err != nil || c.parsed != first || mark != first.mark {
+		t.Fatalf("the same text was parsed again (err %v)", err)
+	}
+	if typ, err := c.textSegtype(context.Background(), "pool0"); err != nil || typ != "thin-pool" || c.parsed != first {
+		t.Fatalf("textSegtype = %q, %v, or parsed again", typ, err)
+	}
+
+	// A commit: the text gains an LV's worth of change (here, one LV's
+	// name), written at another offset with its own checksum.
+	changed := []byte(strings.Replace(string(text), "cv-thick", "cv-thack", 1))
+	if string(changed) == string(text) {
+		t.Fatal("the captured text has no cv-thick")
+	}
+	img := textImage(t, changed, 16384, 4608, lvmCRC(changed))
+	b, err := os.ReadFile(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dev, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mark2, lvs2, err := c.MetadataLVs(context.Background(), "")
+	if err != nil || mark2 == mark || c.parsed == first {
+		t.Fatalf("after a commit: mark %q (was %q), err %v, parsed anew %v", mark2, mark, err, c.parsed != first)
+	}
+	names := func(l []LV) (n []string) {
+		for _, lv := range l {
+			n = append(n, lv.Name)
+		}
+		return n
+	}
+	if !slices.Contains(names(lvs), "cv-thick") || !slices.Contains(names(lvs2), "cv-thack") || slices.Contains(names(lvs2), "cv-thick") {
+		t.Fatalf("before %q, after %q", names(lvs), names(lvs2))
+	}
+}
