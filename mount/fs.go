@@ -2,7 +2,9 @@ package mount
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -26,6 +28,9 @@ type FS struct {
 	mountinfo string
 	sysfs     string
 	devRoot   string // where device paths are read from ("/"; tests: a directory)
+	// stat is os.Stat; tests whose mount tables name paths this host lacks
+	// replace it.
+	stat func(string) (os.FileInfo, error)
 }
 
 // Option configures an FS.
@@ -46,7 +51,7 @@ func WithDevRoot(root string) Option { return func(f *FS) { f.devRoot = root } }
 
 // New returns an FS using the real commands, /proc/self/mountinfo and /sys.
 func New(opts ...Option) *FS {
-	f := &FS{exec: command.Runner(command.WholeArgv), sys: kernel, mountinfo: "/proc/self/mountinfo", sysfs: "/sys", devRoot: "/"}
+	f := &FS{exec: command.Runner(command.WholeArgv), sys: kernel, mountinfo: "/proc/self/mountinfo", sysfs: "/sys", devRoot: "/", stat: os.Stat}
 	for _, o := range opts {
 		o(f)
 	}
@@ -221,6 +226,16 @@ func (f *FS) Unmount(ctx context.Context, target string) error {
 func (f *FS) MountedDevice(target string) (string, error) {
 	if err := validatePath("mount point", target); err != nil {
 		return "", err
+	}
+	// Nothing is mounted at a path that does not exist, and a volume at
+	// rest has no mount point (teardown removes it): the stat spares the
+	// read and parse of the whole mount table, 1.3-2.2 ms of a 5.6 ms Get
+	// in the lab (issue 15: Get under 5 ms). A mount point unlinked in
+	// another mount namespace takes its mounts with it (Linux 3.18, commit
+	// 8ed936b5671b, "vfs: Lazily remove mounts on unlinked files and
+	// directories").
+	if _, err := f.stat(target); errors.Is(err, fs.ErrNotExist) {
+		return "", nil
 	}
 	e, err := f.lookup(target)
 	if err != nil || e == nil {

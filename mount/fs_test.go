@@ -111,7 +111,33 @@ func (fm *fakeMounts) unmount(target string) error {
 }
 
 func (fm *fakeMounts) fs() *FS {
-	return New(WithExec(fm.exec), WithSyscalls(fm.mount, fm.unmount), WithMountInfo(fm.info), WithSysfs(filepath.Join(fm.dir, "sys")), WithDevRoot(fm.dir))
+	f := New(WithExec(fm.exec), WithSyscalls(fm.mount, fm.unmount), WithMountInfo(fm.info), WithSysfs(filepath.Join(fm.dir, "sys")), WithDevRoot(fm.dir))
+	// The table's mount points (/mnt/stack...) are not on this host.
+	f.stat = func(string) (os.FileInfo, error) { return nil, nil }
+	return f
+}
+
+// A mount point that does not exist has nothing mounted on it, and
+// MountedDevice says so without reading the mount table (a volume at rest,
+// issue 15); one that exists is looked up in the table.
+func TestMountedDeviceOfAMissingPathReadsNoTable(t *testing.T) {
+	dir := t.TempDir()
+	target := filepath.Join(dir, "mnt", "v1")
+	f := New(WithMountInfo(filepath.Join(dir, "no-table")))
+	if dev, err := f.MountedDevice(target); err != nil || dev != "" {
+		t.Fatalf("missing mount point: %q, %v; want \"\" without reading the table", dev, err)
+	}
+	if err := os.MkdirAll(target, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.MountedDevice(target); err == nil {
+		t.Fatal("an existing mount point was not looked up in the (unreadable) table")
+	}
+	table := filepath.Join(dir, "mountinfo")
+	os.WriteFile(table, []byte("22 1 253:0 / / rw - ext4 /dev/root rw\n70 22 7:1 / "+target+" rw - ext4 /dev/loop1 rw\n"), 0o644)
+	if dev, err := New(WithMountInfo(table), WithSysfs(dir)).MountedDevice(target); err != nil || dev != "/dev/loop1" {
+		t.Fatalf("mounted: %q, %v", dev, err)
+	}
 }
 
 // lookup reads the table through github.com/moby/sys/mountinfo: escaped
@@ -163,7 +189,7 @@ func TestMountedDevice(t *testing.T) {
 	if _, err := f.MountedDevice("relative/path"); err == nil {
 		t.Error("relative target accepted")
 	}
-	if _, err := New(WithMountInfo(filepath.Join(fm.dir, "missing"))).MountedDevice("/mnt/x"); err == nil {
+	if _, err := New(WithMountInfo(filepath.Join(fm.dir, "missing"))).MountedDevice(fm.dir); err == nil {
 		t.Error("an unreadable mount table must be an error, not \"not mounted\"")
 	}
 }
