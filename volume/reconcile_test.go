@@ -318,11 +318,20 @@ func TestReconcileLeavesVolumesAtRest(t *testing.T) {
 	if err := h.m.st.update(func(s *state) { s.addMount("b", "gone") }); err != nil {
 		t.Fatal(err)
 	}
+	// An empty mount point left behind (a crash between umount and
+	// rmdir) goes; the mount root is read once for all volumes.
+	leftover := filepath.Join(h.cfg.MountRoot, "b")
+	if err := os.MkdirAll(leftover, 0o700); err != nil {
+		t.Fatal(err)
+	}
 	h.restart()
 	trail := auditTrail(t, h)
 	h.w.resetCalls()
 	if err := h.m.Reconcile(h.ctx); err != nil {
 		t.Fatal(err)
+	}
+	if _, err := os.Stat(leftover); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the empty mount point of a volume at rest is left (%v)", err)
 	}
 	if got := programsOf(h); len(got) != 1 || got[0] != "lvm.MetadataLVs cryptvol" {
 		t.Errorf("reconcile ran %q, want one read of the metadata text", got)
@@ -351,6 +360,9 @@ func TestReconcileLeavesVolumesAtRest(t *testing.T) {
 
 	// sysfs unreadable at once: each volume is asked on its own, with the
 	// same outcome.
+	if err := os.MkdirAll(leftover, 0o700); err != nil {
+		t.Fatal(err)
+	}
 	h.restart()
 	h.w.failNext("crypt.Mappings", errors.New("sysfs: injected failure"))
 	h.w.resetCalls()
@@ -365,6 +377,9 @@ func TestReconcileLeavesVolumesAtRest(t *testing.T) {
 	}
 	if !h.w.lvs["cv-a"].Active || !h.w.lvs["cv-b"].Active {
 		t.Error("a volume at rest was deactivated")
+	}
+	if _, err := os.Stat(leftover); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("without the listing, the empty mount point is left (%v)", err)
 	}
 	h.assertConsistent()
 }
