@@ -67,6 +67,12 @@ func headerBounds(js []byte) (copies, end int64, err error) {
 	if !validHdrSize(uint64(binHeaderSize+jsonSize)) || end > maxHeaderArea {
 		return 0, 0, fmt.Errorf("%w: header area of %d bytes", errFallback, end)
 	}
+	// cryptsetup refuses a keyslots area that is not 4096-aligned
+	// (LUKS2 on-disk format, 3.2), and wipeHeader's direct writes need
+	// whole sectors.
+	if slotsSize%4096 != 0 {
+		return 0, 0, fmt.Errorf("%w: keyslots_size %d is not a multiple of 4096", errFallback, slotsSize)
+	}
 	for id, k := range a.Keyslots {
 		off, err := num("keyslot "+id+" area offset", k.Area.Offset)
 		if err != nil {
@@ -115,7 +121,14 @@ func wipeHeader(dev string) error {
 	if err != nil {
 		return err
 	}
-	f, err := os.OpenFile(dev, os.O_WRONLY|unix.O_EXCL, 0)
+	// O_DIRECT: the zeros go to the device as they are written, not
+	// through 4 MiB of page cache for the Sync to write back (lab: wipe
+	// 50 ms of a 350 ms remove, issue 15). tmpfs (a test's image) has no
+	// O_DIRECT.
+	f, err := os.OpenFile(dev, os.O_WRONLY|unix.O_EXCL|unix.O_DIRECT, 0)
+	if errors.Is(err, unix.EINVAL) {
+		f, err = os.OpenFile(dev, os.O_WRONLY|unix.O_EXCL, 0)
+	}
 	if errors.Is(err, unix.EBUSY) {
 		return fmt.Errorf("%w: %s is open (a mapping or a mount holds it): %w", ErrBusy, dev, err)
 	}
@@ -142,9 +155,18 @@ func wipeHeader(dev string) error {
 	return f.Close()
 }
 
-// zeroRange writes zeros over [from, to) of f, a MiB at a time.
+// zeroRange writes zeros over [from, to) of f, a MiB at a time, from
+// page-aligned memory (an anonymous mapping, zeroed by the kernel), as
+// O_DIRECT needs.
 func zeroRange(f *os.File, from, to int64) error {
-	buf := make([]byte, min(to-from, 1<<20))
+	if to <= from {
+		return nil
+	}
+	buf, err := unix.Mmap(-1, 0, int(min(to-from, 1<<20)), unix.PROT_READ, unix.MAP_ANON|unix.MAP_PRIVATE)
+	if err != nil {
+		return fmt.Errorf("wiping the LUKS header of %s: buffer: %w", f.Name(), err)
+	}
+	defer unix.Munmap(buf)
 	for off := from; off < to; {
 		n := min(int64(len(buf)), to-off)
 		if _, err := f.WriteAt(buf[:n], off); err != nil {

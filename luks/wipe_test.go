@@ -70,8 +70,9 @@ func TestEraseLeavesOtherHeadersToCryptsetup(t *testing.T) {
 		{"a keyslot area past the keyslots area", volumeImage(t, strings.Replace(js, `"offset":"32768"`, `"offset":"16777216"`, 1), nil)},
 		{"the data segment inside the header area", volumeImage(t, strings.Replace(js, `"offset":"16777216"`, `"offset":"1048576"`, 1), nil)},
 		{"a device shorter than the header area", volumeImage(t, js, nil)[:8<<20]},
+		{"a keyslots area of part of a sector", volumeImage(t, strings.Replace(js, `"keyslots_size":"16744448"`, `"keyslots_size":"16744449"`, 1), nil)},
 	} {
-		if !strings.Contains(js, `"offset":"32768"`) || !strings.Contains(js, `"offset":"16777216"`) {
+		if !strings.Contains(js, `"offset":"32768"`) || !strings.Contains(js, `"offset":"16777216"`) || !strings.Contains(js, `"keyslots_size":"16744448"`) {
 			t.Fatal("fixture changed: the edits above no longer apply")
 		}
 		dev := writeImage(t, c.img)
