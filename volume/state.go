@@ -7,10 +7,11 @@ import (
 	"io/fs"
 	"maps"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+
+	"github.com/cryptvol/cryptvol/internal/atomicfile"
 )
 
 // StateFile is the name of the state file inside Config.StateDir.
@@ -271,43 +272,9 @@ func (st *store) update(fn func(*state)) error {
 	return nil
 }
 
-// write replaces the state file atomically: temp file in the same
-// directory, fsync, rename, fsync of the directory so the rename itself is
-// durable. A crash leaves either the old or the new file, never a mix.
-func (st *store) write(b []byte) (err error) {
-	dir := filepath.Dir(st.path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(st.path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("writing state: %w", err)
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if _, err = f.Write(b); err != nil {
-		return fmt.Errorf("writing state %s: %w", tmp, err)
-	}
-	if err = f.Sync(); err != nil {
-		return fmt.Errorf("syncing state %s: %w", tmp, err)
-	}
-	if err = f.Close(); err != nil {
-		return fmt.Errorf("closing state %s: %w", tmp, err)
-	}
-	if err = st.rename(tmp, st.path); err != nil {
-		return fmt.Errorf("replacing state file %s: %w", st.path, err)
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("syncing state directory %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err = d.Sync(); err != nil {
-		return fmt.Errorf("syncing state directory %s: %w", dir, err)
-	}
-	return nil
+// write replaces the state file atomically (internal/atomicfile).
+func (st *store) write(b []byte) error {
+	return atomicfile.Write(st.path, b, "state", st.rename)
 }
 
 // readBootID returns the kernel's boot id, which changes on every boot.

@@ -9,6 +9,8 @@ import (
 	"slices"
 
 	"github.com/sirupsen/logrus"
+
+	"github.com/cryptvol/cryptvol/internal/atomicfile"
 )
 
 // devicesFile, in the state directory, names the volume group's devices as
@@ -55,32 +57,11 @@ func saveKnownDevices(stateDir, vg string, known, devs []string, log logrus.Fiel
 	if len(devs) == 0 || slices.Equal(known, devs) {
 		return
 	}
-	err := writeAtomic(filepath.Join(stateDir, devicesFile), knownDevices{VG: vg, Devices: devs})
+	b, err := json.Marshal(knownDevices{VG: vg, Devices: devs})
+	if err == nil {
+		err = atomicfile.Write(filepath.Join(stateDir, devicesFile), b, "volume group devices record", os.Rename)
+	}
 	if err != nil {
 		log.WithError(err).Warn("could not record the volume group's devices; the next start asks vgs")
 	}
-}
-
-func writeAtomic(path string, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name()) // a no-op once renamed
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }
