@@ -70,7 +70,7 @@ func (c *Cryptsetup) openDirect(dev, mapping string, passphrase []byte, opts Ope
 // that descriptor, and with it the claim, for a moment after it is closed
 // (one create in 200 failed so in the lab's parallel batch).
 func (c *Cryptsetup) prepare(dev, mapping string, passphrase []byte, opts OpenOptions) (*activation, []byte, error) {
-	f, err := openDirect(dev)
+	f, err := openDirect(dev, os.O_RDONLY)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -48,7 +48,7 @@ var errFallback = errors.New("header not readable without cryptsetup")
 // Anything else wraps errFallback. The device is read with O_DIRECT where it
 // allows it, so a stale page cache cannot stand in for the disk.
 func readMetadata(dev string) ([]byte, error) {
-	f, err := openDirect(dev)
+	f, err := openDirect(dev, os.O_RDONLY)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", errFallback, err)
 	}
@@ -99,7 +99,7 @@ func readHeader(f *os.File) (js []byte, uuid string, err error) {
 // Format can skip `cryptsetup isLuks` on the fresh LV it is given (issue
 // 15); a magic anywhere, or a device that cannot be read, is left to isLuks.
 func noMagic(dev string) bool {
-	f, err := openDirect(dev)
+	f, err := openDirect(dev, os.O_RDONLY)
 	if err != nil {
 		return false
 	}
@@ -162,12 +162,12 @@ func checkCopy(b, magic []byte, offset, hdrSize uint64) error {
 	return nil
 }
 
-// openDirect opens dev for reading with O_DIRECT, or without it where the
-// file does not support it (tests' regular files on tmpfs).
-func openDirect(dev string) (*os.File, error) {
-	f, err := os.OpenFile(dev, os.O_RDONLY|unix.O_DIRECT, 0)
+// openDirect opens dev with flag and O_DIRECT, or without O_DIRECT where
+// the file does not support it (tests' regular files on tmpfs).
+func openDirect(dev string, flag int) (*os.File, error) {
+	f, err := os.OpenFile(dev, flag|unix.O_DIRECT, 0)
 	if errors.Is(err, unix.EINVAL) {
-		f, err = os.Open(dev)
+		f, err = os.OpenFile(dev, flag, 0)
 	}
 	return f, err
 }
