@@ -227,17 +227,38 @@ func TestEnsureThinPoolReadsTheText(t *testing.T) {
 	}
 }
 
-// A start with CRYPTVOL_DEVICES set finds the group on them without vgs,
-// and MetadataMark then reads them; devices that are not the group's go to
-// vgs as before.
-func TestEnsureVGFindsTheGroupOnItsDevices(t *testing.T) {
+// vgsCvx is vgsCmd for group cvx.
+var vgsCvx = strings.TrimSuffix(vgsCmd, "cvhost") + "cvx"
+
+// groupImage is a device image holding group cvx's captured metadata text,
+// with a Client of cvx over a fake lvm that answers nothing.
+func groupImage(t *testing.T) (dev string, f *fakeLVM, c *Client) {
+	t.Helper()
 	text := capturedText(t)
-	dev := textImage(t, text, 16384, 512, lvmCRC(text))
-	f := newFake(t)
+	dev = textImage(t, text, 16384, 512, lvmCRC(text))
+	f = newFake(t)
 	c, err := New("cvx", WithExec(f.exec))
 	if err != nil {
 		t.Fatal(err)
 	}
+	return dev, f, c
+}
+
+// notAPV is a file of zeros: no LVM label, no group's text.
+func notAPV(t *testing.T) string {
+	t.Helper()
+	plain := filepath.Join(t.TempDir(), "disk")
+	if err := os.WriteFile(plain, make([]byte, 8192), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return plain
+}
+
+// A start with CRYPTVOL_DEVICES set finds the group on them without vgs,
+// and MetadataMark then reads them; devices that are not the group's go to
+// vgs as before.
+func TestEnsureVGFindsTheGroupOnItsDevices(t *testing.T) {
+	dev, f, c := groupImage(t)
 	if err := c.EnsureVG(context.Background(), []string{dev}); err != nil || len(f.calls) != 0 {
 		t.Fatalf("the group on its device: err = %v, calls = %q", err, f.calls)
 	}
@@ -245,11 +266,9 @@ func TestEnsureVGFindsTheGroupOnItsDevices(t *testing.T) {
 		t.Fatalf("mark after EnsureVG: err = %v, calls = %q", err, f.calls)
 	}
 
-	plain := filepath.Join(t.TempDir(), "disk")
-	os.WriteFile(plain, make([]byte, 8192), 0o600)
+	plain := notAPV(t)
 	f = newFake(t)
-	f.on("lvm vgs -o vg_name,vg_size,vg_free,vg_extent_size,vg_uuid,vg_lock_type,pv_name --units b --nosuffix --reportformat json cvx",
-		answer{stdout: strings.ReplaceAll(fixture(t, "vgs.json"), "cvhost", "cvx")})
+	f.on(vgsCvx, answer{stdout: strings.ReplaceAll(fixture(t, "vgs.json"), "cvhost", "cvx")})
 	c, _ = New("cvx", WithExec(f.exec))
 	if err := c.EnsureVG(context.Background(), []string{plain}); err != nil || len(f.calls) != 1 {
 		t.Fatalf("a device without the group: err = %v, calls = %q", err, f.calls)
@@ -261,13 +280,7 @@ func TestEnsureVGFindsTheGroupOnItsDevices(t *testing.T) {
 // names them. A stale list (a device no longer the group's, or gone) costs
 // one vgs, whose devices Devices then names for the next start.
 func TestCheckVGTrustsKnownDevicesOnlyWhenTheyHoldTheGroup(t *testing.T) {
-	text := capturedText(t)
-	dev := textImage(t, text, 16384, 512, lvmCRC(text))
-	f := newFake(t)
-	c, err := New("cvx", WithExec(f.exec))
-	if err != nil {
-		t.Fatal(err)
-	}
+	dev, f, c := groupImage(t)
 	if err := c.CheckVG(context.Background(), []string{dev}); err != nil || len(f.calls) != 0 {
 		t.Fatalf("known devices holding the group: err = %v, calls = %q", err, f.calls)
 	}
@@ -275,12 +288,10 @@ func TestCheckVGTrustsKnownDevicesOnlyWhenTheyHoldTheGroup(t *testing.T) {
 		t.Fatalf("Devices = %q, want [%s]", got, dev)
 	}
 
-	plain := filepath.Join(t.TempDir(), "disk")
-	os.WriteFile(plain, make([]byte, 8192), 0o600)
-	vgs := "lvm vgs -o vg_name,vg_size,vg_free,vg_extent_size,vg_uuid,vg_lock_type,pv_name --units b --nosuffix --reportformat json cvx"
+	plain := notAPV(t)
 	for _, known := range [][]string{nil, {plain}, {filepath.Join(t.TempDir(), "gone")}} {
 		f = newFake(t)
-		f.on(vgs, answer{stdout: strings.ReplaceAll(fixture(t, "vgs.json"), "cvhost", "cvx")})
+		f.on(vgsCvx, answer{stdout: strings.ReplaceAll(fixture(t, "vgs.json"), "cvhost", "cvx")})
 		c, _ = New("cvx", WithExec(f.exec))
 		if err := c.CheckVG(context.Background(), known); err != nil || len(f.calls) != 1 {
 			t.Fatalf("known %q: err = %v, calls = %q", known, err, f.calls)
@@ -291,7 +302,7 @@ func TestCheckVGTrustsKnownDevicesOnlyWhenTheyHoldTheGroup(t *testing.T) {
 	}
 
 	f = newFake(t)
-	f.on(vgs, answer{code: 5, stderr: "  Volume group \"cvx\" not found\n"})
+	f.on(vgsCvx, answer{code: 5, stderr: "  Volume group \"cvx\" not found\n"})
 	c, _ = New("cvx", WithExec(f.exec))
 	if err := c.CheckVG(context.Background(), []string{plain}); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("no such group: err = %v, want ErrNotFound", err)
