@@ -169,13 +169,19 @@ func activateDM(a *activation, vk []byte) (devNum uint64, err error) {
 		}
 		return 0, fmt.Errorf("DM_DEV_CREATE %s: %w", a.name, err)
 	}
-	live := false
+	// fallback: the failure leaves the device to cryptsetup, once the one
+	// made here is gone again.
+	live, fallback := false, false
 	defer func() {
-		if !live {
-			if rerr := removeDM(a.name); rerr != nil && !errors.Is(rerr, unix.ENXIO) {
-				// Not made nothing after all: no fallback either.
-				err = fmt.Errorf("%w; removing the half-made %s again: %w", unwrapNotDirect(err), a.name, rerr)
-			}
+		if live {
+			return
+		}
+		switch rerr := removeDM(a.name); {
+		case rerr != nil && !errors.Is(rerr, unix.ENXIO):
+			// Not made nothing after all: no fallback either.
+			err = fmt.Errorf("%w; removing the half-made %s again: %w", err, a.name, rerr)
+		case fallback:
+			err = fmt.Errorf("%w: %w", errNotDirect, err)
 		}
 	}()
 	flags := uint32(dmSecureDataFlag)
@@ -183,12 +189,9 @@ func activateDM(a *activation, vk []byte) (devNum uint64, err error) {
 		flags |= dmReadonlyFlag
 	}
 	if _, err := dmCall(dmTableLoadCmd, a.name, "", flags, 0, targetSpec(0, a.length, "crypt", a.params)); err != nil {
-		if errors.Is(err, unix.EBUSY) {
-			// The device is claimed (mounted, held open exclusively):
-			// cryptsetup's refusal says so, once the device made here is
-			// gone again.
-			return 0, fmt.Errorf("%w: DM_TABLE_LOAD %s: %w", errNotDirect, a.name, err)
-		}
+		// EBUSY: the device is claimed (mounted, held open
+		// exclusively), and cryptsetup's refusal says so.
+		fallback = errors.Is(err, unix.EBUSY)
 		return 0, fmt.Errorf("DM_TABLE_LOAD %s: %w", a.name, err)
 	}
 	reply, err := dmCall(dmDevSuspendCmd, a.name, "", 0, dmUdevPrimarySource, nil)
@@ -197,15 +200,6 @@ func activateDM(a *activation, vk []byte) (devNum uint64, err error) {
 	}
 	live = true
 	return binary.NativeEndian.Uint64(reply[offDMDev:]), nil
-}
-
-// unwrapNotDirect is err without its errNotDirect mark, for an error
-// after which falling back would meet what was left behind.
-func unwrapNotDirect(err error) error {
-	if !errors.Is(err, errNotDirect) {
-		return err
-	}
-	return errors.New(strings.TrimPrefix(err.Error(), errNotDirect.Error()+": "))
 }
 
 // ensureNode makes /dev/mapper/<mapping> the device devNum, as

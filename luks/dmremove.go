@@ -18,8 +18,9 @@ import (
 // device of another kind under that name, a dm-integrity device stacked
 // underneath, which cryptsetup removes with it) to cryptsetup.
 
-// errNotDirect says the direct path does not apply: run cryptsetup close.
-var errNotDirect = errors.New("not a plain LUKS2 mapping to remove directly")
+// errNotDirect says the direct path (openDirect, closeDirect) does not
+// apply and has changed nothing: run cryptsetup.
+var errNotDirect = errors.New("not a plain LUKS2 mapping cryptvol opens or closes itself")
 
 // removeDM asks the kernel to remove the device-mapper device called name:
 // EBUSY while anything holds it open, ENXIO when there is none.

@@ -20,44 +20,61 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-func TestLabFormatOpenCloseErase(t *testing.T) {
+// labLV makes a 64 MiB LV called prefix-<suffix> in CRYPTVOL_LAB_VG
+// (skipping outside the lab), removed at cleanup, and a random passphrase.
+// A test's own cleanup, registered after this call, runs first: it closes
+// the mappings that would hold the LV.
+func labLV(t *testing.T, ctx context.Context, prefix string) (lv lvm.LV, suffix string, key []byte) {
+	t.Helper()
 	vgName := os.Getenv("CRYPTVOL_LAB_VG")
 	if vgName == "" {
 		t.Skip("CRYPTVOL_LAB_VG is not set (lab only)")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
 	lvc, err := lvm.New(vgName)
 	if err != nil {
 		t.Fatal(err)
 	}
-	suffix := fmt.Sprintf("%d", time.Now().UnixNano()%1e9)
-	lvName, mapping := "cvlab-luks-"+suffix, "cvlab-luks-"+suffix
-	if err := lvc.CreateLV(ctx, lvm.CreateRequest{Name: lvName, Size: 64 << 20, Tags: []string{"cvlabtest"}}); err != nil {
+	suffix = fmt.Sprintf("%d", time.Now().UnixNano()%1e9)
+	name := prefix + "-" + suffix
+	if err := lvc.CreateLV(ctx, lvm.CreateRequest{Name: name, Size: 64 << 20, Tags: []string{"cvlabtest"}}); err != nil {
 		t.Fatal(err)
 	}
-	lv, err := lvc.LV(ctx, lvName)
-	if err != nil {
+	t.Cleanup(func() {
+		if err := lvc.RemoveLV(context.Background(), name); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+	})
+	if lv, err = lvc.LV(ctx, name); err != nil {
 		t.Fatal(err)
 	}
-	runs := 0
-	cs := New(WithExec(func(ctx context.Context, stdin []byte, prog string, args ...string) ([]byte, error) {
-		runs++
+	key = make([]byte, KeySize)
+	if _, err := rand.Read(key); err != nil {
+		t.Fatal(err)
+	}
+	return lv, suffix, key
+}
+
+// countingCryptsetup is a Cryptsetup running the real programs, each
+// passed to seen ("program action") first.
+func countingCryptsetup(seen func(string)) *Cryptsetup {
+	return New(WithExec(func(ctx context.Context, stdin []byte, prog string, args ...string) ([]byte, error) {
+		seen(prog + " " + args[0])
 		return command.Runner(command.ProgramAndAction)(ctx, stdin, prog, args...)
 	}))
+}
+
+func TestLabFormatOpenCloseErase(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	lv, suffix, key := labLV(t, ctx, "cvlab-luks")
+	mapping := lv.Name
+	runs := 0
+	cs := countingCryptsetup(func(string) { runs++ })
 	t.Cleanup(func() {
 		if err := cs.Close(context.Background(), mapping); err != nil {
 			t.Errorf("cleanup: %v", err)
 		}
-		if err := lvc.RemoveLV(context.Background(), lvName); err != nil {
-			t.Errorf("cleanup: %v", err)
-		}
 	})
-
-	key := make([]byte, KeySize)
-	if _, err := rand.Read(key); err != nil {
-		t.Fatal(err)
-	}
 	if err := cs.Format(ctx, lv.Path, key, Token{KeyID: "lab-" + suffix, Volume: "v" + suffix}); err != nil {
 		t.Fatal(err)
 	}
@@ -231,41 +248,16 @@ func readAt(t *testing.T, path string, n int) []byte {
 // passphrase no keyslot takes, or a device already held, is left to
 // cryptsetup, which refuses it; the volume key is not left in a keyring.
 func TestLabOpenWithoutCryptsetup(t *testing.T) {
-	vgName := os.Getenv("CRYPTVOL_LAB_VG")
-	if vgName == "" {
-		t.Skip("CRYPTVOL_LAB_VG is not set (lab only)")
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	lvc, err := lvm.New(vgName)
-	if err != nil {
-		t.Fatal(err)
-	}
-	suffix := fmt.Sprintf("%d", time.Now().UnixNano()%1e9)
-	lvName, mapping := "cvlab-open-"+suffix, "cvlab-open-"+suffix
-	if err := lvc.CreateLV(ctx, lvm.CreateRequest{Name: lvName, Size: 64 << 20, Tags: []string{"cvlabtest"}}); err != nil {
-		t.Fatal(err)
-	}
-	lv, err := lvc.LV(ctx, lvName)
-	if err != nil {
-		t.Fatal(err)
-	}
+	lv, suffix, key := labLV(t, ctx, "cvlab-open")
+	mapping := lv.Name
 	var ran []string
-	cs := New(WithExec(func(ctx context.Context, stdin []byte, prog string, args ...string) ([]byte, error) {
-		ran = append(ran, prog+" "+args[0])
-		return command.Runner(command.ProgramAndAction)(ctx, stdin, prog, args...)
-	}))
+	cs := countingCryptsetup(func(c string) { ran = append(ran, c) })
 	t.Cleanup(func() {
 		cs.Close(context.Background(), mapping)
 		cs.Close(context.Background(), mapping+"-2")
-		if err := lvc.RemoveLV(context.Background(), lvName); err != nil {
-			t.Errorf("cleanup: %v", err)
-		}
 	})
-	key := make([]byte, KeySize)
-	if _, err := rand.Read(key); err != nil {
-		t.Fatal(err)
-	}
 	if err := cs.Format(ctx, lv.Path, key, Token{KeyID: "lab-" + suffix, Volume: "v" + suffix}); err != nil {
 		t.Fatal(err)
 	}
