@@ -165,6 +165,7 @@ func TestDockerAttachProbesMountsRecordedBefore(t *testing.T) {
 	h.containerGone("v1")
 	h.m.Sweep(h.ctx)
 	h.assertUp("v1") // no reason to doubt the IDs yet
+	h.later(mountGrace)
 	h.m.DockerAttached()
 	h.m.Sweep(h.ctx)
 	h.assertDown("v1")
@@ -192,6 +193,52 @@ func TestProbeNeverTouchesAMountMadeSinceTheWindowOpened(t *testing.T) {
 			t.Fatalf("probe unmounted a fresh mount: %v", h.w.callLog())
 		}
 	}
+}
+
+// A window that opens between a Mount and dockerd's bind of its path (an
+// attach: any connection closed without a byte) leaves that ID alone for
+// mountGrace: the probe
+// would find nothing holding the volume yet, and the container would get
+// an empty directory (CI stop 29). Past the grace the ID is probed like any
+// other: a container that died with dockerd right after its Mount does not
+// keep its volume open.
+func TestProbeLeavesAMountJustBeforeTheWindowOpened(t *testing.T) {
+	h := newHarness(t)
+	h.mustCreate("v1", nil)
+	h.mustCreate("v2", nil)
+	h.m.DockerAttached()
+	h.later(mountGrace) // the start's window is long past
+	h.mustMount("v1", "c1")
+	h.mustMount("v2", "c2")
+	h.m.DockerAttached()
+	h.w.resetCalls()
+	h.m.Sweep(h.ctx)
+	h.assertUp("v1")
+	h.assertUp("v2")
+	for _, c := range h.w.callLog() {
+		if strings.HasPrefix(c, "fs.Unmount") {
+			t.Fatalf("probe unmounted a mount not yet bound: %v", h.w.callLog())
+		}
+	}
+	if err := h.m.Remove(h.ctx, "v2"); !errors.Is(err, ErrInUse) {
+		t.Fatalf("docker volume rm between the Mount and the bind: %v, want %v", err, ErrInUse)
+	}
+	h.assertUp("v2")
+
+	// dockerd binds v1's path; v2's container never comes (dockerd died).
+	h.w.mu.Lock()
+	h.w.holders[mappingPrefix+"v1"]++
+	h.w.mu.Unlock()
+	h.later(mountGrace)
+	h.m.Sweep(h.ctx)
+	h.assertUp("v1")
+	h.assertDown("v2")
+	if ids := h.m.st.ids("v2"); len(ids) != 0 {
+		t.Fatalf("stale ID kept past the grace: %v", ids)
+	}
+	h.stopContainer("v1", "c1")
+	h.assertDown("v1")
+	h.assertConsistent()
 }
 
 // docker volume rm of a volume whose containers died with dockerd: the IDs

@@ -1265,6 +1265,15 @@ func (h *harness) runContainer(name, id string) {
 	h.w.mu.Unlock()
 }
 
+// later moves the sweeper's clock d ahead: time passing between a Mount and
+// a probe.
+func (h *harness) later(d time.Duration) {
+	h.m.sw.mu.Lock()
+	defer h.m.sw.mu.Unlock()
+	now := h.m.sw.now
+	h.m.sw.now = func() time.Time { return now().Add(d) }
+}
+
 // containerGone ends a container's hold without any Unmount (it died while
 // dockerd was not tracking it).
 func (h *harness) containerGone(name string) {

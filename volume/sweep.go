@@ -27,17 +27,24 @@ import (
 //     attach of dockerd (it dials the socket without a request,
 //     manager_linux.go pluginPostStart) open a probe window
 //     (Config.ProbeWindow): during it, a volume none of whose IDs was
-//     mounted since is probed every SweepInterval by release. If nothing
+//     mounted since, or within mountGrace, is probed every SweepInterval by
+//     release. If nothing
 //     holds it, its IDs were stale and are dropped; if something does, the
 //     plugin's mount is restored and the IDs kept.
 //
-// An ID mounted after the window opened is never probed: dockerd bind-mounts
-// the path a Mount returned after the Mount, and a probe in between would
-// hand the container an empty directory.
+// An ID mounted after the window opened, or less than mountGrace before, is
+// never probed: dockerd bind-mounts the path a Mount returned after the
+// Mount, and a probe in between finds nothing holding the volume, takes it
+// down and hands the container an empty directory. A window can open right
+// after a Mount: an attach is any connection to the socket closed without
+// a byte, whoever dials it (CI stop 29 showed a container an empty
+// directory in place of its volume, tests/e2e/contract.sh under Docker
+// 26.1; how is not known, and this was one way).
 type sweeper struct {
 	mu          sync.Mutex
-	fresh       map[string]map[string]bool // volume -> IDs mounted since the window opened
-	lingering   map[string]error           // volume -> why it is still up with no ID
+	mountedAt   map[string]map[string]time.Time // volume -> ID -> its latest Mount here
+	lingering   map[string]error                // volume -> why it is still up with no ID
+	openedAt    time.Time
 	probeUntil  time.Time
 	now         func() time.Time
 	interval    time.Duration
@@ -45,22 +52,28 @@ type sweeper struct {
 	wake        chan struct{}
 }
 
+// mountGrace is how long after a Mount its ID is never probed: the time
+// dockerd may take to start the container that binds the path, under load.
+// It is shorter than DefaultProbeWindow, so an ID of a container that died
+// with dockerd right after its Mount is still probed in that window.
+const mountGrace = time.Minute
+
 func newSweeper(interval, window time.Duration) *sweeper {
 	return &sweeper{
-		fresh: map[string]map[string]bool{}, lingering: map[string]error{},
+		mountedAt: map[string]map[string]time.Time{}, lingering: map[string]error{},
 		now: time.Now, interval: interval, probeWindow: window, wake: make(chan struct{}, 1),
 	}
 }
 
-// mounted records a Mount of id since the window opened; the volume is in
-// use and no longer lingers.
+// mounted records a Mount of id; the volume is in use and no longer
+// lingers.
 func (s *sweeper) mounted(name, id string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.fresh[name] == nil {
-		s.fresh[name] = map[string]bool{}
+	if s.mountedAt[name] == nil {
+		s.mountedAt[name] = map[string]time.Time{}
 	}
-	s.fresh[name][id] = true
+	s.mountedAt[name][id] = s.now()
 	delete(s.lingering, name)
 }
 
@@ -68,9 +81,9 @@ func (s *sweeper) mounted(name, id string) {
 func (s *sweeper) released(name, id string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	delete(s.fresh[name], id)
-	if len(s.fresh[name]) == 0 {
-		delete(s.fresh, name)
+	delete(s.mountedAt[name], id)
+	if len(s.mountedAt[name]) == 0 {
+		delete(s.mountedAt, name)
 	}
 }
 
@@ -95,11 +108,23 @@ func (s *sweeper) pending(name string) error {
 	return s.lingering[name]
 }
 
-// openWindow makes every recorded ID a candidate for probing.
+// openWindow makes every recorded ID a candidate for probing, once it is
+// mountGrace old.
 func (s *sweeper) openWindow() {
 	s.mu.Lock()
-	s.fresh = map[string]map[string]bool{}
-	s.probeUntil = s.now().Add(s.probeWindow)
+	now := s.now()
+	s.openedAt, s.probeUntil = now, now.Add(s.probeWindow)
+	// An entry past the grace no longer keeps its ID from a probe.
+	for name, ids := range s.mountedAt {
+		for id, at := range ids {
+			if now.Sub(at) >= mountGrace {
+				delete(ids, id)
+			}
+		}
+		if len(ids) == 0 {
+			delete(s.mountedAt, name)
+		}
+	}
 	s.mu.Unlock()
 	s.poke()
 }
@@ -112,15 +137,19 @@ func (s *sweeper) poke() {
 }
 
 // probeable reports whether the volume's ids may be stale: the window is
-// open and none of them was mounted since it opened.
+// open and none of them was mounted since it opened or within mountGrace.
+// IDs a Mount of this process did not record (loaded from the state file)
+// have no time and may be probed.
 func (s *sweeper) probeable(name string, ids []string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(ids) == 0 || !s.now().Before(s.probeUntil) {
+	now := s.now()
+	if len(ids) == 0 || !now.Before(s.probeUntil) {
 		return false
 	}
 	for _, id := range ids {
-		if s.fresh[name][id] {
+		at, ok := s.mountedAt[name][id]
+		if ok && (!at.Before(s.openedAt) || now.Sub(at) < mountGrace) {
 			return false
 		}
 	}
@@ -193,8 +222,10 @@ func (m *Manager) Sweep(ctx context.Context) {
 	for _, name := range m.sw.lingeringNames() {
 		m.sweepLingering(ctx, name)
 	}
+	probed := 0
 	for name := range m.st.snapshot().Mounts {
 		if m.sw.probeable(name, m.st.ids(name)) {
+			probed++
 			if err := m.probe(ctx, name); err != nil {
 				m.logFor(name, "sweep").WithError(err).Warn("probing whether the volume is still held failed")
 			}
@@ -214,6 +245,7 @@ func (m *Manager) Sweep(ctx context.Context) {
 			m.logFor(e.Volume, "sweep").WithError(err).Debug("unfinished key rotation still cannot be settled")
 		}
 	}
+	m.log.WithFields(logrus.Fields{"op": "sweep", "probed": probed}).Debug("sweep done")
 }
 
 func (m *Manager) sweepLingering(ctx context.Context, name string) {

@@ -1,0 +1,77 @@
+//go:build lab
+
+package tests
+
+import (
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cryptvol/cryptvol/volume"
+)
+
+// The plugin takes any connection closed without a byte for dockerd's
+// attach, which opens the sweeper's probe window. One that came between a
+// Mount and dockerd's bind of the returned path had the sweeper find nothing
+// holding the volume, take it down, and leave the container an empty
+// directory where its volume should be (one way to what CI stop 29 saw:
+// contract.sh read no file after `docker plugin enable` under Docker 26.1).
+// The real plugin process, an attach right after a Mount: the path must
+// still be the volume.
+func TestLabAttachLeavesAMountNotYetBound(t *testing.T) {
+	p := newPlug(t)
+	p.start("")
+	const v = "lab-attach"
+	p.must("create", p.create(v, nil))
+	t.Cleanup(func() { _ = p.remove(v) })
+	mp, err := p.mount(v, "c1")
+	p.must("mount", err)
+	if err := os.WriteFile(filepath.Join(mp, "kept"), []byte("volume"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	logPath := filepath.Join(p.dir, "plugin.log")
+	before, err := os.ReadFile(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.Dial("unix", filepath.Join(p.dir, "cryptvol.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	// The attach pokes the sweeper; a sweep already under way when it came
+	// may have looked at the volume before the window opened, so two.
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		all, err := os.ReadFile(logPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		after := string(all[len(before):])
+		if i := strings.Index(after, "dockerd attached"); i >= 0 && strings.Count(after[i:], "sweep done") >= 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no attach and two sweeps within 90 s of a connection closed without a byte; log:\n%s", p.logTail())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+
+	if b, err := os.ReadFile(filepath.Join(mp, "kept")); err != nil || string(b) != "volume" {
+		t.Fatalf("after the attach the path a Mount returned is not the volume: %q, %v; log:\n%s", b, err, p.logTail())
+	}
+	if !mappingOpen(t, v) {
+		t.Fatalf("the mapping was closed under a Mount not yet bound; log:\n%s", p.logTail())
+	}
+	got, err := p.get(v)
+	p.must("get", err)
+	if got.Status[volume.StatusMounted] != true || got.Mountpoint != mp {
+		t.Fatalf("inspect after the attach: %+v", got)
+	}
+	p.must("unmount", p.unmount(v, "c1"))
+	p.must("remove", p.remove(v))
+}
