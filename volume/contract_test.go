@@ -154,6 +154,35 @@ func TestMountUnmountedFromOutsideIsRestored(t *testing.T) {
 	h.assertConsistent()
 }
 
+// The same outside unmount moments after a Mount, before dockerd bound the
+// path: nothing holds the volume yet, and closing it would give the
+// container an empty directory. It is mounted again at once and keeps its
+// ID. A minute on, the same unmount with nothing holding the volume closes
+// it as before.
+func TestOutsideUnmountRightAfterAMountIsMountedAgain(t *testing.T) {
+	h := newHarness(t)
+	h.mustCreate("v1", nil)
+	p := h.mustMount("v1", "c1") // not yet bound into the container
+	h.w.unmountFromOutside(p)
+	h.m.restoreMissing(h.ctx)
+	h.assertUp("v1")
+	if got, err := h.m.Path(h.ctx, "v1"); err != nil || got != p {
+		t.Fatalf("Path after the outside unmount = %q, %v; want %q", got, err, p)
+	}
+	if ids := h.m.st.ids("v1"); len(ids) != 1 {
+		t.Fatalf("ids %v, want c1 kept", ids)
+	}
+
+	h.later(mountGrace)
+	h.w.unmountFromOutside(p)
+	h.m.restoreMissing(h.ctx)
+	h.assertDown("v1")
+	if ids := h.m.st.ids("v1"); len(ids) != 0 {
+		t.Fatalf("stale ids kept: %v", ids)
+	}
+	h.assertConsistent()
+}
+
 // Live-restore: dockerd comes back without restarting the plugin, and a
 // container died meanwhile. Its attach opens the probe window.
 func TestDockerAttachProbesMountsRecordedBefore(t *testing.T) {

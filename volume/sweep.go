@@ -136,6 +136,20 @@ func (s *sweeper) poke() {
 	}
 }
 
+// recent reports whether one of the volume's ids was mounted less than
+// mountGrace ago: dockerd may not have bound its path yet.
+func (s *sweeper) recent(name string, ids []string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	for _, id := range ids {
+		if at, ok := s.mountedAt[name][id]; ok && now.Sub(at) < mountGrace {
+			return true
+		}
+	}
+	return false
+}
+
 // probeable reports whether the volume's ids may be stale: the window is
 // open and none of them was mounted since it opened or within mountGrace.
 // IDs a Mount of this process did not record (loaded from the state file)
@@ -203,16 +217,6 @@ func (m *Manager) Run(ctx context.Context) {
 			m.Sweep(ctx)
 		case <-changed:
 			m.restoreMissing(ctx)
-		}
-	}
-}
-
-// restoreMissing restores the mount of each volume with mount IDs whose
-// mount is gone (restoreMount).
-func (m *Manager) restoreMissing(ctx context.Context) {
-	for name := range m.st.snapshot().Mounts {
-		if err := m.restoreMount(ctx, name); err != nil {
-			m.logFor(name, "sweep").WithError(err).Warn("restoring the plugin's mount of a volume in use failed")
 		}
 	}
 }
@@ -310,45 +314,6 @@ func (m *Manager) releaseOrDrop(ctx context.Context, name string, say outcomes) 
 	}
 	log.Warn(say.dropped)
 	return nil
-}
-
-// restoreMount puts back the plugin's own mount of a volume with mount IDs
-// when it is gone while the plugin runs: Docker 26.1 restarts a SIGKILLed
-// plugin and then unmounts the old instance's propagated mount, which takes
-// the new instance's mount with it (lab, tests/e2e/contract.sh), so Status
-// said "not mounted" and Path "" under a running container. The volume is
-// released: a mapping still held is mounted again (release), one that
-// nothing holds is closed and its IDs, stale, dropped. Our own mounts and
-// unmounts change the table too, so a volume whose mount is in place is
-// seen without its lock: it costs one read of the table and never waits for
-// an operation on the volume. Run calls it through
-// restoreMissing as soon as the kernel reports the table changed: the
-// unmount can come after the restarted plugin answers (commit "volume:
-// restore a mount taken from outside when the table changes").
-func (m *Manager) restoreMount(ctx context.Context, name string) error {
-	if ok, _, err := m.mountedHere(name); err == nil && ok {
-		return nil
-	}
-	unlock := m.lock(name)
-	defer unlock()
-	ids := m.st.ids(name)
-	if len(ids) == 0 {
-		return nil
-	}
-	ok, other, err := m.mountedHere(name)
-	switch {
-	case err != nil:
-		return err
-	case ok:
-		return nil
-	case other != "":
-		return fmt.Errorf("volume %q: %s is mounted at %s instead of the volume; leaving it", name, other, m.mountpoint(name))
-	}
-	return m.releaseOrDrop(ctx, name, outcomes{
-		heldLevel: logrus.WarnLevel,
-		held:      "the plugin's mount of a volume its containers hold was unmounted from outside; mounted it again",
-		dropped:   "volume closed: its mount was gone and nothing held it, so its mount IDs were stale",
-	})
 }
 
 // errStillRemoving refuses a create while an earlier volume of the same

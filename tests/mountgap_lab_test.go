@@ -75,3 +75,39 @@ func TestLabAttachLeavesAMountNotYetBound(t *testing.T) {
 	p.must("unmount", p.unmount(v, "c1"))
 	p.must("remove", p.remove(v))
 }
+
+// Docker 26.1 unmounts a restarted plugin's mount from outside, seconds
+// after the plugin answers (volume/restore.go): when a container's Mount
+// has just been answered, before dockerd binds the path. The real plugin
+// process: a Mount, then its mount taken from outside; the plugin must
+// mount the volume again at once, not close it as unused.
+func TestLabOutsideUnmountRightAfterAMountIsMountedAgain(t *testing.T) {
+	p := newPlug(t)
+	p.start("")
+	const v = "lab-gap"
+	p.must("create", p.create(v, nil))
+	t.Cleanup(func() { _ = p.remove(v) })
+	mp, err := p.mount(v, "c1")
+	p.must("mount", err)
+	if err := os.WriteFile(filepath.Join(mp, "kept"), []byte("volume"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, "umount", mp)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if b, err := os.ReadFile(filepath.Join(mp, "kept")); err == nil && string(b) == "volume" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the path is not the volume again 30 s after its mount was taken; mapping open: %v; log:\n%s", mappingOpen(t, v), p.logTail())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	got, err := p.get(v)
+	p.must("get", err)
+	if got.Status[volume.StatusMounted] != true || got.Mountpoint != mp {
+		t.Fatalf("inspect after the remount: %+v", got)
+	}
+	p.must("unmount", p.unmount(v, "c1"))
+	p.must("remove", p.remove(v))
+}
