@@ -75,7 +75,10 @@
 // the sweeper (sweep.go: lingering volumes; IDs recorded before the
 // latest plugin start or dockerd attach; and volumes with IDs whose mount
 // was taken from under the plugin, which Docker 26.1 does after restarting
-// it), and for a Remove refused for IDs that may be stale. A volume no ID
+// it: restore.go), and for a Remove refused for IDs that may be stale.
+// Never for an ID mounted less than a minute ago (mountGrace): dockerd
+// binds the path some time after the Mount, and until it has, nothing
+// holds the volume; one whose mount is taken meanwhile is mounted again. A volume no ID
 // holds that cannot be taken down lingers, shown in Status ("pending"),
 // and is retried until it goes down or is mounted again.
 //
