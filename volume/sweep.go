@@ -28,9 +28,8 @@ import (
 //     manager_linux.go pluginPostStart) open a probe window
 //     (Config.ProbeWindow): during it, a volume none of whose IDs was
 //     mounted since, or within mountGrace, is probed every SweepInterval by
-//     release. If nothing
-//     holds it, its IDs were stale and are dropped; if something does, the
-//     plugin's mount is restored and the IDs kept.
+//     release. If nothing holds it, its IDs were stale and are dropped; if
+//     something does, the plugin's mount is restored and the IDs kept.
 //
 // An ID mounted after the window opened, or less than mountGrace before, is
 // never probed: dockerd bind-mounts the path a Mount returned after the
