@@ -43,8 +43,7 @@ type sweeper struct {
 	mu          sync.Mutex
 	mountedAt   map[string]map[string]time.Time // volume -> ID -> its latest Mount here
 	lingering   map[string]error                // volume -> why it is still up with no ID
-	openedAt    time.Time
-	probeUntil  time.Time
+	probeUntil  time.Time                       // the window opened probeWindow before
 	now         func() time.Time
 	interval    time.Duration
 	probeWindow time.Duration
@@ -112,7 +111,7 @@ func (s *sweeper) pending(name string) error {
 func (s *sweeper) openWindow() {
 	s.mu.Lock()
 	now := s.now()
-	s.openedAt, s.probeUntil = now, now.Add(s.probeWindow)
+	s.probeUntil = now.Add(s.probeWindow)
 	// An entry past the grace no longer keeps its ID from a probe.
 	for name, ids := range s.mountedAt {
 		for id, at := range ids {
@@ -135,18 +134,25 @@ func (s *sweeper) poke() {
 	}
 }
 
+// latestMount is when the latest Mount of any of ids was recorded here;
+// ok is false when none was (IDs loaded from the state file). The caller
+// holds s.mu.
+func (s *sweeper) latestMount(name string, ids []string) (latest time.Time, ok bool) {
+	for _, id := range ids {
+		if at, found := s.mountedAt[name][id]; found && (!ok || at.After(latest)) {
+			latest, ok = at, true
+		}
+	}
+	return latest, ok
+}
+
 // recent reports whether one of the volume's ids was mounted less than
 // mountGrace ago: dockerd may not have bound its path yet.
 func (s *sweeper) recent(name string, ids []string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	now := s.now()
-	for _, id := range ids {
-		if at, ok := s.mountedAt[name][id]; ok && now.Sub(at) < mountGrace {
-			return true
-		}
-	}
-	return false
+	at, ok := s.latestMount(name, ids)
+	return ok && s.now().Sub(at) < mountGrace
 }
 
 // probeable reports whether the volume's ids may be stale: the window is
@@ -160,13 +166,8 @@ func (s *sweeper) probeable(name string, ids []string) bool {
 	if len(ids) == 0 || !now.Before(s.probeUntil) {
 		return false
 	}
-	for _, id := range ids {
-		at, ok := s.mountedAt[name][id]
-		if ok && (!at.Before(s.openedAt) || now.Sub(at) < mountGrace) {
-			return false
-		}
-	}
-	return true
+	at, ok := s.latestMount(name, ids)
+	return !ok || at.Before(s.probeUntil.Add(-s.probeWindow)) && now.Sub(at) >= mountGrace
 }
 
 func (s *sweeper) lingeringNames() []string {
