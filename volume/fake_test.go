@@ -1260,9 +1260,28 @@ func (h *harness) mustUnmount(name, id string) {
 func (h *harness) runContainer(name, id string) {
 	h.t.Helper()
 	h.mustMount(name, id)
+	h.bind(name)
+}
+
+// bind is dockerd's bind mount of a mounted volume's path into a
+// container's namespace, which holds the filesystem.
+func (h *harness) bind(name string) {
 	h.w.mu.Lock()
 	h.w.holders[mappingPrefix+name]++
 	h.w.mu.Unlock()
+}
+
+// sweepUnmountsNothing runs a sweep and fails the test if it unmounted
+// anything; what names the mounts it must leave.
+func (h *harness) sweepUnmountsNothing(what string) {
+	h.t.Helper()
+	h.w.resetCalls()
+	h.m.Sweep(h.ctx)
+	for _, c := range h.w.callLog() {
+		if strings.HasPrefix(c, "fs.Unmount") {
+			h.t.Fatalf("probe unmounted %s: %v", what, h.w.callLog())
+		}
+	}
 }
 
 // later moves the sweeper's clock d ahead: time passing between a Mount and
