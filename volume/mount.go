@@ -291,14 +291,16 @@ func (m *Manager) release(ctx context.Context, name string, log logrus.FieldLogg
 	if lerr != nil {
 		return true, fmt.Errorf("mapping still in use; reading the LV to mount it again: %w", lerr)
 	}
-	rb := &rollback{op: "remount", name: name, log: log}
-	var merr error
-	func() {
-		defer func() { rb.finish(ctx, &merr, recover()) }()
-		merr = m.mountVerified(ctx, rb, name, lv)
-	}()
-	if merr != nil {
-		return true, fmt.Errorf("mapping still in use; mounting it again: %w", merr)
+	if err := m.remount(ctx, name, lv, log); err != nil {
+		return true, fmt.Errorf("mapping still in use; mounting it again: %w", err)
 	}
 	return true, nil
+}
+
+// remount mounts the volume's open mapping at its mountpoint again and
+// verifies it; a failure or panic undoes what it made.
+func (m *Manager) remount(ctx context.Context, name string, lv lvm.LV, log logrus.FieldLogger) (err error) {
+	rb := &rollback{op: "remount", name: name, log: log}
+	defer func() { rb.finish(ctx, &err, recover()) }()
+	return m.mountVerified(ctx, rb, name, lv)
 }

@@ -76,7 +76,7 @@ func (m *Manager) restoreMount(ctx context.Context, name string) error {
 // unmounts a restarted plugin's mounts seconds after it answers (see
 // restoreMount), which is when a container that waited for the plugin
 // mounts its volume.
-func (m *Manager) remountRecent(ctx context.Context, name string) (err error) {
+func (m *Manager) remountRecent(ctx context.Context, name string) error {
 	log := m.logFor(name, "sweep").WithField("mount_ids", len(m.st.ids(name)))
 	open, err := m.crypt.IsOpen(ctx, mappingName(name))
 	if err != nil {
@@ -89,9 +89,7 @@ func (m *Manager) remountRecent(ctx context.Context, name string) (err error) {
 	if err != nil {
 		return err
 	}
-	rb := &rollback{op: "remount", name: name, log: log}
-	defer func() { rb.finish(ctx, &err, recover()) }()
-	if err := m.mountVerified(ctx, rb, name, lv); err != nil {
+	if err := m.remount(ctx, name, lv, log); err != nil {
 		return fmt.Errorf("volume %q: mounting it again after its mount was taken from outside: %w", name, err)
 	}
 	log.Warn("the plugin's mount of a volume mounted moments ago was unmounted from outside; mounted it again at once")
