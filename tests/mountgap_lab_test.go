@@ -22,16 +22,8 @@ import (
 // The real plugin process, an attach right after a Mount: the path must
 // still be the volume.
 func TestLabAttachLeavesAMountNotYetBound(t *testing.T) {
-	p := newPlug(t)
-	p.start("")
 	const v = "lab-attach"
-	p.must("create", p.create(v, nil))
-	t.Cleanup(func() { _ = p.remove(v) })
-	mp, err := p.mount(v, "c1")
-	p.must("mount", err)
-	if err := os.WriteFile(filepath.Join(mp, "kept"), []byte("volume"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	p, mp := mountedWithFile(t, v)
 
 	logPath := filepath.Join(p.dir, "plugin.log")
 	before, err := os.ReadFile(logPath)
@@ -67,13 +59,7 @@ func TestLabAttachLeavesAMountNotYetBound(t *testing.T) {
 	if !mappingOpen(t, v) {
 		t.Fatalf("the mapping was closed under a Mount not yet bound; log:\n%s", p.logTail())
 	}
-	got, err := p.get(v)
-	p.must("get", err)
-	if got.Status[volume.StatusMounted] != true || got.Mountpoint != mp {
-		t.Fatalf("inspect after the attach: %+v", got)
-	}
-	p.must("unmount", p.unmount(v, "c1"))
-	p.must("remove", p.remove(v))
+	stillMountedThenRemove(p, v, mp, "the attach")
 }
 
 // Docker 26.1 unmounts a restarted plugin's mount from outside, seconds
@@ -82,16 +68,8 @@ func TestLabAttachLeavesAMountNotYetBound(t *testing.T) {
 // process: a Mount, then its mount taken from outside; the plugin must
 // mount the volume again at once, not close it as unused.
 func TestLabOutsideUnmountRightAfterAMountIsMountedAgain(t *testing.T) {
-	p := newPlug(t)
-	p.start("")
 	const v = "lab-gap"
-	p.must("create", p.create(v, nil))
-	t.Cleanup(func() { _ = p.remove(v) })
-	mp, err := p.mount(v, "c1")
-	p.must("mount", err)
-	if err := os.WriteFile(filepath.Join(mp, "kept"), []byte("volume"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	p, mp := mountedWithFile(t, v)
 	mustRun(t, "umount", mp)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -103,10 +81,34 @@ func TestLabOutsideUnmountRightAfterAMountIsMountedAgain(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	stillMountedThenRemove(p, v, mp, "the remount")
+}
+
+// mountedWithFile starts the real plugin, creates volume v and mounts it
+// for ID c1 as dockerd would, with nothing bound to the path yet, and
+// writes the file "kept" through the path.
+func mountedWithFile(t *testing.T, v string) (*plug, string) {
+	t.Helper()
+	p := newPlug(t)
+	p.start("")
+	p.must("create", p.create(v, nil))
+	t.Cleanup(func() { _ = p.remove(v) })
+	mp, err := p.mount(v, "c1")
+	p.must("mount", err)
+	if err := os.WriteFile(filepath.Join(mp, "kept"), []byte("volume"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p, mp
+}
+
+// stillMountedThenRemove checks that inspect shows v mounted at mp after
+// what happened, then unmounts c1 and removes v.
+func stillMountedThenRemove(p *plug, v, mp, after string) {
+	p.t.Helper()
 	got, err := p.get(v)
 	p.must("get", err)
 	if got.Status[volume.StatusMounted] != true || got.Mountpoint != mp {
-		t.Fatalf("inspect after the remount: %+v", got)
+		p.t.Fatalf("inspect after %s: %+v", after, got)
 	}
 	p.must("unmount", p.unmount(v, "c1"))
 	p.must("remove", p.remove(v))
