@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -75,8 +74,9 @@ func validatePath(kind, p string) error {
 }
 
 // Mkfs creates a filesystem on dev. -F/-f: dev is a freshly opened volume
-// whose random-looking contents must not make mkfs stop and ask. ext4's
-// lost+found goes at the filesystem's first Mount (fresh.go).
+// whose random-looking contents must not make mkfs stop and ask. The data
+// directory containers get is made at the filesystem's first mount
+// (layout.go).
 //
 // ext4 gets lazy_journal_init: mke2fs then leaves the journal unzeroed
 // (mke2fs(8)), which saved 0.15-0.45 s of every 1 GiB create in the lab,
@@ -132,7 +132,11 @@ func (f *FS) Mount(ctx context.Context, dev, target, fstype string, extra ...str
 	if err := ValidateFSType(fstype); err != nil {
 		return err
 	}
-	if err := validate(fstype, extra, append(AllowedOptions(fstype), Discard, ReadOnly)); err != nil {
+	internal := []string{Discard, ReadOnly}
+	if fstype == "xfs" {
+		internal = append(internal, NoUUID)
+	}
+	if err := validate(fstype, extra, append(AllowedOptions(fstype), internal...)); err != nil {
 		return err
 	}
 	opts := strings.Join(append([]string{mountOptions}, extra...), ",")
@@ -155,14 +159,6 @@ func (f *FS) Mount(ctx context.Context, dev, target, fstype string, extra ...str
 		}
 		return fmt.Errorf("mount %s on %s: %s is already mounted there", dev, target, f.source(e))
 	}
-	// Read before mount sets the counts; a read-only mount leaves
-	// lost+found to the first read-write one.
-	fresh := false
-	if fstype == "ext4" && !slices.Contains(extra, ReadOnly) {
-		if fresh, err = f.fresh(dev); err != nil {
-			return fmt.Errorf("mount %s on %s: %w", dev, target, err)
-		}
-	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("mount %s on %s: %w", dev, target, err)
 	}
@@ -179,14 +175,6 @@ func (f *FS) Mount(ctx context.Context, dev, target, fstype string, extra ...str
 			got = f.source(e)
 		}
 		return fmt.Errorf("mount %s on %s: mount succeeded but the mount table shows %s there", dev, target, got)
-	}
-	if fresh {
-		if err := emptyRoot(target); err != nil {
-			if uerr := f.Unmount(ctx, target); uerr != nil {
-				return fmt.Errorf("mount %s on %s: %w; unmounting it again also failed: %w", dev, target, err, uerr)
-			}
-			return fmt.Errorf("mount %s on %s: %w", dev, target, err)
-		}
 	}
 	return nil
 }
