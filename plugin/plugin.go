@@ -59,6 +59,10 @@ type Options struct {
 	// Status, if set, adds plugin-wide facts (KMIP reachability) to every
 	// volume's Status.
 	Status func() map[string]any
+	// Global: the volumes are on a volume group shared by several hosts,
+	// so each name means one volume across them; Capabilities says scope
+	// "global" (otherwise "local"), which `docker volume inspect` shows.
+	Global bool
 }
 
 // Driver implements dv.Driver.
@@ -69,6 +73,7 @@ type Driver struct {
 	reencrypt time.Duration
 	status    func() map[string]any
 	observe   func(call string, took time.Duration, err error)
+	scope     string
 
 	// The manager arrives once start-up reconciliation is done (start.go).
 	startMu  sync.Mutex
@@ -260,9 +265,10 @@ func (d *Driver) List() (*dv.ListResponse, error) {
 	return &dv.ListResponse{Volumes: out}, nil
 }
 
-// Capabilities implements dv.Driver: volumes live on this host's disks.
+// Capabilities implements dv.Driver: scope "local" when the volumes live
+// on this host's disks, "global" in a shared volume group (Options.Global).
 func (d *Driver) Capabilities() *dv.CapabilitiesResponse {
-	return &dv.CapabilitiesResponse{Capabilities: dv.Capability{Scope: "local"}}
+	return &dv.CapabilitiesResponse{Capabilities: dv.Capability{Scope: d.scope}}
 }
 
 func (d *Driver) toDocker(v volume.Volume) *dv.Volume {

@@ -149,6 +149,12 @@ func TestActivateAndCapabilities(t *testing.T) {
 	if code != 200 || fmt.Sprint(out["Capabilities"]) != "map[Scope:local]" {
 		t.Errorf("capabilities: %d %v", code, out)
 	}
+	// A shared volume group: one name is one volume on every host, and
+	// `docker volume inspect` says so.
+	d, _ = newDriver(&fakeManager{}, Options{Global: true})
+	if code, out := post(t, serve(t, d), "/VolumeDriver.Capabilities", "{}"); code != 200 || fmt.Sprint(out["Capabilities"]) != "map[Scope:global]" {
+		t.Errorf("capabilities in a shared group: %d %v", code, out)
+	}
 }
 
 func TestRequestsReachTheManager(t *testing.T) {

@@ -27,7 +27,10 @@ func NewStarting(log logrus.FieldLogger, o Options) *Driver {
 	if log == nil {
 		log = logrus.StandardLogger()
 	}
-	d := &Driver{log: log, long: o.LongTimeout, short: o.ShortTimeout, status: o.Status, observe: o.Observe, ready: make(chan struct{})}
+	d := &Driver{log: log, long: o.LongTimeout, short: o.ShortTimeout, status: o.Status, observe: o.Observe, ready: make(chan struct{}), scope: "local"}
+	if o.Global {
+		d.scope = "global"
+	}
 	if d.long <= 0 {
 		d.long = DefaultLongTimeout
 	}
@@ -95,11 +98,17 @@ func (d *Driver) guard(op string, fn func() error) (err error) {
 	return fn()
 }
 
-// WatchAttach wraps the plugin's listener so that onAttach runs when a
-// connection closes without having sent a byte: that is how dockerd checks
-// that a plugin listens whenever it starts or re-attaches to it
-// (pluginPostStart dials and closes), including after its own restart under
-// live-restore, when the plugin is not restarted and gets no other sign.
+// WatchAttach wraps the plugin's listener so that onAttach runs when dockerd
+// attaches: a connection that closes without having sent a byte while no
+// other connection to the socket is open. That is dockerd's check that a
+// plugin listens whenever it starts or re-attaches to it (moby
+// plugin/manager_linux.go@v26.1.5 pluginPostStart dials and closes),
+// including after its own restart under live-restore, when the plugin is
+// not restarted and gets no other sign; a new dockerd has no other
+// connection open, the old one's having closed with it. Go's HTTP client
+// also closes a connection it dialed and did not need, but only while
+// other connections of the same client are open (it keeps up to two idle,
+// and each connection it keeps served a request), so those do not count.
 // Calls are spaced at least minGap apart.
 func WatchAttach(l net.Listener, minGap time.Duration, onAttach func()) net.Listener {
 	return &attachListener{Listener: l, gap: minGap, fn: onAttach}
@@ -110,6 +119,7 @@ type attachListener struct {
 	gap  time.Duration
 	fn   func()
 	mu   sync.Mutex
+	open int // connections accepted and not yet closed
 	last time.Time
 }
 
@@ -118,18 +128,22 @@ func (l *attachListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	l.mu.Lock()
+	l.open++
+	l.mu.Unlock()
 	return &attachConn{Conn: c, l: l}, nil
 }
 
-func (l *attachListener) attached() {
+// closed counts a connection's close and reports whether it was an attach.
+func (l *attachListener) closed(silent bool) bool {
 	l.mu.Lock()
-	if !l.last.IsZero() && time.Since(l.last) < l.gap {
-		l.mu.Unlock()
-		return
+	defer l.mu.Unlock()
+	l.open--
+	if !silent || l.open > 0 || !l.last.IsZero() && time.Since(l.last) < l.gap {
+		return false
 	}
 	l.last = time.Now()
-	l.mu.Unlock()
-	l.fn()
+	return true
 }
 
 type attachConn struct {
@@ -148,8 +162,8 @@ func (c *attachConn) Read(b []byte) (int, error) {
 }
 
 func (c *attachConn) Close() error {
-	if !c.closed.Swap(true) && !c.read.Load() {
-		go c.l.attached()
+	if !c.closed.Swap(true) && c.l.closed(!c.read.Load()) {
+		go c.l.fn()
 	}
 	return c.Conn.Close()
 }

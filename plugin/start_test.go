@@ -1,11 +1,14 @@
 package plugin
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net"
+	"net/http"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -59,16 +62,23 @@ func TestRequestPanicBecomesError(t *testing.T) {
 	}
 }
 
-// dockerd's "is it listening" dial (connect, close, nothing sent) is the
-// plugin's only sign that dockerd (re)attached; a request is not one.
-func TestWatchAttachSeesDialsWithoutRequests(t *testing.T) {
-	sock := filepath.Join(t.TempDir(), "p.sock")
+// attachCounter listens on a new socket through WatchAttach and counts
+// the attaches it sees.
+func attachCounter(t *testing.T) (sock string, l net.Listener, n *atomic.Int32) {
+	t.Helper()
+	sock = filepath.Join(t.TempDir(), "p.sock")
 	raw, err := net.Listen("unix", sock)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var n atomic.Int32
-	l := WatchAttach(raw, 0, func() { n.Add(1) })
+	n = new(atomic.Int32)
+	return sock, WatchAttach(raw, 0, func() { n.Add(1) }), n
+}
+
+// dockerd's "is it listening" dial (connect, close, nothing sent) is the
+// plugin's only sign that dockerd (re)attached; a request is not one.
+func TestWatchAttachSeesDialsWithoutRequests(t *testing.T) {
+	sock, l, n := attachCounter(t)
 	defer l.Close()
 	go func() {
 		for {
@@ -91,5 +101,63 @@ func TestWatchAttachSeesDialsWithoutRequests(t *testing.T) {
 	time.Sleep(100 * time.Millisecond)
 	if got := n.Load(); got != 1 {
 		t.Fatalf("attach seen %d times, want 1 (the empty dial only)", got)
+	}
+}
+
+// A dial closed without a byte while another connection is open is Go's
+// HTTP client dropping a connection it did not need in a burst of parallel
+// requests (moby's plugin client is a bare http.Transport), not dockerd
+// attaching: it must not make every recorded mount suspect. The first
+// part fails with the rule "any connection closed without a byte".
+func TestWatchAttachIgnoresEmptyDialsBesideOpenConnections(t *testing.T) {
+	sock, l, n := attachCounter(t)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(5 * time.Millisecond)
+		io.WriteString(w, "{}")
+	})}
+	go srv.Serve(l)
+	defer srv.Close()
+
+	held, err := net.Dial("unix", sock) // an idle keep-alive connection of dockerd's
+	if err != nil {
+		t.Fatal(err)
+	}
+	held.Write([]byte("POST /VolumeDriver.Capabilities HTTP/1.1\r\nHost: p\r\nContent-Length: 0\r\n\r\n"))
+	io.ReadFull(held, make([]byte, 12))
+	c, _ := net.Dial("unix", sock)
+	c.Close()
+
+	client := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+	}}}
+	var wg sync.WaitGroup
+	for range 40 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if resp, err := client.Post("http://p/VolumeDriver.Get", "application/json", strings.NewReader("{}")); err == nil {
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+		}()
+	}
+	wg.Wait()
+	time.Sleep(200 * time.Millisecond)
+	if got := n.Load(); got != 0 {
+		t.Fatalf("attach seen %d times beside open connections, want 0", got)
+	}
+
+	// dockerd gone (its connections closed), a new one dials: an attach.
+	client.CloseIdleConnections()
+	held.Close()
+	time.Sleep(100 * time.Millisecond)
+	c, _ = net.Dial("unix", sock)
+	c.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for n.Load() < 1 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := n.Load(); got != 1 {
+		t.Fatalf("attach of a new dockerd seen %d times, want 1", got)
 	}
 }

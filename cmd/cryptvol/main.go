@@ -87,7 +87,7 @@ func run() int {
 	}
 	health := &kmipHealth{}
 	var mgr atomic.Pointer[volume.Manager]
-	opts := plugin.Options{Status: health.status}
+	opts := plugin.Options{Status: health.status, Global: cfg.Shared}
 	met := startMetrics(ctx, cfg, &mgr, log)
 	if met != nil {
 		opts.Observe = met.Request
