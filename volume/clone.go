@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 
@@ -11,6 +12,7 @@ import (
 
 	"github.com/cryptvol/cryptvol/luks"
 	"github.com/cryptvol/cryptvol/lvm"
+	"github.com/cryptvol/cryptvol/mount"
 )
 
 // cloneRefuses are the options a clone cannot take: it is its source's
@@ -216,6 +218,50 @@ func (m *Manager) makeClone(ctx context.Context, rb *rollback, name string, o Op
 			return err
 		}
 	}
+	if o.ReadOnly {
+		return m.layoutWhileWritable(ctx, rb, name, src, dev, key)
+	}
+	return nil
+}
+
+// layoutWhileWritable gives a read-only snapshot its data directory
+// (mount/layout.go) at its create, the one time it is writable: opened
+// read-only, a snapshot of a source never mounted (no data directory yet)
+// or of the older layout (files at the root) could not get one, and a
+// container must never be given the root. Opened, mounted at its own
+// mountpoint (xfs with nouuid: the source may be mounted), laid out,
+// unmounted and closed; the create's undo covers a failure.
+func (m *Manager) layoutWhileWritable(ctx context.Context, rb *rollback, name string, src lvm.LV, dev string, key []byte) error {
+	rb.at("opening the snapshot to give it its data directory")
+	opts := m.openOptions(src.Tags)
+	opts.ReadOnly = false
+	rb.add("close mapping", func(ctx context.Context) error { return m.crypt.Close(ctx, mappingName(name)) })
+	if err := m.crypt.Open(ctx, dev, mappingName(name), key, opts); err != nil {
+		return err
+	}
+	target := m.mountpoint(name)
+	if err := os.MkdirAll(target, 0o755); err != nil {
+		return err
+	}
+	rb.add("unmount", func(ctx context.Context) error { return m.fs.Unmount(ctx, target) })
+	fstype := tagValue(src.Tags, tagFSPrefix)
+	var extra []string
+	if fstype == FSXFS {
+		extra = append(extra, mount.NoUUID)
+	}
+	if err := m.fs.Mount(ctx, mapperPath(name), target, fstype, extra...); err != nil {
+		return err
+	}
+	if _, err := m.fs.Data(target, mapperPath(name), true); err != nil {
+		return err
+	}
+	if err := m.fs.Unmount(ctx, target); err != nil {
+		return err
+	}
+	if err := m.crypt.Close(ctx, mappingName(name)); err != nil {
+		return err
+	}
+	_ = os.Remove(target)
 	return nil
 }
 

@@ -1,6 +1,7 @@
 package volume
 
 import (
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -78,9 +79,12 @@ func TestReadOnlySnapshot(t *testing.T) {
 	h := thinHarness(t)
 	h.mustCreate("src", nil)
 	h.mustCreate("snap", map[string]string{"from": "src", "readonly": "true"})
+	if !h.w.layout["cv-snap"] || func() bool { m, o, _ := h.up("snap"); return m || o }() {
+		t.Fatalf("a read-only snapshot has no data directory after its create (made while it is writable), or is left open")
+	}
 	mp := h.mustMount("snap", "c1")
-	if !h.w.openOpts[mappingPrefix+"snap"].ReadOnly || h.w.mountOpt[mp] != "ro" {
-		t.Errorf("open %+v, mount %q; want read-only", h.w.openOpts[mappingPrefix+"snap"], h.w.mountOpt[mp])
+	if !h.w.openOpts[mappingPrefix+"snap"].ReadOnly || h.w.mountOpt[filepath.Dir(mp)] != "ro" {
+		t.Errorf("open %+v, mount %q; want read-only", h.w.openOpts[mappingPrefix+"snap"], h.w.mountOpt[filepath.Dir(mp)])
 	}
 	h.mustUnmount("snap", "c1")
 	if _, err := h.m.Resize(h.ctx, "snap", "2G"); err == nil || !strings.Contains(err.Error(), "read-only snapshot") {

@@ -46,12 +46,7 @@ func TestLastUnmountWhileKernelHoldsKeepsItUpUntilReleased(t *testing.T) {
 	if v, _ := h.m.Get(h.ctx, "v1"); v.Status[StatusPending] == nil {
 		t.Errorf("Status does not say the volume is waiting to close: %v", v.Status)
 	}
-	h.m.Sweep(h.ctx)
-	h.assertUp("v1")
-	h.containerGone("v1")
-	h.m.Sweep(h.ctx)
-	h.assertDown("v1")
-	h.assertConsistent()
+	h.sweepKeepsUntilLetGo("v1")
 }
 
 // A teardown that fails is retried until it succeeds (it used to drop the
@@ -93,10 +88,7 @@ func TestDockerdKilledStaleIDsAreClosedBySweep(t *testing.T) {
 	h := newHarness(t)
 	h.mustCreate("v1", nil)
 	h.runContainer("v1", "c1")
-	h.restartInNewNamespace()
-	if err := h.m.Reconcile(h.ctx); err != nil {
-		t.Fatal(err)
-	}
+	h.pluginRestarted()
 	h.assertUp("v1") // still held: mounted again for it, IDs kept
 	if ids := h.m.st.ids("v1"); len(ids) != 1 {
 		t.Fatalf("ids %v", ids)
@@ -113,35 +105,28 @@ func TestDockerdKilledStaleIDsAreClosedBySweep(t *testing.T) {
 	h.assertConsistent()
 }
 
-// Docker 26.1 restarts a SIGKILLed plugin, then unmounts the old
+// Docker 26.1 restarts a SIGKILLed plugin, then can unmount the old
 // instance's propagated mount, taking the new instance's mount with it,
-// while the container keeps its own. The sweeper mounts it again (Status
+// while the container keeps its own. The plugin mounts it again (Status
 // and Path are right again); a volume whose mount went and that nothing
-// holds is closed and its IDs dropped.
+// holds is closed by the probe of its suspect IDs.
 func TestMountUnmountedFromOutsideIsRestored(t *testing.T) {
 	h := newHarness(t)
 	h.mustCreate("v1", nil)
 	h.mustCreate("v2", nil)
 	h.runContainer("v1", "c1")
 	h.runContainer("v2", "c2")
-	h.restartInNewNamespace()
-	if err := h.m.Reconcile(h.ctx); err != nil {
-		t.Fatal(err)
-	}
+	h.pluginRestarted()
 	h.assertUp("v1")
-	// Past the probe window (or with IDs mounted again since it opened),
-	// probing does not look at these volumes.
-	h.m.sw.mu.Lock()
-	h.m.sw.probeUntil = time.Time{}
-	h.m.sw.mu.Unlock()
 	h.w.unmountFromOutside(h.m.mountpoint("v1")) // dockerd's late unmount
 	h.w.unmountFromOutside(h.m.mountpoint("v2"))
 	h.containerGone("v2")
-	h.m.Sweep(h.ctx)
-	if v, err := h.m.Get(h.ctx, "v1"); err != nil || v.Status[StatusMounted] != true {
-		t.Fatalf("inspect after the outside unmount and a sweep: %+v, %v", v, err)
+	h.m.restoreMissing(h.ctx)
+	if v, err := h.m.Get(h.ctx, "v1"); err != nil || v.Status[StatusMounted] != true || v.Mountpoint != h.m.dataPath("v1") {
+		t.Fatalf("inspect after the outside unmount: %+v, %v", v, err)
 	}
-	if p, err := h.m.Path(h.ctx, "v1"); err != nil || p != h.m.mountpoint("v1") {
+	h.m.Sweep(h.ctx)
+	if p, err := h.m.Path(h.ctx, "v1"); err != nil || p != filepath.Join(h.m.mountpoint("v1"), "data") {
 		t.Fatalf("Path = %q, %v", p, err)
 	}
 	h.assertUp("v1")
@@ -154,37 +139,36 @@ func TestMountUnmountedFromOutsideIsRestored(t *testing.T) {
 	h.assertConsistent()
 }
 
-// The same outside unmount moments after a Mount, before dockerd bound the
-// path: nothing holds the volume yet, and closing it would give the
-// container an empty directory. It is mounted again at once and keeps its
-// ID. A minute on, the same unmount with nothing holding the volume closes
-// it as before.
-func TestOutsideUnmountRightAfterAMountIsMountedAgain(t *testing.T) {
+// An outside unmount before dockerd binds a path it was just given: the
+// bind fails (the data directory is inside the filesystem), never lands in
+// a directory of the host's; the plugin mounts the volume again at once,
+// keeps the ID, and a bind after that gets the volume.
+func TestOutsideUnmountBeforeTheBindFailsClosed(t *testing.T) {
 	h := newHarness(t)
 	h.mustCreate("v1", nil)
-	p := h.mustMount("v1", "c1") // not yet bound into the container
-	h.w.unmountFromOutside(p)
+	h.mustMount("v1", "c1") // not yet bound into the container
+	h.w.unmountFromOutside(h.m.mountpoint("v1"))
+	if h.tryBind("v1") {
+		t.Fatal("a bind found a directory to bind while the volume was not mounted")
+	}
+	if p, err := h.m.Path(h.ctx, "v1"); err != nil || p != "" {
+		t.Fatalf("Path while unmounted = %q, %v; want none", p, err)
+	}
 	h.m.restoreMissing(h.ctx)
 	h.assertUp("v1")
-	if got, err := h.m.Path(h.ctx, "v1"); err != nil || got != p {
-		t.Fatalf("Path after the outside unmount = %q, %v; want %q", got, err, p)
-	}
 	if ids := h.m.st.ids("v1"); len(ids) != 1 {
 		t.Fatalf("ids %v, want c1 kept", ids)
 	}
-
-	h.later(mountGrace)
-	h.w.unmountFromOutside(p)
-	h.m.restoreMissing(h.ctx)
+	h.bind("v1")
+	h.sweepUnmountsNothing("a mount of the current epoch")
+	h.stopContainer("v1", "c1")
 	h.assertDown("v1")
-	if ids := h.m.st.ids("v1"); len(ids) != 0 {
-		t.Fatalf("stale ids kept: %v", ids)
-	}
 	h.assertConsistent()
 }
 
 // Live-restore: dockerd comes back without restarting the plugin, and a
-// container died meanwhile. Its attach opens the probe window.
+// container died meanwhile. Its attach begins an epoch: the IDs recorded
+// before are suspect and probed.
 func TestDockerAttachProbesMountsRecordedBefore(t *testing.T) {
 	h := newHarness(t)
 	h.mustCreate("v1", nil)
@@ -194,7 +178,6 @@ func TestDockerAttachProbesMountsRecordedBefore(t *testing.T) {
 	h.containerGone("v1")
 	h.m.Sweep(h.ctx)
 	h.assertUp("v1") // no reason to doubt the IDs yet
-	h.later(mountGrace)
 	h.m.DockerAttached()
 	h.m.Sweep(h.ctx)
 	h.assertDown("v1")
@@ -206,52 +189,140 @@ func TestDockerAttachProbesMountsRecordedBefore(t *testing.T) {
 	h.assertDown("v2")
 }
 
-// A Mount answered after the window opened is never probed: dockerd binds
-// the returned path after the Mount, so a probe in between would hand the
-// container an empty directory.
-func TestProbeNeverTouchesAMountMadeSinceTheWindowOpened(t *testing.T) {
+// A Mount of the current epoch is never probed: dockerd binds the
+// returned path after the Mount.
+func TestProbeNeverTouchesAMountOfTheCurrentEpoch(t *testing.T) {
 	h := newHarness(t)
 	h.mustCreate("v1", nil)
 	h.m.DockerAttached()
 	h.mustMount("v1", "c1") // not yet bound into the container
 	h.sweepUnmountsNothing("a fresh mount")
+	h.sweepUnmountsNothing("a fresh mount, a sweep later")
 	h.assertUp("v1")
 }
 
-// A window that opens between a Mount and dockerd's bind of its path (an
-// attach: any connection closed without a byte) leaves that ID alone for
-// mountGrace: the probe would find nothing holding the volume yet, and the
-// container would get an empty directory (CI stop 29). Past the grace the ID is probed like any
-// other: a container that died with dockerd right after its Mount does not
-// keep its volume open.
-func TestProbeLeavesAMountJustBeforeTheWindowOpened(t *testing.T) {
+// An epoch that begins between a Mount and dockerd's bind makes that ID
+// suspect; the probe finds nothing holding the volume and closes it. The
+// late bind then fails: the container does not start, and nothing is
+// written anywhere but the volume. No grace period is needed for safety.
+func TestProbeOfAMountNotYetBoundFailsClosed(t *testing.T) {
 	h := newHarness(t)
 	h.mustCreate("v1", nil)
-	h.mustCreate("v2", nil)
-	h.m.DockerAttached()
-	h.later(mountGrace) // the start's window is long past
 	h.mustMount("v1", "c1")
-	h.mustMount("v2", "c2")
 	h.m.DockerAttached()
-	h.sweepUnmountsNothing("a mount not yet bound")
-	h.assertUp("v1")
-	h.assertUp("v2")
-	if err := h.m.Remove(h.ctx, "v2"); !errors.Is(err, ErrInUse) {
-		t.Fatalf("docker volume rm between the Mount and the bind: %v, want %v", err, ErrInUse)
+	h.m.Sweep(h.ctx)
+	h.assertDown("v1")
+	if h.tryBind("v1") {
+		t.Fatal("a bind found a directory to bind after the probe closed the volume")
 	}
-	h.assertUp("v2")
+	h.assertConsistent()
+}
 
-	// dockerd binds v1's path; v2's container never comes (dockerd died).
-	h.bind("v1")
-	h.later(mountGrace)
+// dockerd SIGKILLed without live-restore: it restarts the plugin (an
+// epoch) and a container with a restart policy starts again under the
+// mount ID it had saved, whose first Mount was never unmounted. Its stop
+// sends one Unmount: the volume must close, not stay decrypted with no
+// container for ever.
+func TestRestartPolicyContainerReusingItsIDClosesItsVolume(t *testing.T) {
+	h := newHarness(t)
+	h.mustCreate("v1", nil)
+	h.runContainer("v1", "c1")
+	h.pluginRestarted()
+	h.containerGone("v1")      // dockerd's restore stopped it, no Unmount
+	h.runContainer("v1", "c1") // the restart policy: the same ID
 	h.m.Sweep(h.ctx)
 	h.assertUp("v1")
-	h.assertDown("v2")
-	if ids := h.m.st.ids("v2"); len(ids) != 0 {
-		t.Fatalf("stale ID kept past the grace: %v", ids)
+	if got := h.m.st.mounts("v1")["c1"]; got != 2 {
+		t.Fatalf("c1 counted %d times, want 2 (one suspect, one current)", got)
 	}
-	h.stopContainer("v1", "c1")
+	h.stopContainer("v1", "c1") // docker stop: one Unmount
+	h.assertUp("v1")            // one suspect count left: the kernel decides
+	h.m.Sweep(h.ctx)
 	h.assertDown("v1")
+	if ids := h.m.st.ids("v1"); len(ids) != 0 {
+		t.Fatalf("ids %v", ids)
+	}
+	h.assertConsistent()
+}
+
+// Suspect IDs are checked at every sweep for as long as something holds
+// the volume, however long dockerd takes to restore or stop its
+// containers; there is no window after which checks stop.
+func TestSuspectIDsAreCheckedWithoutATimeLimit(t *testing.T) {
+	h := newHarness(t)
+	h.mustCreate("v1", nil)
+	h.runContainer("v1", "c1")
+	h.pluginRestarted()
+	for range 3 {
+		h.m.Sweep(h.ctx)
+		h.assertUp("v1")
+	}
+	h.containerGone("v1")
+	h.m.Sweep(h.ctx)
+	h.assertDown("v1")
+	h.assertConsistent()
+}
+
+// A propagated mount that is not shared with the host would keep every
+// volume mounted here out of dockerd's sight: Mount says so, with the
+// repair, and opens nothing; Status shows it until it is repaired.
+func TestMountRefusedWhilePropagationIsNotShared(t *testing.T) {
+	h := newHarness(t)
+	h.mustCreate("v1", nil)
+	h.w.propagation = "master:7"
+	_, err := h.m.Mount(h.ctx, "v1", "c1")
+	if err == nil || !strings.Contains(err.Error(), "not shared with the host") || !strings.Contains(err.Error(), "docker plugin disable -f cryptvol") {
+		t.Fatalf("Mount: %v", err)
+	}
+	h.assertDown("v1")
+	if v, _ := h.m.Get(h.ctx, "v1"); v.Status[StatusPropagation] == nil {
+		t.Fatalf("Status does not say the propagation is broken: %v", v.Status)
+	}
+	h.w.propagation = "shared:7"
+	h.m.Sweep(h.ctx)
+	if v, _ := h.m.Get(h.ctx, "v1"); v.Status[StatusPropagation] != nil {
+		t.Fatalf("Status still says broken after the repair: %v", v.Status)
+	}
+	h.runContainer("v1", "c1")
+	h.stopContainer("v1", "c1")
+	h.assertConsistent()
+}
+
+// A filesystem of the older layout (its files at the root), held by
+// containers an older cryptvol gave the root: it is never moved under them,
+// and a new container is refused, not given the root; once they are gone
+// the next first mount moves it into the data directory.
+func TestOlderLayoutMovesOnlyWhenNothingHoldsIt(t *testing.T) {
+	h := newHarness(t)
+	h.mustCreate("v1", nil)
+	h.runContainer("v1", "old")
+	h.restartInNewNamespace() // the upgrade
+	h.w.mu.Lock()
+	delete(h.w.layout, "cv-v1")
+	h.w.oldLayout["cv-v1"] = true
+	h.w.mu.Unlock()
+	if err := h.m.Reconcile(h.ctx); err != nil {
+		t.Fatal(err)
+	}
+	h.assertUp("v1")
+	_, err := h.m.Mount(h.ctx, "v1", "new")
+	if err == nil || !strings.Contains(err.Error(), "stop those containers") {
+		t.Fatalf("Mount beside containers of the older layout: %v", err)
+	}
+	if len(h.w.migrated) != 0 || h.tryBind("v1") {
+		t.Fatalf("moved under its containers (%v) or bindable", h.w.migrated)
+	}
+	if v, _ := h.m.Get(h.ctx, "v1"); v.Mountpoint != "" {
+		t.Fatalf("Mountpoint %q handed out for the older layout", v.Mountpoint)
+	}
+	h.containerGone("v1")
+	h.m.Sweep(h.ctx)
+	h.assertDown("v1")
+	h.runContainer("v1", "new")
+	if len(h.w.migrated) != 1 {
+		t.Fatalf("migrated %v, want cv-v1 once", h.w.migrated)
+	}
+	h.stopContainer("v1", "new")
 	h.assertConsistent()
 }
 
@@ -261,10 +332,7 @@ func TestRemoveChecksIDsThatMayBeStale(t *testing.T) {
 	h := newHarness(t)
 	h.mustCreate("v1", nil)
 	h.runContainer("v1", "c1")
-	h.restartInNewNamespace()
-	if err := h.m.Reconcile(h.ctx); err != nil {
-		t.Fatal(err)
-	}
+	h.pluginRestarted()
 	if err := h.m.Remove(h.ctx, "v1"); !errors.Is(err, ErrInUse) {
 		t.Fatalf("remove while the container runs: %v", err)
 	}
@@ -419,7 +487,7 @@ func TestOutsideUnmountIsRestoredWhenTheTableChanges(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if p == h.m.mountpoint("v1") {
+		if p == filepath.Join(h.m.mountpoint("v1"), "data") {
 			break
 		}
 		if time.Now().After(deadline) {

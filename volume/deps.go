@@ -92,13 +92,20 @@ type Crypt interface {
 
 // Filesystems makes and mounts filesystems. Implemented by *mount.FS.
 type Filesystems interface {
-	// Mkfs makes a filesystem whose root is empty once first mounted, as
-	// a new local volume is (ext4's lost+found goes at that mount).
+	// Mkfs makes a filesystem on dev.
 	Mkfs(ctx context.Context, dev, fstype string, opts ...mount.MkfsOptions) error
 	// Mount mounts dev on target nodev,nosuid with the extra options and
-	// succeeds only when the mount table shows dev there; the first
-	// read-write mount of a new ext4 filesystem empties its root.
+	// succeeds only when the mount table shows dev there.
 	Mount(ctx context.Context, dev, target, fstype string, extra ...string) error
+	// Data returns the data directory of the filesystem on dev mounted at
+	// target, the path a container is given, once proven a directory of
+	// that filesystem; create makes or finishes its layout (mount/layout.go),
+	// which only a caller that just opened the mapping may ask. A
+	// filesystem of the older layout without create: mount.ErrOldLayout.
+	Data(target, dev string, create bool) (string, error)
+	// Shared reports whether root is a mount point and, if so, whether its
+	// propagation is shared, with mountinfo's optional fields.
+	Shared(root string) (mounted, shared bool, fields string, err error)
 	// Unmount unmounts target; nothing mounted there succeeds.
 	Unmount(ctx context.Context, target string) error
 	// MountedDevice returns the source device mounted at target ("" if none),

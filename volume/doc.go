@@ -22,7 +22,8 @@
 //     passphrase: the VG's UUID keeps hosts whose groups share a name apart
 //     on one KMIP server, and the nonce makes each create's key name its own
 //     (volumes made before state version 2 have "cryptvol/VG/NAME");
-//   - while mounted: dm-crypt mapping "cryptvol-NAME" mounted at MountRoot/NAME.
+//   - while mounted: dm-crypt mapping "cryptvol-NAME" mounted at MountRoot/NAME,
+//     whose data directory MountRoot/NAME/data is what containers get.
 //
 // The LV is active while mounted. On a single host it stays active between
 // uses (keepsActive: it shows only ciphertext, and an lvchange at every
@@ -57,30 +58,36 @@
 // store and the sweeper each have a mutex held only for their own maps. No
 // lock is held across another volume's work.
 //
-// # Never an empty directory
+// # Never a directory that is not the volume
 //
-// Mount returns a path only after mountinfo shows the volume's mapping
-// mounted there, and repeats that check for every further Mount. If the
-// check fails the mount is undone and the request fails, so a container can
-// never write plaintext into the host's directory.
+// Mount, Path and Get hand out the volume's data directory, a directory
+// inside its filesystem (mount/layout.go), never the mount point: where
+// the filesystem is not mounted, in any mount namespace, the path does not
+// exist, so no bind, copy or `docker cp` can write beneath it. That holds by
+// construction, whatever the timing of an unmount (the plugin's own probe,
+// one from outside) or a propagation dockerd no longer shares. Mount also
+// checks mountinfo shows the volume's mapping at its mount point and that
+// the data directory is a directory of that filesystem before returning,
+// and that the propagated mount is shared (propagation.go). The layout is
+// made, or a filesystem of the older layout (its files at the root) moved
+// into it, only by a Mount that opened the mapping itself: no container
+// holds the filesystem then (TestOlderLayoutMovesOnlyWhenNothingHoldsIt).
 //
 // # In use: bookkeeping and the kernel
 //
 // dockerd's Unmounts do not always come (killed, it never unmounts for the
-// containers it had: moby#46508), so whether a volume is in use is also
-// asked of the kernel: release unmounts the plugin's own mount and closes
-// the mapping, and cryptsetup refuses to close a mapping a container's mount
-// namespace still holds (luks.ErrBusy); then the plugin's mount is restored
-// and the volume kept. release runs on the last Unmount, at start-up, in
-// the sweeper (sweep.go: lingering volumes; IDs recorded before the
-// latest plugin start or dockerd attach; and volumes with IDs whose mount
-// was taken from under the plugin, which Docker 26.1 does after restarting
-// it: restore.go), and for a Remove refused for IDs that may be stale.
-// Never for an ID mounted less than a minute ago (mountGrace): dockerd
-// binds the path some time after the Mount, and until it has, nothing
-// holds the volume; one whose mount is taken meanwhile is mounted again. A volume no ID
-// holds that cannot be taken down lingers, shown in Status ("pending"),
-// and is retried until it goes down or is mounted again.
+// containers it had: https://github.com/moby/moby/issues/46508), and a
+// restart-policy container reuses its saved mount ID, so whether a volume
+// is in use is also asked of the kernel: release unmounts the plugin's own
+// mount and closes the mapping, and the close is refused while a
+// container's mount namespace still holds it (luks.ErrBusy); then the
+// plugin's mount is restored and the volume kept. release runs on the last
+// Unmount, at start-up, in the sweeper (sweep.go: lingering volumes, and
+// volumes whose mount IDs are all of an earlier epoch, probed until the
+// kernel answers), and for a Remove refused for such IDs. A volume no ID
+// holds that cannot be taken down lingers, shown in Status ("pending"), and
+// is retried until it goes down or is mounted again. A mount taken from
+// outside is put back (restore.go).
 //
 // # Reconciliation rules (Reconcile, run at start-up)
 //
@@ -106,8 +113,8 @@
 //  4. A volume nothing can hold, an inactive LV or, on a single host, an
 //     active one with nothing mounted and no mapping (at rest), has stale
 //     mount IDs: they are dropped; the LV is left as it is.
-//  5. An active volume mounted here as recorded is left alone (the probe
-//     window checks its IDs). Otherwise it is released: held by the kernel,
+//  5. An active volume mounted here as recorded is left alone (its IDs are
+//     suspect: the sweep probes them). Otherwise it is released: held by the kernel,
 //     it is mounted again for its containers (IDs kept) or lingers (no IDs);
 //     not held, its IDs were stale and are dropped and it is taken down
 //     (unmounted, closed, and in a shared group deactivated).
@@ -117,8 +124,9 @@
 //     closed unless something still holds it; the empty directory is
 //     removed.
 //
-// Start-up opens the sweeper's probe window: a plugin start may be
-// dockerd's start, after which containers it stopped never sent Unmount.
+// Every count loaded at start-up is of an earlier epoch, so suspect: a
+// plugin start may be dockerd's start, after which containers it stopped
+// never sent Unmount.
 //
 // Likewise dm-crypt mappings are found by name only for volumes that exist
 // or have a directory under MountRoot.

@@ -56,11 +56,20 @@ type world struct {
 	// holders counts mounts of a mapping outside the plugin's mount
 	// namespace (containers' bind mounts): they keep the filesystem, and
 	// so the mapping, busy after the plugin's own mount is gone.
-	holders  map[string]int
-	nextUUID int
-	keys     map[string]*fakeKey
-	nextKey  int
-	handed   [][]byte // every key buffer given out by Keys.Get
+	holders map[string]int
+	// layout: LV name -> its filesystem has the data directory
+	// (mount/layout.go); oldLayout marks one made by a cryptvol that
+	// handed out the root.
+	layout    map[string]bool
+	oldLayout map[string]bool
+	// propagation is the optional fields of MountRoot's mount ("": MountRoot
+	// is not a mount point).
+	propagation string
+	migrated    []string // LVs whose older layout Data moved, in order
+	nextUUID    int
+	keys        map[string]*fakeKey
+	nextKey     int
+	handed      [][]byte // every key buffer given out by Keys.Get
 
 	failures map[string][]error // op -> errors returned by its next calls (nil entries pass)
 	calls    []string
@@ -136,6 +145,8 @@ func newWorld(t testing.TB) *world {
 		frozen:       map[string]bool{},
 		tableChanged: make(chan struct{}, 1),
 		holders:      map[string]int{},
+		layout:       map[string]bool{},
+		oldLayout:    map[string]bool{},
 		keys:         map[string]*fakeKey{},
 		failures:     map[string][]error{},
 		inflight:     map[string]int{},
@@ -216,7 +227,7 @@ func (s *session) enter(op, arg string) (done func(), err error) {
 	}
 	vol := ""
 	if s.track && arg != "" && !strings.HasPrefix(op, "state.") && op != "lvm.VG" && op != "lvm.MetadataVG" && op != "lvm.PoolStatus" && op != "lvm.ThinVirtualSize" && op != "lvm.ListLVs" && op != "lvm.MetadataLVs" &&
-		op != "fs.MountedDevice" /* List and Get read mountinfo without the volume lock, by design */ {
+		op != "fs.MountedDevice" && op != "fs.Data" /* List and Get read mountinfo and the data directory without the volume lock, by design */ {
 		vol = volumeOf(arg)
 		w.inflightMu.Lock()
 		w.inflight[vol]++
@@ -884,6 +895,7 @@ func (f fakeFS) Mkfs(ctx context.Context, dev, fstype string, opts ...mount.Mkfs
 		return err
 	}
 	f.s.w.fsMade[lv] = fstype
+	delete(f.s.w.layout, lv)
 	f.s.w.fsSize[lv] = f.s.w.mapSize[strings.TrimPrefix(dev, "/dev/mapper/")]
 	return nil
 }
@@ -1014,6 +1026,46 @@ func (f fakeFS) MountedDevice(target string) (string, error) {
 	}
 	defer done()
 	return f.s.w.mounts[target], nil
+}
+
+// Data stands for mount.FS.Data: the data directory exists only inside
+// the filesystem, so only while the mapping is mounted at target.
+func (f fakeFS) Data(target, dev string, create bool) (string, error) {
+	done, err := f.s.enter("fs.Data", target)
+	if err != nil {
+		return "", err
+	}
+	defer done()
+	w := f.s.w
+	if w.mounts[target] != dev {
+		return "", fmt.Errorf("volume layout: %s is not the volume's filesystem", target)
+	}
+	lv, err := w.openMapping(dev)
+	if err != nil {
+		return "", err
+	}
+	if !w.layout[lv] {
+		if !create {
+			return "", mount.ErrOldLayout
+		}
+		w.layout[lv] = true
+		if w.oldLayout[lv] {
+			delete(w.oldLayout, lv)
+			w.migrated = append(w.migrated, lv)
+		}
+	}
+	return filepath.Join(target, mount.DataDir), nil
+}
+
+// Shared is not a recorded call: the sweep and every Mount ask it.
+func (f fakeFS) Shared(root string) (mounted, shared bool, fields string, err error) {
+	w := f.s.w
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.propagation == "" {
+		return false, false, "", nil
+	}
+	return true, strings.HasPrefix(w.propagation, "shared:"), w.propagation, nil
 }
 
 func (f fakeFS) MountedUnder(root string) (map[string]string, error) {
@@ -1245,6 +1297,9 @@ func (h *harness) mustMount(name, id string) string {
 	if err != nil {
 		h.t.Fatalf("Mount(%s, %s): %v", name, id, err)
 	}
+	if want := filepath.Join(h.cfg.MountRoot, name, mount.DataDir); p != want {
+		h.t.Fatalf("Mount(%s, %s) = %q, want the data directory %s", name, id, p, want)
+	}
 	return p
 }
 
@@ -1264,11 +1319,29 @@ func (h *harness) runContainer(name, id string) {
 }
 
 // bind is dockerd's bind mount of a mounted volume's path into a
-// container's namespace, which holds the filesystem.
+// container's namespace, which holds the filesystem; the test fails if
+// the path is not there to bind.
 func (h *harness) bind(name string) {
-	h.w.mu.Lock()
-	h.w.holders[mappingPrefix+name]++
-	h.w.mu.Unlock()
+	h.t.Helper()
+	if !h.tryBind(name) {
+		h.t.Fatalf("bind of volume %s: its data directory %s does not exist", name, filepath.Join(h.cfg.MountRoot, name, mount.DataDir))
+	}
+}
+
+// tryBind is runc's bind of the volume's data directory: it exists only
+// while the volume's filesystem, with its layout, is mounted at the
+// mountpoint (mount/layout.go), and otherwise the bind fails: there is
+// never a directory of the host's to bind instead.
+func (h *harness) tryBind(name string) bool {
+	w := h.w
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	mapping := mappingPrefix + name
+	if w.mounts[filepath.Join(h.cfg.MountRoot, name)] != "/dev/mapper/"+mapping || !w.layout[w.mappings[mapping]] {
+		return false
+	}
+	w.holders[mapping]++
+	return true
 }
 
 // sweepUnmountsNothing runs a sweep and fails the test if it unmounted
@@ -1282,15 +1355,6 @@ func (h *harness) sweepUnmountsNothing(what string) {
 			h.t.Fatalf("probe unmounted %s: %v", what, h.w.callLog())
 		}
 	}
-}
-
-// later moves the sweeper's clock d ahead: time passing between a Mount and
-// a probe.
-func (h *harness) later(d time.Duration) {
-	h.m.sw.mu.Lock()
-	defer h.m.sw.mu.Unlock()
-	now := h.m.sw.now
-	h.m.sw.now = func() time.Time { return now().Add(d) }
 }
 
 // containerGone ends a container's hold without any Unmount (it died while
@@ -1322,6 +1386,28 @@ func (h *harness) restartInNewNamespace() {
 	}
 	h.w.mu.Unlock()
 	h.restart()
+}
+
+// sweepKeepsUntilLetGo: a sweep leaves the held volume up; once its
+// container lets go without an Unmount, the next sweep closes it.
+func (h *harness) sweepKeepsUntilLetGo(name string) {
+	h.t.Helper()
+	h.m.Sweep(h.ctx)
+	h.assertUp(name)
+	h.containerGone(name)
+	h.m.Sweep(h.ctx)
+	h.assertDown(name)
+	h.assertConsistent()
+}
+
+// pluginRestarted is a plugin restart in a new mount namespace (dockerd's
+// start restarts it) and its start-up reconciliation.
+func (h *harness) pluginRestarted() {
+	h.t.Helper()
+	h.restartInNewNamespace()
+	if err := h.m.Reconcile(h.ctx); err != nil {
+		h.t.Fatal(err)
+	}
 }
 
 // up reports what of a volume is up: mounted at its mountpoint (from its

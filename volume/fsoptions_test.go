@@ -2,6 +2,7 @@ package volume
 
 import (
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -52,7 +53,7 @@ func TestCreateWithFSOptions(t *testing.T) {
 	uid := os.Getuid() // chown to another user needs root; the owner is what is checked
 	h.mustCreate("v", map[string]string{"mountopts": "noatime,lazytime", "uid": strconv.Itoa(uid), "gid": strconv.Itoa(os.Getgid()), "mode": "0750"})
 	mp := h.mustMount("v", "c1")
-	if got := h.w.mountOpt[mp]; got != "noatime,lazytime" {
+	if got := h.w.mountOpt[filepath.Dir(mp)]; got != "noatime,lazytime" {
 		t.Errorf("mounted with %q, want noatime,lazytime", got)
 	}
 	h.mustUnmount("v", "c1")
@@ -95,14 +96,14 @@ func TestDiscardVolume(t *testing.T) {
 	h := newHarness(t)
 	h.mustCreate("d", map[string]string{"discard": "true"})
 	mp := h.mustMount("d", "c1")
-	if !h.w.openOpts[mappingPrefix+"d"].AllowDiscards || h.w.mountOpt[mp] != "discard" {
-		t.Errorf("open options %+v, mount options %q; want discards allowed and mounted with discard", h.w.openOpts[mappingPrefix+"d"], h.w.mountOpt[mp])
+	if !h.w.openOpts[mappingPrefix+"d"].AllowDiscards || h.w.mountOpt[filepath.Dir(mp)] != "discard" {
+		t.Errorf("open options %+v, mount options %q; want discards allowed and mounted with discard", h.w.openOpts[mappingPrefix+"d"], h.w.mountOpt[filepath.Dir(mp)])
 	}
 	h.mustUnmount("d", "c1")
 	h.mustCreate("n", nil)
 	mp = h.mustMount("n", "c1")
-	if h.w.openOpts[mappingPrefix+"n"].AllowDiscards || h.w.mountOpt[mp] != "" {
-		t.Errorf("a volume without discard=true: open %+v, mount %q", h.w.openOpts[mappingPrefix+"n"], h.w.mountOpt[mp])
+	if h.w.openOpts[mappingPrefix+"n"].AllowDiscards || h.w.mountOpt[filepath.Dir(mp)] != "" {
+		t.Errorf("a volume without discard=true: open %+v, mount %q", h.w.openOpts[mappingPrefix+"n"], h.w.mountOpt[filepath.Dir(mp)])
 	}
 	h.mustUnmount("n", "c1")
 	for opts, want := range map[string]map[string]string{

@@ -39,6 +39,9 @@ const (
 	// StatusPending says why a volume no container holds is still up
 	// (the kernel still holds it, or its teardown failed and is retried).
 	StatusPending = "pending"
+	// StatusPropagation says, only while it is so, that the plugin's
+	// propagated mount is not shared with the host (propagation.go).
+	StatusPropagation = "propagation"
 )
 
 // Counts returns how many complete volumes there are and how many of them
@@ -96,7 +99,8 @@ func (m *Manager) Get(ctx context.Context, name string) (Volume, error) {
 	return m.describe(name, lv, mounted), nil
 }
 
-// Path returns the mountpoint while the volume is verified mounted, else "".
+// Path returns the data directory while the volume is verified mounted,
+// else "".
 func (m *Manager) Path(ctx context.Context, name string) (string, error) {
 	if err := ValidateName(name); err != nil {
 		return "", fmt.Errorf("%w: %w", ErrNotFound, err)
@@ -106,7 +110,7 @@ func (m *Manager) Path(ctx context.Context, name string) (string, error) {
 		return "", err
 	}
 	if ok {
-		return m.mountpoint(name), nil
+		return m.dataPath(name), nil
 	}
 	if _, err := m.viewVolume(ctx, name); err != nil {
 		return "", err
@@ -115,7 +119,8 @@ func (m *Manager) Path(ctx context.Context, name string) (string, error) {
 }
 
 // describe reports a volume; mounted is whether the kernel's table shows its
-// mapping at its mountpoint.
+// mapping at its mountpoint, and then Mountpoint is its data directory if
+// that is one of the filesystem's own (dataPath).
 func (m *Manager) describe(name string, lv lvm.LV, mounted bool) Volume {
 	v := Volume{
 		Name:      name,
@@ -152,10 +157,13 @@ func (m *Manager) describe(name string, lv lvm.LV, mounted bool) Volume {
 		v.Status[StatusKeyID] = "(recorded in the LUKS2 token only)"
 	}
 	if mounted {
-		v.Mountpoint = m.mountpoint(name)
+		v.Mountpoint = m.dataPath(name)
 	}
 	if why := m.sw.pending(name); why != nil {
 		v.Status[StatusPending] = "closing when nothing holds it: " + why.Error()
+	}
+	if broken := m.prop.Load(); broken != nil {
+		v.Status[StatusPropagation] = *broken
 	}
 	return v
 }

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -61,12 +62,9 @@ type Config struct {
 	// /proc/sys/kernel/random/boot_id.
 	BootIDFile string
 	// SweepInterval is how often Run retries lingering teardowns and
-	// unfinished removes and, during a probe window, probes mount IDs that
-	// may be stale (sweep.go). 0 means DefaultSweepInterval.
+	// unfinished removes and probes volumes whose mount IDs are all
+	// suspect (sweep.go). 0 means DefaultSweepInterval.
 	SweepInterval time.Duration
-	// ProbeWindow is how long after a start or a dockerd attach recorded
-	// mount IDs are probed. 0 means DefaultProbeWindow.
-	ProbeWindow time.Duration
 	// Audit, when set, takes one event per key operation and per Docker
 	// call that changes a volume, and every repair (audit.go).
 	Audit Auditor
@@ -91,14 +89,10 @@ type Config struct {
 	Node   string
 }
 
-// Sweeper defaults: a volume whose containers died with dockerd is closed
-// within about one interval of dockerd being back (issue 10 asks for a
-// minute); dockerd restores (and stops) its containers within seconds of
-// starting, well inside the window.
-const (
-	DefaultSweepInterval = 15 * time.Second
-	DefaultProbeWindow   = 3 * time.Minute
-)
+// DefaultSweepInterval: a volume whose containers died with dockerd, or
+// whose restart-policy container stopped after reusing its saved mount ID,
+// is closed within about one interval of nothing holding it (sweep.go).
+const DefaultSweepInterval = 15 * time.Second
 
 // DefaultMaxCreates: creates and removes are chains of programs (lvcreate,
 // luksFormat, mkfs; luksErase, lvremove) and KMIP round trips on one
@@ -129,6 +123,9 @@ type Manager struct {
 	view  lvView // Get, Path and List answer from it (lvview.go)
 	now   func() time.Time
 	pool  poolSeen // the thin pool's use as last read (pool.go)
+	// prop is why the propagated mount is broken, as last read, or nil
+	// (propagation.go).
+	prop atomic.Pointer[string]
 }
 
 // volumeLock serializes operations on one volume. refs counts holders and
@@ -183,9 +180,6 @@ func New(cfg Config, l LVM, c Crypt, f Filesystems, k Keys, log logrus.FieldLogg
 	if cfg.SweepInterval <= 0 {
 		cfg.SweepInterval = DefaultSweepInterval
 	}
-	if cfg.ProbeWindow <= 0 {
-		cfg.ProbeWindow = DefaultProbeWindow
-	}
 	if cfg.MaxCreates < 1 {
 		return nil, fmt.Errorf("volume.New: MaxCreates %d is not positive", cfg.MaxCreates)
 	}
@@ -212,7 +206,7 @@ func New(cfg Config, l LVM, c Crypt, f Filesystems, k Keys, log logrus.FieldLogg
 		cfg: cfg, lvm: l, crypt: c, fs: f, keys: k, log: log, st: st,
 		locks: map[string]*volumeLock{},
 		turns: make(chan struct{}, cfg.MaxCreates),
-		sw:    newSweeper(cfg.SweepInterval, cfg.ProbeWindow),
+		sw:    newSweeper(cfg.SweepInterval),
 		now:   time.Now,
 	}, nil
 }

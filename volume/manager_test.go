@@ -298,7 +298,7 @@ func TestMountTwoIDs(t *testing.T) {
 	h := newHarness(t)
 	h.mustCreate("v1", nil)
 	p1 := h.mustMount("v1", "c1")
-	want := filepath.Join(h.cfg.MountRoot, "v1")
+	want := filepath.Join(h.cfg.MountRoot, "v1", "data")
 	if p1 != want {
 		t.Fatalf("mountpoint %q, want %q", p1, want)
 	}
@@ -644,7 +644,7 @@ func TestGetListPath(t *testing.T) {
 		a.Status[StatusSize] != "512 MiB" || a.Status[StatusSizeBytes] != "536870912" || a.Status[StatusCipher] != "aes-xts-plain64" {
 		t.Errorf("a = %+v", a)
 	}
-	if b.Mountpoint != filepath.Join(h.cfg.MountRoot, "b") || b.Status[StatusMounted] != true || b.Status[StatusMountCount] != 1 ||
+	if b.Mountpoint != filepath.Join(h.cfg.MountRoot, "b", "data") || b.Status[StatusMounted] != true || b.Status[StatusMountCount] != 1 ||
 		b.Status[StatusProvision] != "thin" || b.Status[StatusThinPool] != "pool" || b.Status[StatusSize] != "1.5 GiB" {
 		t.Errorf("b = %+v", b)
 	}

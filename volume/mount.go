@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -13,15 +14,16 @@ import (
 	"github.com/cryptvol/cryptvol/keys"
 	"github.com/cryptvol/cryptvol/luks"
 	"github.com/cryptvol/cryptvol/lvm"
+	"github.com/cryptvol/cryptvol/mount"
 )
 
 // Mount makes the volume available to the container with mount ID id and
-// returns its mountpoint. The first ID brings the volume up (activate, KMIP
+// returns the path of its data directory, inside its filesystem
+// (mount/layout.go). The first ID brings the volume up (activate, KMIP
 // Get, header check, open, mount); later Mounts share it, each counted, so
 // that every Unmount releases exactly one. Every call proves the mountpoint
-// is the decrypted filesystem before returning it: a path that is not would
-// let a container write plaintext to the host disk. The count is persisted
-// before success is returned.
+// is the decrypted filesystem and the data directory one of its own before
+// returning it. The count is persisted before success is returned.
 func (m *Manager) Mount(ctx context.Context, name, id string) (_ string, err error) {
 	defer m.recordOp("volume.mount", name, id, time.Now(), &err)
 	if err := ValidateName(name); err != nil {
@@ -41,6 +43,9 @@ func (m *Manager) Mount(ctx context.Context, name, id string) (_ string, err err
 		}
 	}
 
+	if err := m.checkPropagation(); err != nil {
+		return "", fmt.Errorf("volume %q: %w", name, err)
+	}
 	// From the view: the tags and path Mount needs change only with a
 	// metadata commit, which the view's mark tells (lvview.go); a second
 	// Mount (docker cp) then runs no program at all. Activation is asked of
@@ -53,27 +58,45 @@ func (m *Manager) Mount(ctx context.Context, name, id string) (_ string, err err
 	if err != nil {
 		return "", err
 	}
-	if err := m.st.update(func(s *state) { s.addMount(name, id) }); err != nil {
+	path, err := m.fs.Data(m.mountpoint(name), mapperPath(name), false)
+	if errors.Is(err, mount.ErrOldLayout) {
+		// Mounted again for the containers that hold it (ensureMounted
+		// found its mapping held), it stays so for them.
+		brought = false
+		err = fmt.Errorf("%w; it is held by containers started by a cryptvol version that gave them the root, and moves into its data directory at its next first mount: stop those containers, then start this one", err)
+	}
+	if err == nil {
+		err = m.st.update(func(s *state) { s.addMount(name, id) })
+		if err != nil {
+			err = fmt.Errorf("recording mount ID: %w", err)
+		}
+	}
+	if err != nil {
 		if brought {
 			// Unrecorded, this mount would never be unmounted.
-			cctx, cancel := command.CleanupContext(ctx)
-			defer cancel()
-			terr := m.teardown(cctx, name, log)
-			if terr == nil && activated && m.keepsActive() {
-				// Left as the mount found it (teardown deactivates
-				// only in a shared group).
-				terr = m.lvm.Deactivate(cctx, lvName(name))
-			}
-			if terr != nil {
-				log.WithError(terr).Error("could not undo a mount whose ID could not be recorded")
-				m.sw.linger(name, terr)
-			}
+			m.undoMount(ctx, name, activated, log)
 		}
-		return "", fmt.Errorf("volume %q: recording mount ID: %w", name, err)
+		return "", fmt.Errorf("volume %q: %w", name, err)
 	}
 	m.sw.mounted(name, id)
 	log.WithField("mounts", m.st.mounts(name)[id]).WithField("mount_ids", len(m.st.ids(name))).Info("mounted")
-	return m.mountpoint(name), nil
+	return path, nil
+}
+
+// undoMount takes down a volume this Mount brought up and cannot hand out,
+// leaving its LV as the Mount found it; what cannot be undone lingers.
+func (m *Manager) undoMount(ctx context.Context, name string, activated bool, log logrus.FieldLogger) {
+	cctx, cancel := command.CleanupContext(ctx)
+	defer cancel()
+	terr := m.teardown(cctx, name, log)
+	if terr == nil && activated && m.keepsActive() {
+		// teardown deactivates only in a shared group.
+		terr = m.lvm.Deactivate(cctx, lvName(name))
+	}
+	if terr != nil {
+		log.WithError(terr).Error("could not undo a mount that cannot be handed out")
+		m.sw.linger(name, terr)
+	}
 }
 
 // ensureMounted returns nil only when the mountpoint is verified to be the
@@ -186,6 +209,15 @@ func (m *Manager) bringUp(ctx context.Context, name string, lv lvm.LV, log logru
 	if err := m.mountVerified(ctx, rb, name, lv); err != nil {
 		return false, err
 	}
+	// This call opened the mapping, so no container holds the filesystem:
+	// the one moment its layout may be made or moved into (layout.go).
+	rb.at("making the data directory")
+	if _, err := m.fs.Data(target, mapperPath(name), true); err != nil {
+		if slices.Contains(lv.Tags, tagReadOnly) {
+			err = fmt.Errorf("%w (a read-only snapshot made by a cryptvol before the data directory cannot be given one; a clone of it, from=, is writable and gets one)", err)
+		}
+		return false, err
+	}
 	log.WithField("target", target).Debug("volume brought up")
 	return activated, nil
 }
@@ -248,13 +280,12 @@ func (m *Manager) Unmount(ctx context.Context, name, id string) (err error) {
 		return fmt.Errorf("volume %q: recording unmount: %w", name, err)
 	}
 	if counts[id] > 1 || len(counts) > 1 {
-		log.WithField("mount_ids", len(m.st.ids(name))).Info("mount released; volume stays mounted")
-		if counts[id] == 1 {
-			m.sw.released(name, id)
-		}
+		left := len(m.st.ids(name))
+		log.WithField("mount_ids", left).Info("mount released; volume stays mounted")
+		m.sw.unmounted(name, id, left)
 		return nil
 	}
-	m.sw.released(name, id)
+	m.sw.unmounted(name, id, 0)
 	held, err := m.release(ctx, name, log)
 	switch {
 	case err != nil:
@@ -287,7 +318,7 @@ func (m *Manager) release(ctx context.Context, name string, log logrus.FieldLogg
 	if !errors.Is(err, luks.ErrBusy) {
 		return false, err
 	}
-	lv, lerr := m.lvm.LV(ctx, lvName(name))
+	lv, lerr := m.viewVolume(ctx, name)
 	if lerr != nil {
 		return true, fmt.Errorf("mapping still in use; reading the LV to mount it again: %w", lerr)
 	}

@@ -19,8 +19,9 @@ import (
 // repair with volume= and op=reconcile, carries on past a volume it cannot
 // repair, and returns every failure joined. Run it before serving requests:
 // it works from one listing of the LVs (a mapping can only be open on an
-// active LV, so inactive volumes cost no cryptsetup call at all). It opens
-// the sweeper's probe window: the plugin starting may mean dockerd started.
+// active LV, so inactive volumes cost no cryptsetup call at all). The
+// counts it keeps are suspect (sweep.go): the plugin starting may mean
+// dockerd started.
 func (m *Manager) Reconcile(ctx context.Context) error {
 	var errs []error
 	snap := m.st.snapshot()
@@ -80,7 +81,7 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 		if exists[name] {
 			continue
 		}
-		err := m.st.update(func(s *state) { delete(s.Mounts, name) })
+		err := m.dropIDs(name)
 		m.repaired(name, "dropped the mount IDs of a volume that no longer exists (rule 6)", err)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("volume %q: reconcile: %w", name, err))
@@ -97,7 +98,9 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 	if err := m.st.update(func(*state) {}); err != nil {
 		errs = append(errs, fmt.Errorf("reconcile: %w", err))
 	}
-	m.sw.openWindow()
+	// Every count loaded is of an earlier epoch, so suspect (sweep.go):
+	// the first sweep probes the volumes that have them.
+	m.sw.poke()
 	return errors.Join(errs...)
 }
 
@@ -215,7 +218,7 @@ func (m *Manager) reconcileVolume(ctx context.Context, name string, lv lvm.LV, r
 	// lingers if it has none. Not held: its IDs were stale.
 	if mounted && len(ids) > 0 {
 		// Mounted in this namespace as recorded (the plugin restarted in
-		// place): left alone; the probe window checks the IDs.
+		// place): left alone; the sweep probes its suspect IDs.
 		log.WithField("mount_ids", len(ids)).Debug("mounted as recorded")
 		return true, nil
 	}
@@ -233,7 +236,7 @@ func (m *Manager) reconcileVolume(ctx context.Context, name string, lv lvm.LV, r
 		m.sw.linger(name, errHeld)
 		log.Warn("volume has no mount ID but the kernel still holds it; it stays decrypted until nothing does")
 	case len(ids) > 0:
-		if err := m.st.update(func(s *state) { delete(s.Mounts, name) }); err != nil {
+		if err := m.dropIDs(name); err != nil {
 			return true, wrap(err)
 		}
 		logStale(log, len(ids), "nothing held the volume any more; it is closed")
@@ -247,7 +250,7 @@ func (m *Manager) reconcileVolume(ctx context.Context, name string, lv lvm.LV, r
 // it): its recorded IDs are stale and dropped, its empty mountpoint goes.
 func (m *Manager) atRest(name string, ids []string, why string, rest *restView, log logrus.FieldLogger) error {
 	if len(ids) > 0 {
-		err := m.st.update(func(s *state) { delete(s.Mounts, name) })
+		err := m.dropIDs(name)
 		m.repaired(name, "dropped stale mount IDs: "+why+" (rule 4)", err)
 		if err != nil {
 			return fmt.Errorf("volume %q: reconcile: %w", name, err)

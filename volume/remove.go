@@ -32,7 +32,7 @@ func (m *Manager) Remove(ctx context.Context, name string) (err error) {
 
 	if ids := m.st.ids(name); len(ids) > 0 {
 		inUse := fmt.Errorf("volume %q: %w by %d container(s); stop them before removing it", name, ErrInUse, len(ids))
-		if !m.sw.probeable(name, ids) {
+		if !m.sw.suspect(name, ids) {
 			return inUse
 		}
 		held, err := m.release(ctx, name, log)
@@ -42,7 +42,7 @@ func (m *Manager) Remove(ctx context.Context, name string) (err error) {
 		case held:
 			return inUse
 		}
-		if err := m.st.update(func(s *state) { delete(s.Mounts, name) }); err != nil {
+		if err := m.dropIDs(name); err != nil {
 			return fmt.Errorf("volume %q: %w", name, err)
 		}
 		logStale(log, len(ids), "nothing held the volume (its containers ended while dockerd was not tracking them)")

@@ -3,8 +3,6 @@ package volume
 import (
 	"context"
 	"fmt"
-
-	"github.com/sirupsen/logrus"
 )
 
 // What this file owns: putting back the plugin's own mount of a volume in
@@ -22,21 +20,18 @@ func (m *Manager) restoreMissing(ctx context.Context) {
 	}
 }
 
-// restoreMount puts back the plugin's own mount of a volume with mount IDs
-// when it is gone while the plugin runs: Docker 26.1 restarts a SIGKILLed
-// plugin and then unmounts the old instance's propagated mount, which takes
-// the new instance's mount with it (lab, tests/e2e/contract.sh), so Status
-// said "not mounted" and Path "" under a running container. A volume one
-// of whose IDs was mounted less than mountGrace ago is mounted again at
-// once (remountRecent). Any other is released: a mapping still held is
-// mounted again (release), one that nothing holds is closed and its IDs,
-// stale, dropped. Our own mounts and
-// unmounts change the table too, so a volume whose mount is in place is
-// seen without its lock: it costs one read of the table and never waits for
-// an operation on the volume. Run calls it through
-// restoreMissing as soon as the kernel reports the table changed: the
-// unmount can come after the restarted plugin answers (commit "volume:
-// restore a mount taken from outside when the table changes").
+// restoreMount mounts the open mapping of a volume with mount IDs again
+// when its mount is gone while the plugin runs, so that Status, Path and
+// the next Mount see it: Docker 26.1, restarting a SIGKILLed plugin, can
+// unmount the old instance's propagated mount after the new one answers,
+// taking the new mount with it (tests/e2e/contract.sh, "the plugin
+// SIGKILLed under a writing container"). Nothing is decided here
+// about whether the IDs are stale: a volume whose IDs are all suspect is
+// probed by the sweep like any other. While the mount is gone a container
+// binding the volume's path fails, as the path is inside the filesystem
+// (mount/layout.go): no write can land beneath the mount point. A volume
+// whose mount is in place is seen without its lock: one read of the table,
+// never a wait for an operation on the volume.
 func (m *Manager) restoreMount(ctx context.Context, name string) error {
 	if ok, _, err := m.mountedHere(name); err == nil && ok {
 		return nil
@@ -56,34 +51,18 @@ func (m *Manager) restoreMount(ctx context.Context, name string) error {
 	case other != "":
 		return fmt.Errorf("volume %q: %s is mounted at %s instead of the volume; leaving it", name, other, m.mountpoint(name))
 	}
-	if m.sw.recent(name, ids) {
-		return m.remountRecent(ctx, name)
-	}
-	return m.releaseOrDrop(ctx, name, outcomes{
-		heldLevel: logrus.WarnLevel,
-		held:      "the plugin's mount of a volume its containers hold was unmounted from outside; mounted it again",
-		dropped:   "volume closed: its mount was gone and nothing held it, so its mount IDs were stale",
-	})
-}
-
-// remountRecent mounts the still open mapping of a volume again at once,
-// for restoreMount (the caller holds the lock), when one of its IDs was
-// mounted less than mountGrace ago: dockerd may not have bound the path
-// yet, and releasing (closing what nothing holds yet, dropping the IDs)
-// would hand that container an empty directory for certain. Mounted again
-// within milliseconds of the kernel's report, the path is the volume by
-// the time dockerd binds it, unless the bind came first. Docker 26.1
-// unmounts a restarted plugin's mounts seconds after it answers (see
-// restoreMount), which is when a container that waited for the plugin
-// mounts its volume.
-func (m *Manager) remountRecent(ctx context.Context, name string) error {
-	log := m.logFor(name, "sweep").WithField("mount_ids", len(m.st.ids(name)))
+	log := m.logFor(name, "sweep").WithField("mount_ids", len(ids))
 	open, err := m.crypt.IsOpen(ctx, mappingName(name))
 	if err != nil {
 		return err
 	}
 	if !open {
-		return fmt.Errorf("volume %q: its mount was taken from outside moments after a Mount and its mapping is closed; the next Mount opens it", name)
+		// Nothing can hold a closed mapping: the IDs are stale.
+		if err := m.dropIDs(name); err != nil {
+			return fmt.Errorf("volume %q: dropping stale mount IDs: %w", name, err)
+		}
+		logStale(log, len(ids), "its mount was gone and its mapping closed")
+		return nil
 	}
 	lv, err := m.viewVolume(ctx, name)
 	if err != nil {
@@ -92,6 +71,6 @@ func (m *Manager) remountRecent(ctx context.Context, name string) error {
 	if err := m.remount(ctx, name, lv, log); err != nil {
 		return fmt.Errorf("volume %q: mounting it again after its mount was taken from outside: %w", name, err)
 	}
-	log.Warn("the plugin's mount of a volume mounted moments ago was unmounted from outside; mounted it again at once")
+	log.Warn("the plugin's mount of a volume in use was unmounted from outside; mounted it again")
 	return nil
 }

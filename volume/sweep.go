@@ -12,7 +12,7 @@ import (
 	"github.com/sirupsen/logrus"
 )
 
-// What the sweeper does, and why (issue 10):
+// What the sweeper does, and why:
 //
 //   - A volume whose last Mount was released but which could not be taken
 //     down (teardown failed, or the kernel still holds the mapping) lingers:
@@ -20,69 +20,80 @@ import (
 //     mounted again.
 //   - dockerd does not persist which mounts are active. Killed and started
 //     again, it stops the containers it had running and never sends their
-//     Unmounts (moby#46508); under live-restore, containers that die while
-//     it is down end the same way. So mount IDs recorded before dockerd's
-//     latest start may be stale. A start of the plugin (dockerd's start
-//     restarts it, moby daemon/pkg/plugin/manager.go reload) and every
-//     attach of dockerd (it dials the socket without a request,
-//     manager_linux.go pluginPostStart) open a probe window
-//     (Config.ProbeWindow): during it, a volume none of whose IDs was
-//     mounted since, or within mountGrace, is probed every SweepInterval by
-//     release. If nothing holds it, its IDs were stale and are dropped; if
-//     something does, the plugin's mount is restored and the IDs kept.
+//     Unmounts (https://github.com/moby/moby/issues/46508); under
+//     live-restore, containers that die while it is down end the same way;
+//     and a container with a restart policy starts again under the mount ID
+//     it had saved (moby volume/mounts/mounts.go@v26.1.5, MountPoint.Setup
+//     reuses m.ID), so one ID can carry a Mount its container will never
+//     Unmount. So the counts recorded before the plugin's latest start or
+//     dockerd's latest attach (an epoch) are suspect. A Mount counts in the
+//     current epoch, an Unmount takes back a Mount of the current epoch
+//     first, and a volume all of whose counts are suspect is probed at
+//     every sweep, with no time limit, until the kernel says nothing holds
+//     it (then its IDs were stale and are dropped) or a Mount of the
+//     current epoch comes.
 //
-// An ID mounted after the window opened, or less than mountGrace before, is
-// never probed: dockerd bind-mounts the path a Mount returned after the
-// Mount, and a probe in between finds nothing holding the volume, takes it
-// down and hands the container an empty directory. A window can open right
-// after a Mount: an attach is any connection to the socket closed without
-// a byte, whoever dials it (CI stop 29 showed a container an empty
-// directory in place of its volume, tests/e2e/contract.sh under Docker
-// 26.1; how is not known, and this was one way).
+// A probe unmounts the plugin's mount for as long as a close attempt takes
+// (release): that can no longer expose a directory, since a container is
+// given the data directory inside the filesystem (mount/layout.go), which
+// does not exist while the filesystem is not mounted. A bind of that path
+// made during the probe fails instead; the volume lock keeps every Mount
+// out of it, and a volume with a Mount of the current epoch is never
+// probed, so only a bind whose Mount predates the epoch can meet it.
 type sweeper struct {
-	mu          sync.Mutex
-	mountedAt   map[string]map[string]time.Time // volume -> ID -> its latest Mount here
-	lingering   map[string]error                // volume -> why it is still up with no ID
-	probeUntil  time.Time                       // the window opened probeWindow before
-	now         func() time.Time
-	interval    time.Duration
-	probeWindow time.Duration
-	wake        chan struct{}
+	mu sync.Mutex
+	// current counts, per volume and mount ID, the Mounts of this epoch
+	// not yet matched by an Unmount.
+	current   map[string]map[string]int
+	lingering map[string]error // volume -> why it is still up with no ID
+	interval  time.Duration
+	wake      chan struct{}
 }
 
-// mountGrace is how long after a Mount its ID is never probed: the time
-// dockerd may take to start the container that binds the path, under load.
-// It is shorter than DefaultProbeWindow, so an ID of a container that died
-// with dockerd right after its Mount is still probed in that window.
-const mountGrace = time.Minute
-
-func newSweeper(interval, window time.Duration) *sweeper {
+func newSweeper(interval time.Duration) *sweeper {
 	return &sweeper{
-		mountedAt: map[string]map[string]time.Time{}, lingering: map[string]error{},
-		now: time.Now, interval: interval, probeWindow: window, wake: make(chan struct{}, 1),
+		current: map[string]map[string]int{}, lingering: map[string]error{},
+		interval: interval, wake: make(chan struct{}, 1),
 	}
 }
 
-// mounted records a Mount of id; the volume is in use and no longer
-// lingers.
+// mounted counts a Mount of id in the current epoch; the volume is in use
+// and no longer lingers.
 func (s *sweeper) mounted(name, id string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.mountedAt[name] == nil {
-		s.mountedAt[name] = map[string]time.Time{}
+	if s.current[name] == nil {
+		s.current[name] = map[string]int{}
 	}
-	s.mountedAt[name][id] = s.now()
+	s.current[name][id]++
 	delete(s.lingering, name)
 }
 
-// released forgets id, whose last Mount was released.
-func (s *sweeper) released(name, id string) {
+// unmounted takes back one Mount of id of the current epoch, if there is
+// one; a volume left with idsLeft IDs, all suspect, wakes the sweeper to
+// probe it.
+func (s *sweeper) unmounted(name, id string, idsLeft int) {
+	s.mu.Lock()
+	if n := s.current[name][id]; n > 1 {
+		s.current[name][id]--
+	} else if n == 1 {
+		delete(s.current[name], id)
+		if len(s.current[name]) == 0 {
+			delete(s.current, name)
+		}
+	}
+	suspect := idsLeft > 0 && len(s.current[name]) == 0
+	s.mu.Unlock()
+	if suspect {
+		s.poke()
+	}
+}
+
+// forget drops the volume's current counts: its IDs are gone.
+func (s *sweeper) forget(name string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	delete(s.mountedAt[name], id)
-	if len(s.mountedAt[name]) == 0 {
-		delete(s.mountedAt, name)
-	}
+	delete(s.current, name)
 }
 
 // linger records that the volume must go down and has not.
@@ -106,23 +117,10 @@ func (s *sweeper) pending(name string) error {
 	return s.lingering[name]
 }
 
-// openWindow makes every recorded ID a candidate for probing, once it is
-// mountGrace old.
-func (s *sweeper) openWindow() {
+// newEpoch makes every recorded count suspect.
+func (s *sweeper) newEpoch() {
 	s.mu.Lock()
-	now := s.now()
-	s.probeUntil = now.Add(s.probeWindow)
-	// An entry past the grace no longer keeps its ID from a probe.
-	for name, ids := range s.mountedAt {
-		for id, at := range ids {
-			if now.Sub(at) >= mountGrace {
-				delete(ids, id)
-			}
-		}
-		if len(ids) == 0 {
-			delete(s.mountedAt, name)
-		}
-	}
+	s.current = map[string]map[string]int{}
 	s.mu.Unlock()
 	s.poke()
 }
@@ -134,40 +132,12 @@ func (s *sweeper) poke() {
 	}
 }
 
-// latestMount is when the latest Mount of any of ids was recorded here;
-// ok is false when none was (IDs loaded from the state file). The caller
-// holds s.mu.
-func (s *sweeper) latestMount(name string, ids []string) (latest time.Time, ok bool) {
-	for _, id := range ids {
-		if at, found := s.mountedAt[name][id]; found && (!ok || at.After(latest)) {
-			latest, ok = at, true
-		}
-	}
-	return latest, ok
-}
-
-// recent reports whether one of the volume's ids was mounted less than
-// mountGrace ago: dockerd may not have bound its path yet.
-func (s *sweeper) recent(name string, ids []string) bool {
+// suspect reports whether the volume has mount IDs and none of them has a
+// Mount of the current epoch.
+func (s *sweeper) suspect(name string, ids []string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	at, ok := s.latestMount(name, ids)
-	return ok && s.now().Sub(at) < mountGrace
-}
-
-// probeable reports whether the volume's ids may be stale: the window is
-// open and none of them was mounted since it opened or within mountGrace.
-// IDs a Mount of this process did not record (loaded from the state file)
-// have no time and may be probed.
-func (s *sweeper) probeable(name string, ids []string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	now := s.now()
-	if len(ids) == 0 || !now.Before(s.probeUntil) {
-		return false
-	}
-	at, ok := s.latestMount(name, ids)
-	return !ok || at.Before(s.probeUntil.Add(-s.probeWindow)) && now.Sub(at) >= mountGrace
+	return len(ids) > 0 && len(s.current[name]) == 0
 }
 
 func (s *sweeper) lingeringNames() []string {
@@ -177,10 +147,11 @@ func (s *sweeper) lingeringNames() []string {
 }
 
 // DockerAttached is called when dockerd (re)attaches to the plugin: mounts
-// recorded before may belong to containers that died while it was away.
+// recorded before may belong to containers that died while it was away, so
+// a new epoch begins.
 func (m *Manager) DockerAttached() {
-	m.log.WithField("op", "sweep").Info("dockerd attached: checking for a probe window whether recorded mounts are still held")
-	m.sw.openWindow()
+	m.log.WithField("op", "sweep").Info("dockerd attached: mounts recorded before are checked against the kernel until a container mounts them again or nothing holds them")
+	m.sw.newEpoch()
 }
 
 // Run sweeps until ctx ends: lingering volumes are taken down, possibly
@@ -223,12 +194,13 @@ func (m *Manager) Run(ctx context.Context) {
 
 // Sweep runs one round of Run's work.
 func (m *Manager) Sweep(ctx context.Context) {
+	m.checkPropagation()
 	for _, name := range m.sw.lingeringNames() {
 		m.sweepLingering(ctx, name)
 	}
 	probed := 0
 	for name := range m.st.snapshot().Mounts {
-		if m.sw.probeable(name, m.st.ids(name)) {
+		if m.sw.suspect(name, m.st.ids(name)) {
 			probed++
 			if err := m.probe(ctx, name); err != nil {
 				m.logFor(name, "sweep").WithError(err).Warn("probing whether the volume is still held failed")
@@ -274,19 +246,19 @@ func (m *Manager) sweepLingering(ctx context.Context, name string) {
 	}
 }
 
-// probe checks whether anything still holds a volume whose mount IDs may
-// be stale, and drops them if nothing does.
+// probe checks whether anything still holds a volume whose mount IDs are
+// all suspect, and drops them if nothing does.
 func (m *Manager) probe(ctx context.Context, name string) error {
 	unlock := m.lock(name)
 	defer unlock()
 	ids := m.st.ids(name)
-	if !m.sw.probeable(name, ids) {
+	if !m.sw.suspect(name, ids) {
 		return nil
 	}
 	return m.releaseOrDrop(ctx, name, outcomes{
 		heldLevel: logrus.DebugLevel,
 		held:      "volume still held by its containers",
-		dropped:   "volume closed: nothing held it, so its mount IDs were stale (their containers ended while dockerd was not tracking them, moby#46508)",
+		dropped:   "volume closed: nothing held it, so its mount IDs were stale (their containers ended while dockerd was not tracking them, https://github.com/moby/moby/issues/46508)",
 	})
 }
 
@@ -309,7 +281,7 @@ func (m *Manager) releaseOrDrop(ctx context.Context, name string, say outcomes) 
 		log.Log(say.heldLevel, say.held)
 		return nil
 	}
-	if err := m.st.update(func(s *state) { delete(s.Mounts, name) }); err != nil {
+	if err := m.dropIDs(name); err != nil {
 		return fmt.Errorf("volume %q: dropping stale mount IDs: %w", name, err)
 	}
 	log.Warn(say.dropped)
@@ -323,4 +295,13 @@ var errStillRemoving = errors.New("an earlier volume of this name is still being
 // logStale is the one message for IDs found stale at start-up.
 func logStale(log logrus.FieldLogger, ids int, why string) {
 	log.WithField("mount_ids", ids).Warn("dropped stale mount IDs: " + why)
+}
+
+// dropIDs forgets every mount ID of the volume.
+func (m *Manager) dropIDs(name string) error {
+	if err := m.st.update(func(s *state) { delete(s.Mounts, name) }); err != nil {
+		return err
+	}
+	m.sw.forget(name)
+	return nil
 }
