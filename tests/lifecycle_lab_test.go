@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -139,8 +140,14 @@ func (s *stack) assertDown(name, path string) {
 		s.t.Errorf("%s: dm-crypt mapping still open", name)
 	}
 	if path != "" {
-		if dev, err := s.fs.MountedDevice(path); err != nil || dev != "" {
-			s.t.Errorf("%s: %s still a mountpoint (%q, %v)", name, path, dev, err)
+		// path is the data directory a Mount returned, inside the
+		// filesystem: with the volume down it must not exist, or a
+		// container could bind it and write to the host's disk.
+		if dev, err := s.fs.MountedDevice(filepath.Dir(path)); err != nil || dev != "" {
+			s.t.Errorf("%s: %s still a mountpoint (%q, %v)", name, filepath.Dir(path), dev, err)
+		}
+		if _, err := os.Lstat(path); !errors.Is(err, fs.ErrNotExist) {
+			s.t.Errorf("%s: %s exists with the volume down (%v)", name, path, err)
 		}
 	}
 }
@@ -221,7 +228,7 @@ func TestLabMountWriteUnmountRemount(t *testing.T) {
 	s := newStack(t)
 	s.create("lab-mount", nil)
 	p := s.mount("lab-mount", "a")
-	dev, err := s.fs.MountedDevice(p)
+	dev, err := s.fs.MountedDevice(filepath.Dir(p))
 	if err != nil || dev != "/dev/mapper/cryptvol-lab-mount" {
 		t.Fatalf("mountpoint %s is mounted from %q (%v), want the decrypted mapping", p, dev, err)
 	}
@@ -286,7 +293,7 @@ func TestLabTwoMountIDs(t *testing.T) {
 	if !s.open("lab-two") {
 		t.Fatal("an unmount closed a volume a Mount of b still holds")
 	}
-	if dev, _ := s.fs.MountedDevice(p2); dev == "" {
+	if dev, _ := s.fs.MountedDevice(filepath.Dir(p2)); dev == "" {
 		t.Fatal("an unmount unmounted a volume a Mount of b still holds")
 	}
 	s.unmount("lab-two", "b")
@@ -372,7 +379,7 @@ func TestLabRestartKeepsMountIDs(t *testing.T) {
 	s.create("lab-restart", nil)
 	p := s.mount("lab-restart", "a")
 	s.restart() // a plugin restart: same boot, same state directory
-	if dev, _ := s.fs.MountedDevice(p); dev == "" {
+	if dev, _ := s.fs.MountedDevice(filepath.Dir(p)); dev == "" {
 		t.Fatal("a plugin restart unmounted a volume a container holds")
 	}
 	s.unmount("lab-restart", "a")
@@ -446,7 +453,7 @@ func TestLabOutsideUnmountIsRestored(t *testing.T) {
 	go func() { s.mgr.Run(runCtx); close(done) }()
 	defer func() { cancel(); <-done }()
 	time.Sleep(time.Second) // Run's first sweep and the watch start
-	mustRun(t, "umount", p)
+	mustRun(t, "umount", filepath.Dir(p))
 
 	deadline := time.Now().Add(30 * time.Second)
 	for {

@@ -23,10 +23,10 @@ grows() {
 writer() { docker run -d --name "$1" -v "$2":/data --volume-driver cryptvol $img sh -c 'i=0; while true; do echo $i >> /data/log; i=$((i+1)); sync; sleep 1; done'; }
 ours() { docker volume inspect "$1" --format '{{.Driver}}' | grep -qx 'cryptvol:latest'; }
 plugin_up() { docker plugin inspect cryptvol --format '{{.Enabled}}' | grep -qx true && docker volume ls >/dev/null; }
-# mounted_with_path VOLUME: one inspect shows the volume mounted and a mountpoint ending in its name.
+# mounted_with_path VOLUME: one inspect shows the volume mounted and a mountpoint ending in its name/data.
 mounted_with_path() {
 	local s; s=$(docker volume inspect "$1" --format "{{index .Status \"mounted\"}} {{.Mountpoint}}") || return 1
-	[[ $s == "true /"*"/$1" ]]
+	[[ $s == "true /"*"/$1/data" ]]
 }
 dockerd_pid() { cat /run/lab-dockerd.pid; }
 
@@ -34,16 +34,7 @@ install_plugin
 check "plugin enabled" docker plugin enable cryptvol
 
 echo "== a fresh volume looks like a fresh local volume"
-# An image with content at the mount path, owned by 1000:1000, as application images have.
-ctx=$(mktemp -d)
-mkdir -p "$ctx/bin" "$ctx/data/sub"
-cp /bin/busybox "$ctx/bin/busybox"
-for a in sh ls cat stat find; do ln -s busybox "$ctx/bin/$a"; done
-echo from-image > "$ctx/data/hello"
-chown -R 1000:1000 "$ctx/data"
-chmod 0750 "$ctx/data"
-tar -C "$ctx" -c . | docker import - content:lab >/dev/null
-rm -rf "$ctx"
+content_image
 check "ext4 volume" docker volume create -d cryptvol fresh4
 check "xfs volume" docker volume create -d cryptvol --opt fs=xfs --opt size=320M freshx
 check "local volume" docker volume create freshl

@@ -32,6 +32,21 @@ wait_for() {
 # says PATTERN CMD...: CMD fails, and its output matches PATTERN (case-insensitive).
 says() { local pat=$1 out; shift; out=$("$@" 2>&1) && return 1; grep -qiE -- "$pat" <<<"$out"; }
 
+# content_image: the image content:lab, with content at /data owned by 1000:1000, as application images have
+# (dockerd copies it into an empty volume mounted there), made once.
+content_image() {
+	docker image inspect content:lab >/dev/null 2>&1 && return 0
+	local ctx; ctx=$(mktemp -d)
+	mkdir -p "$ctx/bin" "$ctx/data/sub"
+	cp /bin/busybox "$ctx/bin/busybox"
+	for a in sh ls cat stat find; do ln -s busybox "$ctx/bin/$a"; done
+	echo from-image > "$ctx/data/hello"
+	chown -R 1000:1000 "$ctx/data"
+	chmod 0750 "$ctx/data"
+	tar -C "$ctx" -c . | docker import - content:lab >/dev/null
+	rm -rf "$ctx"
+}
+
 install_plugin() {
 	check "dockerd up with an imported image" "$repo/scripts/vm/lab-docker" start
 	docker plugin inspect cryptvol > /dev/null 2>&1 && return 0

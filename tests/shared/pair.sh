@@ -130,7 +130,7 @@ check2 "both plugins answer (each joined the group's lockspace)" "source $here/n
 echo "== a volume follows its container from node 1 to node 2"
 check "node 1 creates v1" 1 'ok Create "{\"Name\":\"v1\"}"'
 check "node 1 mounts v1 and writes to it" 1 \
-	'ok Mount "{\"Name\":\"v1\",\"ID\":\"c1\"}" && echo "written on node1 PAIRMARK" > $mnt/v1/f && sync'
+	'ok Mount "{\"Name\":\"v1\",\"ID\":\"c1\"}" && echo "written on node1 PAIRMARK" > $mnt/v1/data/f && sync'
 check "node 2 lists v1 (the group's metadata, read from the shared disk)" 2 \
 	'call List "{}" | jqe ".Volumes | map(.Name) | index(\"v1\")"'
 check "inspect on node 2 says node 1 has it mounted" 2 \
@@ -145,8 +145,8 @@ check "Create of v1 on node 2 with another size is refused, naming it" 2 \
 check "node 1 unmounts: no mapping, LV inactive, no record" 1 \
 	'ok Unmount "{\"Name\":\"v1\",\"ID\":\"c1\"}" && ! mapped v1 && lv_state v1 && ! lv_state v1 | grep -q "active\|cryptvol_on_"'
 check "node 2 mounts v1 and reads what node 1 wrote" 2 \
-	'ok Mount "{\"Name\":\"v1\",\"ID\":\"c2\"}" && grep -q "written on node1" $mnt/v1/f &&
-	 echo "written on node2 PAIRMARK" > $mnt/v1/g && sync'
+	'ok Mount "{\"Name\":\"v1\",\"ID\":\"c2\"}" && grep -q "written on node1" $mnt/v1/data/f &&
+	 echo "written on node2 PAIRMARK" > $mnt/v1/data/g && sync'
 check "inspect on node 1 now names node 2" 1 \
 	'call Get "{\"Name\":\"v1\"}" | jqe ".Volume.Status.mounted_on == \"node2\""'
 check "node 1's Remove is refused while node 2 has it" 1 \
@@ -155,7 +155,7 @@ check "node 2 unmounts" 2 'ok Unmount "{\"Name\":\"v1\",\"ID\":\"c2\"}" && ! map
 
 echo "== node 1 dies holding the volume"
 check "node 1 mounts v1 and syncs a file" 1 \
-	'ok Mount "{\"Name\":\"v1\",\"ID\":\"c3\"}" && echo "synced on node1 PAIRMARK" > $mnt/v1/h && sync'
+	'ok Mount "{\"Name\":\"v1\",\"ID\":\"c3\"}" && echo "synced on node1 PAIRMARK" > $mnt/v1/data/h && sync'
 check "node 1's state directory and log, copied for the key scan below" 1 \
 	'mkdir -p /lab/pair/node1-cv && cp -a $pd/state $pd/plugin.log /var/lib/cryptvol /scratch/dockerd.log /lab/pair/node1-cv/'
 kill_node 1
@@ -174,7 +174,7 @@ check "node 2 gets v1 once node 1's lease has expired" 2 \
 		sleep 2
 	done; exit 1'
 echo "== takeover: node 2 had the volume $((SECONDS - killed)) s after node 1 was killed (sanlock defaults)"
-check "what node 1 had synced is there" 2 'grep -q "synced on node1" $mnt/v1/h && grep -q "written on node2" $mnt/v1/g'
+check "what node 1 had synced is there" 2 'grep -q "synced on node1" $mnt/v1/data/h && grep -q "written on node2" $mnt/v1/data/g'
 check "fsck -n finds the filesystem clean (mounted read-only for it)" 2 \
 	'mount -o remount,ro $mnt/v1 && fsck.ext4 -n /dev/mapper/cryptvol-v1; rc=$?; mount -o remount,rw $mnt/v1; [ $rc = 0 ]'
 check "no key bytes on the shared disk, in either host's state directory (audit trail too) or plugin log, nor in node 2's /run" 2 \
