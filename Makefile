@@ -60,12 +60,25 @@ lab-bins: build bin/key-state
 lab-prepare:
 	scripts/vm/prepare
 
+# The bundle of the last commit before the data directory (mount/layout.go), built from this repository's history
+# in a worktree: tests/e2e/migration.sh makes volumes with it and upgrades to this one. Built once per checkout.
+PREV_COMMIT ?= 58c5599
+.PHONY: plugin-prev
+plugin-prev: bin/plugin-prev/config.json
+bin/plugin-prev/config.json:
+	@git cat-file -e $(PREV_COMMIT)^{commit} || { echo "plugin-prev: commit $(PREV_COMMIT) is not in this clone's history (a shallow clone?)" >&2; exit 1; }
+	rm -rf bin/prev-src bin/plugin-prev && git worktree prune
+	git worktree add --detach -f bin/prev-src $(PREV_COMMIT) >/dev/null
+	$(MAKE) --no-print-directory -C bin/prev-src plugin
+	mv bin/prev-src/bin/plugin bin/plugin-prev
+	git worktree remove --force bin/prev-src
+
 # The VM stage: lab guests, one per host core at a time (scripts/vm/test-stage): "shared" first (two guests that
 # share a disk: a shared volume group's volumes moving between hosts, tests/shared/pair.sh), then "faults" (SIGKILL of the
 # plugin at every step, then 50 concurrent volumes), "e2e" (every end-to-end script through dockerd: docker.sh,
 # contract.sh) under Debian bookworm's Docker 20.10, "docker26" (the same under Debian trixie's Docker 26.1,
 # scripts/vm/docker-trixie) and "main" (kernel smoke, the Go lab tests).
-vm-test: lab-prepare lab-bins plugin
+vm-test: lab-prepare lab-bins plugin plugin-prev
 	scripts/vm/test-stage
 
 test: unit vm-test
@@ -75,9 +88,9 @@ test-main: lab-prepare lab-bins plugin
 	scripts/vm/test-stage main
 test-faults: lab-prepare lab-bins plugin
 	scripts/vm/test-stage faults
-test-e2e: lab-prepare lab-bins plugin
+test-e2e: lab-prepare lab-bins plugin plugin-prev
 	scripts/vm/test-stage e2e
-test-docker26: lab-prepare lab-bins plugin
+test-docker26: lab-prepare lab-bins plugin plugin-prev
 	scripts/vm/test-stage docker26
 test-shared: lab-prepare plugin bin/key-state
 	scripts/vm/test-stage shared
