@@ -235,7 +235,7 @@ func (m *Manager) layoutWhileWritable(ctx context.Context, rb *rollback, name st
 	rb.at("opening the snapshot to give it its data directory")
 	opts := m.openOptions(src.Tags)
 	opts.ReadOnly = false
-	rb.add("close mapping", func(ctx context.Context) error { return m.crypt.Close(ctx, mappingName(name)) })
+	rb.add("close mapping", func(ctx context.Context) error { return m.closeUnheld(ctx, mappingName(name)) })
 	if err := m.crypt.Open(ctx, dev, mappingName(name), key, opts); err != nil {
 		return err
 	}
@@ -258,7 +258,7 @@ func (m *Manager) layoutWhileWritable(ctx context.Context, rb *rollback, name st
 	if err := m.fs.Unmount(ctx, target); err != nil {
 		return err
 	}
-	if err := m.crypt.Close(ctx, mappingName(name)); err != nil {
+	if err := m.closeUnheld(ctx, mappingName(name)); err != nil {
 		return err
 	}
 	_ = os.Remove(target)

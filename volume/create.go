@@ -238,7 +238,7 @@ func (m *Manager) makeFresh(ctx context.Context, rb *rollback, name string, o Op
 		return err
 	}
 	rb.at("opening the LUKS2 mapping")
-	rb.add("close mapping", func(ctx context.Context) error { return m.crypt.Close(ctx, mappingName(name)) })
+	rb.add("close mapping", func(ctx context.Context) error { return m.closeUnheld(ctx, mappingName(name)) })
 	if err := m.crypt.Open(ctx, dev, mappingName(name), key, m.openOptions(tags)); err != nil {
 		return err
 	}
@@ -254,7 +254,7 @@ func (m *Manager) makeFresh(ctx context.Context, rb *rollback, name string, o Op
 		}
 	}
 	rb.at("closing the LUKS2 mapping")
-	if err := m.crypt.Close(ctx, mappingName(name)); err != nil {
+	if err := m.closeUnheld(ctx, mappingName(name)); err != nil {
 		return err
 	}
 	return nil

@@ -346,7 +346,13 @@ func (m *Manager) teardownMounted(ctx context.Context, name string, repair bool,
 	if !open {
 		return nil
 	}
-	if err := m.crypt.Close(ctx, mappingName(name)); err != nil {
+	closeFn := m.crypt.Close
+	if repair {
+		// Nothing should hold it (a Remove): a busy answer is an lvm
+		// scan's moment (close.go).
+		closeFn = m.closeUnheld
+	}
+	if err := closeFn(ctx, mappingName(name)); err != nil {
 		return fmt.Errorf("closing mapping %s: %w", mappingName(name), err)
 	}
 	return nil
