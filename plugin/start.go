@@ -100,18 +100,18 @@ func (d *Driver) guard(op string, fn func() error) (err error) {
 
 // WatchAttach wraps the plugin's listener so that onAttach runs when dockerd
 // attaches: a connection that closes without having sent a byte while no
-// other connection to the socket is open. That is dockerd's check that a
-// plugin listens whenever it starts or re-attaches to it (moby
+// connection accepted before it is still open. That is dockerd's check that
+// a plugin listens whenever it starts or re-attaches to it (moby
 // plugin/manager_linux.go@v26.1.5 pluginPostStart dials and closes),
 // including after its own restart under live-restore, when the plugin is
-// not restarted and gets no other sign; a new dockerd has no other
-// connection open, the old one's having closed with it. Go's HTTP client
-// also closes a connection it dialed and did not need, but only while
-// other connections of the same client are open (it keeps up to two idle,
-// and each connection it keeps served a request), so those do not count.
-// Calls are spaced at least minGap apart.
+// not restarted and gets no other sign; a new dockerd's connections all
+// come after that dial, the old one's having closed with it. Go's HTTP
+// client also closes a connection it dialed and did not need, but only
+// while older connections of the same client are open (it keeps up to two
+// idle, each of which served a request), so those do not count. Calls are
+// spaced at least minGap apart.
 func WatchAttach(l net.Listener, minGap time.Duration, onAttach func()) net.Listener {
-	return &attachListener{Listener: l, gap: minGap, fn: onAttach}
+	return &attachListener{Listener: l, gap: minGap, fn: onAttach, open: map[uint64]bool{}}
 }
 
 type attachListener struct {
@@ -119,7 +119,8 @@ type attachListener struct {
 	gap  time.Duration
 	fn   func()
 	mu   sync.Mutex
-	open int // connections accepted and not yet closed
+	seq  uint64          // connections accepted
+	open map[uint64]bool // the sequence numbers of those not yet closed
 	last time.Time
 }
 
@@ -129,18 +130,26 @@ func (l *attachListener) Accept() (net.Conn, error) {
 		return nil, err
 	}
 	l.mu.Lock()
-	l.open++
+	l.seq++
+	seq := l.seq
+	l.open[seq] = true
 	l.mu.Unlock()
-	return &attachConn{Conn: c, l: l}, nil
+	return &attachConn{Conn: c, l: l, seq: seq}, nil
 }
 
-// closed counts a connection's close and reports whether it was an attach.
-func (l *attachListener) closed(silent bool) bool {
+// closed counts the close of connection seq and reports whether it was an
+// attach.
+func (l *attachListener) closed(seq uint64, silent bool) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.open--
-	if !silent || l.open > 0 || !l.last.IsZero() && time.Since(l.last) < l.gap {
+	delete(l.open, seq)
+	if !silent || !l.last.IsZero() && time.Since(l.last) < l.gap {
 		return false
+	}
+	for older := range l.open {
+		if older < seq {
+			return false
+		}
 	}
 	l.last = time.Now()
 	return true
@@ -149,6 +158,7 @@ func (l *attachListener) closed(silent bool) bool {
 type attachConn struct {
 	net.Conn
 	l      *attachListener
+	seq    uint64
 	read   atomic.Bool
 	closed atomic.Bool
 }
@@ -162,7 +172,7 @@ func (c *attachConn) Read(b []byte) (int, error) {
 }
 
 func (c *attachConn) Close() error {
-	if !c.closed.Swap(true) && c.l.closed(!c.read.Load()) {
+	if !c.closed.Swap(true) && c.l.closed(c.seq, !c.read.Load()) {
 		go c.l.fn()
 	}
 	return c.Conn.Close()
