@@ -35,13 +35,15 @@ check "mg4 (ext4) written" docker run --rm -v mg4:/data --volume-driver cryptvol
 	sh -c 'echo old4 > /data/f && mkdir /data/d && echo g > /data/d/g && echo n > /data/data'
 check "mgx (xfs) written" sh -c "docker volume create -d cryptvol --opt fs=xfs --opt size=320M mgx >/dev/null &&
 	docker run --rm -v mgx:/data $img sh -c 'echo oldx > /data/f'"
-check "mgc got an image's content" docker run --rm -v mgc:/data --volume-driver cryptvol content:lab true
+check "mgc got an image's content" docker run --rm -v mgc:/data --volume-driver cryptvol content:lab cat /data/hello
+# At /vol, a path the image lacks: at /data dockerd would give the empty volume the image's /data owner and mode.
 check "mgo (uid=1000, mode=0750) written by its user" sh -c "docker volume create -d cryptvol --opt uid=1000 --opt mode=0750 mgo >/dev/null &&
-	docker run --rm -u 1000 -v mgo:/data $img sh -c 'echo mine > /data/f'"
+	docker run --rm -u 1000 -v mgo:/vol $img sh -c 'echo mine > /vol/f'"
 check "mgh held by a running container" sh -c "docker run -d --name mgr -v mgh:/data --volume-driver cryptvol $img \
 	sh -c 'echo held > /data/h; sleep 3600' >/dev/null && sleep 3 && docker exec mgr cat /data/h"
 want_c=$(docker run --rm -v mgc:/data $img sh -c 'cd /data && find . | sort | while read f; do stat -c "%n %u:%g %a" "$f"; done')
-want_o=$(docker run --rm -v mgo:/data $img stat -c '%u %a' /data)
+want_o=$(docker run --rm -v mgo:/vol $img stat -c '%u %a' /vol)
+check_eq "mgo's root has the options' owner and mode" "1000 750" "$want_o"
 
 echo "== the upgrade: disable -f, rm -f, install this one"
 check "this plugin installed and enabled in its place" install "$repo/bin/plugin"
@@ -49,8 +51,8 @@ check_eq "ext4: same files at the same path" "old4 g n" "$(docker run --rm -v mg
 check_eq "xfs: same file" oldx "$(docker run --rm -v mgx:/data $img cat /data/f 2>&1)"
 check_eq "the image's content: same listing and ownership" "$want_c" \
 	"$(docker run --rm -v mgc:/data $img sh -c 'cd /data && find . | sort | while read f; do stat -c "%n %u:%g %a" "$f"; done' 2>&1)"
-check_eq "the root's owner and mode are the data directory's" "$want_o" "$(docker run --rm -v mgo:/data $img stat -c '%u %a' /data 2>&1)"
-check_eq "and its user still writes" mine2 "$(docker run --rm -u 1000 -v mgo:/data $img sh -c 'echo mine2 > /data/f && cat /data/f' 2>&1)"
+check_eq "the root's owner and mode are the data directory's" "$want_o" "$(docker run --rm -v mgo:/vol $img stat -c '%u %a' /vol 2>&1)"
+check_eq "and its user still writes" mine2 "$(docker run --rm -u 1000 -v mgo:/vol $img sh -c 'echo mine2 > /vol/f && cat /vol/f' 2>&1)"
 check "the container of the previous plugin still sees its volume" docker exec mgr cat /data/h
 check "a new container on mgh is refused while it holds it, saying why" says 'stop those containers' \
 	docker run --rm -v mgh:/data $img cat /data/h
