@@ -20,15 +20,9 @@ check "plugin enabled" docker plugin enable cryptvol
 content_image
 plugin_up() { docker plugin inspect cryptvol --format '{{.Enabled}}' | grep -qx true && docker volume ls >/dev/null; }
 plugin_pid() { pgrep -x cryptvol; }
-prop="$(docker info --format '{{.DockerRootDir}}')/plugins/$(docker plugin inspect cryptvol --format '{{.Id}}')/propagated-mount"
+prop=$(propagated_mount)
 check "dockerd's propagated mount of the plugin is there" test -d "$prop"
 
-# host_clean: nothing but directories on the host's disk under the propagated mount (-xdev: the volumes'
-# own filesystems are not the host's disk).
-host_clean() {
-	local stray; stray=$(find "$prop" -xdev -mindepth 1 ! -type d 2>&1 | head -5)
-	[ -z "$stray" ] || { echo "on the host's disk: $stray"; return 1; }
-}
 # attempt VOLUME N: a container writes stray-N into the volume and reads its marker, and a container of an
 # image with content at /data starts on it. Each must either fail to start or see the volume (the marker).
 # Successful writes are remembered (in a file: check runs this in a subshell) to be checked in the volume later.

@@ -32,6 +32,16 @@ wait_for() {
 # says PATTERN CMD...: CMD fails, and its output matches PATTERN (case-insensitive).
 says() { local pat=$1 out; shift; out=$("$@" 2>&1) && return 1; grep -qiE -- "$pat" <<<"$out"; }
 
+# propagated_mount: dockerd's side of the installed plugin's propagated mount.
+propagated_mount() {
+	echo "$(docker info --format '{{.DockerRootDir}}')/plugins/$(docker plugin inspect cryptvol --format '{{.Id}}')/propagated-mount"
+}
+# host_clean: nothing but directories on the host's disk under the propagated mount (-xdev: the volumes' own
+# filesystems are not the host's disk): a file there is a container's write that missed its volume.
+host_clean() {
+	local stray; stray=$(find "$(propagated_mount)" -xdev -mindepth 1 ! -type d 2>&1 | head -5)
+	[ -z "$stray" ] || { echo "on the host's disk: $stray"; return 1; }
+}
 # content_image: the image content:lab, with content at /data owned by 1000:1000, as application images have
 # (dockerd copies it into an empty volume mounted there), made once.
 content_image() {

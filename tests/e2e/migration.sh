@@ -23,11 +23,6 @@ install() {
 	"$repo/scripts/plugin/install" "$1" CRYPTVOL_VG=$vg CRYPTVOL_DEVICES=/dev/vda,/dev/vdb CRYPTVOL_DEFAULT_SIZE=80M \
 		>/dev/null && docker plugin enable cryptvol >/dev/null
 }
-prop() { echo "$(docker info --format '{{.DockerRootDir}}')/plugins/$(docker plugin inspect cryptvol --format '{{.Id}}')/propagated-mount"; }
-host_clean() {
-	local stray; stray=$(find "$(prop)" -xdev -mindepth 1 ! -type d 2>&1 | head -5)
-	[ -z "$stray" ] || { echo "on the host's disk: $stray"; return 1; }
-}
 
 echo "== volumes made by the previous plugin"
 check "the previous plugin installed and enabled" install "$repo/bin/plugin-prev"
