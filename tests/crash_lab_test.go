@@ -155,10 +155,10 @@ var crashCases = []crashCase{
 		retry:   func(p *plug, v string) error { _, err := p.mount(v, "c1"); return err },
 		verify: func(t *testing.T, p *plug, v string) {
 			mp := filepath.Join(p.dir, "mnt", v)
-			if !mappingOpen(t, v) || !mountedAt(t, filepath.Dir(mp)) {
+			if !mappingOpen(t, v) || !mountedAt(t, mp) {
 				t.Errorf("%s: not mounted after the retried mount", v)
 			}
-			readBack(t, p, mp)
+			readBack(t, p, filepath.Join(mp, "data"))
 			p.must("unmount", p.unmount(v, "c1"))
 			assertDown(t, p, v)
 		},
