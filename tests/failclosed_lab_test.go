@@ -60,12 +60,14 @@ func TestLabProbeOfAHeldVolumeOffersNoDirectory(t *testing.T) {
 	p.waitDead()
 	logBefore := len(p.logTail())
 	p.start("")
-	// Two sweeps of the default 15 s interval: at least one probe.
+	// Two sweeps of the default 15 s interval: at least one probe. A write
+	// every 2 ms, at most a few thousand, fits the 64 MiB volume.
 	end := time.Now().Add(35 * time.Second)
 	landed := writeThrough(t, mp, 1<<30, func(int) {
 		if time.Now().After(end) {
 			panic(errDone)
 		}
+		time.Sleep(2 * time.Millisecond)
 	})
 	if !strings.Contains(p.logTail()[min(logBefore, len(p.logTail())):], "volume still held by its containers") {
 		t.Fatalf("no probe of the held volume in 35 s; log:\n%s", p.logTail())
@@ -97,7 +99,7 @@ func writeThrough(t *testing.T, path string, n int, before func(i int)) (landed 
 	}()
 	for i := range n {
 		before(i)
-		name := fmt.Sprintf("w%d", i)
+		name := fmt.Sprintf("w%d", i%1000) // a bounded number of files
 		err := os.WriteFile(filepath.Join(path, name), []byte(name), 0o600)
 		switch {
 		case err == nil:
