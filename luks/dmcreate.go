@@ -42,11 +42,16 @@ type activation struct {
 // passphrase no keyslot takes, no kernel keyring. Any other error is
 // Open's.
 func (c *Cryptsetup) openDirect(dev, mapping string, passphrase []byte, opts OpenOptions) error {
-	a, vk, err := c.prepare(dev, mapping, passphrase, opts)
+	f, a, vk, err := c.prepare(dev, mapping, passphrase, opts)
 	if err != nil {
 		return fmt.Errorf("%w: %w", errNotDirect, err)
 	}
 	defer clear(vk)
+	// The device stays open until its table is live: an open device cannot
+	// be removed (lvremove refuses a device in use), so the number the table
+	// names is still the device whose header was read, not one made since
+	// under a freed number.
+	defer f.Close()
 	devNum, err := c.dmActivate(a, vk)
 	if err != nil {
 		return err
@@ -69,41 +74,48 @@ func (c *Cryptsetup) openDirect(dev, mapping string, passphrase []byte, opts Ope
 // from other goroutines, a child between fork and exec holds a copy of
 // that descriptor, and with it the claim, for a moment after it is closed
 // (one create in 200 failed so in the lab's parallel batch).
-func (c *Cryptsetup) prepare(dev, mapping string, passphrase []byte, opts OpenOptions) (*activation, []byte, error) {
+//
+// The device is returned open, for the caller to close once the table is
+// loaded; on an error it is closed here.
+func (c *Cryptsetup) prepare(dev, mapping string, passphrase []byte, opts OpenOptions) (_ *os.File, _ *activation, _ []byte, err error) {
 	f, err := openDirect(dev, os.O_RDONLY)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	defer f.Close()
-	js, uuid, err := readHeader(f)
+	defer func() {
+		if err != nil {
+			f.Close()
+		}
+	}()
+	js, uuid, hdrSize, err := readHeader(f)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	p, err := parsePlain(js, uuid)
+	p, err := parsePlain(js, uuid, hdrSize)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	var st unix.Stat_t
 	if err := unix.Fstat(int(f.Fd()), &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFBLK {
-		return nil, nil, fmt.Errorf("%s is not a block device", dev)
+		return nil, nil, nil, fmt.Errorf("%s is not a block device", dev)
 	}
 	holders, err := os.ReadDir(filepath.Join(c.sysDevBlock, fmt.Sprintf("%d:%d", unix.Major(st.Rdev), unix.Minor(st.Rdev)), "holders"))
 	if err != nil || len(holders) > 0 {
-		return nil, nil, fmt.Errorf("%s is held by %d devices (%v)", dev, len(holders), err)
+		return nil, nil, nil, fmt.Errorf("%s is held by %d devices (%v)", dev, len(holders), err)
 	}
 	size, err := f.Seek(0, io.SeekEnd)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	a, err := p.activation(mapping, uint64(size), unix.Major(st.Rdev), unix.Minor(st.Rdev), opts)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	vk, err := p.unlock(f, passphrase)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return a, vk, nil
+	return f, a, vk, nil
 }
 
 // activation lays out the dm-crypt table for a device of size bytes
@@ -130,7 +142,9 @@ func (p *plainHeader) activation(mapping string, size uint64, major, minor uint3
 		features = append(features, fmt.Sprintf("sector_size:%d", p.sectorSize))
 	}
 	desc := fmt.Sprintf("cryptsetup:%s-d%s", p.uuid, p.digestID)
-	params := fmt.Sprintf("%s :%d:logon:%s %d %d:%d %d", Cipher, p.keySize, desc, p.ivTweak, major, minor, p.offset/512)
+	// The IV offset is the segment's iv_tweak, which parsePlain takes only
+	// as 0.
+	params := fmt.Sprintf("%s :%d:logon:%s 0 %d:%d %d", Cipher, p.keySize, desc, major, minor, p.offset/512)
 	if len(features) > 0 {
 		params += fmt.Sprintf(" %d %s", len(features), strings.Join(features, " "))
 	}

@@ -53,43 +53,47 @@ func readMetadata(dev string) ([]byte, error) {
 		return nil, fmt.Errorf("%w: %w", errFallback, err)
 	}
 	defer f.Close()
-	js, _, err := readHeader(f)
+	js, _, _, err := readHeader(f)
 	return js, err
 }
 
 // readHeader is readMetadata on an open device, returning the header's
-// uuid as well (Open names the mapping and its key by it).
-func readHeader(f *os.File) (js []byte, uuid string, err error) {
+// uuid (Open names the mapping and its key by it) and hdr_size as well.
+func readHeader(f *os.File) (js []byte, uuid string, hdrSize uint64, err error) {
 	// Both copies at the smallest hdr_size, cryptvol's (luksFormat's
 	// default metadata size): one read; a larger header is read again.
 	both, err := readBlock(f, 0, 2*minHdrSize)
 	if err != nil {
-		return nil, "", err
+		return nil, "", 0, err
 	}
-	hdrSize := binary.BigEndian.Uint64(both[offHdrSize:])
+	hdrSize = binary.BigEndian.Uint64(both[offHdrSize:])
 	if !validHdrSize(hdrSize) {
-		return nil, "", fmt.Errorf("%w: hdr_size %d", errFallback, hdrSize)
+		return nil, "", 0, fmt.Errorf("%w: hdr_size %d", errFallback, hdrSize)
 	}
 	if hdrSize > minHdrSize {
 		if both, err = readBlock(f, 0, int(2*hdrSize)); err != nil {
-			return nil, "", err
+			return nil, "", 0, err
 		}
 	}
 	primary, secondary := both[:hdrSize], both[hdrSize:2*hdrSize]
 	if err := checkCopy(primary, magicPrimary, 0, hdrSize); err != nil {
-		return nil, "", fmt.Errorf("%w: primary header: %w", errFallback, err)
+		return nil, "", 0, fmt.Errorf("%w: primary header: %w", errFallback, err)
 	}
 	if err := checkCopy(secondary, magicSecondary, hdrSize, hdrSize); err != nil {
-		return nil, "", fmt.Errorf("%w: secondary header: %w", errFallback, err)
+		return nil, "", 0, fmt.Errorf("%w: secondary header: %w", errFallback, err)
 	}
 	if p, s := binary.BigEndian.Uint64(primary[offSeqID:]), binary.BigEndian.Uint64(secondary[offSeqID:]); p != s {
-		return nil, "", fmt.Errorf("%w: seqid %d and %d differ", errFallback, p, s)
+		return nil, "", 0, fmt.Errorf("%w: seqid %d and %d differ", errFallback, p, s)
 	}
+	// The JSON text, then zeros to the end of the area: cryptsetup refuses
+	// anything else there (validate_json_area in
+	// lib/luks2/luks2_disk_metadata.c@v2.6.1), so this reader does too.
 	js = primary[binHeaderSize:]
-	if i := bytes.IndexByte(js, 0); i >= 0 {
-		js = js[:i]
+	i := bytes.IndexByte(js, 0)
+	if i < 0 || len(bytes.TrimLeft(js[i:], "\x00")) != 0 {
+		return nil, "", 0, fmt.Errorf("%w: JSON area not NUL-terminated and zero-padded", errFallback)
 	}
-	return bytes.Clone(js), string(bytes.TrimRight(primary[offUUID:offUUID+uuidLen], "\x00")), nil
+	return bytes.Clone(js[:i]), string(bytes.TrimRight(primary[offUUID:offUUID+uuidLen], "\x00")), hdrSize, nil
 }
 
 // noMagic reports whether dev certainly has no LUKS header: no LUKS magic

@@ -104,6 +104,14 @@ func TestInspectAsksCryptsetupUnlessBothCopiesAgree(t *testing.T) {
 				binary.BigEndian.PutUint64(b[offHdrOffset:], 32<<10)
 			}
 		})},
+		// cryptsetup refuses a JSON area with anything but zeros after the
+		// text (validate_json_area, lib/luks2/luks2_disk_metadata.c@v2.6.1).
+		{"a byte after the JSON text", headerImage(t, js, 16<<10, func(_ int, b []byte) { b[len(b)-1] = '}' })},
+		{"no NUL after the JSON text", headerImage(t, js, 16<<10, func(_ int, b []byte) {
+			for i := binHeaderSize + len(js); i < len(b); i++ {
+				b[i] = ' '
+			}
+		})},
 		{"no header at all", make([]byte, 1<<20)},
 		{"device shorter than two copies", headerImage(t, js, 16<<10, nil)[:20<<10]},
 	} {

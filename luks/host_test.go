@@ -26,7 +26,7 @@ func hostCryptsetup(t *testing.T) {
 	}
 }
 
-func imageFile(t *testing.T, size int64) string {
+func imageFile(t testing.TB, size int64) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "dev.img")
 	f, err := os.Create(p)
@@ -42,7 +42,7 @@ func imageFile(t *testing.T, size int64) string {
 	return p
 }
 
-func randomKey(t *testing.T) []byte {
+func randomKey(t testing.TB) []byte {
 	k := make([]byte, KeySize)
 	if _, err := rand.Read(k); err != nil {
 		t.Fatal(err)

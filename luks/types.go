@@ -6,12 +6,14 @@
 // logon key of the opening thread's keyring, revoked once the table is
 // loaded.
 //
-// Files: cryptsetup.go runs cryptsetup (open, close, erase); unlock.go
-// unlocks a keyslot of the header Format writes (pbkdf2, AES-XTS, the
-// anti-forensic merge, the digest check) and dmcreate.go makes its
+// Files: cryptsetup.go runs cryptsetup (open, close, erase); plainheader.go
+// reads the JSON metadata of exactly the header Format and a rotation
+// write, and unlock.go unlocks its keyslots (pbkdf2, AES-XTS, the
+// anti-forensic merge, the digest check), and dmcreate.go makes its
 // dm-crypt mapping with the table cryptsetup would load, both leaving any
 // other header to cryptsetup open; dmremove.go closes such a mapping;
-// dmioctl.go issues the device-mapper ioctls; wipe.go
+// dmioctl.go issues the device-mapper ioctls; owner.go tells whether a
+// mapping is a device's own LUKS2 mapping (MappingOf); wipe.go
 // erases an intact header without it, writing zeros over the whole header
 // area; mapped.go
 // tells whether a mapping exists from sysfs, without a program; format.go

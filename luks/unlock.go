@@ -7,13 +7,10 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"hash"
 	"os"
-	"strconv"
-	"strings"
 
 	"golang.org/x/crypto/xts"
 )
@@ -36,55 +33,6 @@ import (
 // sectors numbered from the area's start, the plain64 IV).
 const sectorSize = 512
 
-// plainJSON is the part of the JSON metadata an unlock needs.
-type plainJSON struct {
-	Keyslots map[string]struct {
-		Type     string `json:"type"`
-		KeySize  int    `json:"key_size"`
-		Priority *int   `json:"priority"`
-		Area     struct {
-			Type       string `json:"type"`
-			Offset     string `json:"offset"`
-			Size       string `json:"size"`
-			Encryption string `json:"encryption"`
-			KeySize    int    `json:"key_size"`
-		} `json:"area"`
-		KDF kdfJSON `json:"kdf"`
-		AF  struct {
-			Type    string `json:"type"`
-			Stripes int    `json:"stripes"`
-			Hash    string `json:"hash"`
-		} `json:"af"`
-	} `json:"keyslots"`
-	Segments map[string]struct {
-		Type       string          `json:"type"`
-		Offset     string          `json:"offset"`
-		Size       string          `json:"size"`
-		IVTweak    string          `json:"iv_tweak"`
-		Encryption string          `json:"encryption"`
-		SectorSize int             `json:"sector_size"`
-		Integrity  json.RawMessage `json:"integrity"`
-		Flags      []string        `json:"flags"`
-	} `json:"segments"`
-	Digests map[string]struct {
-		kdfJSON
-		Keyslots []string `json:"keyslots"`
-		Segments []string `json:"segments"`
-		Digest   string   `json:"digest"`
-	} `json:"digests"`
-	Config struct {
-		Flags        []string        `json:"flags"`
-		Requirements json.RawMessage `json:"requirements"`
-	} `json:"config"`
-}
-
-type kdfJSON struct {
-	Type       string `json:"type"`
-	Hash       string `json:"hash"`
-	Iterations int    `json:"iterations"`
-	Salt       string `json:"salt"`
-}
-
 // keyslot is one passphrase keyslot an unlock may try.
 type keyslot struct {
 	id             string
@@ -103,126 +51,7 @@ type plainHeader struct {
 	keySize    int    // volume key, bytes
 	slots      []keyslot
 	offset     uint64 // data segment, bytes
-	ivTweak    uint64
 	sectorSize int
-}
-
-// parsePlain reads js (the metadata readMetadata returns, which also
-// carries the uuid: see headerUUID) as a header Open activates itself, or
-// wraps errNotDirect naming what it does not take.
-func parsePlain(js []byte, uuid string) (*plainHeader, error) {
-	var d plainJSON
-	if err := json.Unmarshal(js, &d); err != nil {
-		return nil, fmt.Errorf("%w: %w", errNotDirect, err)
-	}
-	notPlain := func(why string, a ...any) (*plainHeader, error) {
-		return nil, fmt.Errorf("%w: %s", errNotDirect, fmt.Sprintf(why, a...))
-	}
-	if len(d.Config.Flags) > 0 {
-		return notPlain("persistent flags %v", d.Config.Flags)
-	}
-	if r := string(d.Config.Requirements); r != "" && r != "null" && r != "{}" {
-		return notPlain("requirements %s", r)
-	}
-	seg, ok := d.Segments["0"]
-	switch {
-	case len(d.Segments) != 1 || !ok:
-		return notPlain("%d segments", len(d.Segments))
-	case seg.Type != "crypt" || seg.Encryption != Cipher || seg.Size != "dynamic" || len(seg.Flags) > 0:
-		return notPlain("segment of type %q, %q, size %q, flags %v", seg.Type, seg.Encryption, seg.Size, seg.Flags)
-	case len(seg.Integrity) > 0 && string(seg.Integrity) != "null":
-		return notPlain("integrity")
-	case seg.SectorSize != 512 && seg.SectorSize != 1024 && seg.SectorSize != 2048 && seg.SectorSize != 4096:
-		return notPlain("sector size %d", seg.SectorSize)
-	}
-	// The uuid and digest id go into the table's text and the key's name:
-	// a header that any disk writer can forge must not add words to it.
-	if !validUUID(uuid) {
-		return notPlain("uuid %q", uuid)
-	}
-	p := &plainHeader{uuid: uuid, sectorSize: seg.SectorSize}
-	var err error
-	if p.offset, err = strconv.ParseUint(seg.Offset, 10, 64); err != nil || p.offset%sectorSize != 0 {
-		return notPlain("segment offset %q", seg.Offset)
-	}
-	if p.ivTweak, err = strconv.ParseUint(seg.IVTweak, 10, 64); err != nil {
-		return notPlain("iv_tweak %q", seg.IVTweak)
-	}
-	if len(d.Digests) != 1 {
-		return notPlain("%d digests", len(d.Digests))
-	}
-	for id, dg := range d.Digests {
-		if dg.Type != "pbkdf2" || dg.Hash != "sha256" || dg.Iterations < 1 || len(dg.Segments) != 1 || dg.Segments[0] != "0" {
-			return notPlain("digest %s of type %q over %q", id, dg.Type, dg.Hash)
-		}
-		if p.want, err = base64.StdEncoding.DecodeString(dg.Digest); err != nil || len(p.want) == 0 {
-			return notPlain("digest %s value", id)
-		}
-		if _, err := strconv.ParseUint(id, 10, 8); err != nil {
-			return notPlain("digest id %q", id)
-		}
-		p.digestID, p.digest = id, dg.kdfJSON
-		for _, sid := range dg.Keyslots {
-			ks, ok := d.Keyslots[sid]
-			if !ok || ks.Type != "luks2" {
-				continue
-			}
-			if ks.Priority != nil && *ks.Priority == 0 {
-				continue // "ignore": cryptsetup tries it only when named
-			}
-			a := ks.Area
-			if a.Type != "raw" || a.Encryption != "aes-xts-plain64" || a.KeySize != 64 ||
-				ks.KDF.Type != "pbkdf2" || ks.KDF.Hash != "sha256" || ks.KDF.Iterations < 1 ||
-				ks.AF.Type != "luks1" || ks.AF.Hash != "sha256" || ks.AF.Stripes < 1 || ks.KeySize < 1 || ks.KeySize > 256 {
-				return notPlain("keyslot %s: area %q %q, kdf %q, af %q", sid, a.Type, a.Encryption, ks.KDF.Type, ks.AF.Type)
-			}
-			if p.keySize != 0 && p.keySize != ks.KeySize {
-				return notPlain("keyslots of different key sizes")
-			}
-			p.keySize = ks.KeySize
-			off, err1 := strconv.ParseInt(a.Offset, 10, 64)
-			size, err2 := strconv.ParseInt(a.Size, 10, 64)
-			n := int64(ks.KeySize) * int64(ks.AF.Stripes)
-			n = (n + sectorSize - 1) / sectorSize * sectorSize
-			if err1 != nil || err2 != nil || off%sectorSize != 0 || n > size {
-				return notPlain("keyslot %s area %q+%q", sid, a.Offset, a.Size)
-			}
-			p.slots = append(p.slots, keyslot{id: sid, offset: off, length: n, areaKeySize: a.KeySize, kdf: ks.KDF, stripes: ks.AF.Stripes})
-		}
-	}
-	if p.keySize != 64 || len(p.slots) == 0 {
-		return notPlain("volume key of %d bytes in %d keyslots", p.keySize, len(p.slots))
-	}
-	// cryptsetup's order: keyslots by number (sortedIDs), as it tries them.
-	order := map[string]int{}
-	for i, id := range sortedIDs(d.Keyslots) {
-		order[id] = i
-	}
-	for i := 1; i < len(p.slots); i++ {
-		for j := i; j > 0 && order[p.slots[j].id] < order[p.slots[j-1].id]; j-- {
-			p.slots[j], p.slots[j-1] = p.slots[j-1], p.slots[j]
-		}
-	}
-	return p, nil
-}
-
-// validUUID accepts the form libuuid writes and cryptsetup records:
-// 8-4-4-4-12 hex digits.
-func validUUID(u string) bool {
-	if len(u) != 36 {
-		return false
-	}
-	for i, r := range u {
-		switch {
-		case i == 8 || i == 13 || i == 18 || i == 23:
-			if r != '-' {
-				return false
-			}
-		case !strings.ContainsRune("0123456789abcdefABCDEF", r):
-			return false
-		}
-	}
-	return true
 }
 
 // errNoKeyslot says no keyslot took the passphrase.
