@@ -73,6 +73,9 @@ type Crypt interface {
 	// device-mapper name at once (an error: ask IsOpen instead).
 	IsOpen(ctx context.Context, mapping string) (bool, error)
 	Mappings(ctx context.Context) (map[string]bool, error)
+	// MappingOf returns nil when mapping is the LUKS2 mapping of dev, else
+	// an error wrapping luks.ErrNotThisMapping.
+	MappingOf(ctx context.Context, mapping, dev string) error
 	// Erase destroys every keyslot (luksErase): the data is unreadable
 	// with any key from then on.
 	Erase(ctx context.Context, dev string) error
@@ -83,6 +86,8 @@ type Crypt interface {
 	AddKey(ctx context.Context, dev string, existing, newKey []byte, slot int) error
 	SetToken(ctx context.Context, dev string, tokenID int, token luks.Token, slot int) error
 	KillSlot(ctx context.Context, dev string, slot int) error
+	// OpensSlot reports whether key opens keyslot slot (that one only).
+	OpensSlot(ctx context.Context, dev string, key []byte, slot int) (bool, error)
 	// Reencrypt re-encrypts the data under a new volume key, with key as
 	// the passphrase before and after; resumable (reencrypt.go).
 	Reencrypt(ctx context.Context, dev string, key []byte, o luks.ReencryptOptions) error

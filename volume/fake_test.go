@@ -744,6 +744,35 @@ func (f fakeCrypt) IsOpen(ctx context.Context, mapping string) (bool, error) {
 	return ok, nil
 }
 
+func (f fakeCrypt) MappingOf(ctx context.Context, mapping, dev string) error {
+	done, err := f.s.enter("crypt.MappingOf", mapping)
+	if err != nil {
+		return err
+	}
+	defer done()
+	name, ok := f.s.w.lvOfDev(dev)
+	if lv, open := f.s.w.mappings[mapping]; !open || !ok || lv != name {
+		return fmt.Errorf("mapping %s (of %q): %w %s", mapping, lv, luks.ErrNotThisMapping, dev)
+	}
+	return nil
+}
+
+func (f fakeCrypt) OpensSlot(ctx context.Context, dev string, key []byte, slot int) (bool, error) {
+	done, err := f.s.enter("crypt.OpensSlot", dev)
+	if err != nil {
+		return false, err
+	}
+	defer done()
+	w := f.s.w
+	name, ok := w.lvOfDev(dev)
+	hd, has := w.headers[name]
+	if !ok || !has {
+		return false, fmt.Errorf("%s: %w", dev, luks.ErrNotLUKS)
+	}
+	sum, in := hd.slots[slot]
+	return in && sum == sha256.Sum256(key), nil
+}
+
 func (f fakeCrypt) Mappings(ctx context.Context) (map[string]bool, error) {
 	done, err := f.s.enter("crypt.Mappings", "")
 	if err != nil {

@@ -510,6 +510,33 @@ func TestMountClosesStaleMappingBeforeOpening(t *testing.T) {
 	}
 }
 
+// A device held open under a volume's mapping name that maps another LV
+// (made by hand, or left by something else) is not mounted as the volume:
+// the container would get the other volume's data.
+func TestMountRefusesAHeldMappingOfAnotherLV(t *testing.T) {
+	h := newHarness(t)
+	h.mustCreate("v1", nil)
+	h.mustCreate("v2", nil)
+	// v1 has been used, so its filesystem has its data directory.
+	h.mustMount("v1", "c0")
+	if err := h.m.Unmount(h.ctx, "v1", "c0"); err != nil {
+		t.Fatal(err)
+	}
+	h.w.lvs["cv-v1"].Active = true
+	h.w.mappings["cryptvol-v2"] = "cv-v1"
+	h.w.holders["cryptvol-v2"] = 1
+	_, err := h.m.Mount(h.ctx, "v2", "c1")
+	if !errors.Is(err, luks.ErrNotThisMapping) || !strings.Contains(err.Error(), "not this volume's") {
+		t.Fatalf("Mount = %v, want a refusal naming the foreign mapping", err)
+	}
+	if mounted, _, _ := h.up("v2"); mounted {
+		t.Fatal("the foreign mapping was mounted as the volume")
+	}
+	if h.w.mappings["cryptvol-v2"] != "cv-v1" {
+		t.Error("the device made by someone else was changed")
+	}
+}
+
 func TestRemove(t *testing.T) {
 	h := newHarness(t)
 	h.mustCreate("v1", nil)

@@ -148,6 +148,11 @@ func (m *Manager) bringUp(ctx context.Context, name string, lv lvm.LV, log logru
 		err := m.crypt.Close(ctx, mapping)
 		switch {
 		case errors.Is(err, luks.ErrBusy):
+			// Only the volume's own mapping is mounted again: a device
+			// someone else made under its name is not this volume.
+			if err := m.crypt.MappingOf(ctx, mapping, m.devPath(lv)); err != nil {
+				return false, fmt.Errorf("volume %q: a device %s is held open, and it is not this volume's: %w", name, mapping, err)
+			}
 			log.Info("mapping is held by running containers; mounting it again")
 			return false, m.mountVerified(ctx, rb, name, lv)
 		case err != nil:

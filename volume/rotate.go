@@ -20,9 +20,10 @@ import (
 // rotationEntry journals one key rotation by its exact objects: the LV (by
 // UUID), the key being replaced, the new key's name (unique to this
 // rotation, like a create's) and id once known, and the keyslot chosen for
-// it. Whether the new keyslot exists in the header decides how a rotation
-// a crash interrupted is settled: absent, it never took effect and is
-// undone; present, it is finished.
+// it. Whether the new keyslot exists in the header, opened by the new key,
+// decides how a rotation a crash interrupted is settled: absent, or taken
+// by another rotation, it never took effect and is undone; present and
+// opened by the new key, it is finished.
 type rotationEntry struct {
 	Volume     string `json:"volume"`
 	LVUUID     string `json:"lv_uuid"`
@@ -316,7 +317,19 @@ func (m *Manager) settleRotation(ctx context.Context, e rotationEntry, log logru
 	if err != nil {
 		return fmt.Errorf("keyslot %d was added for KMIP key %q, which cannot be fetched; the rotation is left as it is: %w", e.NewSlot, e.NewKeyID, err)
 	}
+	defer k.Wipe()
+	// The keyslot must be this rotation's: in a shared group another
+	// host's rotation may have taken the same number after this one
+	// stopped before adding it, and finishing would point the volume at a
+	// key that opens nothing.
+	opens, err := m.crypt.OpensSlot(ctx, dev, k.Bytes(), e.NewSlot)
 	k.Wipe()
+	if err != nil {
+		return fmt.Errorf("testing whether KMIP key %q opens keyslot %d; the rotation is left as it is: %w", e.NewKeyID, e.NewSlot, err)
+	}
+	if !opens {
+		return undo(fmt.Sprintf("keyslot %d is there, but its new key %q does not open it (another rotation, from another host, took that keyslot)", e.NewSlot, e.NewKeyID))
+	}
 	log.WithField("new_key_id", e.NewKeyID).Info("finishing a key rotation that was interrupted after its keyslot was added")
 	return m.finishRotation(ctx, e, lv, dev, h, log)
 }

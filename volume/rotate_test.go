@@ -2,6 +2,8 @@ package volume
 
 import (
 	"errors"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -156,5 +158,55 @@ func TestSharedHeaderWorkLeavesTheLVInactive(t *testing.T) {
 	h.mustMount("v", "c1")
 	h.mustUnmount("v", "c1")
 	h.assertDown("v")
+	h.assertConsistent()
+}
+
+// A rotation that stopped after making its key, before adding its keyslot
+// (a crash), is undone when it is settled if another host of a shared
+// group has since rotated the volume into the same keyslot number: its key
+// does not open that keyslot, so finishing it would point the token and
+// tag at a key that opens nothing (and a later remove would destroy the
+// key that does). The volume keeps the other host's key and mounts.
+func TestSettleUndoesARotationWhoseKeyslotAnotherHostTook(t *testing.T) {
+	h := sharedHarness(t)
+	h.mustCreate("v", nil)
+	h.s.crashOn = "crypt.AddKey"
+	if _, err := h.m.Rotate(h.ctx, "v"); err == nil {
+		t.Fatal("the rotation went on past its crash")
+	}
+	stopped := h.m.st.snapshot().Rotating
+	if len(stopped) != 1 || stopped[0].NewKeyID == "" || stopped[0].NewSlot != 1 {
+		t.Fatalf("journal %+v, want one rotation into keyslot 1 with its key made", stopped)
+	}
+
+	// node1 rotates the volume meanwhile; its own state has no entry.
+	own, ownS := h.cfg, h.s
+	h.cfg.StateDir, h.cfg.MountRoot, h.cfg.Node = filepath.Join(t.TempDir(), "state"), filepath.Join(t.TempDir(), "mnt"), "node1"
+	h.s = h.w.session()
+	other, err := h.newManager()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rot, err := other.Rotate(h.ctx, "v")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.cfg, h.s = own, ownS
+	if hd := h.w.headers["cv-v"]; !slices.Equal(hd.h.SlotIDs, []int{1}) {
+		t.Fatalf("node1's rotation left keyslots %v, want its own in keyslot 1", hd.h.SlotIDs)
+	}
+
+	h.restart()
+	h.mustMount("v", "c1")
+	h.mustUnmount("v", "c1")
+	if tok := h.w.headers["cv-v"].h.Token; tok == nil || tok.KeyID != rot.NewKeyID {
+		t.Errorf("token %+v, want node1's key %q", tok, rot.NewKeyID)
+	}
+	if _, ok := h.w.keys[stopped[0].NewKeyID]; ok {
+		t.Error("the stopped rotation's key was not destroyed")
+	}
+	if n := len(h.m.st.snapshot().Rotating); n != 0 {
+		t.Errorf("%d rotations still journaled", n)
+	}
 	h.assertConsistent()
 }
