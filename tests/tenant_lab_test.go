@@ -28,7 +28,8 @@ func kmipAs(t *testing.T, srv *kmiplab.Server, identity string) *keys.KMIP {
 // Get tenant A's key." Against PyKMIP, which gives each key to the
 // identity that made it. A tenant's volume works like any other; the
 // plugin's own identity cannot fetch its key either; a decommission of the
-// node finds the tenants' keys too (they carry the node's group).
+// node finds the tenants' keys too (they carry the node's group). A
+// snapshot stays with its source's tenant.
 func TestLabTenantsKeysAreTheirOwn(t *testing.T) {
 	if os.Getenv("CRYPTVOL_LAB_VG") == "" {
 		t.Skip("CRYPTVOL_LAB_VG is set only inside the lab guest")
@@ -82,4 +83,30 @@ func TestLabTenantsKeysAreTheirOwn(t *testing.T) {
 		t.Errorf("tn-b holds %q", got)
 	}
 	must(t, n.mgr.Unmount(ctx(t), "tn-b", "a"))
+
+	// A snapshot of tenant A's volume holds A's data under the same volume
+	// key, so it is A's: its key is made through A's identity, which alone
+	// fetches it, and a clone for tenant B is refused, making nothing.
+	n.createWith(t, "tn-a-snap", map[string]string{"from": "tn-a", "readonly": "true"})
+	v, err := n.mgr.Get(ctx(t), "tn-a-snap")
+	must(t, err)
+	if v.Status[volume.StatusTenant] != "tenant-a" {
+		t.Errorf("the snapshot of tenant A's volume shows tenant %v", v.Status[volume.StatusTenant])
+	}
+	snapKey := keyID(t, v)
+	if k, err := a.Get(c, snapKey); err != nil {
+		t.Errorf("tenant A cannot Get the key of its volume's snapshot: %v", err)
+	} else {
+		k.Wipe()
+	}
+	if _, err := own.Get(c, snapKey); err == nil {
+		t.Error("the plugin's own identity fetched the key of a tenant's snapshot")
+	}
+	if err := n.mgr.Create(ctx(t), "tn-a-to-b", map[string]string{"from": "tn-a", "tenant": "tenant-b"}); err == nil {
+		t.Error("a clone of tenant A's volume for tenant B was made")
+		_ = n.mgr.Remove(context.Background(), "tn-a-to-b")
+	}
+	if _, err := n.mgr.Get(ctx(t), "tn-a-to-b"); err == nil {
+		t.Error("the refused clone left a volume")
+	}
 }

@@ -95,3 +95,11 @@ func (m *Manager) keysFor(tenant string) (Keys, error) {
 
 // tenantOf is the tenant an LV's tag names ("" for the plugin's own).
 func tenantOf(lv lvm.LV) string { return tagValue(lv.Tags, tagTenantPrefix) }
+
+// tenantDesc names a tenant in a message; "" is the plugin's own identity.
+func tenantDesc(t string) string {
+	if t == "" {
+		return "no tenant (the plugin's own KMIP identity)"
+	}
+	return fmt.Sprintf("tenant %q", t)
+}

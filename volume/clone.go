@@ -55,7 +55,7 @@ func parseClone(opts map[string]string, o *Options) error {
 	}
 	for _, k := range cloneRefuses {
 		if _, has := opts[k]; has {
-			return fmt.Errorf("option %s cannot go with from: a clone has its source's size, filesystem and format (allowed with from: tenant, reencrypt, readonly)", k)
+			return fmt.Errorf("option %s cannot go with from: a clone has its source's size, filesystem and format (allowed with from: tenant, the source's own, reencrypt, readonly)", k)
 		}
 	}
 	o.From = from

@@ -100,3 +100,64 @@ func TestTenantOptionWithoutTenantsIsRefused(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+// A clone or snapshot belongs to its source's tenant: its key is made
+// through that tenant's identity whether or not tenant= is given, and
+// another tenant, or one for a source without, is refused before
+// anything is made.
+func TestCloneKeepsItsSourcesTenant(t *testing.T) {
+	var mu sync.Mutex
+	var used []string
+	var h *harness
+	h = newHarness(t, func(c *Config) {
+		c.ThinPool = "pool"
+		c.TenantKeys = func(tenant string) (Keys, error) {
+			if tenant != "blue" && tenant != "green" {
+				return nil, errors.New(`tenant "` + tenant + `" has no KMIP identity here`)
+			}
+			return identityKeys{fakeKeys{h.s}, tenant, &mu, &used}, nil
+		}
+	})
+	h.mustCreate("src", map[string]string{"tenant": "blue"})
+	h.mustCreate("plain", nil)
+	used = nil
+	h.mustCreate("snap", map[string]string{"from": "src", "readonly": "true"})
+	h.mustCreate("copy", map[string]string{"from": "src", "tenant": "blue"})
+	for _, name := range []string{"snap", "copy"} {
+		if !slices.Contains(h.w.lvs["cv-"+name].Tags, "cryptvol_tenant_blue") {
+			t.Errorf("%s: LV tags %v lack the source's tenant", name, h.w.lvs["cv-"+name].Tags)
+		}
+	}
+	for _, u := range used {
+		if !strings.HasPrefix(u, "blue ") {
+			t.Errorf("a clone of blue's volume went through %q", u)
+		}
+	}
+	if want := 2; countPrefix(used, "blue create") != want {
+		t.Errorf("keys made through blue's identity: %v, want %d creates", used, want)
+	}
+	keysBefore := len(h.w.keys)
+	for _, c := range []struct{ opts map[string]string }{
+		{map[string]string{"from": "src", "tenant": "green"}},
+		{map[string]string{"from": "plain", "tenant": "green"}},
+	} {
+		err := h.m.Create(h.ctx, "other", c.opts)
+		if err == nil || !strings.Contains(err.Error(), "a clone belongs to its source's tenant") || !strings.Contains(err.Error(), "allowed: leave tenant out") {
+			t.Errorf("clone %v: %v, want a refusal naming the source's tenant", c.opts, err)
+		}
+		if _, ok := h.w.lvs["cv-other"]; ok || len(h.w.keys) != keysBefore {
+			t.Fatalf("the refused clone %v made something", c.opts)
+		}
+	}
+	h.assertConsistent()
+}
+
+func countPrefix(ss []string, p string) int {
+	n := 0
+	for _, s := range ss {
+		if strings.HasPrefix(s, p) {
+			n++
+		}
+	}
+	return n
+}
