@@ -10,7 +10,8 @@
 #   - then the plugin run as a host process (bin/cryptvol, CRYPTVOL_SHARED=true), driven with VolumeDriver calls:
 #     a volume made and written on node 1 is read on node 2 after node 1's last unmount; while one host has it
 #     mounted, a Mount on the other fails saying so, with no mapping made there; a Create of the name on the other
-#     host returns the existing volume, and a conflicting option is reported;
+#     host returns the existing volume, and a conflicting option is reported; both hosts rotating its key at once
+#     leave one keyslot, opened by the key its token names;
 #   - node 1's guest killed while it has the volume mounted: node 2 gets it once node 1's sanlock lease has expired
 #     (the time is printed), fsck -n finds the filesystem clean and what node 1 had synced is there; neither the
 #     shared disk nor either host's state directories or plugin logs hold the key's bytes;
@@ -152,6 +153,26 @@ check "inspect on node 1 now names node 2" 1 \
 check "node 1's Remove is refused while node 2 has it" 1 \
 	'r=$(call Remove "{\"Name\":\"v1\"}"); echo "$r"; jqe ".Err | test(\"in use on another host\")" <<< "$r"'
 check "node 2 unmounts" 2 'ok Unmount "{\"Name\":\"v1\",\"ID\":\"c2\"}" && ! mapped v1'
+
+echo "== both hosts rotate v1's key at once"
+# The exclusive activation (lvchange -aey, lvmlockd) is the rotation's cluster-wide lock: each rotation goes through
+# or is refused while the other host holds the LV, and whatever the interleaving, one keyslot remains, opened by the
+# key that token and tag name.
+for n in 1 2; do
+	hand $n "source $here/node.bash; "'$repo/bin/cryptvol rotate --socket $sock v1 > /lab/pair/rot$node 2>&1; echo rc=$? >> /lab/pair/rot$node'
+	eval "j$n=\$handed"
+done
+result 1 "$j1" > /dev/null 2>&1
+result 2 "$j2" > /dev/null 2>&1
+check "each rotation went through or was refused for the other host's hold, at least one went through" 2 \
+	'for n in 1 2; do echo "node$n: $(tr "\n" " " < /lab/pair/rotnode$n)"; done
+	 for n in 1 2; do grep -qx "rc=0" /lab/pair/rotnode$n || grep -qiE "in use on another host|elsewhere|lock" /lab/pair/rotnode$n || exit 1; done
+	 grep -qx "rc=0" /lab/pair/rotnode1 || grep -qx "rc=0" /lab/pair/rotnode2'
+check "one keyslot remains, and node 2 mounts v1 with the key its token names and reads it" 2 \
+	'lvchange -aey sv/cv-v1 && n=$(cryptsetup luksDump --dump-json-metadata /dev/sv/cv-v1 | jq ".keyslots | length")
+	 lvchange -an sv/cv-v1; echo "keyslots: $n"; [ "$n" = 1 ] &&
+	 ok Mount "{\"Name\":\"v1\",\"ID\":\"c5\"}" && grep -q "written on node2" $mnt/v1/data/g &&
+	 ok Unmount "{\"Name\":\"v1\",\"ID\":\"c5\"}" && ! mapped v1'
 
 echo "== node 1 dies holding the volume"
 check "node 1 mounts v1 and syncs a file" 1 \
