@@ -54,6 +54,7 @@ type fakeKMS struct {
 	failActivate    bool                   // Activate fails
 	failDestroyOnce atomic.Bool            // the next Destroy fails without acting
 	delay           atomic.Int64           // nanoseconds to stall each request
+	beforeAnswer    atomic.Pointer[func()] // run once, on the next request, before it is answered
 	versions        []kmip.ProtocolVersion // nil: kmip-go's default (1.0-1.4)
 }
 
@@ -165,6 +166,9 @@ func (f *fakeKMS) executor() *kmipserver.BatchExecutor {
 		// were, issue 12). The Time Stamp is optional in a request.
 		if ts := msg.Header.TimeStamp; ts != nil && ts.After(time.Now().Add(-time.Second).Truncate(time.Second)) {
 			return nil, kmipserver.Errorf(kmip.ResultReasonInvalidMessage, "Future request rejected by server.")
+		}
+		if hook := f.beforeAnswer.Swap(nil); hook != nil {
+			(*hook)()
 		}
 		f.msgs.Add(1)
 		f.mu.Lock()
