@@ -61,6 +61,7 @@ type fakeKMS struct {
 type fakeObj struct {
 	id       string
 	name     string
+	more     []string // further Name attributes, after name
 	state    kmip.State
 	alg      kmip.CryptographicAlgorithm
 	length   int32
@@ -89,6 +90,15 @@ func (f *fakeKMS) put(name string, state kmip.State, material []byte, initial ti
 		length: int32(len(material) * 8), material: material, initial: initial}
 	return id
 }
+
+// addName gives the key id one more Name attribute.
+func (f *fakeKMS) addName(id, name string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.objs[id].more = append(f.objs[id].more, name)
+}
+
+func ptr[T any](v T) *T { return &v }
 
 func (f *fakeKMS) obj(id string) *fakeObj {
 	f.mu.Lock()
@@ -282,7 +292,16 @@ func (f *fakeKMS) executor() *kmipserver.BatchExecutor {
 			case kmip.AttributeNameInitialDate:
 				resp.Attribute = append(resp.Attribute, kmip.Attribute{AttributeName: n, AttributeValue: o.initial})
 			case kmip.AttributeNameName:
-				resp.Attribute = append(resp.Attribute, kmip.Attribute{AttributeName: n, AttributeValue: kmip.Name{NameValue: o.name, NameType: kmip.NameTypeUninterpretedTextString}})
+				// As PyKMIP: one Attribute per name, each with its index;
+				// none for a key without a name.
+				var names []string
+				if o.name != "" {
+					names = append(names, o.name)
+				}
+				for i, name := range append(names, o.more...) {
+					resp.Attribute = append(resp.Attribute, kmip.Attribute{AttributeName: n, AttributeIndex: ptr(int32(i)),
+						AttributeValue: kmip.Name{NameValue: name, NameType: kmip.NameTypeUninterpretedTextString}})
+				}
 			}
 		}
 		return resp, nil
