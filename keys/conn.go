@@ -18,13 +18,15 @@ import (
 	"github.com/cryptvol/cryptvol/internal/cost"
 )
 
-// link carries one KMIP request message and its answer; close ends it. conn,
-// a TLS socket speaking TTLV, is the real one. Everything above it (batch,
-// negotiate, the key lifecycle) sees only this, so tests hand the lifecycle
-// a link straight to an in-memory server, without TLS or a socket
+// link carries one KMIP request message and its answer; close ends it;
+// spent says it must carry no more, even after a roundtrip that succeeded.
+// conn, a TLS socket speaking TTLV, is the real one. Everything above it
+// (batch, negotiate, the key lifecycle) sees only this, so tests hand the
+// lifecycle a link straight to an in-memory server, without TLS or a socket
 // (lifecycle_test.go), and a kmip-go upgrade touches this file.
 type link interface {
 	roundtrip(ctx context.Context, msg *kmip.RequestMessage) (*kmip.ResponseMessage, error)
+	spent() bool
 	close()
 }
 
@@ -41,6 +43,10 @@ type link interface {
 type conn struct {
 	sock   net.Conn
 	stream ttlv.Stream
+	// late is set once a call's context ended before that call could stop
+	// the cancellation's SetDeadline(past) (roundtrip): it runs on a
+	// goroutine of its own and may land after the next call's deadline.
+	late bool
 }
 
 // maxMessage bounds a response message: cryptvol's largest is a Locate's
@@ -53,7 +59,8 @@ func newConn(sock net.Conn) *conn {
 
 // roundtrip sends msg and reads one response message, counted in ctx's cost
 // tally (internal/cost). When ctx ends first, the error wraps ctx.Err(), and
-// the connection must be dropped: the answer may still arrive.
+// the connection must be dropped: the answer may still arrive. When ctx ends
+// as the answer arrives, the answer is returned and the connection is spent.
 func (c *conn) roundtrip(ctx context.Context, msg *kmip.RequestMessage) (*kmip.ResponseMessage, error) {
 	if dl, ok := ctx.Deadline(); ok {
 		_ = c.sock.SetDeadline(dl)
@@ -62,7 +69,14 @@ func (c *conn) roundtrip(ctx context.Context, msg *kmip.RequestMessage) (*kmip.R
 	}
 	// A cancellation without a deadline also ends a blocked read or write.
 	stop := context.AfterFunc(ctx, func() { _ = c.sock.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
+	defer func() {
+		// stop is false once the cancellation's goroutine has started:
+		// nothing orders its SetDeadline(past) before the next call's
+		// SetDeadline, so the socket carries no next call.
+		if !stop() {
+			c.late = true
+		}
+	}()
 	cost.KMIP(ctx)
 	var resp kmip.ResponseMessage
 	err := c.stream.Roundtrip(msg, &resp)
@@ -80,6 +94,8 @@ func (c *conn) roundtrip(ctx context.Context, msg *kmip.RequestMessage) (*kmip.R
 	}
 	return &resp, nil
 }
+
+func (c *conn) spent() bool { return c.late }
 
 func (c *conn) close() { _ = c.sock.Close() }
 
@@ -107,6 +123,11 @@ func (m *KMIP) batch(ctx context.Context, pls ...kmip.OperationPayload) ([]kmip.
 	if err != nil {
 		m.drop(err)
 		return nil, m.transportError(ctx, "request", err)
+	}
+	if m.conn.spent() {
+		// The answer is whole and serves this call; the socket may yet
+		// get a deadline in the past, so the next call dials its own.
+		m.drop(errLateCancel)
 	}
 	items := resp.BatchItem
 	switch {
@@ -238,6 +259,10 @@ func (m *KMIP) drop(cause error) {
 		m.log.WithError(cause).Warn("dropped KMIP connection; the next call dials again")
 	}
 }
+
+// errLateCancel is why a connection whose call's context ended as its
+// answer arrived is dropped.
+var errLateCancel = errors.New("a call's context ended as its answer arrived; its cancellation may still set the socket's deadline")
 
 // errCallTimeout is the cause of a call's context when Config.Timeout, not
 // the caller's own deadline, ended it.

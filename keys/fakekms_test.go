@@ -54,12 +54,14 @@ type fakeKMS struct {
 	failActivate    bool                   // Activate fails
 	failDestroyOnce atomic.Bool            // the next Destroy fails without acting
 	delay           atomic.Int64           // nanoseconds to stall each request
+	beforeAnswer    atomic.Pointer[func()] // run once, on the next request, before it is answered
 	versions        []kmip.ProtocolVersion // nil: kmip-go's default (1.0-1.4)
 }
 
 type fakeObj struct {
 	id       string
 	name     string
+	more     []string // further Name attributes, after name
 	state    kmip.State
 	alg      kmip.CryptographicAlgorithm
 	length   int32
@@ -88,6 +90,15 @@ func (f *fakeKMS) put(name string, state kmip.State, material []byte, initial ti
 		length: int32(len(material) * 8), material: material, initial: initial}
 	return id
 }
+
+// addName gives the key id one more Name attribute.
+func (f *fakeKMS) addName(id, name string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.objs[id].more = append(f.objs[id].more, name)
+}
+
+func ptr[T any](v T) *T { return &v }
 
 func (f *fakeKMS) obj(id string) *fakeObj {
 	f.mu.Lock()
@@ -165,6 +176,9 @@ func (f *fakeKMS) executor() *kmipserver.BatchExecutor {
 		// were, issue 12). The Time Stamp is optional in a request.
 		if ts := msg.Header.TimeStamp; ts != nil && ts.After(time.Now().Add(-time.Second).Truncate(time.Second)) {
 			return nil, kmipserver.Errorf(kmip.ResultReasonInvalidMessage, "Future request rejected by server.")
+		}
+		if hook := f.beforeAnswer.Swap(nil); hook != nil {
+			(*hook)()
 		}
 		f.msgs.Add(1)
 		f.mu.Lock()
@@ -278,7 +292,16 @@ func (f *fakeKMS) executor() *kmipserver.BatchExecutor {
 			case kmip.AttributeNameInitialDate:
 				resp.Attribute = append(resp.Attribute, kmip.Attribute{AttributeName: n, AttributeValue: o.initial})
 			case kmip.AttributeNameName:
-				resp.Attribute = append(resp.Attribute, kmip.Attribute{AttributeName: n, AttributeValue: kmip.Name{NameValue: o.name, NameType: kmip.NameTypeUninterpretedTextString}})
+				// As PyKMIP: one Attribute per name, each with its index;
+				// none for a key without a name.
+				var names []string
+				if o.name != "" {
+					names = append(names, o.name)
+				}
+				for i, name := range append(names, o.more...) {
+					resp.Attribute = append(resp.Attribute, kmip.Attribute{AttributeName: n, AttributeIndex: ptr(int32(i)),
+						AttributeValue: kmip.Name{NameValue: name, NameType: kmip.NameTypeUninterpretedTextString}})
+				}
 			}
 		}
 		return resp, nil

@@ -21,6 +21,7 @@ package keys
 import (
 	"context"
 	"errors"
+	"slices"
 )
 
 var (
@@ -37,7 +38,10 @@ type Manager interface {
 	// another already carries it, the oldest Active one is returned and the
 	// others (the new one too) are destroyed.
 	Create(ctx context.Context, name string) (id string, key *Key, err error)
-	// Get fetches the key material of an active key.
+	// Get fetches the key material of an active key, with the names the
+	// server holds for it (Key.Names) from the same request: what binds
+	// the key to its volume, whose header and tags only say which key to
+	// fetch (volume/binding.go).
 	Get(ctx context.Context, id string) (*Key, error)
 	// Destroy revokes and destroys the key. Unknown ids succeed.
 	Destroy(ctx context.Context, id string) error
@@ -45,14 +49,22 @@ type Manager interface {
 	Locate(ctx context.Context, name string) ([]string, error)
 }
 
-// Key holds key bytes in memory. Call Wipe when done.
-type Key struct{ b []byte }
+// Key holds key bytes in memory, and the key's names on the server. Call
+// Wipe when done.
+type Key struct {
+	b     []byte
+	names []string
+}
 
-// NewKey takes ownership of b.
-func NewKey(b []byte) *Key { return &Key{b: b} }
+// NewKey takes ownership of b, the material of a key named names.
+func NewKey(b []byte, names ...string) *Key { return &Key{b: b, names: names} }
 
 // Bytes returns the key material; valid until Wipe.
 func (k *Key) Bytes() []byte { return k.b }
+
+// Names returns the key's Name attributes as the server gave them with the
+// material; names are not secret and outlive Wipe.
+func (k *Key) Names() []string { return slices.Clone(k.names) }
 
 // Wipe zeroes the key material.
 func (k *Key) Wipe() {

@@ -76,6 +76,10 @@ func TestLabKMIPLifecycle(t *testing.T) {
 	if bytes.Equal(k1.Bytes(), make([]byte, 32)) {
 		t.Fatal("Get returned an all-zero key")
 	}
+	// PyKMIP answers the Name asked with the State, in Get's one request.
+	if got := k1.Names(); !slices.Equal(got, []string{name}) {
+		t.Fatalf("Get returned the names %q, want [%q]", got, name)
+	}
 
 	// Latency of Get on the reused connection (the Mount path).
 	const n = 20

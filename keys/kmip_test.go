@@ -121,6 +121,46 @@ func TestCreateGetRoundTrip(t *testing.T) {
 	assertNoKeyBytes(t, "logs", e.logs.String(), o.material)
 }
 
+// Get returns the key's names, every Name attribute the server answers, in
+// the one request it always made (GetAttributes and Get batched): what
+// the volume layer binds the key to its volume with, at no extra round trip.
+func TestGetReturnsTheKeysNamesInItsOneRequest(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	const name = "cryptvol/uuid/v1/0011223344556677"
+	id, created, err := e.m.Create(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	created.Wipe()
+	if got := created.Names(); !slices.Equal(got, []string{name}) {
+		t.Errorf("Create's key has the names %q, want [%q]", got, name)
+	}
+	e.fake.addName(id, "second name")
+	before := e.fake.msgs.Load()
+	gctx, tally := cost.With(ctx)
+	k, err := e.m.Get(gctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.Wipe()
+	if got := k.Names(); !slices.Equal(got, []string{name, "second name"}) {
+		t.Errorf("Get's key has the names %q, want [%q \"second name\"]", got, name)
+	}
+	if n, m := tally.KMIPRoundTrips(), e.fake.msgs.Load()-before; n != 1 || m != 1 {
+		t.Errorf("Get took %d round trips (the server saw %d), want 1", n, m)
+	}
+	unnamed := e.fake.put("", kmip.StateActive, bytes.Repeat([]byte{7}, keyBytes), time.Now())
+	k, err = e.m.Get(ctx, unnamed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.Wipe()
+	if got := k.Names(); len(got) != 0 {
+		t.Errorf("a key without a name has the names %q", got)
+	}
+}
+
 // Every round trip of a create is paid while the plugin holds the one KMIP
 // connection, under docker's request deadline: a new name costs two requests
 // (Create; Activate with the Locate that checks the name and the Get of the

@@ -65,8 +65,9 @@ func (m *KMIP) Create(ctx context.Context, name string) (string, *Key, error) {
 }
 
 // Get returns the material of the key with id if it is an Active AES-256
-// key. PyKMIP's Get also serves PreActive and Revoked keys, so the state is
-// fetched in the same batch and checked here.
+// key, with its names. PyKMIP's Get also serves PreActive and Revoked keys,
+// so the state is fetched in the same batch and checked here; the names
+// come in the same GetAttributes, at no extra round trip.
 func (m *KMIP) Get(ctx context.Context, id string) (*Key, error) {
 	op := fmt.Sprintf("get key %q", id)
 	if err := validateText("key id", id); err != nil {
@@ -83,18 +84,22 @@ func (m *KMIP) Get(ctx context.Context, id string) (*Key, error) {
 // get is Get without locking; the caller holds sem.
 func (m *KMIP) get(ctx context.Context, id string) (*Key, error) {
 	items, err := m.batch(ctx,
-		&payloads.GetAttributesRequestPayload{UniqueIdentifier: id, AttributeName: []kmip.AttributeName{kmip.AttributeNameState}},
+		&payloads.GetAttributesRequestPayload{UniqueIdentifier: id, AttributeName: []kmip.AttributeName{kmip.AttributeNameState, kmip.AttributeNameName}},
 		&payloads.GetRequestPayload{UniqueIdentifier: id},
 	)
 	if err != nil {
 		return nil, err
 	}
+	var names []string
 	attrs, aerr := result[*payloads.GetAttributesResponsePayload](&items[0])
 	if aerr == nil {
 		var state kmip.State
 		if state, aerr = stateOf(attrs); aerr == nil && state != kmip.StateActive {
 			aerr = fmt.Errorf("%w (state %s)", ErrNotActive, ttlv.EnumStr(state))
 		}
+	}
+	if aerr == nil {
+		names, aerr = namesOf(attrs)
 	}
 	if aerr != nil {
 		// Whatever happens, no copy of the material outlives this call
@@ -103,12 +108,12 @@ func (m *KMIP) get(ctx context.Context, id string) (*Key, error) {
 		wipeGetResponse(got)
 		return nil, aerr
 	}
-	return keyFrom(&items[1])
+	return keyFrom(&items[1], names...)
 }
 
 // keyFrom takes the key out of a Get's batch item, and wipes every other
 // copy of the material the response holds.
-func keyFrom(item *kmip.ResponseBatchItem) (*Key, error) {
+func keyFrom(item *kmip.ResponseBatchItem, names ...string) (*Key, error) {
 	got, err := result[*payloads.GetResponsePayload](item)
 	defer wipeGetResponse(got)
 	if err != nil {
@@ -118,7 +123,7 @@ func keyFrom(item *kmip.ResponseBatchItem) (*Key, error) {
 	if err != nil {
 		return nil, err
 	}
-	return NewKey(b), nil
+	return NewKey(b, names...), nil
 }
 
 // Destroy revokes the key (reason: cessation of operation) if it is Active,
@@ -165,7 +170,8 @@ func (m *KMIP) createActive(ctx context.Context, name string) (id string, named 
 		}
 		// Got before the Activate's outcome is known, and served only if
 		// the Activate succeeded: PyKMIP's Get serves PreActive keys too.
-		key, _ = keyFrom(&items[2])
+		// createKey made it under name.
+		key, _ = keyFrom(&items[2], name)
 	}
 	if err != nil {
 		key.Wipe()
@@ -295,6 +301,27 @@ func (m *KMIP) state(ctx context.Context, id string) (kmip.State, error) {
 		return 0, err
 	}
 	return stateOf(attrs)
+}
+
+// namesOf returns the values of the Name attributes in resp, in the
+// server's order. A key may carry several (KMIP 1.4 specification, 3.2
+// Name: https://docs.oasis-open.org/kmip/spec/v1.4/os/kmip-spec-v1.4-os.html);
+// PyKMIP answers each as an Attribute of its own with an Attribute Index
+// (OpenKMIP/PyKMIP kmip/services/server/engine.py@v0.10.0,
+// _get_attributes_from_managed_object), and none for a key without one.
+func namesOf(resp *payloads.GetAttributesResponsePayload) ([]string, error) {
+	var names []string
+	for _, a := range resp.Attribute {
+		if a.AttributeName != kmip.AttributeNameName {
+			continue
+		}
+		n, ok := a.AttributeValue.(kmip.Name)
+		if !ok {
+			return nil, fmt.Errorf("Name attribute has unexpected type %T", a.AttributeValue)
+		}
+		names = append(names, n.NameValue)
+	}
+	return names, nil
 }
 
 func stateOf(resp *payloads.GetAttributesResponsePayload) (kmip.State, error) {

@@ -30,6 +30,8 @@ func (l memLink) roundtrip(ctx context.Context, msg *kmip.RequestMessage) (*kmip
 	return &resp, nil
 }
 
+func (memLink) spent() bool { return false }
+
 func (memLink) close() {}
 
 // newMemKMIP is a KMIP whose connections are memLinks to fake.

@@ -49,12 +49,17 @@ func (m *Manager) keyCreate(ctx context.Context, name, tenant, keyName string) (
 	return id, key, err
 }
 
+// keyGet hands out the key only if its KMIP name binds it to volume name
+// (binding.go); a refusal is recorded like any failed Get.
 func (m *Manager) keyGet(ctx context.Context, name, tenant, id string) (key *keys.Key, err error) {
 	start := time.Now()
 	if k, kerr := m.keysFor(tenant); kerr != nil {
 		err = kerr
-	} else {
-		key, err = k.Get(ctx, id)
+	} else if key, err = k.Get(ctx, id); err == nil {
+		if err = m.checkKeyBinding(ctx, name, id, key.Names()); err != nil {
+			key.Wipe()
+			key = nil
+		}
 	}
 	m.record(audit.Event{Op: "key.get", Volume: name, Tenant: tenant, KeyID: id, Err: err, Took: time.Since(start)})
 	return key, err

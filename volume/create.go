@@ -121,6 +121,7 @@ func (m *Manager) Create(ctx context.Context, name string, opts map[string]strin
 	if err != nil {
 		return fmt.Errorf("volume %q: %w", name, err)
 	}
+	m.noteVGUUID(vg.UUID)
 	entry := journalEntry{Volume: name, KeyName: keyName, Tenant: o.Tenant, Clone: o.From != ""}
 	if err := m.st.update(func(s *state) { s.Creating = append(s.Creating, entry) }); err != nil {
 		return fmt.Errorf("volume %q: %w", name, err)
@@ -153,7 +154,8 @@ func newKeyName(vgUUID, name string) (string, error) {
 }
 
 // legacyKeyName is the key name cryptvol used before key names were unique
-// per create (state file version 1); it is only ever logged.
+// per create (state file version 1): logged, and a name that binds a key
+// to its volume (binding.go), never one to find or destroy keys by.
 func (m *Manager) legacyKeyName(name string) string { return "cryptvol/" + m.cfg.VG + "/" + name }
 
 // create runs the steps; on failure it undoes them in reverse. The journal

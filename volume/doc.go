@@ -153,4 +153,11 @@
 // key on stdin) and wiped right after Open or Format (and on every error
 // path by a deferred Wipe). Errors and logs carry key ids, never key
 // bytes.
+//
+// The token and tag that say which key opens a volume are on the storage,
+// which whoever has the disks can rewrite; the key's KMIP name is not. A
+// key is used for a volume only when one of its names, fetched with its
+// material, is one cryptvol gives that volume's keys in this group
+// (binding.go), so one volume's header, data and tags copied onto another
+// never open as it.
 package volume

@@ -1126,7 +1126,7 @@ func (f fakeKeys) Create(ctx context.Context, name string) (string, *keys.Key, e
 	hand := func(id string) (string, *keys.Key, error) {
 		b := slices.Clone(w.keys[id].b)
 		w.handed = append(w.handed, b)
-		return id, keys.NewKey(b), nil
+		return id, keys.NewKey(b, w.keys[id].name), nil
 	}
 	for id, k := range w.keys {
 		if k.name == name {
@@ -1157,7 +1157,8 @@ func (f fakeKeys) Get(ctx context.Context, id string) (*keys.Key, error) {
 	}
 	b := slices.Clone(k.b)
 	w.handed = append(w.handed, b)
-	return keys.NewKey(b), nil
+	// As keys.KMIP: the key's names come with its material.
+	return keys.NewKey(b, k.name), nil
 }
 
 func (f fakeKeys) Destroy(ctx context.Context, id string) error {

@@ -123,6 +123,7 @@ type Manager struct {
 	view  lvView // Get, Path and List answer from it (lvview.go)
 	now   func() time.Time
 	pool  poolSeen // the thin pool's use as last read (pool.go)
+	vgid  vgID     // the volume group's UUID, once read (binding.go)
 	// prop is why the propagated mount is broken, as last read, or nil
 	// (propagation.go).
 	prop atomic.Pointer[string]
