@@ -59,7 +59,7 @@ func commands() []command {
 		{"snapshot", "VOLUME NAME", "make NAME a read-only point-in-time copy of VOLUME (a clone opened and mounted read-only)", snapshot},
 		{"reencrypt", "VOLUME", "re-encrypt a volume's data under a new volume key (a suspected leak of it), online if mounted", reencrypt},
 		{"decommission", "NODE", "revoke (key compromise) and destroy on the KMIP server the keys of every volume NODE created", decommission},
-		{"audit verify", "[FILE]", "check that an audit trail's hash chain is unbroken", auditVerify},
+		{"audit verify", "[FILE]", "check an audit trail: its lines, its hash chain and the heads anchored on the KMIP server", auditVerify},
 	}
 }
 

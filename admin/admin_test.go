@@ -65,7 +65,8 @@ func TestAuditVerifyPassesAndThenFindsAnEdit(t *testing.T) {
 	l.Close()
 	env := map[string]string{"CRYPTVOL_AUDIT_FILE": p}
 	code, out, _ := runCmd(env, "audit", "verify")
-	if code != ExitOK || !strings.Contains(out, "30 records in 3 files") || !strings.Contains(out, "ok: the chain is unbroken from the first record") {
+	if code != ExitOK || !strings.Contains(out, "30 records in 3 files") || !strings.Contains(out, "ok: the chain is unbroken") ||
+		!strings.Contains(out, "beginning: the trail begins at record 1") || !strings.Contains(out, "anchors not checked") {
 		t.Fatalf("verify of a good trail: exit %d\n%s", code, out)
 	}
 	b, _ := os.ReadFile(p + ".1")

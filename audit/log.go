@@ -38,6 +38,9 @@ type Options struct {
 	Keep int
 	// Sync makes every record durable (fsync) before Record returns.
 	Sync bool
+	// Anchor, when set, is given the chain's head when the log opens and
+	// at each rotation of the file (anchor.go); nil: no anchoring.
+	Anchor Anchor
 }
 
 // Log appends records to the trail. The zero value is not usable; see Open.
@@ -51,6 +54,10 @@ type Log struct {
 	size int64
 	seq  uint64
 	prev string
+	// starts are the first record of each file kept, oldest first, the
+	// current file last.
+	starts []uint64
+	sealer *sealer
 }
 
 // Open opens (or creates) the trail at opts.Path and continues its chain
@@ -82,10 +89,58 @@ func Open(opts Options, log logrus.FieldLogger) (*Log, error) {
 	if err := l.openCurrent(); err != nil {
 		return nil, err
 	}
+	l.starts = l.readStarts()
 	if torn > 0 {
 		l.Record(Event{Op: "audit.repair", Detail: fmt.Sprintf("cut off an incomplete last line of %d bytes (a crash while writing it)", torn)})
 	}
+	if opts.Anchor != nil {
+		l.sealer = startSealer(opts.Anchor, log)
+		// What the files hold at start is anchored before anything is
+		// added, so that a rewrite while the plugin was stopped shows.
+		l.mu.Lock()
+		if l.seq > 0 {
+			l.sealer.submit(Head{Seq: l.seq, Hash: l.prev, First: l.starts[0], Current: l.starts[len(l.starts)-1]})
+		}
+		l.mu.Unlock()
+	}
 	return l, nil
+}
+
+// readStarts reads the first record's number of each file of the trail;
+// an empty file starts with the next record. Only the current file can be
+// empty, so the list is never empty once the current file exists.
+func (l *Log) readStarts() []uint64 {
+	files, _ := Files(l.opts.Path)
+	starts := make([]uint64, 0, len(files)+1)
+	for _, p := range files {
+		if seq, ok := firstSeq(p); ok {
+			starts = append(starts, seq)
+		} else if p == l.opts.Path {
+			starts = append(starts, l.seq+1)
+		}
+	}
+	if len(starts) == 0 {
+		starts = append(starts, l.seq+1)
+	}
+	return starts
+}
+
+// firstSeq is the number of the first record of the file at p.
+func firstSeq(p string) (uint64, bool) {
+	f, err := os.Open(p)
+	if err != nil {
+		return 0, false
+	}
+	defer f.Close()
+	line, err := bufio.NewReaderSize(f, 64<<10).ReadSlice('\n')
+	if err != nil {
+		return 0, false
+	}
+	var r Record
+	if json.Unmarshal(line, &r) != nil || r.Seq == 0 {
+		return 0, false
+	}
+	return r.Seq, true
 }
 
 // resume reads the chain's head from the files and cuts off a torn tail.
@@ -205,7 +260,7 @@ func (l *Log) write(r Record) error {
 		return err
 	}
 	if l.f != nil && l.size > 0 && l.size+int64(len(line)) > l.opts.MaxSize {
-		if err := l.rotate(); err != nil {
+		if err := l.rotate(r); err != nil {
 			return fmt.Errorf("rotating %s: %w", l.opts.Path, err)
 		}
 	}
@@ -224,8 +279,9 @@ func (l *Log) write(r Record) error {
 }
 
 // rotate renames Path.(k-1) to Path.k down to Path to Path.1, dropping the
-// oldest, and starts a new current file.
-func (l *Log) rotate() error {
+// oldest, starts a new current file for next, and anchors the head: the
+// record before next, which ends the file just rotated.
+func (l *Log) rotate(next Record) error {
 	if err := l.f.Close(); err != nil {
 		return err
 	}
@@ -239,21 +295,34 @@ func (l *Log) rotate() error {
 			return err
 		}
 	}
+	l.starts = append(l.starts, next.Seq)
+	if len(l.starts) > l.opts.Keep+1 {
+		l.starts = l.starts[len(l.starts)-l.opts.Keep-1:]
+	}
+	if l.sealer != nil {
+		l.sealer.submit(Head{Seq: next.Seq - 1, Hash: next.Prev, First: l.starts[0], Current: next.Seq})
+	}
 	return l.openCurrent()
 }
 
-// Close closes the file.
+// Close closes the file, and hands the anchor the head still waiting,
+// if any, before it returns.
 func (l *Log) Close() error {
 	if l == nil {
 		return nil
 	}
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.f == nil {
-		return nil
+	s := l.sealer
+	l.sealer = nil
+	var err error
+	if l.f != nil {
+		err = l.f.Close()
+		l.f = nil
 	}
-	err := l.f.Close()
-	l.f = nil
+	l.mu.Unlock()
+	if s != nil {
+		s.stop()
+	}
 	return err
 }
 

@@ -1,9 +1,12 @@
 package audit
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"time"
 )
 
@@ -88,3 +91,32 @@ func (r Record) line() ([]byte, error) {
 	}
 	return append(b, '\n'), nil
 }
+
+// parseLine decodes one line of the trail strictly: the line must be
+// byte for byte the encoding Record writes of what it decodes to. Go's
+// decoder alone takes fields it does not know, the last of duplicated
+// ones and any letter case of a name (encoding/json, Unmarshal), and the
+// hash covers the re-encoded record, so without this a field added to a
+// line, or one written twice, would pass unseen.
+func parseLine(line []byte) (Record, error) {
+	var r Record
+	if err := json.Unmarshal(line, &r); err != nil || r.Hash == "" {
+		return Record{}, errors.New("not an audit record")
+	}
+	want, err := r.line()
+	if err != nil {
+		return Record{}, fmt.Errorf("record %d cannot be encoded: %w", r.Seq, err)
+	}
+	want = want[:len(want)-1]
+	if !bytes.Equal(line, want) {
+		at := 0
+		for at < len(line) && at < len(want) && line[at] == want[at] {
+			at++
+		}
+		return r, fmt.Errorf("record %d is not written as the plugin writes it (from byte %d on): only the fields %s may appear, once each, in that order, in lower case and without spaces; the line has a field added, repeated, renamed or moved", r.Seq, at+1, fieldList)
+	}
+	return r, nil
+}
+
+// fieldList names Record's JSON fields in their order, for errors.
+const fieldList = "seq, time, host, op, volume, tenant, key_id, mount_id, detail, result, error, prev, hash"

@@ -70,6 +70,15 @@ type fakeObj struct {
 	initial  time.Time
 	groups   []string // Object Group attributes
 	policy   string   // Operation Policy Name
+	// opaque is an Opaque Object's value (Register); nil for keys.
+	opaque []byte
+}
+
+func (o *fakeObj) objectType() kmip.ObjectType {
+	if o.opaque != nil {
+		return kmip.ObjectTypeOpaqueObject
+	}
+	return kmip.ObjectTypeSymmetricKey
 }
 
 func newFakeKMS() *fakeKMS {
@@ -234,6 +243,35 @@ func (f *fakeKMS) executor() *kmipserver.BatchExecutor {
 		return &payloads.CreateResponsePayload{ObjectType: kmip.ObjectTypeSymmetricKey, UniqueIdentifier: id}, nil
 	}))
 
+	// Register takes Opaque Objects only (audit anchors), as PyKMIP does
+	// with their Name and Object Group attributes.
+	exec.Route(kmip.OperationRegister, kmipserver.HandleFunc(func(_ context.Context, req *payloads.RegisterRequestPayload) (*payloads.RegisterResponsePayload, error) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		o, ok := req.Object.(*kmip.OpaqueObject)
+		if !ok || req.ObjectType != kmip.ObjectTypeOpaqueObject {
+			return nil, kmipserver.Errorf(kmip.ResultReasonInvalidField, "only opaque objects")
+		}
+		f.next++
+		f.clock = f.clock.Add(time.Second)
+		obj := &fakeObj{id: strconv.Itoa(f.next), opaque: slices.Clone(o.OpaqueDataValue), initial: f.clock}
+		if obj.opaque == nil {
+			obj.opaque = []byte{}
+		}
+		for _, a := range req.TemplateAttribute.Attribute {
+			switch v := a.AttributeValue.(type) {
+			case kmip.Name:
+				obj.name = v.NameValue
+			case string:
+				if a.AttributeName == kmip.AttributeNameObjectGroup {
+					obj.groups = append(obj.groups, v)
+				}
+			}
+		}
+		f.objs[obj.id] = obj
+		return &payloads.RegisterResponsePayload{UniqueIdentifier: obj.id}, nil
+	}))
+
 	exec.Route(kmip.OperationActivate, kmipserver.HandleFunc(func(_ context.Context, req *payloads.ActivateRequestPayload) (*payloads.ActivateResponsePayload, error) {
 		f.mu.Lock()
 		defer f.mu.Unlock()
@@ -263,6 +301,10 @@ func (f *fakeKMS) executor() *kmipserver.BatchExecutor {
 		o, err := f.lookup(req.UniqueIdentifier)
 		if err != nil {
 			return nil, err
+		}
+		if o.opaque != nil {
+			return &payloads.GetResponsePayload{ObjectType: kmip.ObjectTypeOpaqueObject, UniqueIdentifier: o.id,
+				Object: &kmip.OpaqueObject{OpaqueDataType: 0x80000000, OpaqueDataValue: slices.Clone(o.opaque)}}, nil
 		}
 		b := slices.Clone(o.material)
 		return &payloads.GetResponsePayload{
@@ -320,7 +362,7 @@ func (f *fakeKMS) executor() *kmipserver.BatchExecutor {
 						continue objects
 					}
 				case kmip.ObjectType:
-					if v != kmip.ObjectTypeSymmetricKey {
+					if v != o.objectType() {
 						continue objects
 					}
 				case string:

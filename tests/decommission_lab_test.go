@@ -202,7 +202,7 @@ func TestLabDecommissionNode(t *testing.T) {
 		t.Errorf("node A's audit trail lacks the refused mount:\n%s", tb)
 	}
 	files, _ := audit.Files(a.trail)
-	if rep, err := audit.Verify(files); err != nil || !rep.OK() {
+	if rep, err := audit.Verify(context.Background(), files, nil); err != nil || !rep.OK() {
 		t.Errorf("node A's trail does not verify: %v %+v", err, rep)
 	}
 }

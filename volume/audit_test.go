@@ -1,6 +1,7 @@
 package volume
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -36,7 +37,7 @@ func readTrail(t *testing.T, h *harness, p string) []trailLine {
 	}
 	h.w.assertNoSecret(t, "audit file", string(b))
 	files, _ := audit.Files(p)
-	if rep, err := audit.Verify(files); err != nil || !rep.OK() {
+	if rep, err := audit.Verify(context.Background(), files, nil); err != nil || !rep.OK() {
 		t.Fatalf("trail does not verify: %v %+v", err, rep)
 	}
 	var out []trailLine

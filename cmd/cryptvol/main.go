@@ -194,7 +194,15 @@ func setup(ctx context.Context, cfg Config, health *kmipHealth, met *metrics.Met
 	}
 	var trail *audit.Log
 	if cfg.Audit.Path != "" {
-		if trail, err = audit.Open(cfg.Audit, log); err != nil {
+		// The trail's head goes to the KMIP server when the log opens and
+		// at each rotation of the file, in the background: never on a
+		// volume operation's path (package audit, anchor.go).
+		aopts := cfg.Audit
+		if aopts.Anchor, err = keys.NewAuditAnchor(kms, cfg.Node); err != nil {
+			kms.Close()
+			return nil, nil, fmt.Errorf("CRYPTVOL_NODE: %w", err)
+		}
+		if trail, err = audit.Open(aopts, log); err != nil {
 			kms.Close()
 			return nil, nil, fmt.Errorf("CRYPTVOL_AUDIT_FILE: %w", err)
 		}
