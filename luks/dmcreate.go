@@ -13,7 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Opening a plain LUKS2 volume without cryptsetup (issue 15; unlock.go
+// Opening a plain LUKS2 volume without cryptsetup (unlock.go
 // says which headers): the volume key is unlocked here, handed to the
 // kernel's keyring as cryptsetup does, and the dm-crypt device is created,
 // loaded and resumed with three ioctls. The table is the one cryptsetup

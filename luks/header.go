@@ -41,8 +41,8 @@ var (
 var errFallback = errors.New("header not readable without cryptsetup")
 
 // readMetadata returns the JSON metadata of dev's LUKS2 header, read from the
-// device itself: a first mount and every remove used to run luksDump only to
-// read these bytes (issue 15). It answers only when both copies are intact
+// device itself, so that a first mount and a remove start no luksDump only
+// to read these bytes. It answers only when both copies are intact
 // (sha256 checksums match), say they are where they are, and carry the same
 // seqid: then they are in sync and cryptsetup would use the same metadata.
 // Anything else wraps errFallback. The device is read with O_DIRECT where it

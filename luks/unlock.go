@@ -15,15 +15,14 @@ import (
 	"golang.org/x/crypto/xts"
 )
 
-// Unlocking a LUKS2 keyslot without cryptsetup (issue 15): `cryptsetup
-// open` was the one program left in a first mount, a process start and
-// thirteen libraries loaded before the kernel's part. Open does its work
-// itself for the header Format writes and nothing else: one segment of
-// aes-xts-plain64, pbkdf2 keyslots and digest over sha256, an AF of luks1
-// type, no requirements and no persistent flags. Any other header is left
-// to cryptsetup (errNotDirect). The steps are those of cryptsetup's
-// docs/on-disk-format-luks2.pdf, sections 3.2 to 3.4, and of the LUKS1
-// specification's anti-forensic merge (section 2.4), which LUKS2 keeps.
+// Unlocking a LUKS2 keyslot without cryptsetup: `cryptsetup open` in a
+// first mount would be a process start and thirteen libraries loaded
+// before the kernel's part. Open does this work itself for the header
+// Format writes and nothing else (plainheader.go says exactly which); any
+// other header is left to cryptsetup (errNotDirect). The steps are those
+// of cryptsetup's docs/on-disk-format-luks2.pdf, sections 3.2 to 3.4, and
+// of the LUKS1 specification's anti-forensic merge (section 2.4), which
+// LUKS2 keeps.
 //
 // A derived or volume key lives only in byte slices that are zeroed when
 // done. Go's HMAC and AES keep their own copies of a key inside their state,

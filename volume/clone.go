@@ -77,6 +77,28 @@ func (m *Manager) cloneSource(ctx context.Context, name, from string) (lvm.LV, e
 	return src, nil
 }
 
+// cloneTenant gives the clone o its source's tenant. A clone starts with
+// its source's volume key: under another identity, revoking the source
+// tenant's keys would leave that tenant's data readable through the clone.
+// So it is the source's tenant's, whatever snapshot or clone makes it, and
+// another tenant is refused before anything is made.
+func (m *Manager) cloneTenant(name string, o *Options) error {
+	srcTenant := tenantOf(o.source)
+	if o.TenantSet && o.Tenant != srcTenant {
+		allowed := "leave tenant out"
+		if srcTenant != "" {
+			allowed += ", or tenant=" + srcTenant
+		}
+		return fmt.Errorf("volume %q: option tenant=%q: a clone belongs to its source's tenant, and %q has %s (allowed: %s); nothing was made",
+			name, o.Tenant, o.From, tenantDesc(srcTenant), allowed)
+	}
+	o.Tenant = srcTenant
+	if _, err := m.keysFor(o.Tenant); err != nil {
+		return fmt.Errorf("volume %q: the tenant of %q: %w", name, o.From, err)
+	}
+	return nil
+}
+
 // cloneTags are the clone's LV tags: ours, with the source's filesystem
 // and format, and the clone's own key and tenant.
 func cloneTags(src lvm.LV, keyID, tenant string, readOnly bool) []string {

@@ -90,22 +90,8 @@ func (m *Manager) Create(ctx context.Context, name string, opts map[string]strin
 			return fmt.Errorf("volume %q: option from: %q is in thin pool %q, not the plugin's (%q)", name, o.From, o.source.Pool, m.cfg.ThinPool)
 		}
 		o.Size, o.Thin, o.FS = o.source.Size, true, tagValue(o.source.Tags, tagFSPrefix)
-		// A clone starts with its source's volume key: under another
-		// identity, revoking the source tenant's keys would leave that
-		// tenant's data readable through the clone. It is the source's
-		// tenant's, whatever snapshot or clone makes it.
-		srcTenant := tenantOf(o.source)
-		if o.TenantSet && o.Tenant != srcTenant {
-			allowed := "leave tenant out"
-			if srcTenant != "" {
-				allowed += ", or tenant=" + srcTenant
-			}
-			return fmt.Errorf("volume %q: option tenant=%q: a clone belongs to its source's tenant, and %q has %s (allowed: %s); nothing was made",
-				name, o.Tenant, o.From, tenantDesc(srcTenant), allowed)
-		}
-		o.Tenant = srcTenant
-		if _, err := m.keysFor(o.Tenant); err != nil {
-			return fmt.Errorf("volume %q: the tenant of %q: %w", name, o.From, err)
+		if err := m.cloneTenant(name, &o); err != nil {
+			return err
 		}
 	}
 	vg, err := m.checkCapacity(ctx, name, o, log)
