@@ -34,13 +34,6 @@ type node struct {
 // identities (option tenant).
 func newNode(t *testing.T, srv *kmiplab.Server, identity, name string, tenants ...string) *node {
 	t.Helper()
-	return newNodeAt(t, srv, identity, name, t.TempDir(), luks.New(), tenants...)
-}
-
-// newNodeAt builds a node on state (a restarted node is built on its
-// predecessor's) with crypt as its cryptsetup.
-func newNodeAt(t *testing.T, srv *kmiplab.Server, identity, name, state string, crypt volume.Crypt, tenants ...string) *node {
-	t.Helper()
 	vg, pool := os.Getenv("CRYPTVOL_LAB_VG"), os.Getenv("CRYPTVOL_LAB_POOL")
 	l, err := lvm.New(vg)
 	if err != nil {
@@ -53,6 +46,7 @@ func newNodeAt(t *testing.T, srv *kmiplab.Server, identity, name, state string, 
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { kms.Close() })
+	state := t.TempDir()
 	trail, err := audit.Open(audit.Options{Path: filepath.Join(state, "audit.log"), Host: name, Sync: true}, quietLog())
 	if err != nil {
 		t.Fatal(err)
@@ -74,7 +68,7 @@ func newNodeAt(t *testing.T, srv *kmiplab.Server, identity, name, state string, 
 			return k, nil
 		}
 	}
-	m, err := volume.New(cfg, l, crypt, mount.New(), kms, quietLog())
+	m, err := volume.New(cfg, l, luks.New(), mount.New(), kms, quietLog())
 	if err != nil {
 		t.Fatal(err)
 	}
