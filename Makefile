@@ -79,10 +79,10 @@ bin/plugin-prev/config.json:
 	git worktree remove --force bin/prev-src
 
 # The VM stage: lab guests, one per host core at a time (scripts/vm/test-stage): "shared" first (two guests that
-# share a disk: a shared volume group's volumes moving between hosts, tests/shared/pair.sh), then "faults" (SIGKILL of the
-# plugin at every step, then 50 concurrent volumes), "e2e" (every end-to-end script through dockerd: docker.sh,
-# contract.sh) under Debian bookworm's Docker 20.10, "docker26" (the same under Debian trixie's Docker 26.1,
-# scripts/vm/docker-trixie) and "main" (kernel smoke, the Go lab tests).
+# share a disk: a shared volume group's volumes moving between hosts, tests/shared/pair.sh), then the longest first:
+# "e2e" (every end-to-end script through dockerd: docker.sh, contract.sh) under Debian bookworm's Docker 20.10,
+# "docker26" (the same under Debian trixie's Docker 26.1, scripts/vm/docker-trixie), "main" (kernel smoke, the Go
+# lab tests) and "faults" (SIGKILL of the plugin at every step, then 50 concurrent volumes).
 vm-test: lab-prepare lab-bins plugin plugin-prev
 	scripts/vm/test-stage
 
