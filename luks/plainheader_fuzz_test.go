@@ -69,6 +69,11 @@ func FuzzDirectOpenAgreesWithCryptsetup(f *testing.F) {
 // whole, in every run of the unit tests.
 func TestHostDirectOpenAgreesOnEverySingleEdit(t *testing.T) {
 	hostCryptsetup(t)
+	if raceDetector {
+		// Its unlocks take minutes under the race detector; `make fuzz`
+		// (and so `make test`) runs it without.
+		t.Skip("run without -race (make fuzz)")
+	}
 	ctx := context.Background()
 	tpl := fuzzTemplate(t)
 	img := filepath.Join(t.TempDir(), "dev.img")
@@ -82,7 +87,9 @@ func TestHostDirectOpenAgreesOnEverySingleEdit(t *testing.T) {
 		for scalar := range 256 {
 			for _, c := range walkChanges {
 				js := editValues(seed, []byte{byte(scalar), c})
-				if seen[string(js)] {
+				// The token's key id and volume name take any text and
+				// reach neither the key nor the table: compared once.
+				if seen[string(js)] || (!bytes.Equal(js, seed) && bytes.Equal(outsideTokens(js), outsideTokens(seed))) {
 					continue
 				}
 				seen[string(js)] = true
@@ -107,6 +114,17 @@ func TestHostDirectOpenAgreesOnEverySingleEdit(t *testing.T) {
 		t.Errorf("the direct open took %d of %d edited headers: too few to compare", taken, tried)
 	}
 	t.Logf("%d edited headers, %d read by the direct open and compared with cryptsetup", tried, taken)
+}
+
+// outsideTokens is js without its "tokens" object (cryptsetup's order puts
+// "segments" after it).
+func outsideTokens(js []byte) []byte {
+	a := bytes.Index(js, []byte(`"tokens":`))
+	b := bytes.Index(js, []byte(`,"segments":`))
+	if a < 0 || b < a {
+		return js
+	}
+	return append(bytes.Clone(js[:a]), js[b:]...)
 }
 
 // walkChanges are editScalar's changes the walk makes: every word and
