@@ -12,7 +12,8 @@
 //
 // Files: admin.go (dispatch, help, flags), pluginclient.go (the plugin's
 // socket), rotate.go, reencrypt.go, resize.go, snapshot.go,
-// decommission.go, auditcmd.go.
+// decommission.go (and decommissionvg.go: what the volume group says about
+// each key), auditcmd.go.
 //
 // Concurrency: Main runs one command and returns; nothing is shared.
 package admin

@@ -64,7 +64,7 @@ func (c *lateDeadlineConn) Close() error {
 func TestLateCancellationDeadlineSparesTheNextCall(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	id, _, err := e.m.Create(ctx, "cryptvol/vg0/late")
+	id, _, err := e.m.Create(ctx, "cryptvol/vg0/late", "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -56,7 +56,7 @@ func TestFailoverToTheNextEndpoint(t *testing.T) {
 	e := newEnv(t)
 	down := closedAddr(t)
 	m := e.client(t, e.pki.config(down+","+e.server.addr))
-	id, k, err := m.Create(context.Background(), "cryptvol/vg0/fo")
+	id, k, err := m.Create(context.Background(), "cryptvol/vg0/fo", "")
 	if err != nil {
 		t.Fatalf("Create with the first endpoint down: %v", err)
 	}
@@ -80,7 +80,7 @@ func TestFailoverPastASilentServer(t *testing.T) {
 	cfg.Timeout = 2 * time.Second
 	m := e.client(t, cfg)
 	ctx := context.Background()
-	id, k, err := m.Create(ctx, "cryptvol/vg0/silent")
+	id, k, err := m.Create(ctx, "cryptvol/vg0/silent", "")
 	if err != nil {
 		t.Fatalf("Create with a silent first endpoint: %v", err)
 	}

@@ -13,9 +13,13 @@ import (
 	"github.com/sirupsen/logrus"
 )
 
-// NodeGroup is the KMIP Object Group that Create gives the keys of a node's
-// volumes (Config.Group), so that `cryptvol decommission NODE` can find
-// every one of them on the server without the node (issue 13).
+// NodeGroup is the KMIP Object Group of the keys of the volumes a node
+// made (Config.Group for its own creates), so that `cryptvol decommission
+// NODE` can find every one of them on the server without the node. A key
+// stays in its volume's maker's group whichever host makes it: in a shared
+// group a rotation on another host passes the maker's group to Create
+// (volume/rotate.go), so decommissioning one host never finds the keys of
+// volumes the others made.
 func NodeGroup(node string) string { return "cryptvol-node:" + node }
 
 // KeyInfo describes a key for an administrator: never its material.

@@ -48,14 +48,14 @@ func TestLabDecommissionKeysWithRoles(t *testing.T) {
 
 	var aIDs []string
 	for _, n := range []string{"one", "two"} {
-		id, k, err := nodeA.Create(ctx, "cryptvol/lab-a-vg/"+n+"/00")
+		id, k, err := nodeA.Create(ctx, "cryptvol/lab-a-vg/"+n+"/00", "")
 		if err != nil {
 			t.Fatalf("node A create: %v", err)
 		}
 		k.Wipe()
 		aIDs = append(aIDs, id)
 	}
-	bID, k, err := nodeB.Create(ctx, "cryptvol/lab-b-vg/one/00")
+	bID, k, err := nodeB.Create(ctx, "cryptvol/lab-b-vg/one/00", "")
 	if err != nil {
 		t.Fatalf("node B create: %v", err)
 	}

@@ -21,17 +21,17 @@ func TestGroupFindsANodesKeysAndCompromiseDestroysThem(t *testing.T) {
 	nodeB.cfg.Group = NodeGroup("node-b")
 	// Share one server: newMemKMIP gives each its own executor over fake.
 
-	a1, k, err := nodeA.Create(ctx, "cryptvol/vg-a/one/01")
+	a1, k, err := nodeA.Create(ctx, "cryptvol/vg-a/one/01", "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	k.Wipe()
-	a2, k, err := nodeA.Create(ctx, "cryptvol/vg-a/two/02")
+	a2, k, err := nodeA.Create(ctx, "cryptvol/vg-a/two/02", "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	k.Wipe()
-	b1, k, err := nodeB.Create(ctx, "cryptvol/vg-b/one/03")
+	b1, k, err := nodeB.Create(ctx, "cryptvol/vg-b/one/03", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,5 +100,44 @@ func TestGroupAndPolicySettingsAreChecked(t *testing.T) {
 	cfg.Group, cfg.Policy = "", string(make([]byte, 300))
 	if _, err := NewKMIP(cfg, nil); err == nil {
 		t.Fatal("a 300-byte policy name was accepted")
+	}
+}
+
+// A key made for another node's volume (a rotation in a shared group) goes
+// in the group the caller names, not the client's own, in the same one
+// Create request; "" keeps the client's group; a bad group is refused
+// before anything is sent.
+func TestCreateInAGroupOtherThanTheClients(t *testing.T) {
+	fake := newFakeKMS()
+	ctx := context.Background()
+	node2 := newMemKMIP(t, fake)
+	node2.cfg.Group = NodeGroup("node2")
+
+	own, k, err := node2.Create(ctx, "cryptvol/vg/own/01", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.Wipe()
+	creates := fake.count(kmip.OperationCreate)
+	other, k, err := node2.Create(ctx, "cryptvol/vg/theirs/02", NodeGroup("node1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.Wipe()
+	if got := fake.count(kmip.OperationCreate) - creates; got != 1 {
+		t.Errorf("Create with a group sent %d Create operations, want 1", got)
+	}
+	if o := fake.obj(own); !slices.Equal(o.groups, []string{"cryptvol-node:node2"}) {
+		t.Errorf("key made with group \"\" has groups %q, want the client's [cryptvol-node:node2]", o.groups)
+	}
+	if o := fake.obj(other); !slices.Equal(o.groups, []string{"cryptvol-node:node1"}) {
+		t.Errorf("key made for node1 has groups %q, want [cryptvol-node:node1]", o.groups)
+	}
+	ops := fake.totalOps()
+	if _, _, err := node2.Create(ctx, "cryptvol/vg/bad/03", "node\x00one"); err == nil {
+		t.Error("a group with a NUL byte was accepted")
+	}
+	if fake.totalOps() != ops {
+		t.Error("a Create with a bad group reached the server")
 	}
 }

@@ -34,10 +34,11 @@ var (
 // Manager creates, fetches and destroys volume keys.
 type Manager interface {
 	// Create returns the id and material of an active 256-bit AES key named
-	// name; the caller wipes the key. Exactly one key keeps the name: if
+	// name, in KMIP Object Group group ("": the client's own, Config.Group);
+	// the caller wipes the key. Exactly one key keeps the name: if
 	// another already carries it, the oldest Active one is returned and the
 	// others (the new one too) are destroyed.
-	Create(ctx context.Context, name string) (id string, key *Key, err error)
+	Create(ctx context.Context, name, group string) (id string, key *Key, err error)
 	// Get fetches the key material of an active key, with the names the
 	// server holds for it (Key.Names) from the same request: what binds
 	// the key to its volume, whose header and tags only say which key to

@@ -11,7 +11,7 @@ import (
 // behind. The caller holds m.sem (use m.run).
 
 func (m *KMIP) createPreActive(ctx context.Context, name string) (string, error) {
-	return m.createKey(ctx, name)
+	return m.createKey(ctx, name, m.cfg.Group)
 }
 
 func (m *KMIP) revoke(ctx context.Context, id string) error {

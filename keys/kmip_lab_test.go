@@ -53,7 +53,7 @@ func TestLabKMIPLifecycle(t *testing.T) {
 	ctx := context.Background()
 	name := fmt.Sprintf("cryptvol/labtest/keys-%d", time.Now().UnixNano())
 
-	id, created, err := m.Create(ctx, name)
+	id, created, err := m.Create(ctx, name, "")
 	if err != nil {
 		t.Fatalf("Create: %v", err)
 	}
@@ -97,7 +97,7 @@ func TestLabKMIPLifecycle(t *testing.T) {
 	}
 	t.Logf("Get latency on a reused connection: %s per call (%d calls)", time.Since(start)/n, n)
 
-	again, _, err := m.Create(ctx, name)
+	again, _, err := m.Create(ctx, name, "")
 	if err != nil {
 		t.Fatalf("second Create: %v", err)
 	}
@@ -161,7 +161,7 @@ func TestLabKMIPStatesAndRepair(t *testing.T) {
 	}
 	// Create keeps its own new Active key and destroys the leftover, which
 	// was never served.
-	id, created, err := m.Create(ctx, name)
+	id, created, err := m.Create(ctx, name, "")
 	if err != nil {
 		t.Fatalf("Create: %v", err)
 	}
@@ -188,7 +188,7 @@ func TestLabKMIPStatesAndRepair(t *testing.T) {
 		k.Wipe()
 		t.Fatalf("Get of a revoked key: %v, want ErrNotActive", err)
 	}
-	fresh, _, err := m.Create(ctx, name)
+	fresh, _, err := m.Create(ctx, name, "")
 	if err != nil {
 		t.Fatalf("Create over a revoked key: %v", err)
 	}
@@ -214,7 +214,7 @@ func TestLabKMIPFailover(t *testing.T) {
 	m := labKMIPVia(t, refused+","+silent)
 	ctx := context.Background()
 	name := fmt.Sprintf("cryptvol/labtest/failover-%d", time.Now().UnixNano())
-	id, created, err := m.Create(ctx, name)
+	id, created, err := m.Create(ctx, name, "")
 	if err != nil {
 		t.Fatalf("Create past a refusing and a silent endpoint: %v", err)
 	}

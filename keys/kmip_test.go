@@ -81,7 +81,7 @@ func TestCreateGetRoundTrip(t *testing.T) {
 	ctx := context.Background()
 	const name = "cryptvol/vg0/db"
 
-	id, _, err := e.m.Create(ctx, name)
+	id, _, err := e.m.Create(ctx, name, "")
 	if err != nil {
 		t.Fatalf("Create: %v", err)
 	}
@@ -128,7 +128,7 @@ func TestGetReturnsTheKeysNamesInItsOneRequest(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
 	const name = "cryptvol/uuid/v1/0011223344556677"
-	id, created, err := e.m.Create(ctx, name)
+	id, created, err := e.m.Create(ctx, name, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,16 +164,16 @@ func TestGetReturnsTheKeysNamesInItsOneRequest(t *testing.T) {
 // Every round trip of a create is paid while the plugin holds the one KMIP
 // connection, under docker's request deadline: a new name costs two requests
 // (Create; Activate with the Locate that checks the name and the Get of the
-// material).
+// material), in an Object Group of the caller's choice too.
 func TestCreateRoundTrips(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	if _, _, err := e.m.Create(ctx, "cryptvol/vg0/warm"); err != nil { // connects and negotiates
+	if _, _, err := e.m.Create(ctx, "cryptvol/vg0/warm", ""); err != nil { // connects and negotiates
 		t.Fatal(err)
 	}
 	before := e.fake.msgs.Load()
 	tctx, tally := cost.With(ctx)
-	id, _, err := e.m.Create(tctx, "cryptvol/vg0/rt")
+	id, _, err := e.m.Create(tctx, "cryptvol/vg0/rt", NodeGroup("node1"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,11 +203,11 @@ func TestCreateRoundTrips(t *testing.T) {
 func TestCreateIsIdempotent(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	id1, k1, err := e.m.Create(ctx, "cryptvol/vg0/a")
+	id1, k1, err := e.m.Create(ctx, "cryptvol/vg0/a", "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	id2, k2, err := e.m.Create(ctx, "cryptvol/vg0/a")
+	id2, k2, err := e.m.Create(ctx, "cryptvol/vg0/a", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -220,7 +220,7 @@ func TestCreateIsIdempotent(t *testing.T) {
 	if n := len(e.fake.named("cryptvol/vg0/a")); n != 1 {
 		t.Fatalf("server holds %d keys with the name, want 1", n)
 	}
-	other, _, err := e.m.Create(ctx, "cryptvol/vg0/b")
+	other, _, err := e.m.Create(ctx, "cryptvol/vg0/b", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,7 +234,7 @@ func TestCreateIsIdempotent(t *testing.T) {
 func TestCreateDestroysDuplicates(t *testing.T) {
 	e := newEnv(t)
 	e.fake.duplicateCreate = true
-	id, _, err := e.m.Create(context.Background(), "cryptvol/vg0/dup")
+	id, _, err := e.m.Create(context.Background(), "cryptvol/vg0/dup", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -256,7 +256,7 @@ func TestCreateKeepsOldestActiveKey(t *testing.T) {
 	pre := e.fake.put(name, kmip.StatePreActive, bytes.Repeat([]byte{3}, 32), base.Add(time.Hour))
 	revoked := e.fake.put(name, kmip.StateDeactivated, bytes.Repeat([]byte{4}, 32), base.Add(3*time.Hour))
 
-	id, _, err := e.m.Create(context.Background(), name)
+	id, _, err := e.m.Create(context.Background(), name, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -279,7 +279,7 @@ func TestCreateKeepsOldestActiveKey(t *testing.T) {
 func TestCreateReplacesLeftoverPreActiveKey(t *testing.T) {
 	e := newEnv(t)
 	pre := e.fake.put("cryptvol/vg0/half", kmip.StatePreActive, bytes.Repeat([]byte{7}, 32), time.Now())
-	id, k, err := e.m.Create(context.Background(), "cryptvol/vg0/half")
+	id, k, err := e.m.Create(context.Background(), "cryptvol/vg0/half", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -297,7 +297,7 @@ func TestCreateReplacesLeftoverPreActiveKey(t *testing.T) {
 func TestCreateReplacesRevokedKey(t *testing.T) {
 	e := newEnv(t)
 	old := e.fake.put("cryptvol/vg0/old", kmip.StateDeactivated, bytes.Repeat([]byte{7}, 32), time.Now())
-	id, _, err := e.m.Create(context.Background(), "cryptvol/vg0/old")
+	id, _, err := e.m.Create(context.Background(), "cryptvol/vg0/old", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -315,7 +315,7 @@ func TestCreateReplacesRevokedKey(t *testing.T) {
 func TestCreateActivateFailureDestroysKey(t *testing.T) {
 	e := newEnv(t)
 	e.fake.failActivate = true
-	id, _, err := e.m.Create(context.Background(), "cryptvol/vg0/noact")
+	id, _, err := e.m.Create(context.Background(), "cryptvol/vg0/noact", "")
 	if err == nil {
 		t.Fatalf("Create succeeded (id %q) although Activate failed", id)
 	}
@@ -334,7 +334,7 @@ func TestResentActivateAndRevokeAreHarmless(t *testing.T) {
 	e := newEnv(t)
 	e.fake.resentAnswer = true
 	ctx := context.Background()
-	id, _, err := e.m.Create(ctx, "cryptvol/vg0/resent")
+	id, _, err := e.m.Create(ctx, "cryptvol/vg0/resent", "")
 	if err != nil {
 		t.Fatalf("Create: %v", err)
 	}
@@ -369,7 +369,7 @@ func TestGetRefusesKeysThatAreNotActive(t *testing.T) {
 func TestGetAfterDestroyFails(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	id, _, err := e.m.Create(ctx, "cryptvol/vg0/gone")
+	id, _, err := e.m.Create(ctx, "cryptvol/vg0/gone", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -442,7 +442,7 @@ func TestDestroy(t *testing.T) {
 	// Interrupted earlier after Revoke: still destroyed.
 	destroy("a revoked key", e.fake.put("cryptvol/vg0/r", kmip.StateDeactivated, bytes.Repeat([]byte{1}, 32), time.Now()))
 	destroy("a pre-active key", e.fake.put("cryptvol/vg0/p", kmip.StatePreActive, bytes.Repeat([]byte{1}, 32), time.Now()))
-	id, _, err := e.m.Create(ctx, "cryptvol/vg0/d")
+	id, _, err := e.m.Create(ctx, "cryptvol/vg0/d", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -456,7 +456,7 @@ func TestDestroy(t *testing.T) {
 func TestDestroyFallsBackToSteps(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	id, _, err := e.m.Create(ctx, "cryptvol/vg0/f")
+	id, _, err := e.m.Create(ctx, "cryptvol/vg0/f", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -497,7 +497,7 @@ func TestNamesAndIDsAreValidatedBeforeSending(t *testing.T) {
 	ctx := context.Background()
 	bad := []string{"", strings.Repeat("n", 257), "a\nb", "tab\there", "nul\x00", "bad utf8 \xff"}
 	for _, s := range bad {
-		if _, _, err := e.m.Create(ctx, s); err == nil {
+		if _, _, err := e.m.Create(ctx, s, ""); err == nil {
 			t.Errorf("Create(%q) succeeded", s)
 		} else if !strings.Contains(err.Error(), e.server.addr) || !strings.Contains(err.Error(), "name") {
 			t.Errorf("Create(%q) error %q names neither the endpoint nor the name", s, err)
@@ -515,7 +515,7 @@ func TestNamesAndIDsAreValidatedBeforeSending(t *testing.T) {
 	if n := e.fake.totalOps(); n != 0 {
 		t.Fatalf("invalid input reached the server (%d operations)", n)
 	}
-	if _, _, err := e.m.Create(ctx, strings.Repeat("n", 256)); err != nil {
+	if _, _, err := e.m.Create(ctx, strings.Repeat("n", 256), ""); err != nil {
 		t.Fatalf("a 256-byte name was refused: %v", err)
 	}
 }
@@ -524,7 +524,7 @@ func TestNamesAndIDsAreValidatedBeforeSending(t *testing.T) {
 func TestConnectionIsReusedAndSerialized(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	id, _, err := e.m.Create(ctx, "cryptvol/vg0/c")
+	id, _, err := e.m.Create(ctx, "cryptvol/vg0/c", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -556,7 +556,7 @@ func TestConnectionIsReusedAndSerialized(t *testing.T) {
 func TestQueuedCallsWaitLongerThanTheCallTimeout(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	id, _, err := e.m.Create(ctx, "cryptvol/vg0/q")
+	id, _, err := e.m.Create(ctx, "cryptvol/vg0/q", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -587,7 +587,7 @@ func TestQueuedCallsWaitLongerThanTheCallTimeout(t *testing.T) {
 // (tests/faults_lab_test.go TestLabConcurrentDistinctVolumes).
 func TestCallerDeadlineDoesNotFailTheQueue(t *testing.T) {
 	e := newEnv(t)
-	id, _, err := e.m.Create(context.Background(), "cryptvol/vg0/d")
+	id, _, err := e.m.Create(context.Background(), "cryptvol/vg0/d", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -655,7 +655,7 @@ func TestServerDownFailsWithinTimeoutNamingEndpoint(t *testing.T) {
 	cfg.Timeout = 2 * time.Second
 	m := e.client(t, cfg) // construction must not need the server
 	start := time.Now()
-	_, _, err = m.Create(context.Background(), "cryptvol/vg0/down")
+	_, _, err = m.Create(context.Background(), "cryptvol/vg0/down", "")
 	if err == nil {
 		t.Fatal("Create succeeded with no server")
 	}
@@ -718,7 +718,7 @@ func TestSilentServerTimesOut(t *testing.T) {
 func TestReconnectAfterServerRestart(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	id, _, err := e.m.Create(ctx, "cryptvol/vg0/r")
+	id, _, err := e.m.Create(ctx, "cryptvol/vg0/r", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -748,11 +748,11 @@ func TestReconnectAfterServerRestart(t *testing.T) {
 func TestSlowAnswerDropsConnection(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	idA, _, err := e.m.Create(ctx, "cryptvol/vg0/a")
+	idA, _, err := e.m.Create(ctx, "cryptvol/vg0/a", "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	idB, _, err := e.m.Create(ctx, "cryptvol/vg0/b")
+	idB, _, err := e.m.Create(ctx, "cryptvol/vg0/b", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -790,7 +790,7 @@ func TestNegotiatesOlderProtocolVersion(t *testing.T) {
 	if err := m.Check(context.Background()); err != nil {
 		t.Fatalf("Check: %v", err)
 	}
-	id, _, err := m.Create(context.Background(), "cryptvol/vg0/v12")
+	id, _, err := m.Create(context.Background(), "cryptvol/vg0/v12", "")
 	if err != nil {
 		t.Fatalf("Create against a KMIP 1.2 server: %v", err)
 	}
@@ -913,7 +913,7 @@ func TestKeyFormattingNeverShowsBytes(t *testing.T) {
 func TestClientPanicBecomesErrorAndDropsConnection(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	id, _, err := e.m.Create(ctx, "cryptvol/vg0/p")
+	id, _, err := e.m.Create(ctx, "cryptvol/vg0/p", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -934,11 +934,11 @@ func TestClientPanicBecomesErrorAndDropsConnection(t *testing.T) {
 func TestNamesListsEveryKeysNames(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	a, _, err := e.m.Create(ctx, "cryptvol/uuid/v1/0011223344556677")
+	a, _, err := e.m.Create(ctx, "cryptvol/uuid/v1/0011223344556677", "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _, err := e.m.Create(ctx, "cryptvol/uuid/v2/8899aabbccddeeff")
+	b, _, err := e.m.Create(ctx, "cryptvol/uuid/v2/8899aabbccddeeff", "")
 	if err != nil {
 		t.Fatal(err)
 	}

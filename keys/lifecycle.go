@@ -12,7 +12,9 @@ import (
 )
 
 // Create returns the id and the material of an active AES-256 key named
-// name; the caller wipes the key.
+// name, in KMIP Object Group group, or Config.Group when group is ""; the
+// caller wipes the key. The group goes in the Create's own template, so a
+// group of the caller's choice costs no round trip.
 //
 // A Create interrupted after the server acted leaves a key behind, so keys
 // named name may already exist or be duplicated. The rule, applied once the
@@ -26,15 +28,20 @@ import (
 // that follows the Activate finds any other key of the name all the same.
 // The material comes in that request too, so a new name costs two round
 // trips: Create; Activate, Locate and Get (issue 15: it was four).
-func (m *KMIP) Create(ctx context.Context, name string) (string, *Key, error) {
+func (m *KMIP) Create(ctx context.Context, name, group string) (string, *Key, error) {
 	op := fmt.Sprintf("create key %q", name)
 	if err := validateText("name", name); err != nil {
+		return "", nil, m.wrap(op, err)
+	}
+	if group == "" {
+		group = m.cfg.Group
+	} else if err := validateText("object group", group); err != nil {
 		return "", nil, m.wrap(op, err)
 	}
 	var id string
 	var key *Key
 	err := m.run(ctx, op, func(ctx context.Context) error {
-		created, named, got, err := m.createActive(ctx, name)
+		created, named, got, err := m.createActive(ctx, name, group)
 		if err != nil {
 			return err
 		}
@@ -149,15 +156,16 @@ func (m *KMIP) Destroy(ctx context.Context, id string) error {
 	})
 }
 
-// createActive creates a key named name and activates it; named lists the
+// createActive creates a key named name in Object Group group (none when
+// "") and activates it; named lists the
 // keys that carry the name after the activation (nil when that could not be
 // read), and key is the new key's material (nil when its Get failed).
 // PyKMIP rejects an Activate batched without an explicit id, so the Create
 // goes alone; the Activate, with the new id, shares its request with the
 // Locate that Create's rule needs and the Get of the material, in that order
 // (batch()). If Activate fails the new key is destroyed.
-func (m *KMIP) createActive(ctx context.Context, name string) (id string, named []string, key *Key, err error) {
-	id, err = m.createKey(ctx, name)
+func (m *KMIP) createActive(ctx context.Context, name, group string) (id string, named []string, key *Key, err error) {
+	id, err = m.createKey(ctx, name, group)
 	if err != nil {
 		return "", nil, nil, err
 	}
@@ -193,17 +201,17 @@ func (m *KMIP) createActive(ctx context.Context, name string) (id string, named 
 	return id, named, key, nil
 }
 
-// createKey creates a PreActive AES-256 key named name, in Config.Group
-// and under Config.Policy when they are set.
-func (m *KMIP) createKey(ctx context.Context, name string) (string, error) {
+// createKey creates a PreActive AES-256 key named name, in Object Group
+// group and under Config.Policy when they are set.
+func (m *KMIP) createKey(ctx context.Context, name, group string) (string, error) {
 	attrs := []kmip.Attribute{
 		{AttributeName: kmip.AttributeNameCryptographicAlgorithm, AttributeValue: kmip.CryptographicAlgorithmAES},
 		{AttributeName: kmip.AttributeNameCryptographicLength, AttributeValue: int32(keyBytes * 8)},
 		{AttributeName: kmip.AttributeNameCryptographicUsageMask, AttributeValue: kmip.CryptographicUsageEncrypt | kmip.CryptographicUsageDecrypt},
 		{AttributeName: kmip.AttributeNameName, AttributeValue: kmip.Name{NameValue: name, NameType: kmip.NameTypeUninterpretedTextString}},
 	}
-	if m.cfg.Group != "" {
-		attrs = append(attrs, kmip.Attribute{AttributeName: kmip.AttributeNameObjectGroup, AttributeValue: m.cfg.Group})
+	if group != "" {
+		attrs = append(attrs, kmip.Attribute{AttributeName: kmip.AttributeNameObjectGroup, AttributeValue: group})
 	}
 	if m.cfg.Policy != "" {
 		attrs = append(attrs, kmip.Attribute{AttributeName: kmip.AttributeNameOperationPolicyName, AttributeValue: m.cfg.Policy})

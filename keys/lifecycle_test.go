@@ -55,7 +55,7 @@ func TestLifecycleOverAnInMemoryLink(t *testing.T) {
 	m := newMemKMIP(t, fake)
 	ctx := context.Background()
 
-	id, _, err := m.Create(ctx, "cryptvol/vg0/a")
+	id, _, err := m.Create(ctx, "cryptvol/vg0/a", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +63,7 @@ func TestLifecycleOverAnInMemoryLink(t *testing.T) {
 	if n := fake.msgs.Load(); n != 3 {
 		t.Errorf("first create: %d round trips, want 3", n)
 	}
-	again, _, err := m.Create(ctx, "cryptvol/vg0/a")
+	again, _, err := m.Create(ctx, "cryptvol/vg0/a", "")
 	if err != nil || again != id {
 		t.Fatalf("create of a taken name = %q, %v; want the existing key %q", again, err, id)
 	}
@@ -112,7 +112,7 @@ func TestCreateKeepsTheOldestActiveKeyOverAnInMemoryLink(t *testing.T) {
 	if _, err := m.Get(ctx, pre); !errors.Is(err, ErrNotActive) {
 		t.Fatalf("Get of a PreActive key = %v, want ErrNotActive", err)
 	}
-	id, _, err := m.Create(ctx, "cryptvol/vg0/b")
+	id, _, err := m.Create(ctx, "cryptvol/vg0/b", "")
 	if err != nil || id != oldest {
 		t.Fatalf("Create = %q, %v; want the oldest Active key %q", id, err, oldest)
 	}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -151,6 +152,21 @@ func TestLabDecommissionNode(t *testing.T) {
 		if k["result"] != "would destroy" || k["state"] != "Active" {
 			t.Errorf("dry run lists %v; want an Active key it would destroy", k)
 		}
+	}
+	// With the volume group, read with lvs: each key shows the volume
+	// whose LV's tag names it (one host: no maker, no mount record).
+	exit, withVG := decommission(t, srv, "lab-node-a", "--dry-run", "--vg", os.Getenv("CRYPTVOL_LAB_VG"))
+	var vols []string
+	for _, k := range withVG {
+		if lv, ok := k["lv"].(map[string]any); ok && k["result"] == "would destroy" {
+			if v, _ := lv["volume"].(string); v != "" {
+				vols = append(vols, v)
+			}
+		}
+	}
+	slices.Sort(vols)
+	if exit != 0 || !slices.Equal(vols, []string{"dc-a1", "dc-a2"}) {
+		t.Errorf("dry run with --vg: exit %d, keys %v; want the keys of dc-a1 and dc-a2, each shown with its volume", exit, withVG)
 	}
 	if _, err := a.mgr.Mount(ctx(t), "dc-a1", "a"); err != nil {
 		t.Fatalf("after a dry run node A cannot mount: %v", err)

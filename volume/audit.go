@@ -38,14 +38,19 @@ func (m *Manager) repaired(name, what string, err error) {
 
 // Each runs as the tenant's KMIP identity ("" is the plugin's own).
 
-func (m *Manager) keyCreate(ctx context.Context, name, tenant, keyName string) (id string, key *keys.Key, err error) {
+// keyCreate makes the key in KMIP Object Group group ("": the client's own).
+func (m *Manager) keyCreate(ctx context.Context, name, tenant, keyName, group string) (id string, key *keys.Key, err error) {
 	start := time.Now()
 	if k, kerr := m.keysFor(tenant); kerr != nil {
 		err = kerr
 	} else {
-		id, key, err = k.Create(ctx, keyName)
+		id, key, err = k.Create(ctx, keyName, group)
 	}
-	m.record(audit.Event{Op: "key.create", Volume: name, Tenant: tenant, KeyID: id, Detail: "created and activated " + keyName, Err: err, Took: time.Since(start)})
+	detail := "created and activated " + keyName
+	if group != "" {
+		detail += " in KMIP object group " + group
+	}
+	m.record(audit.Event{Op: "key.create", Volume: name, Tenant: tenant, KeyID: id, Detail: detail, Err: err, Took: time.Since(start)})
 	return id, key, err
 }
 

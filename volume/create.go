@@ -168,7 +168,7 @@ func (m *Manager) create(ctx context.Context, name string, o Options, keyName st
 	// A KMIP create that timed out may still have made the key; Locate by
 	// this create's own name finds it whether or not we learnt its id.
 	rb.add("destroy KMIP key", func(ctx context.Context) error { return m.destroyKeysNamed(ctx, name, o.Tenant, keyName, nil) })
-	keyID, key, err := m.keyCreate(ctx, name, o.Tenant, keyName)
+	keyID, key, err := m.keyCreate(ctx, name, o.Tenant, keyName, "")
 	if err != nil {
 		return err
 	}

@@ -21,7 +21,9 @@
 //   - a KMIP AES-256 key named "cryptvol/VG_UUID/NAME/NONCE", the LUKS
 //     passphrase: the VG's UUID keeps hosts whose groups share a name apart
 //     on one KMIP server, and the nonce makes each create's key name its own
-//     (volumes made before state version 2 have "cryptvol/VG/NAME");
+//     (volumes made before state version 2 have "cryptvol/VG/NAME"), in
+//     the KMIP Object Group of the node that made the volume, across
+//     rotations on any host too (keygroup.go);
 //   - while mounted: dm-crypt mapping "cryptvol-NAME" mounted at MountRoot/NAME,
 //     whose data directory MountRoot/NAME/data is what containers get.
 //

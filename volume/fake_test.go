@@ -79,6 +79,9 @@ type world struct {
 	wrongSource  string // Mount mounts this source instead of the device
 	createOrphan bool   // keys.Create makes the key, then fails (a timed-out request)
 	keyPrefix    string // key ids are keyPrefix+N (default "k")
+	// clientGroup is the Object Group the plugin's KMIP client puts a key
+	// in when Create names none (keys.Config.Group): the harness's node's.
+	clientGroup string
 
 	// before runs before every op, outside the lock.
 	before func(op, arg string)
@@ -122,8 +125,9 @@ func (hd *fakeHeader) opens(key []byte) bool {
 }
 
 type fakeKey struct {
-	name string
-	b    []byte
+	name  string
+	group string // KMIP Object Group
+	b     []byte
 }
 
 var errCrashed = errors.New("process crashed")
@@ -1116,7 +1120,7 @@ func (f fakeFS) MountedUnder(root string) (map[string]string, error) {
 
 type fakeKeys struct{ s *session }
 
-func (f fakeKeys) Create(ctx context.Context, name string) (string, *keys.Key, error) {
+func (f fakeKeys) Create(ctx context.Context, name, group string) (string, *keys.Key, error) {
 	done, err := f.s.enter("keys.Create", name)
 	if err != nil {
 		return "", nil, err
@@ -1137,7 +1141,7 @@ func (f fakeKeys) Create(ctx context.Context, name string) (string, *keys.Key, e
 	id := fmt.Sprintf("%s%d", cmp.Or(w.keyPrefix, "k"), w.nextKey)
 	b := make([]byte, 32)
 	rand.Read(b)
-	w.keys[id] = &fakeKey{name: name, b: b}
+	w.keys[id] = &fakeKey{name: name, group: cmp.Or(group, w.clientGroup), b: b}
 	if w.createOrphan {
 		return "", nil, errors.New("kmip 127.0.0.1:5696: i/o timeout")
 	}
@@ -1294,6 +1298,7 @@ func (h *harness) restart() {
 
 func (h *harness) newManager() (*Manager, error) {
 	s := h.s
+	s.w.clientGroup = keys.NodeGroup(cmp.Or(h.cfg.Node, "host"))
 	m, err := New(h.cfg, fakeLVM{s}, fakeCrypt{s}, fakeFS{s}, fakeKeys{s}, h.logger)
 	if err != nil {
 		return nil, err

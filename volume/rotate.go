@@ -51,7 +51,8 @@ type Rotation struct {
 // one, whether the volume is mounted or not (issue 13). The data and its
 // volume key stay as they are; a mounted volume's containers see nothing.
 // Steps, each journaled or idempotent: the rotation is journaled; a new key
-// is made (Create: made and activated) under a name of its own; the old
+// is made (Create: made and activated) under a name of its own, in the
+// KMIP Object Group of the node that made the volume (keygroup.go); the old
 // key is fetched; a keyslot is added for the new key (both keys on
 // cryptsetup's stdin); the token is pointed at the new key and keyslot;
 // the LV's key tag is swapped; the old keyslot is killed; the old key is
@@ -101,12 +102,16 @@ func (m *Manager) Rotate(ctx context.Context, name string) (r Rotation, err erro
 	if err != nil {
 		return r, fmt.Errorf("volume %q: %w", name, err)
 	}
+	group, err := m.keyGroupFor(name, lv)
+	if err != nil {
+		return r, err
+	}
 	e := rotationEntry{Volume: name, LVUUID: lv.UUID, Tenant: tenantOf(lv), OldKeyID: oldID, NewKeyName: keyName, NewSlot: slot}
 	if err := m.st.update(func(s *state) { s.Rotating = append(s.Rotating, e) }); err != nil {
 		return r, fmt.Errorf("volume %q: %w", name, err)
 	}
 	r = Rotation{Volume: name, OldKeyID: oldID}
-	if err := m.addNewKey(ctx, &e, dev, log); err != nil {
+	if err := m.addNewKey(ctx, &e, group, dev, log); err != nil {
 		// Settled by what the header shows: a keyslot added before a
 		// timeout is finished, else the new key is destroyed.
 		cctx, cancel := command.CleanupContext(ctx)
@@ -178,9 +183,10 @@ func (m *Manager) activeFor(ctx context.Context, name string, lv lvm.LV, log log
 	}, nil
 }
 
-// addNewKey makes the new key, journals its id, and adds its keyslot.
-func (m *Manager) addNewKey(ctx context.Context, e *rotationEntry, dev string, log logrus.FieldLogger) error {
-	newID, newKey, err := m.keyCreate(ctx, e.Volume, e.Tenant, e.NewKeyName)
+// addNewKey makes the new key in Object Group group (keygroup.go), journals
+// its id, and adds its keyslot.
+func (m *Manager) addNewKey(ctx context.Context, e *rotationEntry, group, dev string, log logrus.FieldLogger) error {
+	newID, newKey, err := m.keyCreate(ctx, e.Volume, e.Tenant, e.NewKeyName, group)
 	if err != nil {
 		return err
 	}

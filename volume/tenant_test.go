@@ -27,9 +27,9 @@ func (k identityKeys) note(op string) {
 	k.mu.Unlock()
 }
 
-func (k identityKeys) Create(ctx context.Context, name string) (string, *keys.Key, error) {
+func (k identityKeys) Create(ctx context.Context, name, group string) (string, *keys.Key, error) {
 	k.note("create")
-	return k.fakeKeys.Create(ctx, name)
+	return k.fakeKeys.Create(ctx, name, group)
 }
 func (k identityKeys) Get(ctx context.Context, id string) (*keys.Key, error) {
 	k.note("get")

@@ -161,7 +161,7 @@ func setup(ctx context.Context, cfg Config, health *kmipHealth, met *metrics.Met
 		known = readKnownDevices(cfg.StateDir, cfg.VG, log)
 	}
 	if cfg.Shared {
-		if err := sharedGroup(sctx, lv); err != nil {
+		if err := sharedGroup(sctx, lv, cfg.VG, cfg.Node); err != nil {
 			return nil, nil, err
 		}
 	} else if len(cfg.Devices) > 0 {

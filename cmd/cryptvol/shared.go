@@ -43,11 +43,15 @@ func (c *Config) loadShared(get func(name, def string) string) error {
 	return nil
 }
 
-// sharedGroup checks that the shared group exists and is shared, and joins
-// its lockspace on this host.
-func sharedGroup(ctx context.Context, lv *lvm.Client) error {
+// sharedGroup checks that the shared group exists and is shared, joins
+// its lockspace on this host, and then claims this host's node name in it
+// (nodename.go: after the join, when this host's host_id is its own).
+func sharedGroup(ctx context.Context, lv *lvm.Client, vg, node string) error {
 	if err := lv.CheckShared(ctx); err != nil {
 		return err
 	}
-	return lv.StartLocks(ctx)
+	if err := lv.StartLocks(ctx); err != nil {
+		return err
+	}
+	return claimNode(ctx, lv, vg, node)
 }

@@ -11,7 +11,9 @@
 #     a volume made and written on node 1 is read on node 2 after node 1's last unmount; while one host has it
 #     mounted, a Mount on the other fails saying so, with no mapping made there; a Create of the name on the other
 #     host returns the existing volume, and a conflicting option is reported; both hosts rotating its key at once
-#     leave one keyslot, opened by the key its token names;
+#     leave one keyslot, opened by the key its token names; node 2's rotation of the volume node 1 made leaves the
+#     new key in node 1's KMIP Object Group, and `cryptvol decommission node1 --dry-run` shows that key with its
+#     volume and maker; a plugin started on node 2 under node 1's name refuses, naming node 1's sanlock host_id;
 #   - node 1's guest killed while it has the volume mounted: node 2 gets it once node 1's sanlock lease has expired
 #     (the time is printed), fsck -n finds the filesystem clean and what node 1 had synced is there; neither the
 #     shared disk nor either host's state directories or plugin logs hold the key's bytes;
@@ -173,6 +175,22 @@ check "one keyslot remains, and node 2 mounts v1 with the key its token names an
 	 lvchange -an sv/cv-v1; echo "keyslots: $n"; [ "$n" = 1 ] &&
 	 ok Mount "{\"Name\":\"v1\",\"ID\":\"c5\"}" && grep -q "written on node2" $mnt/v1/data/g &&
 	 ok Unmount "{\"Name\":\"v1\",\"ID\":\"c5\"}" && ! mapped v1'
+
+check "node 2 rotates v1, which node 1 made: the new key stays in node 1's KMIP object group" 2 \
+	'$repo/bin/cryptvol rotate --socket $sock v1 && source /lab/pair/kmip/env &&
+	 id=$(lvs --noheadings -o lv_tags sv/cv-v1 | tr ", " "\n\n" | sed -n "s/^cryptvol_key_//p") && echo "key: $id" &&
+	 [ -n "$id" ] && { dc=$($repo/bin/cryptvol decommission node1 --dry-run --json --vg sv --shared); r=$?; echo "$dc"; [ $r = 0 ]; } &&
+	 jq -e --arg id "$id" "[.keys[] | select(.id == \$id and .lv.volume == \"v1\" and .lv.made_by == \"node1\")] | length == 1" <<< "$dc" &&
+	 $repo/bin/cryptvol decommission node2 --dry-run --json | jq -e --arg id "$id" "[.keys[].id] | index(\$id) == null"'
+check "a plugin started on node 2 as node1 refuses: the name is node 1's (sanlock host_id 1)" 2 \
+	'source /lab/pair/kmip/env; d=$(mktemp -d)
+	 CRYPTVOL_VG=sv CRYPTVOL_SHARED=true CRYPTVOL_NODE=node1 CRYPTVOL_SOCKET=$d/sock CRYPTVOL_STATE_DIR=$d/state \
+		CRYPTVOL_MOUNT_ROOT=$d/mnt setsid "$repo/bin/cryptvol" > $d/log 2>&1 < /dev/null &
+	 p=$!
+	 for _ in $(seq 1 600); do grep -q "start-up failed" $d/log && break; sleep 0.2; done; kill $p; wait $p
+	 grep "start-up failed" $d/log | head -1 | cut -c1-600; vgs --noheadings -o vg_tags sv
+	 grep -q "is in use in shared volume group sv by the host with sanlock host_id 1" $d/log &&
+	 vgs --noheadings -o vg_tags sv | grep -q "cryptvol_node_node1=1" && ! vgs --noheadings -o vg_tags sv | grep -q "cryptvol_node_node1=2"'
 
 echo "== node 1 dies holding the volume"
 check "node 1 mounts v1 and syncs a file" 1 \
