@@ -279,8 +279,15 @@ func (m *Manager) settleRotations(ctx context.Context, name string, log logrus.F
 }
 
 // settleRotation finishes or undoes one journaled rotation by what the
-// volume's header shows (see Rotate), and drops its entry.
+// volume's header shows (see Rotate), and drops its entry. The caller holds
+// the volume lock. An entry no longer journaled was settled meanwhile (the
+// sweeper and start-up take the journal before the lock, and Rotate may
+// have finished while they waited): it is left alone, touching neither
+// LV nor header.
 func (m *Manager) settleRotation(ctx context.Context, e rotationEntry, log logrus.FieldLogger) error {
+	if !slices.ContainsFunc(m.st.rotations(e.Volume), func(x rotationEntry) bool { return x.NewKeyName == e.NewKeyName }) {
+		return nil
+	}
 	undo := func(why string) error {
 		if err := m.destroyKeysNamed(ctx, e.Volume, e.Tenant, e.NewKeyName, []string{e.NewKeyID}); err != nil {
 			return err

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"path/filepath"
 	"slices"
+
+	"github.com/sirupsen/logrus"
 	"strings"
 	"testing"
 )
@@ -208,5 +210,38 @@ func TestSettleUndoesARotationWhoseKeyslotAnotherHostTook(t *testing.T) {
 	if n := len(h.m.st.snapshot().Rotating); n != 0 {
 		t.Errorf("%d rotations still journaled", n)
 	}
+	h.assertConsistent()
+}
+
+// The sweeper takes the journal before the volume's lock: a rotation it
+// saw unfinished may be finished by the time it holds the lock. It must
+// then leave the volume alone: in a shared group, settling it again would
+// activate the LV on this host for a moment after the rotation, and the
+// other host's mount would find it locked.
+func TestAStaleJournalEntryIsNotSettledAgain(t *testing.T) {
+	h := sharedHarness(t)
+	h.mustCreate("v", nil)
+	var seen []rotationEntry
+	h.w.before = func(op, arg string) {
+		if op == "crypt.AddKey" && seen == nil {
+			seen = h.m.st.snapshot().Rotating
+		}
+	}
+	if _, err := h.m.Rotate(h.ctx, "v"); err != nil {
+		t.Fatal(err)
+	}
+	h.w.before = nil
+	if len(seen) != 1 {
+		t.Fatalf("journal during the rotation: %+v", seen)
+	}
+	h.w.resetCalls()
+	err := h.m.withLock("v", func(log logrus.FieldLogger) error { return h.m.settleRotation(h.ctx, seen[0], log) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if calls := h.w.callLog(); len(calls) != 0 {
+		t.Errorf("settling a rotation that was already finished made calls: %v", calls)
+	}
+	h.assertDown("v")
 	h.assertConsistent()
 }
