@@ -144,6 +144,14 @@ all_closed() {
 	for v in $vols; do closed "$v" || return 1; done
 }
 wait_for "every volume closed after its last container" 60 all_closed
+# What is still decrypted, and what the plugin says of it, where the wait ran out.
+all_closed ||
+	for v in $vols; do
+		closed "$v" && continue
+		echo "     | $v: mapping $(mapping_open "$v" && echo open || echo closed); mounts: $(grep -c "^/dev/mapper/cryptvol-$v " /proc/mounts);" \
+			"plugin says: $(status "$v" mounted) mounted, $(status "$v" mount_count) mounts counted, pending: $(status "$v" pending)"
+		grep "^/dev/mapper/cryptvol-$v " /proc/mounts | sed 's/^/     |   /'
+	done
 # One container over all 20: each volume a container ran on has its own id.
 kept() {
 	local n args=() want=() got
