@@ -323,21 +323,9 @@ func (c *Client) AddTag(ctx context.Context, name, tag string) error {
 // present (del) and absent (add) (lvchange(8) --deltag, --addtag); with
 // none, nothing runs.
 func (c *Client) ReplaceTags(ctx context.Context, name string, del, add []string) error {
-	var args []string
-	for _, t := range del {
-		if err := ValidateTag(t); err != nil {
-			return err
-		}
-		args = append(args, "--deltag", t)
-	}
-	for _, t := range add {
-		if err := ValidateTag(t); err != nil {
-			return err
-		}
-		args = append(args, "--addtag", t)
-	}
-	if len(args) == 0 {
-		return nil
+	args, err := tagArgs(del, add)
+	if err != nil || len(args) == 0 {
+		return err
 	}
 	return c.lvchange(ctx, "tag", name, args...)
 }
@@ -355,4 +343,23 @@ func (c *Client) RemoveLV(ctx context.Context, name string) error {
 		return fmt.Errorf("remove logical volume %s: %w", c.lvRef(name), err)
 	}
 	return nil
+}
+
+// tagArgs are the --deltag and --addtag arguments of lvchange and vgchange
+// for the tags del and add, each validated first.
+func tagArgs(del, add []string) ([]string, error) {
+	var args []string
+	for _, t := range del {
+		if err := ValidateTag(t); err != nil {
+			return nil, err
+		}
+		args = append(args, "--deltag", t)
+	}
+	for _, t := range add {
+		if err := ValidateTag(t); err != nil {
+			return nil, err
+		}
+		args = append(args, "--addtag", t)
+	}
+	return args, nil
 }

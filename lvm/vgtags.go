@@ -33,23 +33,11 @@ func (c *Client) VGTags(ctx context.Context) ([]string, error) {
 // metadata commit (vgchange; in a shared group under the group's lock, so
 // the commits of all hosts are one sequence).
 func (c *Client) ChangeVGTags(ctx context.Context, del, add []string) error {
-	args := []string{"vgchange"}
-	for _, t := range del {
-		if err := ValidateTag(t); err != nil {
-			return err
-		}
-		args = append(args, "--deltag", t)
+	args, err := tagArgs(del, add)
+	if err != nil || len(args) == 0 {
+		return err
 	}
-	for _, t := range add {
-		if err := ValidateTag(t); err != nil {
-			return err
-		}
-		args = append(args, "--addtag", t)
-	}
-	if len(args) == 1 {
-		return nil
-	}
-	if _, err := c.run(ctx, append(args, c.vg)...); err != nil {
+	if _, err := c.run(ctx, append(append([]string{"vgchange"}, args...), c.vg)...); err != nil {
 		return fmt.Errorf("change tags of volume group %s: %w", c.vg, err)
 	}
 	return nil
