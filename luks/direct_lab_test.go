@@ -42,17 +42,7 @@ func TestLabOpenRotatedHeaderAsCryptsetupDoes(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	dmsetup := func(args ...string) string {
-		t.Helper()
-		out, err := command.Run(ctx, command.ProgramAndAction, nil, "dmsetup", args...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return string(out)
-	}
-	state := func() string {
-		return dmsetup("table", mapping) + dmsetup("info", "--noheadings", "-c", "-o", "name,uuid,attr", mapping)
-	}
+	state := func() string { return mappingState(t, ctx, mapping) }
 	for _, pass := range [][]byte{key, next} {
 		if _, err := command.Run(ctx, command.ProgramAndAction, pass, "cryptsetup", "open", "--type", "luks2", "--key-file", "-", lv.Path, mapping); err != nil {
 			t.Fatal(err)

@@ -54,6 +54,21 @@ func labLV(t *testing.T, ctx context.Context, prefix string) (lv lvm.LV, suffix 
 	return lv, suffix, key
 }
 
+// mappingState is what the kernel shows of mapping: its table, name,
+// uuid and attributes (dmsetup), for comparing two ways of opening.
+func mappingState(t *testing.T, ctx context.Context, mapping string) string {
+	t.Helper()
+	var b strings.Builder
+	for _, args := range [][]string{{"table", mapping}, {"info", "--noheadings", "-c", "-o", "name,uuid,attr", mapping}} {
+		out, err := command.Run(ctx, command.ProgramAndAction, nil, "dmsetup", args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.Write(out)
+	}
+	return b.String()
+}
+
 // countingCryptsetup is a Cryptsetup running the real programs, each
 // passed to seen ("program action") first.
 func countingCryptsetup(seen func(string)) *Cryptsetup {
@@ -261,17 +276,7 @@ func TestLabOpenWithoutCryptsetup(t *testing.T) {
 	if err := cs.Format(ctx, lv.Path, key, Token{KeyID: "lab-" + suffix, Volume: "v" + suffix}); err != nil {
 		t.Fatal(err)
 	}
-	dmsetup := func(args ...string) string {
-		t.Helper()
-		out, err := command.Run(ctx, command.ProgramAndAction, nil, "dmsetup", args...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return string(out)
-	}
-	state := func() string {
-		return dmsetup("table", mapping) + dmsetup("info", "--noheadings", "-c", "-o", "name,uuid,attr", mapping)
-	}
+	state := func() string { return mappingState(t, ctx, mapping) }
 	for _, c := range []struct {
 		opts  OpenOptions
 		flags []string
