@@ -41,7 +41,8 @@ unit: fmt-check
 FUZZTIME ?= 300000x
 FUZZTIME_LUKS ?= 200000x
 FUZZ_TARGETS = ./volume:FuzzValidateName:$(FUZZTIME) ./volume:FuzzParseOptions:$(FUZZTIME) \
-	./volume:FuzzParseSize:$(FUZZTIME) ./luks:FuzzDirectOpenAgreesWithCryptsetup:$(FUZZTIME_LUKS)
+	./volume:FuzzParseSize:$(FUZZTIME) ./luks:FuzzParseNameList:$(FUZZTIME) \
+	./luks:FuzzDirectOpenAgreesWithCryptsetup:$(FUZZTIME_LUKS)
 .PHONY: fuzz
 fuzz:
 	@echo "go test -run TestHostDirectOpenAgreesOnEverySingleEdit ./luks"; \

@@ -19,18 +19,19 @@ const (
 	KeyBits = 512
 )
 
-// Cryptsetup runs cryptsetup, and reads which mappings exist from sysfs.
+// Cryptsetup runs cryptsetup, and asks device-mapper which mappings exist.
 type Cryptsetup struct {
-	exec     command.Exec
-	sysBlock string // sysfs's block directory (mapped.go)
-	// Open's and Close's direct paths (dmcreate.go, dmremove.go):
-	// /dev/mapper, /sys/dev/block, a stat and the ioctls; tests replace
-	// them.
+	exec command.Exec
+	// Open's and Close's direct paths (dmcreate.go, dmremove.go) and
+	// IsOpen's (mapped.go): /dev/mapper, /sys/dev/block, a stat and the
+	// ioctls; tests replace them.
 	devMapper   string
 	sysDevBlock string
 	devNumber   func(path string) (uint64, error)
 	dmRemove    func(name string) error
 	dmActivate  func(a *activation, vk []byte) (uint64, error)
+	dmStatus    func(name string) (dmInfo, error)
+	dmList      func() ([]string, error)
 }
 
 // Option configures a Cryptsetup.
@@ -39,14 +40,11 @@ type Option func(*Cryptsetup)
 // WithExec replaces the command runner (tests use a fake).
 func WithExec(e command.Exec) Option { return func(c *Cryptsetup) { c.exec = e } }
 
-// WithSysBlock replaces /sys/block, where IsOpen looks (tests use a tree of
-// their own).
-func WithSysBlock(dir string) Option { return func(c *Cryptsetup) { c.sysBlock = dir } }
-
 // New returns a Cryptsetup that runs the cryptsetup binary from PATH.
 func New(opts ...Option) *Cryptsetup {
-	c := &Cryptsetup{exec: command.Runner(command.ProgramAndAction), sysBlock: "/sys/block",
-		devMapper: "/dev/mapper", sysDevBlock: "/sys/dev/block", devNumber: blockdev.Number, dmRemove: removeDM, dmActivate: activateDM}
+	c := &Cryptsetup{exec: command.Runner(command.ProgramAndAction),
+		devMapper: "/dev/mapper", sysDevBlock: "/sys/dev/block", devNumber: blockdev.Number,
+		dmRemove: removeDM, dmActivate: activateDM, dmStatus: statusDM, dmList: listDM}
 	for _, o := range opts {
 		o(c)
 	}
@@ -136,12 +134,11 @@ func (c *Cryptsetup) Open(ctx context.Context, dev, mapping string, key []byte, 
 	return nil
 }
 
-// Close removes the mapping: a plain LUKS2 mapping with one ioctl
-// (dmremove.go), anything else with cryptsetup close. A mapping that is not
-// open is already closed (ENXIO; cryptsetup close exits 4, "Device ... is
-// not active"), which makes Close safe to retry; asking cryptsetup status
-// first would cost a program run per close for the same answer. One still
-// held open is ErrBusy.
+// Close removes the mapping: a plain LUKS2 mapping, or a tableless device
+// an interrupted open left, with one ioctl (dmremove.go), anything else
+// with cryptsetup close. A mapping that is not open is already closed,
+// which makes Close safe to retry. One still held open is ErrBusy. Close
+// returns nil only when device-mapper has no device of that name left.
 func (c *Cryptsetup) Close(ctx context.Context, mapping string) error {
 	if err := ValidateMapping(mapping); err != nil {
 		return err
@@ -152,11 +149,17 @@ func (c *Cryptsetup) Close(ctx context.Context, mapping string) error {
 	if _, err := c.run(ctx, nil, "close", mapping); err != nil {
 		switch exitCode(err) {
 		case 4:
-			return nil
 		case 5:
 			return fmt.Errorf("close mapping %s: %w: %w", mapping, ErrBusy, err)
+		default:
+			return fmt.Errorf("close mapping %s: %w", mapping, err)
 		}
-		return fmt.Errorf("close mapping %s: %w", mapping, err)
+	}
+	// Closed means gone from device-mapper's name table: cryptsetup's
+	// "not active" (exit 4) is also its answer for a device it does not
+	// take for a mapping of its own.
+	if _, err := c.dmStatus(mapping); !gone(err) {
+		return fmt.Errorf("close mapping %s: cryptsetup close answered, but device-mapper still has a device of that name (%v)", mapping, err)
 	}
 	return nil
 }

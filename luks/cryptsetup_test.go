@@ -4,11 +4,15 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/cryptvol/cryptvol/internal/command"
 )
@@ -32,6 +36,7 @@ type csAnswer struct {
 	stdout string
 	code   int
 	stderr string
+	then   func() // what the program changed, if anything
 }
 
 func newFakeCS(t *testing.T) *fakeCS { return &fakeCS{t: t, answers: map[string]csAnswer{}} }
@@ -44,6 +49,9 @@ func (f *fakeCS) exec(_ context.Context, stdin []byte, name string, args ...stri
 	a, ok := f.answers[strings.Join(argv, " ")]
 	if !ok {
 		f.t.Fatalf("unexpected command %q", argv)
+	}
+	if a.then != nil {
+		a.then()
 	}
 	if a.code != 0 {
 		return []byte(a.stdout), &command.Error{Args: argv, ExitCode: a.code, Stderr: a.stderr, Naming: command.ProgramAndAction}
@@ -342,29 +350,51 @@ func TestOpenValidatesBeforeRunning(t *testing.T) {
 	}
 }
 
-// IsOpen reads sysfs and starts no program.
-func TestIsOpen(t *testing.T) {
-	sys := t.TempDir()
-	dev := func(name, dmName string) {
-		if dmName == "" {
-			if err := os.MkdirAll(filepath.Join(sys, name), 0o755); err != nil {
-				t.Fatal(err)
-			}
-			return
+// fakeDM is device-mapper's name table for a Cryptsetup under test.
+type fakeDM struct {
+	devs map[string]dmInfo
+	err  error // every ioctl's answer, when set
+}
+
+func (d *fakeDM) wire(c *Cryptsetup) *Cryptsetup {
+	c.dmStatus = func(name string) (dmInfo, error) {
+		if d.err != nil {
+			return dmInfo{}, d.err
 		}
-		if err := os.MkdirAll(filepath.Join(sys, name, "dm"), 0o755); err != nil {
-			t.Fatal(err)
+		i, ok := d.devs[name]
+		if !ok {
+			return dmInfo{}, unix.ENXIO
 		}
-		if err := os.WriteFile(filepath.Join(sys, name, "dm", "name"), []byte(dmName+"\n"), 0o644); err != nil {
-			t.Fatal(err)
-		}
+		return i, nil
 	}
-	dev("vda", "")
-	dev("dm-0", "labvg-cv--v1")
-	dev("dm-3", "cryptvol-v1")
-	dev("dm-4", "cryptvol-v10")
+	c.dmList = func() ([]string, error) {
+		if d.err != nil {
+			return nil, d.err
+		}
+		return slices.Collect(maps.Keys(d.devs)), nil
+	}
+	c.dmRemove = func(name string) error {
+		if _, ok := d.devs[name]; !ok {
+			return unix.ENXIO
+		}
+		delete(d.devs, name)
+		return nil
+	}
+	return c
+}
+
+const v1UUID = "CRYPT-LUKS2-0123456789abcdef0123456789abcdef-cryptvol-v1"
+
+// IsOpen and Mappings ask device-mapper's name table, tableless devices
+// included, and start no program.
+func TestIsOpen(t *testing.T) {
 	f := newFakeCS(t)
-	c := New(WithExec(f.exec), WithSysBlock(sys))
+	dm := &fakeDM{devs: map[string]dmInfo{
+		"labvg-cv--v1": {flags: dmActivePresentFlag},
+		"cryptvol-v1":  {flags: dmActivePresentFlag, uuid: v1UUID},
+		"cryptvol-v10": {uuid: "CRYPT-LUKS2-0123456789abcdef0123456789abcdef-cryptvol-v10"}, // an open cut off
+	}}
+	c := dm.wire(New(WithExec(f.exec)))
 	for _, tc := range []struct {
 		mapping string
 		want    bool
@@ -374,7 +404,6 @@ func TestIsOpen(t *testing.T) {
 			t.Errorf("IsOpen(%s) = %v, %v; want %v", tc.mapping, got, err, tc.want)
 		}
 	}
-	// Mappings: every device-mapper name, in one pass, no program.
 	names, err := c.Mappings(context.Background())
 	if want := map[string]bool{"labvg-cv--v1": true, "cryptvol-v1": true, "cryptvol-v10": true}; err != nil || !reflect.DeepEqual(names, want) {
 		t.Errorf("Mappings = %v, %v; want %v", names, err, want)
@@ -385,64 +414,44 @@ func TestIsOpen(t *testing.T) {
 	if _, err := c.IsOpen(context.Background(), "../x"); err == nil {
 		t.Error("a bad mapping name was accepted")
 	}
-
-	// sysfs unreadable, or a device that will not say its name (one being
-	// freed): cryptsetup status answers instead.
-	for _, tc := range []struct {
-		what string
-		sys  func() string
-	}{
-		{"no sysfs", func() string { return filepath.Join(sys, "missing") }},
-		{"a name that cannot be read", func() string {
-			// A directory where the name should be: reading it fails
-			// other than with ENOENT, as a dying device's does.
-			if err := os.MkdirAll(filepath.Join(sys, "dm-9", "dm", "name"), 0o755); err != nil {
-				t.Fatal(err)
-			}
-			return sys
-		}},
-	} {
-		for _, st := range []struct {
-			code int
-			want bool
-		}{{0, true}, {4, false}} {
-			f := newFakeCS(t)
-			f.on("cryptsetup status cryptvol-v2", csAnswer{code: st.code})
-			got, err := New(WithExec(f.exec), WithSysBlock(tc.sys())).IsOpen(context.Background(), "cryptvol-v2")
-			if err != nil || got != st.want || len(f.calls) != 1 {
-				t.Errorf("%s, status exit %d: IsOpen = %v, %v after %q; want %v from cryptsetup status", tc.what, st.code, got, err, f.argvs(), st.want)
-			}
-		}
+	// device-mapper that cannot be asked: an error naming the mapping,
+	// never "closed".
+	dm.err = unix.EACCES
+	if got, err := c.IsOpen(context.Background(), "cryptvol-v2"); err == nil || !strings.Contains(err.Error(), "cryptvol-v2") {
+		t.Errorf("IsOpen without device-mapper = %v, %v; want an error naming the mapping", got, err)
 	}
-	// Where IsOpen would ask cryptsetup, Mappings says it cannot tell.
-	if names, err := New(WithExec(f.exec), WithSysBlock(sys)).Mappings(context.Background()); err == nil || !strings.Contains(err.Error(), sys) {
-		t.Errorf("Mappings with a name that cannot be read = %v, %v; want an error naming %s", names, err, sys)
-	}
-	f = newFakeCS(t)
-	f.on("cryptsetup status cryptvol-v2", csAnswer{code: 1, stderr: "boom"})
-	if _, err := New(WithExec(f.exec), WithSysBlock(sys)).IsOpen(context.Background(), "cryptvol-v2"); err == nil ||
-		!strings.Contains(err.Error(), "cryptvol-v2") {
-		t.Errorf("status failing: err = %v, want an error naming the mapping", err)
+	if names, err := c.Mappings(context.Background()); err == nil {
+		t.Errorf("Mappings without device-mapper = %v, want an error", names)
 	}
 }
 
 func TestClose(t *testing.T) {
-	// Not open: nothing to do, and one program run.
+	// Not open: nothing to do, and no program.
 	f := newFakeCS(t)
-	f.on("cryptsetup close cryptvol-v1", csAnswer{code: 4, stderr: "Device cryptvol-v1 is not active.\n"})
-	if err := New(WithExec(f.exec)).Close(context.Background(), "cryptvol-v1"); err != nil || len(f.calls) != 1 {
+	if err := (&fakeDM{}).wire(New(WithExec(f.exec))).Close(context.Background(), "cryptvol-v1"); err != nil || len(f.calls) != 0 {
 		t.Fatalf("err = %v, calls %q", err, f.argvs())
 	}
-	// Open: closed, with one program run.
+	// Open, and not a mapping the direct path takes (no node here):
+	// closed by cryptsetup, one program run.
+	dm := &fakeDM{devs: map[string]dmInfo{"cryptvol-v1": {flags: dmActivePresentFlag, uuid: v1UUID}}}
 	f = newFakeCS(t)
-	f.on("cryptsetup close cryptvol-v1", csAnswer{})
-	if err := New(WithExec(f.exec)).Close(context.Background(), "cryptvol-v1"); err != nil || len(f.calls) != 1 {
+	f.on("cryptsetup close cryptvol-v1", csAnswer{then: func() { delete(dm.devs, "cryptvol-v1") }})
+	if err := dm.wire(New(WithExec(f.exec))).Close(context.Background(), "cryptvol-v1"); err != nil || len(f.calls) != 1 {
 		t.Fatalf("err = %v, calls %q", err, f.argvs())
+	}
+	// cryptsetup's "not active" while device-mapper still has the name is
+	// no close.
+	dm = &fakeDM{devs: map[string]dmInfo{"cryptvol-v1": {flags: dmActivePresentFlag, uuid: "LVM-x"}}}
+	f = newFakeCS(t)
+	f.on("cryptsetup close cryptvol-v1", csAnswer{code: 4, stderr: "Device cryptvol-v1 is not active.\n"})
+	if err := dm.wire(New(WithExec(f.exec))).Close(context.Background(), "cryptvol-v1"); err == nil || !strings.Contains(err.Error(), "still has a device") {
+		t.Fatalf("exit 4 with the device still there: err = %v", err)
 	}
 	// Busy: an error naming the mapping.
+	dm = &fakeDM{devs: map[string]dmInfo{"cryptvol-v1": {flags: dmActivePresentFlag, uuid: v1UUID}}}
 	f = newFakeCS(t)
 	f.on("cryptsetup close cryptvol-v1", csAnswer{code: 5, stderr: "Device cryptvol-v1 is still in use.\n"})
-	err := New(WithExec(f.exec)).Close(context.Background(), "cryptvol-v1")
+	err := dm.wire(New(WithExec(f.exec))).Close(context.Background(), "cryptvol-v1")
 	if err == nil || !strings.Contains(err.Error(), "still in use") || !strings.Contains(err.Error(), "cryptvol-v1") {
 		t.Fatalf("err = %v", err)
 	}
@@ -452,7 +461,7 @@ func TestClose(t *testing.T) {
 	}
 	f = newFakeCS(t)
 	f.on("cryptsetup close cryptvol-v1", csAnswer{code: 1, stderr: "Wrong parameters.\n"})
-	if err := New(WithExec(f.exec)).Close(context.Background(), "cryptvol-v1"); err == nil || errors.Is(err, ErrBusy) {
+	if err := dm.wire(New(WithExec(f.exec))).Close(context.Background(), "cryptvol-v1"); err == nil || errors.Is(err, ErrBusy) {
 		t.Fatalf("exit 1 close: %v, want an error that is not ErrBusy", err)
 	}
 }

@@ -9,7 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The device-mapper ioctls Open and Close issue themselves (issue 15), as
+// The device-mapper ioctls Open, Close and IsOpen issue themselves, as
 // linux/dm-ioctl.h defines them: each is _IOWR(0xfd, CMD, struct
 // dm_ioctl), the command numbers counting from DM_VERSION_CMD 0.
 const (
@@ -23,15 +23,19 @@ const (
 	offDMName   = 48
 	offDMUUID   = 176
 
-	dmDevCreateCmd = 3
+	dmListDevicesCmd = 2
+	dmDevCreateCmd   = 3
 	// DM_DEV_REMOVE is 4 (2, DM_LIST_DEVICES, succeeds and removes
 	// nothing: the check after Close's ioctl is why).
 	dmDevRemoveCmd  = 4
 	dmDevSuspendCmd = 6 // without DM_SUSPEND_FLAG: resume, making a loaded table live
+	dmDevStatusCmd  = 7
 	dmTableLoadCmd  = 9
 
-	dmReadonlyFlag   = 1 << 0
-	dmSecureDataFlag = 1 << 15 // the kernel wipes its copy of the buffer
+	dmReadonlyFlag      = 1 << 0
+	dmActivePresentFlag = 1 << 5  // the device has a live table
+	dmBufferFullFlag    = 1 << 8  // the reply did not fit: ask again with more room
+	dmSecureDataFlag    = 1 << 15 // the kernel wipes its copy of the buffer
 
 	// sizeof(struct dm_target_spec): sector_start, length (u64), status,
 	// next (u32), target_type[16]; the target's parameters follow.
@@ -42,6 +46,16 @@ const (
 // payload (a target spec and its parameters) after the header, and returns
 // the kernel's reply header. eventNr carries libdevmapper's udev flags.
 func dmCall(cmd uintptr, name, uuid string, flags, eventNr uint32, payload []byte) ([]byte, error) {
+	b, err := dmIoctl(cmd, name, uuid, flags, eventNr, payload, 0)
+	if err != nil {
+		return nil, err
+	}
+	return b[:dmIoctlSize], nil
+}
+
+// dmIoctl is dmCall with room bytes for the kernel's answer after the
+// header and the payload, and it returns the whole buffer.
+func dmIoctl(cmd uintptr, name, uuid string, flags, eventNr uint32, payload []byte, room int) ([]byte, error) {
 	if len(name) >= dmNameLen {
 		return nil, fmt.Errorf("device-mapper name %q too long", name)
 	}
@@ -53,8 +67,9 @@ func dmCall(cmd uintptr, name, uuid string, flags, eventNr uint32, payload []byt
 		return nil, err
 	}
 	defer f.Close()
-	b := make([]byte, dmIoctlSize+len(payload))
-	defer clear(b)
+	b := make([]byte, dmIoctlSize+len(payload)+room)
+	// The payload may carry a key reference; the kernel's answer does not.
+	defer clear(b[dmIoctlSize : dmIoctlSize+len(payload)])
 	ne := binary.NativeEndian
 	ne.PutUint32(b[0:], 4) // version 4.0.0: the kernel checks the major
 	ne.PutUint32(b[12:], uint32(len(b)))
@@ -71,7 +86,7 @@ func dmCall(cmd uintptr, name, uuid string, flags, eventNr uint32, payload []byt
 	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, f.Fd(), req, uintptr(unsafe.Pointer(&b[0]))); errno != 0 {
 		return nil, errno
 	}
-	return append([]byte(nil), b[:dmIoctlSize]...), nil
+	return b, nil
 }
 
 // targetSpec is one struct dm_target_spec and its NUL-terminated

@@ -10,13 +10,14 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Closing a mapping without cryptsetup (issue 15): `cryptsetup close` is a
-// program start, 0.12-0.17 s in the lab where the kernel's work, one
-// DM_DEV_REMOVE, takes milliseconds, and every last unmount of a
-// `docker run` paid it. Close takes this path for the mappings cryptsetup
-// made of a plain LUKS2 volume, and leaves every other case (no node, a
-// device of another kind under that name, a dm-integrity device stacked
-// underneath, which cryptsetup removes with it) to cryptsetup.
+// Closing a mapping without cryptsetup: `cryptsetup close` is a program
+// start where the kernel's work, one DM_DEV_REMOVE, takes milliseconds, and
+// every last unmount of a `docker run` paid it. Close takes this path for
+// the mappings cryptsetup made of a plain LUKS2 volume and for the
+// tableless devices an open cut off leaves (dmlist.go), and leaves every
+// other case (no node, a device of another kind under that name, a
+// dm-integrity device stacked underneath, which cryptsetup removes with it)
+// to cryptsetup.
 
 // errNotDirect says the direct path (openDirect, closeDirect) does not
 // apply and has changed nothing: run cryptsetup.
@@ -34,6 +35,14 @@ func removeDM(name string) error {
 // libdevmapper does where no udev runs. It returns errNotDirect, having
 // changed nothing, when that is not what it finds.
 func (c *Cryptsetup) closeDirect(mapping string) error {
+	switch info, err := c.dmStatus(mapping); {
+	case gone(err):
+		return nil // not open: closed, as Close promises
+	case err != nil:
+		return errNotDirect
+	case !info.live():
+		return c.closeUnloaded(mapping, info)
+	}
 	node := filepath.Join(c.devMapper, mapping)
 	dev, err := c.devNumber(node)
 	if err != nil {
@@ -81,6 +90,57 @@ func (c *Cryptsetup) closeDirect(mapping string) error {
 		}
 	}
 	return nil
+}
+
+// closeUnloaded removes a device called mapping that has no live table:
+// an open cut off after DM_DEV_CREATE, before the resume that makes its
+// table live (dmlist.go). It maps no data, so removing it loses nothing,
+// and cryptsetup would not: its close answers "not active" (exit 4) and
+// leaves the name taken, so that the volume's next open fails. Only a
+// device with the uuid cryptsetup and openDirect give a LUKS2 mapping of
+// this name is removed; any other is an error naming it.
+func (c *Cryptsetup) closeUnloaded(mapping string, info dmInfo) error {
+	if !luks2MappingUUID(info.uuid, mapping) {
+		return fmt.Errorf("close mapping %s: a device-mapper device of that name has no live table and uuid %q, which is not a LUKS2 mapping's of that name; left alone", mapping, info.uuid)
+	}
+	switch err := c.dmRemove(mapping); {
+	case errors.Is(err, unix.EBUSY):
+		return fmt.Errorf("close mapping %s (no live table): %w: the kernel says it is open (%w)", mapping, ErrBusy, err)
+	case err != nil && !gone(err):
+		return fmt.Errorf("close mapping %s (no live table): DM_DEV_REMOVE: %w", mapping, err)
+	}
+	if _, err := c.dmStatus(mapping); !gone(err) {
+		return fmt.Errorf("close mapping %s (no live table): DM_DEV_REMOVE answered, but the kernel still has the device (%v)", mapping, err)
+	}
+	// libdevmapper may have made a node before it was cut off.
+	node := filepath.Join(c.devMapper, mapping)
+	if now, err := c.devNumber(node); err == nil && now == info.dev {
+		if err := os.Remove(node); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("close mapping %s: removing %s: %w", mapping, node, err)
+		}
+	}
+	return nil
+}
+
+// luks2MappingUUID says whether uuid is the device-mapper uuid of a LUKS2
+// mapping called mapping: CRYPT-LUKS2-, the header's uuid as 32 lower-case
+// hex digits, a dash, the mapping's name (cryptsetup lib/utils_dm.c
+// dm_prepare_uuid; dmcreate.go makes the same).
+func luks2MappingUUID(uuid, mapping string) bool {
+	hex, ok := strings.CutPrefix(uuid, "CRYPT-LUKS2-")
+	if !ok {
+		return false
+	}
+	hex, ok = strings.CutSuffix(hex, "-"+mapping)
+	if !ok || len(hex) != 32 {
+		return false
+	}
+	for _, r := range hex {
+		if !('0' <= r && r <= '9' || 'a' <= r && r <= 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 func readLine(path string) (string, error) {

@@ -18,6 +18,7 @@ type dmTree struct {
 	node    string
 	removed []string
 	ran     []string
+	gone    bool // device-mapper has no cryptvol-v any more
 }
 
 func newDMTree(t *testing.T, name, uuid, slaveUUID string, removeErr error) *dmTree {
@@ -36,8 +37,18 @@ func newDMTree(t *testing.T, name, uuid, slaveUUID string, removeErr error) *dmT
 	os.WriteFile(filepath.Join(sys, "slaves", "dm-2", "dm", "uuid"), []byte(slaveUUID+"\n"), 0o644)
 	d.c = New(WithExec(func(ctx context.Context, stdin []byte, prog string, args ...string) ([]byte, error) {
 		d.ran = append(d.ran, prog+" "+strings.Join(args, " "))
+		if len(args) > 0 && args[0] == "close" {
+			d.gone = true // cryptsetup removes it
+		}
 		return nil, nil
 	}))
+	// device-mapper's name table: cryptvol-v, live, until removed.
+	d.c.dmStatus = func(name string) (dmInfo, error) {
+		if d.gone || name != "cryptvol-v" {
+			return dmInfo{}, unix.ENXIO
+		}
+		return dmInfo{dev: unix.Mkdev(253, 3), flags: dmActivePresentFlag, uuid: uuid}, nil
+	}
 	d.c.devMapper, d.c.sysDevBlock = mapper, filepath.Join(root, "sys")
 	d.c.devNumber = func(path string) (uint64, error) {
 		if _, err := os.Stat(path); err != nil {
@@ -49,6 +60,7 @@ func newDMTree(t *testing.T, name, uuid, slaveUUID string, removeErr error) *dmT
 		d.removed = append(d.removed, name)
 		if removeErr == nil || errors.Is(removeErr, unix.ENXIO) {
 			os.RemoveAll(sys) // the kernel forgets the device
+			d.gone = true
 		}
 		return removeErr
 	}
@@ -122,5 +134,57 @@ func TestCloseDirectKernelAnswers(t *testing.T) {
 	d = newDMTree(t, "cryptvol-v", "CRYPT-LUKS2-0123-cryptvol-v", lvUUID, unix.EPERM)
 	if err := d.c.Close(context.Background(), "cryptvol-v"); err == nil || !strings.Contains(err.Error(), "DM_DEV_REMOVE") {
 		t.Fatalf("ioctl refused: %v", err)
+	}
+}
+
+// A device an open left without a live table (cut off between
+// DM_DEV_CREATE and the resume) has no node and no sysfs entry: Close
+// removes it by its name when its uuid is a LUKS2 mapping's of that name,
+// runs no program (cryptsetup's close calls it "not active" and leaves the
+// name taken), and refuses any other.
+func TestCloseRemovesATablelessDeviceAnOpenLeft(t *testing.T) {
+	const uuid = "CRYPT-LUKS2-0123456789abcdef0123456789abcdef-cryptvol-v1"
+	for _, c := range []struct {
+		what  string
+		flags uint32
+	}{{"no table", 0}, {"a table loaded, never made live", 1 << 6}} {
+		f := newFakeCS(t)
+		dm := &fakeDM{devs: map[string]dmInfo{"cryptvol-v1": {dev: unix.Mkdev(253, 9), flags: c.flags, uuid: uuid}}}
+		cs := dm.wire(New(WithExec(f.exec)))
+		cs.devMapper = t.TempDir()
+		if err := cs.Close(context.Background(), "cryptvol-v1"); err != nil {
+			t.Fatalf("%s: %v", c.what, err)
+		}
+		if len(dm.devs) != 0 || len(f.calls) != 0 {
+			t.Errorf("%s: left %v, ran %q; want it removed with no program", c.what, dm.devs, f.argvs())
+		}
+	}
+	for _, other := range []string{
+		"",
+		"LVM-abcdefabcdefabcdefabcdefabcdefabcdefabcdefabcdefabcdefabcdefabcd",
+		"CRYPT-LUKS2-0123456789abcdef0123456789abcdef-cryptvol-v2",  // another mapping's
+		"CRYPT-LUKS2-0123456789ABCDEF0123456789abcdef-cryptvol-v1",  // not as written
+		"CRYPT-LUKS2-0123456789abcdef0123456789abcde-cryptvol-v1",   // 31 digits
+		"CRYPT-PLAIN-0123456789abcdef0123456789abcdef-cryptvol-v1",  // not LUKS2
+		"CRYPT-LUKS2-0123456789abcdef0123456789abcdefx-cryptvol-v1", // 33
+	} {
+		f := newFakeCS(t)
+		dm := &fakeDM{devs: map[string]dmInfo{"cryptvol-v1": {uuid: other}}}
+		err := dm.wire(New(WithExec(f.exec))).Close(context.Background(), "cryptvol-v1")
+		if err == nil || !strings.Contains(err.Error(), "left alone") || len(dm.devs) != 1 || len(f.calls) != 0 {
+			t.Errorf("uuid %q: err %v, left %v, ran %q; want it refused and kept", other, err, dm.devs, f.argvs())
+		}
+	}
+	// Held (a table loaded and opened meanwhile): ErrBusy, kept.
+	dm := &fakeDM{devs: map[string]dmInfo{"cryptvol-v1": {uuid: uuid}}}
+	cs := dm.wire(New(WithExec(newFakeCS(t).exec)))
+	cs.dmRemove = func(string) error { return unix.EBUSY }
+	if err := cs.Close(context.Background(), "cryptvol-v1"); !errors.Is(err, ErrBusy) || len(dm.devs) != 1 {
+		t.Errorf("busy: %v, left %v; want ErrBusy and the device kept", err, dm.devs)
+	}
+	// An ioctl that answers 0 and removes nothing is no close.
+	cs.dmRemove = func(string) error { return nil }
+	if err := cs.Close(context.Background(), "cryptvol-v1"); err == nil || !strings.Contains(err.Error(), "still has the device") {
+		t.Errorf("remove that removed nothing: %v", err)
 	}
 }

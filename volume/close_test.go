@@ -39,3 +39,22 @@ func TestCreateRetriesACloseAnLVMScanMakesBusy(t *testing.T) {
 	}
 	h.assertConsistent()
 }
+
+// A Mount that fails after opening the mapping closes it again; when that
+// close fails too, the volume lingers, and the sweep closes it: nothing
+// stays decrypted for a Mount that handed out no path.
+func TestFailedMountWhoseCloseFailsIsClosedBySweep(t *testing.T) {
+	h := newHarness(t)
+	h.mustCreate("v1", nil)
+	h.w.failNext("fs.Mount", errors.New("mount: wrong fs type"))
+	h.w.failNext("crypt.Close", errors.New("DM_DEV_REMOVE: no such ioctl"))
+	if _, err := h.m.Mount(h.ctx, "v1", "c1"); err == nil {
+		t.Fatal("mount succeeded")
+	}
+	if _, open, _ := h.up("v1"); !open {
+		t.Fatal("the failed close left nothing open; the test injects nothing")
+	}
+	h.m.Sweep(h.ctx)
+	h.assertDown("v1")
+	h.assertConsistent()
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -128,7 +129,13 @@ func (m *Manager) bringUp(ctx context.Context, name string, lv lvm.LV, log logru
 	target := m.mountpoint(name)
 	mapping := mappingName(name)
 	rb := &rollback{op: "mount", name: name, log: log}
-	defer func() { rb.finish(ctx, &err, recover()) }()
+	defer func() {
+		// What could not be undone (a mapping that would not close) is
+		// the sweeper's to take down: no container holds it.
+		if failed := rb.finish(ctx, &err, recover()); len(failed) > 0 {
+			m.sw.linger(name, fmt.Errorf("undoing a failed mount: %s", strings.Join(failed, "; ")))
+		}
+	}()
 
 	rb.at("checking for a stale mapping")
 	open, err := m.crypt.IsOpen(ctx, mapping)
@@ -206,7 +213,9 @@ func (m *Manager) bringUp(ctx context.Context, name string, lv lvm.LV, log logru
 	defer key.Wipe()
 
 	rb.at("opening the LUKS2 mapping")
-	rb.add("close mapping", func(ctx context.Context) error { return m.crypt.Close(ctx, mapping) })
+	// Nothing holds a mapping this call opened and handed out nowhere: a
+	// busy answer is another program's scan (close.go).
+	rb.add("close mapping", func(ctx context.Context) error { return m.closeUnheld(ctx, mapping) })
 	if err := m.crypt.Open(ctx, dev, mapping, key.Bytes(), m.openOptions(lv.Tags)); err != nil {
 		return false, err
 	}
