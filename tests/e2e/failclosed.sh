@@ -148,7 +148,7 @@ wait_for "every volume closed after its last container" 60 all_closed
 all_closed ||
 	for v in $vols; do
 		closed "$v" && continue
-		echo "     | $v: mapping $(mapping_open "$v" && echo open || echo closed); mounts: $(grep -c "^/dev/mapper/cryptvol-$v " /proc/mounts);" \
+		echo "     | $v: mapping $(mapping_open "$v" && echo "open ($(dmsetup info -c --noheadings -o attr,open "cryptvol-$v"): attr L is a live table)" || echo closed); mounts: $(grep -c "^/dev/mapper/cryptvol-$v " /proc/mounts);" \
 			"plugin says: $(status "$v" mounted) mounted, $(status "$v" mount_count) mounts counted, pending: $(status "$v" pending)"
 		grep "^/dev/mapper/cryptvol-$v " /proc/mounts | sed 's/^/     |   /'
 	done
