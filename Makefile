@@ -29,6 +29,7 @@ unit: fmt-check
 	$(GO) vet ./...
 	$(GO) vet -tags lab ./...
 	CGO_ENABLED=1 $(GO) test -race -count=1 ./...
+	$(GO) test -count=1 -tags failpoints ./internal/failpoint
 	$(MAKE) --no-print-directory fuzz FUZZTIME_LUKS=20000x
 
 # Fuzz the parsing of what users type (volume names, --opt options, sizes) beyond the committed seed corpus
@@ -58,7 +59,11 @@ fuzz:
 bin/key-state: $(shell find tests/keystate internal/keyscan -name '*.go' -not -name '*_test.go') go.mod go.sum
 	$(GO) build -trimpath -ldflags '-s -w' -o $@ ./tests/keystate
 
-lab-bins: build bin/key-state
+# The plugin with its failpoints live (internal/failpoint), for the lab's kill at every step.
+bin/cryptvol-failpoints: $(shell find . -name '*.go' -not -name '*_test.go' -not -path './bin/*') go.mod go.sum
+	$(GO) build -tags failpoints -trimpath -ldflags '-s -w' -o $@ ./cmd/cryptvol
+
+lab-bins: build bin/key-state bin/cryptvol-failpoints
 	@rm -rf bin/lab && mkdir -p bin/lab
 	@for p in $(LAB_PKGS); do \
 		echo "go test -c -tags lab ./$$p"; \

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/ovh/kmip-go"
@@ -16,6 +17,8 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/cryptvol/cryptvol/internal/cost"
+
+	"github.com/cryptvol/cryptvol/internal/failpoint"
 )
 
 // link carries one KMIP request message and its answer; close ends it;
@@ -119,6 +122,9 @@ func (m *KMIP) batch(ctx context.Context, pls ...kmip.OperationPayload) ([]kmip.
 	// runs items in order whatever this says.)
 	ordered := true
 	msg.Header.BatchOrderOption = &ordered
+	if step := changingStep(pls); step != "" {
+		failpoint.Here(step)
+	}
 	resp, err := m.conn.roundtrip(ctx, &msg)
 	if err != nil {
 		m.drop(err)
@@ -155,6 +161,28 @@ func (m *KMIP) batch(ctx context.Context, pls ...kmip.OperationPayload) ([]kmip.
 		}
 	}
 	return items, nil
+}
+
+// changingStep names a request that changes what the server holds, for
+// the failpoint before it ("kmip-create", "kmip-activate-locate-get"), and
+// is "" for one that only reads.
+func changingStep(pls []kmip.OperationPayload) string {
+	changes := false
+	var ops []string
+	for _, pl := range pls {
+		op := pl.Operation()
+		switch op {
+		case kmip.OperationCreate, kmip.OperationRegister, kmip.OperationReKey, kmip.OperationAddAttribute,
+			kmip.OperationModifyAttribute, kmip.OperationDeleteAttribute, kmip.OperationActivate,
+			kmip.OperationRevoke, kmip.OperationDestroy, kmip.OperationArchive, kmip.OperationRecover:
+			changes = true
+		}
+		ops = append(ops, strings.ToLower(ttlv.EnumStr(op)))
+	}
+	if !changes {
+		return ""
+	}
+	return "kmip-" + strings.Join(ops, "-")
 }
 
 // call is batch for a single operation, with its failure turned into an

@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/cryptvol/cryptvol/internal/failpoint"
 )
 
 // Opening a plain LUKS2 volume without cryptsetup (unlock.go
@@ -56,6 +58,7 @@ func (c *Cryptsetup) openDirect(dev, mapping string, passphrase []byte, opts Ope
 	if err != nil {
 		return err
 	}
+	failpoint.Here("dm-node")
 	if err := c.ensureNode(mapping, devNum); err != nil {
 		if rerr := c.dmRemove(mapping); rerr != nil {
 			err = errors.Join(err, fmt.Errorf("removing %s again: %w", mapping, rerr))
@@ -176,6 +179,7 @@ func activateDM(a *activation, vk []byte) (devNum uint64, err error) {
 		unix.KeyctlInt(unix.KEYCTL_REVOKE, id, 0, 0, 0)
 		unix.KeyctlInt(unix.KEYCTL_UNLINK, id, unix.KEY_SPEC_THREAD_KEYRING, 0, 0)
 	}()
+	failpoint.Here("dm-create")
 	if _, err := dmCall(dmDevCreateCmd, a.name, a.uuid, 0, 0, nil); err != nil {
 		if errors.Is(err, unix.EBUSY) {
 			// A device of that name or uuid exists: cryptsetup says which.
@@ -202,12 +206,14 @@ func activateDM(a *activation, vk []byte) (devNum uint64, err error) {
 	if a.readOnly {
 		flags |= dmReadonlyFlag
 	}
+	failpoint.Here("dm-table-load")
 	if _, err := dmCall(dmTableLoadCmd, a.name, "", flags, 0, targetSpec(0, a.length, "crypt", a.params)); err != nil {
 		// EBUSY: the device is claimed (mounted, held open
 		// exclusively), and cryptsetup's refusal says so.
 		fallback = errors.Is(err, unix.EBUSY)
 		return 0, fmt.Errorf("DM_TABLE_LOAD %s: %w", a.name, err)
 	}
+	failpoint.Here("dm-resume")
 	reply, err := dmCall(dmDevSuspendCmd, a.name, "", 0, dmUdevPrimarySource, nil)
 	if err != nil {
 		return 0, fmt.Errorf("DM_DEV_SUSPEND (resume) %s: %w", a.name, err)

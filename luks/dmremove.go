@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/cryptvol/cryptvol/internal/failpoint"
 )
 
 // Closing a mapping without cryptsetup: `cryptsetup close` is a program
@@ -69,6 +71,7 @@ func (c *Cryptsetup) closeDirect(mapping string) error {
 			return errNotDirect
 		}
 	}
+	failpoint.Here("dm-remove")
 	switch err := c.dmRemove(mapping); {
 	case errors.Is(err, unix.EBUSY):
 		return fmt.Errorf("close mapping %s: %w: the kernel says it is open (%w)", mapping, ErrBusy, err)
@@ -84,6 +87,7 @@ func (c *Cryptsetup) closeDirect(mapping string) error {
 	}
 	// The node libdevmapper made, if still there and still this device's
 	// number (udev, where it runs, removes it too).
+	failpoint.Here("dm-node-remove")
 	if now, err := c.devNumber(node); err == nil && now == dev {
 		if err := os.Remove(node); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("close mapping %s: removing %s: %w", mapping, node, err)
@@ -103,6 +107,7 @@ func (c *Cryptsetup) closeUnloaded(mapping string, info dmInfo) error {
 	if !luks2MappingUUID(info.uuid, mapping) {
 		return fmt.Errorf("close mapping %s: a device-mapper device of that name has no live table and uuid %q, which is not a LUKS2 mapping's of that name; left alone", mapping, info.uuid)
 	}
+	failpoint.Here("dm-remove")
 	switch err := c.dmRemove(mapping); {
 	case errors.Is(err, unix.EBUSY):
 		return fmt.Errorf("close mapping %s (no live table): %w: the kernel says it is open (%w)", mapping, ErrBusy, err)

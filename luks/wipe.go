@@ -9,6 +9,8 @@ import (
 	"strconv"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/cryptvol/cryptvol/internal/failpoint"
 )
 
 // areaJSON is the part of the LUKS2 JSON metadata that says how far the
@@ -163,6 +165,7 @@ func zeroRange(f *os.File, from, to int64) error {
 		return fmt.Errorf("wiping the LUKS header of %s: buffer: %w", f.Name(), err)
 	}
 	defer unix.Munmap(buf)
+	failpoint.Here("header-wipe")
 	for off := from; off < to; {
 		n := min(int64(len(buf)), to-off)
 		if _, err := f.WriteAt(buf[:n], off); err != nil {

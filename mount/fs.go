@@ -14,6 +14,8 @@ import (
 	"github.com/cryptvol/cryptvol/internal/command"
 	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
+
+	"github.com/cryptvol/cryptvol/internal/failpoint"
 )
 
 // Options every volume is mounted with: a volume is data, never device
@@ -162,6 +164,7 @@ func (f *FS) Mount(ctx context.Context, dev, target, fstype string, extra ...str
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("mount %s on %s: %w", dev, target, err)
 	}
+	failpoint.Here("mount")
 	if err := f.sys.mount(dev, target, fstype, opts); err != nil {
 		return mountErr(dev, target, err)
 	}
@@ -192,6 +195,7 @@ func (f *FS) Unmount(ctx context.Context, target string) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("unmount %s: %w", target, err)
 	}
+	failpoint.Here("unmount")
 	uerr := f.sys.unmount(target)
 	e, err = f.lookup(target)
 	if err != nil {

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/cryptvol/cryptvol/internal/failpoint"
 )
 
 // The layout of a volume's filesystem. Containers are given DataDir, a
@@ -187,7 +189,7 @@ func migrate(fd int, root *unix.Stat_t) error {
 
 // crashPoint runs before each step that changes the filesystem; tests make
 // it fail to stop a layout between two steps, as a crash would.
-var crashPoint = func() error { return nil }
+var crashPoint = func() error { failpoint.Here("layout"); return nil }
 
 // rootEntries lists the names in the directory open as fd.
 func rootEntries(fd int) ([]string, error) {

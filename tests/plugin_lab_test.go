@@ -30,6 +30,7 @@ import (
 // it and cut it off from KMIP, which an in-process Manager cannot show.
 type plug struct {
 	t    *testing.T
+	bin  string // the plugin binary, pluginBinary unless a test says
 	dir  string // state/, mnt/, shim/, plugin.log, the socket
 	env  []string
 	cmd  *exec.Cmd
@@ -93,7 +94,11 @@ func (p *plug) start(pathDir string) {
 		p.t.Fatal(err)
 	}
 	defer logf.Close()
-	cmd := exec.Command(pluginBinary)
+	bin := p.bin
+	if bin == "" {
+		bin = pluginBinary
+	}
+	cmd := exec.Command(bin)
 	cmd.Env, cmd.Stdout, cmd.Stderr = env, logf, logf
 	if err := cmd.Start(); err != nil {
 		p.t.Fatalf("start plugin: %v", err)

@@ -315,7 +315,8 @@ func (m *Manager) destroyKeysNamed(ctx context.Context, name, tenant, keyName st
 	if err != nil {
 		return fmt.Errorf("locating KMIP keys named %q: %w", keyName, err)
 	}
-	for _, id := range appendUnique(ids, found...) {
+	// ids may hold "": a journal entry written before its key was made.
+	for _, id := range appendUnique(appendUnique(nil, ids...), found...) {
 		if err := m.keyDestroy(ctx, name, tenant, id); err != nil {
 			return fmt.Errorf("destroying KMIP key %q: %w", id, err)
 		}

@@ -1149,6 +1149,9 @@ func (f fakeKeys) Create(ctx context.Context, name, group string) (string, *keys
 }
 
 func (f fakeKeys) Get(ctx context.Context, id string) (*keys.Key, error) {
+	if id == "" {
+		return nil, errors.New("get key \"\": key id is empty")
+	}
 	done, err := f.s.enter("keys.Get", id)
 	if err != nil {
 		return nil, err
@@ -1166,6 +1169,10 @@ func (f fakeKeys) Get(ctx context.Context, id string) (*keys.Key, error) {
 }
 
 func (f fakeKeys) Destroy(ctx context.Context, id string) error {
+	if id == "" {
+		// As keys.KMIP refuses it (validateText), before any request.
+		return errors.New("destroy key \"\": key id is empty")
+	}
 	done, err := f.s.enter("keys.Destroy", id)
 	if err != nil {
 		return err

@@ -12,6 +12,8 @@ import (
 	"sync"
 
 	"github.com/cryptvol/cryptvol/internal/atomicfile"
+
+	"github.com/cryptvol/cryptvol/internal/failpoint"
 )
 
 // StateFile is the name of the state file inside Config.StateDir.
@@ -274,6 +276,7 @@ func (st *store) update(fn func(*state)) error {
 
 // write replaces the state file atomically (internal/atomicfile).
 func (st *store) write(b []byte) error {
+	failpoint.Here("state-write")
 	return atomicfile.Write(st.path, b, "state", st.rename)
 }
 
