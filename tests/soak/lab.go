@@ -20,7 +20,7 @@ type Lab struct {
 	Marker  string
 }
 
-// cmdTimeout bounds one command: longer than docker's two minutes for a
+// cmdTimeout bounds one command: longer than docker's own deadline for a
 // plugin request, so a timeout here is the command hanging, not a slow
 // plugin.
 const cmdTimeout = 4 * time.Minute

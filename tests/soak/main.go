@@ -64,7 +64,7 @@ func soak(seed uint64, d time.Duration, lab Lab) int {
 		log.Printf("#%d %s", st.Op.Seq, st.Op)
 		s.Do(st.Op)
 		if st.KMIPBack {
-			s.Inject(Fault{Kind: FaultKMIPStart})
+			s.Recover(Fault{Kind: FaultKMIPStart})
 		}
 		if st.After != nil {
 			s.Inject(*st.After)

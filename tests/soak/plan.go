@@ -279,9 +279,9 @@ func (c *Chooser) op(m *Model, burstOK bool) Op {
 	return o
 }
 
-// createOpts: a valid volume. xfs needs about 300 MiB, and the thin pool
-// takes most of the group, so xfs volumes are always thin; thick ones are
-// small ext4 volumes.
+// createOpts: a valid volume. xfs needs 320 MiB and ext4 64 MiB
+// (volume.MinSize), and the thin pool takes most of the group, so xfs
+// volumes are always thin and thick ones are small ext4 volumes.
 func (c *Chooser) createOpts() []string {
 	var o []string
 	xfs := c.r.IntN(10) < 3
@@ -292,7 +292,7 @@ func (c *Chooser) createOpts() []string {
 	case thin:
 		o = append(o, fmt.Sprintf("size=%dM", 64+16*c.r.IntN(8)))
 	default:
-		o = append(o, fmt.Sprintf("size=%dM", 48+16*c.r.IntN(3)))
+		o = append(o, fmt.Sprintf("size=%dM", 64+16*c.r.IntN(3)))
 	}
 	if !thin {
 		o = append(o, "thin=false")
