@@ -217,6 +217,11 @@ func (s *Soak) exec(o Op) error {
 		return err
 	case OpKill:
 		_, err := docker("kill", o.Ctr)
+		if err != nil && strings.Contains(err.Error(), "is not running") {
+			// A fault (dockerd killed without live-restore) stopped it
+			// since the model last heard; docker answers as it must.
+			return refused{err}
+		}
 		return err
 	case OpRmContainer:
 		s.collectAcks(o.Ctr, ctrVol)
