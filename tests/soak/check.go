@@ -51,7 +51,7 @@ func (s *Soak) Check(n int, final bool, sample *rand.Rand) {
 		return len(problems) == 0
 	})
 	s.Log.Count("check open-iff-used")
-	s.Log.Printf("check %d: mappings agree with running containers after %.0fs", n, took.Seconds())
+	s.Log.Printf("check %d: mappings %s running containers after %.0fs", n, map[bool]string{true: "agree with", false: "still disagree with"}[ok], took.Seconds())
 	if !ok {
 		for _, p := range problems {
 			s.violate("check %d: %s (after %s)", n, p, settleOpen)
