@@ -9,6 +9,8 @@
 //	key-state KEY_ID                       exit 0: fetchable (prints state and length); 1: the server refuses it
 //	key-state --gone KEY_ID                exit 0: the server refuses it (destroyed, unknown); 1: still fetchable
 //	key-state --count                      prints how many objects the identity can locate
+//	key-state --keys                       prints the ids of the symmetric keys the identity can locate, one a
+//	                                       line (the volumes' keys, not the audit trail's Opaque Object heads)
 //	key-state --scan KEY_ID... -- PATH...  fetches the keys and searches every regular file under the PATHs (and a
 //	                                       block device named as one) for their bytes (raw, hex, base64); exit 1
 //	                                       naming any file that holds one
@@ -33,7 +35,7 @@ import (
 	"github.com/ovh/kmip-go/ttlv"
 )
 
-const usage = "usage: key-state KEY_ID | --gone KEY_ID | --count | --scan KEY_ID... -- PATH..."
+const usage = "usage: key-state KEY_ID | --gone KEY_ID | --count | --keys | --scan KEY_ID... -- PATH..."
 
 func main() { os.Exit(run(os.Args[1:])) }
 
@@ -54,6 +56,8 @@ func run(args []string) int {
 	switch args[0] {
 	case "--count":
 		return count(ctx, c)
+	case "--keys":
+		return symmetricKeys(ctx, c)
 	case "--scan":
 		return scanKeys(ctx, c, args[1:])
 	case "--gone":
@@ -157,6 +161,51 @@ func count(ctx context.Context, c *kmipclient.Client) int {
 		return 3
 	}
 	fmt.Println(len(resp.(*payloads.LocateResponsePayload).UniqueIdentifier))
+	return 0
+}
+
+// symmetricKeys prints the ids of the located objects that are symmetric
+// keys: one Locate, then one batch asking each object's type, so the
+// audit trail's heads (Opaque Objects) are told apart without relying on a
+// server's Locate filters.
+func symmetricKeys(ctx context.Context, c *kmipclient.Client) int {
+	resp, refused, err := ask(ctx, c, &payloads.LocateRequestPayload{})
+	if err == nil && refused != nil {
+		err = refused
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "key-state: locate: %v\n", err)
+		return 3
+	}
+	ids := resp.(*payloads.LocateResponsePayload).UniqueIdentifier
+	if len(ids) == 0 {
+		return 0
+	}
+	pls := make([]kmip.OperationPayload, len(ids))
+	for i, id := range ids {
+		pls[i] = &payloads.GetAttributesRequestPayload{UniqueIdentifier: id,
+			AttributeName: []kmip.AttributeName{kmip.AttributeNameObjectType}}
+	}
+	items, err := c.Batch(ctx, pls...)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "key-state: object types: %v\n", err)
+		return 3
+	}
+	for i, it := range items {
+		if e := it.Err(); e != nil {
+			// Destroyed between the Locate and the batch: not a key any more.
+			continue
+		}
+		a, ok := it.ResponsePayload.(*payloads.GetAttributesResponsePayload)
+		if !ok {
+			continue
+		}
+		for _, at := range a.Attribute {
+			if t, ok := at.AttributeValue.(kmip.ObjectType); ok && t == kmip.ObjectTypeSymmetricKey {
+				fmt.Println(ids[i])
+			}
+		}
+	}
 	return 0
 }
 
