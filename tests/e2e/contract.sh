@@ -22,7 +22,6 @@ grows() {
 # checks would pass without the plugin.
 writer() { docker run -d --name "$1" -v "$2":/data --volume-driver cryptvol $img sh -c 'i=0; while true; do echo $i >> /data/log; i=$((i+1)); sync; sleep 1; done'; }
 ours() { docker volume inspect "$1" --format '{{.Driver}}' | grep -qx 'cryptvol:latest'; }
-plugin_up() { docker plugin inspect cryptvol --format '{{.Enabled}}' | grep -qx true && docker volume ls >/dev/null; }
 # mounted_with_path VOLUME: one inspect shows the volume mounted and a mountpoint ending in its name/data.
 mounted_with_path() {
 	local s; s=$(docker volume inspect "$1" --format "{{index .Status \"mounted\"}} {{.Mountpoint}}") || return 1
@@ -89,6 +88,7 @@ check "dockerd SIGKILLed" kill -KILL "$(dockerd_pid)"
 sleep 2
 check "dockerd starts again" "$repo/scripts/vm/lab-docker" start
 wait_for "the plugin is enabled again" 120 plugin_up
+repair_lost_propagation && wait_for "plugin up after the repair" 120 plugin_up
 t0=$(date +%s)
 wait_for "the dead container's volume is closed within 60 s" 60 closed dkv
 echo "closed $(( $(date +%s) - t0 ))s after the plugin answered"

