@@ -116,6 +116,16 @@ func (s *Soak) Check(n int, final bool, sample *rand.Rand) {
 	}
 	s.checkLogs(n, final, sample)
 	if final {
+		// The reads mounted and unmounted every volume once more.
+		took, ok := waitFor(settleOpen, func() bool {
+			problems = s.openProblems()
+			return len(problems) == 0
+		})
+		s.Log.Count("check open-iff-used")
+		s.Log.Printf("check %d: after the reads, mappings %s running containers after %.0fs", n, map[bool]string{true: "agree with", false: "still disagree with"}[ok], took.Seconds())
+		for _, p := range problems {
+			s.violate("check %d: after the reads: %s (after %s)", n, p, settleOpen)
+		}
 		s.Log.Count("check raw-disks")
 		s.scanDisks(n)
 	}
