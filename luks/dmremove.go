@@ -80,10 +80,10 @@ func (c *Cryptsetup) closeDirect(mapping string) error {
 	case err != nil:
 		return fmt.Errorf("close mapping %s: DM_DEV_REMOVE: %w", mapping, err)
 	}
-	// Closed means gone from the kernel's own list, not an ioctl that
-	// answered 0.
-	if name, err := readLine(filepath.Join(sys, "dm", "name")); err == nil && name == mapping {
-		return fmt.Errorf("close mapping %s: DM_DEV_REMOVE answered, but the kernel still lists the device", mapping)
+	// Closed means gone from device-mapper's name table, not an ioctl
+	// that answered 0.
+	if _, err := c.dmStatus(mapping); !gone(err) {
+		return fmt.Errorf("close mapping %s: DM_DEV_REMOVE answered, but the kernel still lists the device (%v)", mapping, err)
 	}
 	// The node libdevmapper made, if still there and still this device's
 	// number (udev, where it runs, removes it too).
