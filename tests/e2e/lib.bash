@@ -44,12 +44,15 @@ plugin_up() { docker plugin inspect cryptvol --format '{{.Enabled}}' | grep -qx 
 # go on, so it can unmount the propagated mount that the new instance's enable has just bound (MakeRShared): dockerd
 # then has no propagated mount, the plugin's mounts reach no container, and every start on a cryptvol volume fails
 # (closed: the data directory is not there). That is dockerd's race, not the plugin's; when it happened, this says
-# so and repairs it as a user would (docker plugin disable -f, enable), and succeeds; otherwise it fails.
+# so and repairs it as a user would (docker plugin disable -f, enable), and succeeds; otherwise it fails. The enable
+# gives dockerd's client of the plugin the 2 minutes dockerd gives a volume request (volume/drivers/proxy.go,
+# longTimeout): `docker plugin enable` alone caps every request at 30 s (the CLI's --timeout), where the plugin
+# dockerd restarted had no cap (plugin/manager.go reload: a controller without timeoutInSecs).
 repair_lost_propagation() {
 	local prop; prop=$(propagated_mount)
 	mountpoint -q "$prop" && return 1
 	echo "     | dockerd lost its propagated mount of the plugin while restarting it (moby HandleExitEvent race): disable -f, enable"
-	docker plugin disable -f cryptvol >/dev/null && docker plugin enable cryptvol >/dev/null
+	docker plugin disable -f cryptvol >/dev/null && docker plugin enable --timeout 120 cryptvol >/dev/null
 }
 # host_clean: nothing but directories on the host's disk under the propagated mount (-xdev: the volumes' own
 # filesystems are not the host's disk): a file there is a container's write that missed its volume.
