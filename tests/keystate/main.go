@@ -151,16 +151,26 @@ func state(ctx context.Context, c *kmipclient.Client, id string) int {
 	return 1
 }
 
-func count(ctx context.Context, c *kmipclient.Client) int {
+// locateAll returns the ids of every object the identity can locate; an
+// error is printed, and ok is false.
+func locateAll(ctx context.Context, c *kmipclient.Client) (ids []string, ok bool) {
 	resp, refused, err := ask(ctx, c, &payloads.LocateRequestPayload{})
 	if err == nil && refused != nil {
 		err = refused
 	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "key-state: locate: %v\n", err)
+		return nil, false
+	}
+	return resp.(*payloads.LocateResponsePayload).UniqueIdentifier, true
+}
+
+func count(ctx context.Context, c *kmipclient.Client) int {
+	ids, ok := locateAll(ctx, c)
+	if !ok {
 		return 3
 	}
-	fmt.Println(len(resp.(*payloads.LocateResponsePayload).UniqueIdentifier))
+	fmt.Println(len(ids))
 	return 0
 }
 
@@ -169,15 +179,10 @@ func count(ctx context.Context, c *kmipclient.Client) int {
 // audit trail's heads (Opaque Objects) are told apart without relying on a
 // server's Locate filters.
 func symmetricKeys(ctx context.Context, c *kmipclient.Client) int {
-	resp, refused, err := ask(ctx, c, &payloads.LocateRequestPayload{})
-	if err == nil && refused != nil {
-		err = refused
-	}
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "key-state: locate: %v\n", err)
+	ids, ok := locateAll(ctx, c)
+	if !ok {
 		return 3
 	}
-	ids := resp.(*payloads.LocateResponsePayload).UniqueIdentifier
 	if len(ids) == 0 {
 		return 0
 	}
