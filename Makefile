@@ -67,7 +67,7 @@ bin/cryptvol-failpoints: $(shell find . -name '*.go' -not -name '*_test.go' -not
 bin/soak: $(shell find tests/soak -name '*.go' -not -name '*_test.go') go.mod go.sum
 	$(GO) build -trimpath -ldflags '-s -w' -o $@ ./tests/soak
 
-lab-bins: build bin/key-state bin/cryptvol-failpoints
+lab-bins: build bin/key-state bin/cryptvol-failpoints bin/soak
 	@rm -rf bin/lab && mkdir -p bin/lab
 	@for p in $(LAB_PKGS); do \
 		echo "go test -c -tags lab ./$$p"; \

@@ -31,12 +31,16 @@ const settleKeys = 3 * time.Minute
 func (s *Soak) Check(n int, final bool, sample *rand.Rand) {
 	t0 := time.Now()
 	s.Log.Printf("check %d%s: settling", n, map[bool]string{true: " (final)"}[final])
-	if s.kmipDown {
+	s.endSlow()
+	if s.down.KMIP {
 		s.Recover(Fault{Kind: FaultKMIPStart})
 	}
 	if _, ok := waitFor(pluginBack, pluginUp); !ok {
 		s.violate("check %d: the plugin is not up", n)
 		return
+	}
+	if final && s.down.Pool {
+		s.Recover(Fault{Kind: FaultPoolDrain})
 	}
 	if final {
 		// A start with the KMIP server up settles what a remove or a
@@ -104,6 +108,8 @@ func (s *Soak) Check(n int, final bool, sample *rand.Rand) {
 	if stray := s.hostStray(); stray != "" {
 		s.violate("check %d: files on the host's disk under the plugin's mount root: %s", n, stray)
 	}
+	s.Log.Count("check no-key-bytes")
+	s.scanKeys(n, complete)
 	s.Log.Count("check audit-verify")
 	if _, err := s.admin("audit", "verify", "/var/lib/cryptvol/audit.log"); err != nil {
 		s.violate("check %d: cryptvol audit verify: %v", n, err)

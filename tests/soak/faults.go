@@ -51,16 +51,41 @@ func (s *Soak) inject(f Fault, what string) {
 		}
 		err = s.backUp(err)
 	case FaultKMIPStop:
-		s.mu.Lock()
-		s.kmipDown = true
-		s.mu.Unlock()
+		s.endSlow()
+		s.setDown(func(d *Down) { d.KMIP = true })
 		_, err = s.script("scripts/kmip/dev-server", "stop", s.KMIPDir)
+	case FaultKMIPSilent:
+		// Stopped by a signal, the server's socket still completes TCP
+		// handshakes from its backlog: a client connects and then waits
+		// for an answer that never comes.
+		s.endSlow()
+		s.setDown(func(d *Down) { d.KMIP = true })
+		s.mu.Lock()
+		s.silent = true
+		s.mu.Unlock()
+		err = s.signalKMIP("STOP")
 	case FaultKMIPStart:
-		_, err = s.script("scripts/kmip/dev-server", "start", s.KMIPDir)
+		s.mu.Lock()
+		silent := s.silent
+		s.mu.Unlock()
+		if silent {
+			err = s.signalKMIP("CONT")
+		} else {
+			_, err = s.script("scripts/kmip/dev-server", "start", s.KMIPDir)
+		}
 		if err == nil {
 			s.mu.Lock()
-			s.kmipDown = false
+			s.down.KMIP, s.silent = false, false
 			s.mu.Unlock()
+		}
+	case FaultKMIPSlow:
+		s.startSlow(time.Duration(f.ForS) * time.Second)
+	case FaultPoolFill:
+		s.setDown(func(d *Down) { d.Pool = true })
+		err = s.fillPool()
+	case FaultPoolDrain:
+		if err = s.drainPool(); err == nil {
+			s.setDown(func(d *Down) { d.Pool = false })
 		}
 	}
 	if err != nil {

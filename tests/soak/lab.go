@@ -12,10 +12,12 @@ import (
 )
 
 // Lab is the guest the soak runs in: the repository (for its scripts and
-// bin/cryptvol), the volume group and the KMIP server's directory.
+// bin/cryptvol), the volume group and its thin pool, and the KMIP server's
+// directory.
 type Lab struct {
 	Repo    string
 	VG      string
+	Pool    string
 	KMIPDir string
 	Marker  string
 }

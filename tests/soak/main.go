@@ -13,7 +13,7 @@
 // a violation prints the seed, the last 200 lines and what broke, and
 // exits 1.
 //
-//	soak -seed N -minutes M -repo DIR -vg VG -kmip-dir DIR
+//	soak -seed N -minutes M -repo DIR -vg VG -pool POOL -kmip-dir DIR
 //
 // The plugin is installed and enabled before (lab-tests), with a thin
 // pool, and the KMIP environment (CRYPTVOL_KMIP_*) is set for key-state
@@ -38,18 +38,22 @@ func main() {
 	minutes := flag.Float64("minutes", 60, "how long to choose operations for (the final check comes after)")
 	repo := flag.String("repo", ".", "the repository (scripts/, bin/cryptvol, bin/key-state)")
 	vg := flag.String("vg", "cryptvg", "the plugin's volume group")
+	pool := flag.String("pool", "soakpool", "the plugin's thin pool, in the volume group")
 	kmipDir := flag.String("kmip-dir", "/scratch/kmip", "the KMIP dev server's directory")
 	flag.Parse()
 	if *seed == 0 {
 		*seed = rand.Uint64()%1_000_000 + 1
 	}
-	os.Exit(soak(*seed, time.Duration(*minutes*float64(time.Minute)), Lab{Repo: *repo, VG: *vg, KMIPDir: *kmipDir,
+	os.Exit(soak(*seed, time.Duration(*minutes*float64(time.Minute)), Lab{Repo: *repo, VG: *vg, Pool: *pool, KMIPDir: *kmipDir,
 		Marker: fmt.Sprintf("soakplain%016x", *seed*0x9e3779b97f4a7c15)}))
 }
 
 func soak(seed uint64, d time.Duration, lab Lab) int {
 	log := NewOpLog(os.Stdout, 200)
-	s := &Soak{Lab: lab, Log: log, Model: NewModel(), acks: map[string]ack{}}
+	s := &Soak{Lab: lab, Log: log, Model: NewModel(), acks: map[string]ack{}, start: time.Now()}
+	if help, _ := docker("volume", "prune", "--help"); strings.Contains(help, "--all") {
+		s.pruneAll = true
+	}
 	log.Printf("soak: seed %d, %s of operations (SOAK_SEED=%d replays the choices)", seed, d, seed)
 	chooser := NewChooser(seed)
 	// The volumes a check reads come from a generator of their own, so the
@@ -59,12 +63,15 @@ func soak(seed uint64, d time.Duration, lab Lab) int {
 	steps, checks := 0, 0
 	for time.Now().Before(end) && len(s.Violations) == 0 {
 		s.mu.Lock()
-		st := chooser.Next(s.Model, s.kmipDown)
+		st := chooser.Next(s.Model, s.down)
 		s.mu.Unlock()
 		log.Printf("#%d %s", st.Op.Seq, st.Op)
 		s.Do(st.Op)
 		if st.KMIPBack {
 			s.Recover(Fault{Kind: FaultKMIPStart})
+		}
+		if st.PoolDrain {
+			s.Recover(Fault{Kind: FaultPoolDrain})
 		}
 		if st.After != nil {
 			s.Inject(*st.After)

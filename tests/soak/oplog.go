@@ -6,6 +6,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"time"
 )
 
 // OpLog prints every operation, fault and check as it happens and keeps
@@ -17,16 +18,18 @@ type OpLog struct {
 	ring   []string
 	next   int
 	counts map[string]int
+	start  time.Time
 }
 
 // NewOpLog keeps the last keep lines.
 func NewOpLog(out io.Writer, keep int) *OpLog {
-	return &OpLog{out: out, keep: keep, counts: map[string]int{}}
+	return &OpLog{out: out, keep: keep, counts: map[string]int{}, start: time.Now()}
 }
 
-// Printf prints a line and keeps it.
+// Printf prints a line, after the seconds since the log began, and keeps
+// it.
 func (l *OpLog) Printf(format string, a ...any) {
-	s := fmt.Sprintf(format, a...)
+	s := fmt.Sprintf("%5.0fs ", time.Since(l.start).Seconds()) + fmt.Sprintf(format, a...)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	fmt.Fprintln(l.out, s)

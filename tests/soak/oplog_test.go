@@ -12,12 +12,12 @@ func TestOpLogKeepsTheLastLinesInOrder(t *testing.T) {
 	for i := 1; i <= 5; i++ {
 		l.Printf("op %d", i)
 	}
-	if got := l.Last(); !reflect.DeepEqual(got, []string{"op 3", "op 4", "op 5"}) {
+	if got := l.Last(); !reflect.DeepEqual(got, []string{"    0s op 3", "    0s op 4", "    0s op 5"}) {
 		t.Fatalf("last 3 of 5: %v", got)
 	}
 	l = NewOpLog(io.Discard, 3)
 	l.Printf("only")
-	if got := l.Last(); !reflect.DeepEqual(got, []string{"only"}) {
+	if got := l.Last(); !reflect.DeepEqual(got, []string{"    0s only"}) {
 		t.Fatalf("fewer than kept: %v", got)
 	}
 }

@@ -23,14 +23,20 @@ type Soak struct {
 	Model    *Model
 	mu       sync.Mutex // guards Model, acks and the lists below during a burst
 	acks     map[string]ack
-	kmipDown bool
-	faulting int // faults in flight
+	down     Down          // what the faults left broken (the chooser's view)
+	silent   bool          // the KMIP server is SIGSTOPped (kmip-silent), not stopped
+	slowing  chan struct{} // closed to end a kmip-slow early; nil when none runs
+	slowDone chan struct{} // closed when the kmip-slow has ended
+	filled   int64         // MiB the pool's filler holds (pool-fill)
+	faulting int           // faults in flight
 	// Violations break an invariant; Warnings are operations that failed
 	// with no fault to explain it, printed at the end.
 	Violations []string
 	Warnings   []string
 	maxSettle  time.Duration
-	lvs        []LV // as the last check listed them
+	pruneAll   bool      // docker volume prune takes -a (Docker 23 and later)
+	start      time.Time // when the soak began: the key scan reads files changed since
+	lvs        []LV      // as the last check listed them
 }
 
 // ack: the highest acknowledged record of a writer's file, and its volume.
@@ -53,7 +59,7 @@ func (s *Soak) violate(format string, a ...any) {
 func (s *Soak) explained() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.kmipDown || s.faulting > 0
+	return s.down.KMIP || s.down.Pool || s.slowing != nil || s.faulting > 0
 }
 
 // Do runs one operation (a fault during it too) and updates the model.
@@ -266,7 +272,13 @@ func (s *Soak) exec(o Op) error {
 			s.Model.Vols[v].Certain = s.Model.Vols[v].Certain && s.Model.Used(v)
 		}
 		s.mu.Unlock()
-		_, err := docker("volume", "prune", "-a", "-f")
+		// Docker 23 and later prune only anonymous volumes unless -a;
+		// 20.10 has no -a and prunes every unused one.
+		args := []string{"volume", "prune", "-f"}
+		if s.pruneAll {
+			args = append(args, "-a")
+		}
+		_, err := docker(args...)
 		return err
 	case OpRotate:
 		_, err := s.admin("rotate", o.Vol)
@@ -322,7 +334,20 @@ func (s *Soak) collectAcks(ctr, vol string) {
 
 // untar reads a tar stream's regular files by base name.
 func untar(b []byte) (map[string]string, error) {
+	byDir, err := untarDirs(b)
 	out := map[string]string{}
+	for _, files := range byDir {
+		for f, data := range files {
+			out[f] = data
+		}
+	}
+	return out, err
+}
+
+// untarDirs reads a tar stream's regular files by base name, grouped by
+// their first directory (dirOf; "" for files at the top).
+func untarDirs(b []byte) (map[string]map[string]string, error) {
+	out := map[string]map[string]string{}
 	tr := tar.NewReader(bytes.NewReader(b))
 	for {
 		h, err := tr.Next()
@@ -339,6 +364,10 @@ func untar(b []byte) (map[string]string, error) {
 		if err != nil {
 			return out, fmt.Errorf("tar %s: %v", h.Name, err)
 		}
-		out[filepath.Base(h.Name)] = string(data)
+		d := dirOf(h.Name)
+		if out[d] == nil {
+			out[d] = map[string]string{}
+		}
+		out[d][filepath.Base(h.Name)] = string(data)
 	}
 }

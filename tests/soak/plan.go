@@ -35,7 +35,11 @@ const (
 	FaultKillDockerd Kind = "kill-dockerd"
 	FaultDisable     Kind = "plugin-disable-enable"
 	FaultKMIPStop    Kind = "kmip-stop"
-	FaultKMIPStart   Kind = "kmip-start"
+	FaultKMIPSilent  Kind = "kmip-silent" // SIGSTOP: connections are accepted, nothing is answered
+	FaultKMIPSlow    Kind = "kmip-slow"   // answers late, for ForS seconds
+	FaultKMIPStart   Kind = "kmip-start"  // recovery from a stop or a silence
+	FaultPoolFill    Kind = "pool-fill"   // the thin pool filled past the plugin's create limit
+	FaultPoolDrain   Kind = "pool-drain"  // recovery: the filler removed
 )
 
 // weighted is one choice and its weight.
@@ -53,16 +57,43 @@ var opWeights = []weighted{
 	{OpResize, 4}, {OpSnapshot, 3}, {OpClone, 3}, {OpBurst, 5},
 }
 
-// faultWeights: the faults between operations, and during one.
-var faultWeights = []weighted{{FaultKillPlugin, 4}, {FaultKillDockerd, 2}, {FaultDisable, 2}, {FaultKMIPStop, 2}}
+// faultWeights: the faults between operations, and during one. The KMIP
+// faults come last: none is chosen while the server is down (kmipFaults).
+var faultWeights = []weighted{
+	{FaultKillPlugin, 4}, {FaultKillDockerd, 2}, {FaultDisable, 2}, {FaultPoolFill, 1},
+	{FaultKMIPSlow, 1}, {FaultKMIPStop, 2}, {FaultKMIPSilent, 1},
+}
 
-// Rates, in percent: a fault after an operation, a fault during one, and
-// the KMIP server started again after an operation while it is down.
+const kmipFaults = 3
+
+// Rates, in percent: a fault after an operation, a fault during one, the
+// KMIP server back after an operation while it is down, and the thin pool
+// drained after one while it is filled.
 const (
 	faultAfterPct  = 12
 	faultDuringPct = 8
 	kmipBackPct    = 40
+	poolDrainPct   = 20
 )
+
+// Down is what the faults chosen so far left broken, until a recovery:
+// the KMIP server stopped or silent, the thin pool filled.
+type Down struct {
+	KMIP, Pool bool
+}
+
+// after is the state once f has fired.
+func (d Down) after(f *Fault) Down {
+	if f != nil {
+		switch f.Kind {
+		case FaultKMIPStop, FaultKMIPSilent:
+			d.KMIP = true
+		case FaultPoolFill:
+			d.Pool = true
+		}
+	}
+	return d
+}
 
 // Op is one chosen operation, with everything random about it drawn at
 // choice time, so that the sequence depends on the seed and the model only.
@@ -85,13 +116,15 @@ type Fault struct {
 	Kind        Kind
 	DelayMS     int
 	LiveRestore bool // kill-dockerd: the next dockerd runs with live-restore
+	ForS        int  // kmip-slow: how long the server stays slow, in seconds
 }
 
 // Step is what the driver does next: an operation, then maybe a fault.
 type Step struct {
-	Op       Op
-	After    *Fault
-	KMIPBack bool // the KMIP server is started again after the operation
+	Op        Op
+	After     *Fault
+	KMIPBack  bool // the KMIP server is started again after the operation
+	PoolDrain bool // the thin pool's filler is removed after the operation
 }
 
 func (o Op) String() string {
@@ -122,6 +155,9 @@ func (f *Fault) String() string {
 	if f.Kind == FaultKillDockerd {
 		s += fmt.Sprintf(" live-restore=%v", f.LiveRestore)
 	}
+	if f.Kind == FaultKMIPSlow {
+		s += fmt.Sprintf(" for=%ds", f.ForS)
+	}
 	return s
 }
 
@@ -136,37 +172,42 @@ func NewChooser(seed uint64) *Chooser {
 	return &Chooser{r: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))}
 }
 
-// Next chooses the next step for the model as it is; kmipDown says the
-// KMIP server is stopped (only the driver's faults stop it).
-func (c *Chooser) Next(m *Model, kmipDown bool) Step {
+// Next chooses the next step for the model as it is; down says what the
+// driver's faults left broken.
+func (c *Chooser) Next(m *Model, down Down) Step {
 	s := Step{Op: c.op(m, true)}
 	if c.r.IntN(100) < faultDuringPct {
-		f := c.fault(kmipDown)
+		f := c.fault(down)
 		f.DelayMS = 200 + c.r.IntN(8000)
 		s.Op.Fault = &f
-		if f.Kind == FaultKMIPStop {
-			kmipDown = true
-		}
+		down = down.after(&f)
 	}
-	if kmipDown && c.r.IntN(100) < kmipBackPct {
+	if down.KMIP && c.r.IntN(100) < kmipBackPct {
 		s.KMIPBack = true
-		kmipDown = false
+		down.KMIP = false
+	}
+	if down.Pool && c.r.IntN(100) < poolDrainPct {
+		s.PoolDrain = true
+		down.Pool = false
 	}
 	if c.r.IntN(100) < faultAfterPct {
-		f := c.fault(kmipDown)
+		f := c.fault(down)
 		s.After = &f
 	}
 	return s
 }
 
-func (c *Chooser) fault(kmipDown bool) Fault {
+func (c *Chooser) fault(down Down) Fault {
 	ws := faultWeights
-	if kmipDown {
-		ws = ws[:len(ws)-1] // no second stop
+	if down.KMIP {
+		ws = ws[:len(ws)-kmipFaults]
 	}
 	f := Fault{Kind: pick(c.r, ws)}
-	if f.Kind == FaultKillDockerd {
+	switch f.Kind {
+	case FaultKillDockerd:
 		f.LiveRestore = c.r.IntN(2) == 0
+	case FaultKMIPSlow:
+		f.ForS = 20 + c.r.IntN(71)
 	}
 	return f
 }

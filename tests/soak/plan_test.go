@@ -13,23 +13,25 @@ import (
 // succeeds on, as the driver would apply them, and returns the steps.
 func simulate(seed uint64, n int) []string {
 	c, m := NewChooser(seed), NewModel()
-	kmipDown := false
+	var down Down
 	var out []string
 	for range n {
-		s := c.Next(m, kmipDown)
+		s := c.Next(m, down)
 		apply(m, s.Op)
-		if s.Op.Fault != nil && s.Op.Fault.Kind == FaultKMIPStop {
-			kmipDown = true
-		}
+		down = down.after(s.Op.Fault)
 		if s.KMIPBack {
-			kmipDown = false
+			down.KMIP = false
 		}
-		if s.After != nil && s.After.Kind == FaultKMIPStop {
-			kmipDown = true
+		if s.PoolDrain {
+			down.Pool = false
 		}
+		down = down.after(s.After)
 		line := fmt.Sprintf("#%d %s", s.Op.Seq, s.Op)
 		if s.KMIPBack {
 			line += " kmip-start"
+		}
+		if s.PoolDrain {
+			line += " pool-drain"
 		}
 		if s.After != nil {
 			line += " then " + s.After.String()
@@ -83,7 +85,7 @@ func TestEveryKindIsChosenAndTargetsExist(t *testing.T) {
 		}
 	}
 	for range 2000 {
-		s := c.Next(m, false)
+		s := c.Next(m, Down{})
 		check(s.Op)
 		apply(m, s.Op)
 	}
@@ -121,6 +123,44 @@ func TestWriterScriptWritesVerifiableRecords(t *testing.T) {
 		}
 		if res, err := VerifyLog(data, f, n); err != nil || res.Valid != 3 || n != 3 {
 			t.Fatalf("%s: %+v, %v (acked %d)", f, res, err, n)
+		}
+	}
+}
+
+// Every fault is chosen; none that needs the KMIP server up is chosen
+// while it is down, and a recovery comes only for what is down.
+func TestFaultsFireOnlyWhenTheyCan(t *testing.T) {
+	c, m := NewChooser(3), NewModel()
+	var down Down
+	seen := map[Kind]int{}
+	fire := func(seq int, f *Fault) {
+		if f == nil {
+			return
+		}
+		seen[f.Kind]++
+		kmipFault := f.Kind == FaultKMIPStop || f.Kind == FaultKMIPSilent || f.Kind == FaultKMIPSlow
+		if kmipFault && down.KMIP {
+			t.Fatalf("#%d: %s chosen while the KMIP server is down", seq, f)
+		}
+		if f.Kind == FaultKMIPSlow && (f.ForS < 20 || f.ForS > 90) {
+			t.Fatalf("#%d: %s: want 20-90 s", seq, f)
+		}
+		down = down.after(f)
+	}
+	for range 4000 {
+		s := c.Next(m, down)
+		apply(m, s.Op)
+		fire(s.Op.Seq, s.Op.Fault)
+		if s.KMIPBack && !down.KMIP || s.PoolDrain && !down.Pool {
+			t.Fatalf("#%d: a recovery of what is not down (%+v)", s.Op.Seq, down)
+		}
+		down.KMIP = down.KMIP && !s.KMIPBack
+		down.Pool = down.Pool && !s.PoolDrain
+		fire(s.Op.Seq, s.After)
+	}
+	for _, w := range faultWeights {
+		if seen[w.kind] == 0 {
+			t.Errorf("%s never chosen in 4000 steps", w.kind)
 		}
 	}
 }

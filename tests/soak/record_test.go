@@ -1,6 +1,9 @@
 package main
 
 import (
+	"archive/tar"
+	"bytes"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -83,5 +86,23 @@ func TestAcksTakesHighestAndFailures(t *testing.T) {
 	acked, failed := Acks("ack w1-a 1\nack w1-a 2\nnoise\nack w1-b 7\nack w1-a 3\nwritefail w1-b 8\n")
 	if acked["w1-a"] != 3 || acked["w1-b"] != 7 || len(failed) != 1 {
 		t.Fatalf("acks %v, failed %v", acked, failed)
+	}
+}
+
+// A batch read's tar stream splits by the directory each volume was
+// mounted at.
+func TestUntarDirsSplitsByVolume(t *testing.T) {
+	var b bytes.Buffer
+	tw := tar.NewWriter(&b)
+	for name, data := range map[string]string{"./0/w1-0000000a": "a", "./1/cp3": "c", "./1/sub/w2-0000000b": "b"} {
+		tw.WriteHeader(&tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(data))})
+		tw.Write([]byte(data))
+	}
+	tw.WriteHeader(&tar.Header{Name: "./1/", Typeflag: tar.TypeDir, Mode: 0o755})
+	tw.Close()
+	got, err := untarDirs(b.Bytes())
+	want := map[string]map[string]string{"0": {"w1-0000000a": "a"}, "1": {"cp3": "c", "w2-0000000b": "b"}}
+	if err != nil || !reflect.DeepEqual(got, want) {
+		t.Fatalf("untarDirs: %v, %v; want %v", got, err, want)
 	}
 }
