@@ -12,13 +12,16 @@ import (
 	"time"
 )
 
-// scanRoots are where the plugin, dockerd and the lab write: the plugin's
-// state directory, its rootfs and everything else under the guest's scratch
-// disk (dockerd's data root and log), and the host's run, temporary and log
-// directories. The KMIP server's directory holds the keys by design and is
-// left out; so are filesystems mounted below a root (the volumes' own, at
-// the plugin's propagated mount): those hold what containers write.
-var scanRoots = []string{"/var/lib/cryptvol", "/scratch", "/run", "/tmp", "/var/tmp", "/var/log", "/etc/cryptvol"}
+// scanRoots are where the plugin, dockerd and the lab write in the guest:
+// the plugin's state directory and KMIP identity, the scratch disk
+// (dockerd's data root and log, the plugin's rootfs) and the guest's own
+// tmpfs mounts. The rest of the guest's root is an overlay on the host's
+// root (scripts/vm/initramfs-init), whose files change on the host (other
+// guests' disk images under /var/tmp) and are not the guest's writes. The
+// KMIP server's directory holds the keys by design and is left out; so are
+// filesystems mounted below a root (the volumes' own, at the plugin's
+// propagated mount): those hold what containers write.
+var scanRoots = []string{"/var/lib/cryptvol", "/etc/cryptvol", "/scratch", "/run", "/tmp"}
 
 // scanKeys fetches the complete volumes' keys (bin/key-state, which zeroes
 // them) and searches every file written since the soak began for their
