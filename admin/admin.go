@@ -1,6 +1,6 @@
 // Package admin is cryptvol's command line for administrators: the cryptvol
 // binary run with a subcommand, on a host or on any machine with the KMIP
-// credentials it needs, instead of as the plugin (issue 13). Key-only work
+// credentials it needs, instead of as the plugin. Key-only work
 // (decommission) talks to the KMIP server directly; work on a volume's
 // device (rotate, reencrypt, resize, snapshot) goes to the plugin over its socket (plugin/admin.go), so
 // that Docker's requests and the administrator's take the same locks; the

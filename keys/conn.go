@@ -234,9 +234,9 @@ func (m *KMIP) dialTLS(ctx context.Context, endpoint string) (link, error) {
 // 1.x makes optional in a request: kmip-go stamps the client's clock, and
 // PyKMIP (services/server/engine.py) refuses a stamp later than its own
 // clock ("Future request rejected by server"), to the second, so a host
-// whose clock was ahead of the server's by less than a second had requests
-// refused at random (seen in the lab pair, issue 12, whose guests' clocks
-// are set to the second at boot).
+// whose clock is ahead of the server's by less than a second has requests
+// refused at random (seen in the lab's pair of hosts, whose clocks are set
+// to the second at boot).
 func request(v kmip.ProtocolVersion, pls ...kmip.OperationPayload) kmip.RequestMessage {
 	msg := kmip.NewRequestMessage(v, pls...)
 	msg.Header.TimeStamp = nil

@@ -50,8 +50,8 @@ func countingSilentServer(t *testing.T) (string, *atomic.Int32) {
 	return ln.Addr().String(), &accepted
 }
 
-// Issue 13, KMIP failover: with the first endpoint refusing, the keys are
-// served by the next one, and the failover is logged.
+// KMIP failover: with the first endpoint refusing, the keys are served by
+// the next one, and the failover is logged.
 func TestFailoverToTheNextEndpoint(t *testing.T) {
 	e := newEnv(t)
 	down := closedAddr(t)

@@ -182,7 +182,7 @@ func (f *fakeKMS) executor() *kmipserver.BatchExecutor {
 		// As PyKMIP does (services/server/engine.py), a request stamped later
 		// than the server's clock is refused; this server's clock is a second
 		// behind the client's, as two hosts' clocks may be (the lab pair's
-		// were, issue 12). The Time Stamp is optional in a request.
+		// were). The Time Stamp is optional in a request.
 		if ts := msg.Header.TimeStamp; ts != nil && ts.After(time.Now().Add(-time.Second).Truncate(time.Second)) {
 			return nil, kmipserver.Errorf(kmip.ResultReasonInvalidMessage, "Future request rejected by server.")
 		}

@@ -33,11 +33,11 @@ func groupsKMIP(t *testing.T, s *kmiplab.Server, id, group string) *KMIP {
 	return m
 }
 
-// Issue 13 against PyKMIP with roles: the Object Group a node's keys get at
-// create finds exactly them; the admin identity lists, revokes and destroys
-// them but can never fetch a key; another node's identity can fetch none of
-// them; after Compromise the node itself cannot fetch them, and the other
-// node's keys are untouched.
+// Node groups against PyKMIP with roles: the Object Group a node's keys get
+// at create finds exactly them; the admin identity lists, revokes and
+// destroys them but can never fetch a key; another node's identity can
+// fetch none of them; after Compromise the node itself cannot fetch them,
+// and the other node's keys are untouched.
 func TestLabDecommissionKeysWithRoles(t *testing.T) {
 	s := kmiplab.Start(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)

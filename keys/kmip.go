@@ -28,14 +28,14 @@ const maxNameLen = 256
 // KMIP is a Manager backed by a KMIP server over mutual TLS.
 //
 // It keeps one connection and runs one call at a time on it (a Create's
-// several requests included): a reused connection answers a Get in 2.5-4 ms
-// against PyKMIP, a new one in 8-12 ms. The connection is opened on first
-// use, so the plugin starts while the server is down, and is dropped on any
-// transport error so the next call dials again: the server can come back
-// without a plugin restart. Each call is bounded by Config.Timeout once it
-// has the connection (waiting for it is bounded by the caller's context),
-// and its errors start with "kmip <endpoints>: <operation>:". With several
-// endpoints, a call that must connect tries them in turn (endpoints.go).
+// several requests included): a reused connection spares each call a TLS
+// handshake. The connection is opened on first use, so the plugin starts
+// while the server is down, and is dropped on any transport error so the
+// next call dials again: the server can come back without a plugin restart.
+// Each call is bounded by Config.Timeout once it has the connection
+// (waiting for it is bounded by the caller's context), and its errors start
+// with "kmip <endpoints>: <operation>:". With several endpoints, a call
+// that must connect tries them in turn (endpoints.go).
 type KMIP struct {
 	cfg      Config
 	tls      *tls.Config

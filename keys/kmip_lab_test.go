@@ -205,9 +205,9 @@ func TestLabKMIPStatesAndRepair(t *testing.T) {
 	}
 }
 
-// Issue 13, KMIP failover against the real server: a refusing endpoint and
-// a silent one (accepts, never answers) listed before PyKMIP. Create, Get
-// and Destroy are served by PyKMIP within one call's timeout each.
+// KMIP failover against the real server: a refusing endpoint and a silent
+// one (accepts, never answers) listed before PyKMIP. Create, Get and
+// Destroy are served by PyKMIP within one call's timeout each.
 func TestLabKMIPFailover(t *testing.T) {
 	refused := closedAddr(t)
 	silent, accepted := countingSilentServer(t)

@@ -414,9 +414,8 @@ func TestGetRejectsUnusableMaterial(t *testing.T) {
 	}
 }
 
-// Destroy takes one round trip whatever the key's state (issue 15): Revoke
-// and Destroy share a request, and a Revoke the key does not need fails
-// harmlessly.
+// Destroy takes one round trip whatever the key's state: Revoke and Destroy
+// share a request, and a Revoke the key does not need fails harmlessly.
 func TestDestroy(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
@@ -756,9 +755,9 @@ func TestSlowAnswerDropsConnection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The timeout bounds the reconnect after the slow answer too (TLS and
-	// version negotiation): 200 ms was too short for that in the lab guest
-	// beside three others, so 2 s, with the server 2.5 times slower than it.
+	// The timeout bounds the reconnect after the slow answer too (TLS
+	// and version negotiation), which a loaded machine makes slow: so
+	// 2 s, with the server 2.5 times slower than it.
 	slow := e.client(t, Config{Endpoint: e.server.addr, CAFile: e.pki.caFile, CertFile: e.pki.certFile, KeyFile: e.pki.keyFile, Timeout: 2 * time.Second})
 	if k, err := slow.Get(ctx, idA); err != nil {
 		t.Fatal(err)

@@ -27,7 +27,7 @@ import (
 // (volume/create.go, newKeyName), so it is normally free, and the Locate
 // that follows the Activate finds any other key of the name all the same.
 // The material comes in that request too, so a new name costs two round
-// trips: Create; Activate, Locate and Get (issue 15: it was four).
+// trips: Create; Activate, Locate and Get.
 func (m *KMIP) Create(ctx context.Context, name, group string) (string, *Key, error) {
 	op := fmt.Sprintf("create key %q", name)
 	if err := validateText("name", name); err != nil {
@@ -233,8 +233,8 @@ func (m *KMIP) createKey(ctx context.Context, name, group string) (string, error
 // destroy is Destroy without locking. An unknown id succeeds with gone set.
 // The caller holds sem.
 //
-// Revoke and Destroy go in one request (issue 15: a remove paid three round
-// trips, GetAttributes, Revoke, Destroy): the batch is ordered and goes on
+// Revoke and Destroy go in one request (one round trip where GetAttributes,
+// Revoke and Destroy would take three): the batch is ordered and goes on
 // past a failed item (batch()), so an Active key is revoked and then
 // destroyed, and a key that is not Active fails the Revoke and is destroyed
 // all the same (PyKMIP: engine.py, _process_revoke refuses a key that is not

@@ -15,8 +15,8 @@ import (
 )
 
 // Locate returns the ids of all objects named name, in the server's order.
-// It is slow on a full server (PyKMIP: 210 ms at 500 objects): volumes store
-// their key id and Locate serves recovery only.
+// It is slow on a server that holds many objects: volumes store their key
+// id and Locate serves recovery only.
 func (m *KMIP) Locate(ctx context.Context, name string) ([]string, error) {
 	op := fmt.Sprintf("locate keys named %q", name)
 	if err := validateText("name", name); err != nil {

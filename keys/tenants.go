@@ -10,13 +10,13 @@ import (
 	"github.com/sirupsen/logrus"
 )
 
-// Tenants hands out one KMIP client per tenant (issue 13): the base
-// configuration's servers, CA, group and policy, with the tenant's own
-// client certificate, DIR/TENANT/cert.pem and DIR/TENANT/key.pem. A KMIP
-// server gives each key to the identity that made it (PyKMIP: the
-// certificate's CN), so one tenant's identity cannot fetch another's keys.
-// A client is made on the tenant's first use and kept: its connection is
-// reused like the main client's.
+// Tenants hands out one KMIP client per tenant: the base configuration's
+// servers, CA, group and policy, with the tenant's own client certificate,
+// DIR/TENANT/cert.pem and DIR/TENANT/key.pem. A KMIP server gives each key
+// to the identity that made it (PyKMIP: the certificate's CN), so one
+// tenant's identity cannot fetch another's keys. A client is made on the
+// tenant's first use and kept: its connection is reused like the main
+// client's.
 //
 // Concurrency: safe for concurrent use.
 type Tenants struct {

@@ -22,15 +22,13 @@ const headerArea = 16 << 20
 // keyslotsArea is the LUKS2 keyslots area luksFormat lays out: with the two
 // 16 KiB metadata copies, the data segment starts at 4 MiB instead of
 // cryptsetup's default 16 MiB. luksFormat zeroes the whole header area and
-// fills the keyslots area with random bytes, so the default cost every
+// fills the keyslots area with random bytes, so the default costs every
 // create 32 MiB of writes, 16 MiB of them random, and 16 MiB of thin pool
-// per thin volume (issue 15; lab: luksFormat 0.31-0.36 s against
-// 0.53-0.73 s, cryptsetup 2.6.1). 4 MiB still holds what the key
-// lifecycle needs at once: a keyslot of a 512-bit volume key is 256 KiB
-// (4000 anti-forensic stripes), a rotation holds two, and an online
-// `cryptsetup reencrypt` adds keyslots for the new volume key and sizes
-// its resilience data to the space left (cryptsetup-reencrypt(8),
-// --hotzone-size).
+// per thin volume. 4 MiB still holds what the key lifecycle needs at once:
+// a keyslot of a 512-bit volume key is 256 KiB (4000 anti-forensic
+// stripes), a rotation holds two, and an online `cryptsetup reencrypt` adds
+// keyslots for the new volume key and sizes its resilience data to the
+// space left (cryptsetup-reencrypt(8), --hotzone-size).
 const keyslotsArea = "4064k"
 
 // formatArgs are the fixed luksFormat parameters. pbkdf2 at cryptsetup's

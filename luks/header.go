@@ -100,8 +100,8 @@ func readHeader(f *os.File) (js []byte, uuid string, hdrSize uint64, err error) 
 // at offset 0 (LUKS1 and a LUKS2 primary) nor a LUKS2 secondary magic at any
 // of the offsets where cryptsetup looks for one (16 KiB to 4 MiB, the
 // possible hdr_size values). Without a magic cryptsetup sees no header, so
-// Format can skip `cryptsetup isLuks` on the fresh LV it is given (issue
-// 15); a magic anywhere, or a device that cannot be read, is left to isLuks.
+// Format can skip `cryptsetup isLuks` on the fresh LV it is given; a magic
+// anywhere, or a device that cannot be read, is left to isLuks.
 func noMagic(dev string) bool {
 	f, err := openDirect(dev, os.O_RDONLY)
 	if err != nil {

@@ -46,7 +46,7 @@ func writeImage(t *testing.T, img []byte) string {
 }
 
 // A header whose two copies are intact and in sync is read from the device:
-// Inspect starts no program (issue 15: luksDump was a program start in every
+// Inspect starts no program (luksDump would be a program start in every
 // first mount and remove), and reads what luksDump would have printed.
 func TestInspectReadsIntactHeaderWithoutAProgram(t *testing.T) {
 	for _, c := range []struct {

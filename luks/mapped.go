@@ -8,7 +8,7 @@ import (
 // IsOpen reports whether a device-mapper device called mapping exists, with
 // or without a table (dmlist.go says why sysfs cannot tell): one
 // DM_DEV_STATUS, no program. A first mount and start-up reconciliation ask
-// this of every volume, and a program start each was most of what they
+// this of every volume, and a program start each would be most of what they
 // cost. A device being removed meanwhile is gone from the kernel's name
 // table first (drivers/md/dm-ioctl.c, dm_hash_remove), so it answers
 // closed, never an error.

@@ -62,8 +62,8 @@ func TestHostParsePlainTakesWhatCryptvolWrites(t *testing.T) {
 }
 
 // Every value but the one cryptvol writes is cryptsetup's to read. The
-// first cases are the review's: each was read by the direct open before,
-// and some into a table that maps the data over the header.
+// first cases come from a review: each is a value a laxer direct open would
+// read, some into a table that maps the data over the header.
 func TestHostParsePlainDeclinesEveryOtherValue(t *testing.T) {
 	img, _ := formatted(t, randomKey(t))
 	js, uuid, hdrSize := metadataOf(t, img)

@@ -9,9 +9,9 @@ import (
 	"strconv"
 )
 
-// The keyslot operations of a key rotation (issue 13): add a keyslot for a
-// new passphrase, point the token at it, kill the old keyslot. Each works on
-// an open device as on a closed one (LUKS2 metadata changes take
+// The keyslot operations of a key rotation: add a keyslot for a new
+// passphrase, point the token at it, kill the old keyslot. Each works on an
+// open device as on a closed one (LUKS2 metadata changes take
 // cryptsetup's header lock; dm-crypt's volume key is not touched), so a
 // mounted volume is rotated under its containers.
 

@@ -110,10 +110,9 @@ func headerBounds(js []byte) (copies, end int64, err error) {
 // mapping or a mount holds it, so an open volume is never wiped under its
 // mapping (open(2): O_EXCL on a block device).
 //
-// Why not `cryptsetup erase`: it is a program start, 0.2-0.3 s of a remove
-// that lvremove alone does in 0.15 s in the lab (issue 15), and it leaves
-// the binary headers and the JSON metadata in place, keyslots dropped and
-// their areas overwritten; this leaves nothing of the header.
+// Why not `cryptsetup erase`: it is one more program start per remove, and
+// it leaves the binary headers and the JSON metadata in place, keyslots
+// dropped and their areas overwritten; this leaves nothing of the header.
 func wipeHeader(dev string) error {
 	js, err := readMetadata(dev)
 	if err != nil {
@@ -124,8 +123,7 @@ func wipeHeader(dev string) error {
 		return err
 	}
 	// O_DIRECT: the zeros go to the device as they are written, not
-	// through 4 MiB of page cache for the Sync to write back (lab: wipe
-	// 50 ms of a 350 ms remove, issue 15).
+	// through 4 MiB of page cache for the Sync to write back.
 	f, err := openDirect(dev, os.O_WRONLY|unix.O_EXCL)
 	if errors.Is(err, unix.EBUSY) {
 		return fmt.Errorf("%w: %s is open (a mapping or a mount holds it): %w", ErrBusy, dev, err)

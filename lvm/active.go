@@ -10,14 +10,14 @@ import (
 )
 
 // Active reports whether lv's device is in the kernel now. It asks the
-// kernel, not lvm: an lvm command is a program start (0.15-0.26 s in the
-// lab; issue 15), and activation writes no metadata, so a listing's
-// lv_active goes stale without the metadata mark moving. The node
-// /dev/VG/LV is stat'ed and the device-mapper device of that number must
-// carry the LV's own uuid, which lvm2 builds as "LVM-" followed by the VG's
-// and the LV's uuids without dashes (lib/activate/dev_manager.c,
-// build_dm_uuid; a layer such as a thin pool's -tpool adds a suffix, and is
-// not the LV): a stale link or a node of another device is not the LV.
+// kernel, not lvm: an lvm command is a program start, and activation writes
+// no metadata, so a listing's lv_active goes stale without the metadata
+// mark moving. The node /dev/VG/LV is stat'ed and the device-mapper device
+// of that number must carry the LV's own uuid, which lvm2 builds as "LVM-"
+// followed by the VG's and the LV's uuids without dashes
+// (lib/activate/dev_manager.c, build_dm_uuid; a layer such as a thin pool's
+// -tpool adds a suffix, and is not the LV): a stale link or a node of
+// another device is not the LV.
 //
 // It answers false whenever it cannot tell (no node, no sysfs, a uuid that
 // does not match); callers then run lvchange -ay, which is idempotent. A

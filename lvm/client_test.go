@@ -243,9 +243,9 @@ func TestVG(t *testing.T) {
 }
 
 // The vgs that VG runs names the group's devices (a row per PV): the
-// metadata mark is then read from them with no pvs (issue 15: a restart
-// runs one lvm program less). A device lvm cannot find teaches nothing,
-// and the mark asks pvs.
+// metadata mark is then read from them with no pvs, so a restart runs one
+// lvm program fewer. A device lvm cannot find teaches nothing, and the mark
+// asks pvs.
 func TestVGTeachesTheMarkItsDevices(t *testing.T) {
 	pv := pvImage(t, "cvhost", 512, 900, 0xabcd, 0)
 	row := func(dev string) string {

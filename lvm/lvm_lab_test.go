@@ -162,9 +162,9 @@ func TestLabLifecycle(t *testing.T) {
 	}
 }
 
-// The metadata mark (issue 15) is read from the devices: it changes with
-// every commit, the Client's own or an outside lvm command's, and not with
-// activation; after the first read (one pvs) it runs no program.
+// The metadata mark (MetadataMark) is read from the devices: it changes
+// with every commit, the Client's own or an outside lvm command's, and not
+// with activation; after the first read (one pvs) it runs no program.
 func TestLabMetadataMark(t *testing.T) {
 	c, _ := labClient(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)

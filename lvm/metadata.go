@@ -38,9 +38,9 @@ const (
 var ErrNoMetadata = errors.New("no device holds the volume group's metadata")
 
 // markReader reads marks, remembering what does not change between
-// commits so that a read costs one sector per metadata area (issue 15: Get
-// reads the mark every time): each device's metadata areas, from its label
-// (only pvcreate and pvremove rewrite a label), and, per area, the last text
+// commits so that a read costs one sector per metadata area (Get reads the
+// mark every time): each device's metadata areas, from its label (only
+// pvcreate and pvremove rewrite a label), and, per area, the last text
 // location whose first sector was checked to begin "VG {". The header read
 // on every call is what a commit changes (the text moves, its checksum
 // changes); an area pointing at the location already checked points at the

@@ -111,7 +111,7 @@ func TestMetadataMarkIgnoresWhatIsNotTheGroups(t *testing.T) {
 	}
 }
 
-// One reader over a device's life (issue 15: a mark read costs one sector per
+// One reader over a device's life (a mark read costs one sector per
 // metadata area once the label and the text are known): commits move the
 // mark, the label is read once, and an error forgets what was remembered.
 func TestMarkReaderRemembersOnlyWhatCommitsDoNotChange(t *testing.T) {

@@ -9,9 +9,9 @@ import (
 	"github.com/cryptvol/cryptvol/internal/command"
 )
 
-// Shared volume groups (issue 12, lvmlockd(8)): a group on devices that
-// every host of a cluster sees, with lock type sanlock. Each host runs
-// sanlock and lvmlockd; lvm commands reach lvmlockd through its socket,
+// Shared volume groups (lvmlockd(8)): a group on devices that every host of
+// a cluster sees, with lock type sanlock. Each host runs sanlock and
+// lvmlockd; lvm commands reach lvmlockd through its socket,
 // /run/lvm/lvmlockd.socket (fixed when lvm2 is built), and take the group's
 // lock to change metadata and an LV's lock to activate it. An LV activated
 // exclusively (-aey) on one host cannot be activated on another until it is

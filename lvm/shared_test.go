@@ -19,7 +19,7 @@ func sharedClient(t *testing.T, f *fakeLVM) *Client {
 
 // In a shared group every command is told to use lvmlockd and activation
 // is exclusive; another host's lock reads as ErrHeldElsewhere, with lvm's
-// own words kept (the message seen in the lab, issue 12).
+// own words kept (the message seen in the lab).
 func TestSharedActivationIsExclusive(t *testing.T) {
 	f := newFake(t)
 	c := sharedClient(t, f)

@@ -8,14 +8,14 @@ import (
 )
 
 // MetadataVG returns what VG reports, taken from the metadata text on the
-// group's devices without running lvm (issue 15: a create asked vgs, one
-// lvm start of its nine). vg_size is the PVs' extents (pe_count) times
-// extent_size; vg_free is that less the extents allocated on them, which
-// for the segment types a cryptvol group holds is every striped (linear)
-// segment's extent_count, while thin and thin-pool segments map other LVs
-// (a pool's hidden _tdata and _tmeta, themselves striped), not PVs. A
-// segment of any other type (raid, mirror, cache, vdo...) is an error:
-// then ask vgs, which knows them all.
+// group's devices without running lvm, so that a create runs no vgs (one
+// lvm program start fewer per create). vg_size is the PVs' extents
+// (pe_count) times extent_size; vg_free is that less the extents allocated
+// on them, which for the segment types a cryptvol group holds is every
+// striped (linear) segment's extent_count, while thin and thin-pool
+// segments map other LVs (a pool's hidden _tdata and _tmeta, themselves
+// striped), not PVs. A segment of any other type (raid, mirror, cache,
+// vdo...) is an error: then ask vgs, which knows them all.
 func (c *Client) MetadataVG(ctx context.Context) (VG, error) {
 	_, g, err := c.currentGroup(ctx, true)
 	if err != nil {

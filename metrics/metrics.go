@@ -1,4 +1,4 @@
-// Package metrics exposes cryptvol's Prometheus metrics (issue 14) on
+// Package metrics exposes cryptvol's Prometheus metrics on
 // CRYPTVOL_METRICS_ADDR: Docker requests by call and outcome with their
 // latency, KMIP calls and their latency, every lifecycle event (volume
 // operations, repairs at start-up, key operations) by outcome, the number

@@ -106,8 +106,8 @@ func (fm *fakeMounts) fs() *FS {
 }
 
 // A mount point that does not exist has nothing mounted on it, and
-// MountedDevice says so without reading the mount table (a volume at rest,
-// issue 15); one that exists is looked up in the table.
+// MountedDevice says so without reading the mount table (a volume at rest);
+// one that exists is looked up in the table.
 func TestMountedDeviceOfAMissingPathReadsNoTable(t *testing.T) {
 	dir := t.TempDir()
 	target := filepath.Join(dir, "mnt", "v1")

@@ -8,9 +8,9 @@ import (
 )
 
 // Mount options a volume may ask for (--opt mountopts), on top of the
-// nodev,nosuid every volume gets (issue 14). What is left out is left out
-// on purpose: discard would tell an observer of the encrypted device which
-// blocks are free; suid and dev undo nodev,nosuid; ro breaks dockerd's copy
+// nodev,nosuid every volume gets. What is left out is left out on purpose:
+// discard would tell an observer of the encrypted device which blocks are
+// free; suid and dev undo nodev,nosuid; ro breaks dockerd's copy
 // of an image's content into a new volume; the rest of mount(8)'s list
 // names devices, users or security labels a volume has no business setting.
 var (
@@ -63,9 +63,9 @@ func validate(fstype string, opts, allowed []string) error {
 	return nil
 }
 
-// MkfsOptions are the mkfs choices a volume may make (issue 14): ext4's
-// bytes per inode (-i: many small files want more inodes) and reserved
-// blocks percentage (-m: root's share, useless to most containers), xfs's
+// MkfsOptions are the mkfs choices a volume may make: ext4's bytes per
+// inode (-i: many small files want more inodes) and reserved blocks
+// percentage (-m: root's share, useless to most containers), xfs's
 // inode space limit (-i maxpct). A negative number means mkfs's default.
 type MkfsOptions struct {
 	InodeRatio      int // ext4; 0: default

@@ -10,11 +10,10 @@ import (
 
 // Mounting and unmounting are system calls, not programs: mount(8) and
 // umount(8) add a program start each to every first mount and last unmount
-// (about 0.05-0.08 s under the lab's emulation, more than the kernel's work
-// for a small volume; issue 15), and do nothing for a block device and a
-// listed filesystem type beyond mount(2): no helper exists for ext4 or xfs,
-// and /run/mount/utab, which umount(8) would also update, records only
-// userspace options that cryptvol never uses.
+// (more than the kernel's work for a small volume), and do nothing for a
+// block device and a listed filesystem type beyond mount(2): no helper
+// exists for ext4 or xfs, and /run/mount/utab, which umount(8) would also
+// update, records only userspace options that cryptvol never uses.
 
 // syscalls is the kernel side of Mount and Unmount; tests replace it.
 type syscalls struct {

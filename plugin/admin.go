@@ -11,11 +11,11 @@ import (
 	"github.com/cryptvol/cryptvol/volume"
 )
 
-// The administrators' requests (issue 13): `cryptvol rotate` reaches the
-// plugin on its own socket, beside Docker's VolumeDriver paths, for work
-// that touches a volume's device and must be serialized with Docker's
-// requests by the same volume locks. Same framing as Docker's: POST a JSON
-// body, get JSON back with "Err" set on failure.
+// The administrators' requests: `cryptvol rotate` reaches the plugin on its
+// own socket, beside Docker's VolumeDriver paths, for work that touches a
+// volume's device and must be serialized with Docker's requests by the same
+// volume locks. Same framing as Docker's: POST a JSON body, get JSON back
+// with "Err" set on failure.
 
 // Paths of the administrators' requests; each takes a VolumeRequest.
 const (

@@ -161,9 +161,9 @@ func (d *Driver) call(op, name string, timeout time.Duration, fn func(ctx contex
 	// last step.
 	failpoint.Here("answer")
 	// What the request cost besides time: `make bench` reads these (debug)
-	// lines to break a docker run down by call (issue 15). Microseconds:
-	// rounded to the millisecond, a Get of 4.6 ms read as 5 ms against
-	// the goal of under 5.
+	// lines to break a docker run down by call. Microseconds: a Get
+	// takes a few milliseconds, and rounded to the millisecond it could
+	// not be told apart from its goal of under 5 ms.
 	log := d.log.WithFields(logrus.Fields{"op": op, "duration": time.Since(start).Round(time.Microsecond),
 		"programs": tally.Programs(), "kmip_round_trips": tally.KMIPRoundTrips()})
 	if by := tally.ByProgram(); by != "" {

@@ -12,7 +12,7 @@ import (
 	"github.com/cryptvol/cryptvol/internal/command"
 )
 
-// Issue 14: "A clone of a mounted volume holds the data as of the
+// Requirement: "A clone of a mounted volume holds the data as of the
 // snapshot; writes to either do not show in the other; removing the source
 // leaves the clone working; the clone's KMIP key differs." Through the
 // real plugin on the lab's thin pool; also: the source's key does not open

@@ -55,7 +55,8 @@ func newNode(t *testing.T, srv *kmiplab.Server, identity, name string, tenants .
 	t.Cleanup(func() { trail.Close() })
 	// No Reconcile: both nodes share the lab's volume group, and each
 	// would take the other's mounted volumes for its own stale ones (one
-	// VG per host is the single-host setup; shared VGs are issue 12).
+	// VG per host is the single-host setup; a VG that hosts share needs
+	// shared mode, CRYPTVOL_SHARED).
 	cfg := volume.Config{VG: vg, DefaultFS: "ext4", ThinPool: pool, MountRoot: t.TempDir(), StateDir: state,
 		DefaultSize: 64 << 20, NoWorkqueue: true, Audit: trail}
 	if len(tenants) > 0 {
@@ -119,7 +120,7 @@ func decommission(t *testing.T, srv *kmiplab.Server, node string, flags ...strin
 	return exit, doc.Keys
 }
 
-// Issue 13: "Decommission node A from another process with admin
+// Requirement: "Decommission node A from another process with admin
 // credentials: A's plugin cannot mount any of A's volumes and says why;
 // volumes created elsewhere still work." Against PyKMIP with roles: the
 // admin identity may find, revoke and destroy any key but fetch none.

@@ -29,7 +29,7 @@ func mountOptionsAt(t *testing.T, mp string) string {
 	return ""
 }
 
-// Issue 14's options: mount options from the allow-list are used at every
+// Filesystem options: mount options from the allow-list are used at every
 // mount, and the root directory gets the owner and mode asked for, on ext4
 // and xfs; the data directory a container gets has the owner and mode asked
 // for; an option off the list is refused with nothing made.

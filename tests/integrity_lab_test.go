@@ -43,7 +43,7 @@ func writeFileWith(t *testing.T, p string, c byte, n int) {
 	}
 }
 
-// Issue 14: "Integrity: flip a byte on the raw LV of a closed volume;
+// Requirement: "Integrity: flip a byte on the raw LV of a closed volume;
 // reading that file fails with an I/O error." The file's sectors on the raw
 // LV are found by rewriting it in place and comparing the raw LV before and
 // after: the longest run of changed blocks is the file's data (the journal

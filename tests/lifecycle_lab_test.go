@@ -331,7 +331,7 @@ func TestLabRemoveShreds(t *testing.T) {
 }
 
 // A key is never destroyed because of its name alone: with the LV gone and
-// nothing journaled, nothing proves the key is that volume's (issue 10).
+// nothing journaled, nothing proves the key is that volume's.
 func TestLabRemoveAfterLVVanishedLeavesKeyFoundOnlyByName(t *testing.T) {
 	s := newStack(t)
 	s.create("lab-gone", nil)

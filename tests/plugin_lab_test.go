@@ -243,9 +243,9 @@ func (p *plug) must(what string, err error) {
 }
 
 // needFaults marks the long fault-injection tests (SIGKILL at every step,
-// 50 concurrent volumes: about 25 minutes under emulation). The VM stage
-// runs them in a second guest, at the same time as the rest (LAB_PART=faults
-// sets LAB_FAULTS=1), so the main guest skips them.
+// 50 concurrent volumes: long under emulation). The VM stage runs them in a
+// second guest, at the same time as the rest (LAB_PART=faults sets
+// LAB_FAULTS=1), so the main guest skips them.
 func needFaults(t *testing.T) {
 	if os.Getenv("LAB_FAULTS") != "1" {
 		t.Skip("long fault-injection test: the faults part of the VM stage runs it (make test, make test-faults)")

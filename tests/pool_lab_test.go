@@ -8,9 +8,9 @@ import (
 	"testing"
 )
 
-// Issue 14: "Over-commit and fill limits refuse a create with nothing made
-// and nothing left on KMIP." Through the real plugin on the lab's 2 GiB
-// thin pool.
+// Requirement: "Over-commit and fill limits refuse a create with nothing
+// made and nothing left on KMIP." Through the real plugin on the lab's
+// 2 GiB thin pool.
 func TestLabThinPoolLimits(t *testing.T) {
 	pool := os.Getenv("CRYPTVOL_LAB_POOL")
 	p := newPlug(t, "CRYPTVOL_THIN_POOL="+pool, "CRYPTVOL_THIN_MAX_OVERCOMMIT=1")

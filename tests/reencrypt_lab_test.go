@@ -39,9 +39,9 @@ func volumeKeyDigest(t *testing.T, v string) string {
 	return strings.Join(s, ",")
 }
 
-// Issue 13: `cryptvol reencrypt` through the real plugin against dm-crypt:
-// offline (closed volume), online under a writer (no I/O error, the volume
-// stays mounted), and resumed after an interruption (cryptsetup's own
+// `cryptvol reencrypt` through the real plugin against dm-crypt: offline
+// (closed volume), online under a writer (no I/O error, the volume stays
+// mounted), and resumed after an interruption (cryptsetup's own
 // --init-only leaves the header as a crash before the first block would;
 // the volume still mounts meanwhile). Each time: a new volume key (its
 // digest changes), one keyslot, the same KMIP key, the data intact.

@@ -27,7 +27,7 @@ func fsBytes(t *testing.T, mp string) uint64 {
 	return st.Blocks * uint64(st.Bsize)
 }
 
-// Issue 14: "Grow a mounted volume under a writing container; grow an
+// Requirement: "Grow a mounted volume under a writing container; grow an
 // unmounted one; both keep their data and show the new size." Through the
 // real plugin, for ext4 and xfs; shrinking is refused and changes nothing.
 func TestLabResize(t *testing.T) {

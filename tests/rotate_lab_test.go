@@ -103,10 +103,10 @@ func assertRotated(t *testing.T, p *plug, v string) {
 	p.must("unmount", p.unmount(v, "check"))
 }
 
-// Issue 13: rotation through the real plugin process against LVM,
-// cryptsetup and PyKMIP: unmounted (the LV is left inactive) and mounted
-// under a writer (the writes go on); each time the old key is gone from
-// KMIP, one keyslot remains, and the volume mounts with the new key.
+// Key rotation through the real plugin process against LVM, cryptsetup and
+// PyKMIP: unmounted (the LV is left inactive) and mounted under a writer
+// (the writes go on); each time the old key is gone from KMIP, one keyslot
+// remains, and the volume mounts with the new key.
 func TestLabRotateKey(t *testing.T) {
 	p := newPlug(t)
 	p.start("")
@@ -146,9 +146,9 @@ func TestLabRotateKey(t *testing.T) {
 	assertRotated(t, p, v)
 }
 
-// Issue 13's scheduled rotation (CRYPTVOL_ROTATE_AFTER) in the real
-// plugin: a volume whose key time tag says 2001 is rotated at start, the
-// one made now is not, and the rotated one gets a fresh key time.
+// Scheduled key rotation (CRYPTVOL_ROTATE_AFTER) in the real plugin: a
+// volume whose key time tag says 2001 is rotated at start, the one made now
+// is not, and the rotated one gets a fresh key time.
 func TestLabScheduledRotation(t *testing.T) {
 	p := newPlug(t, "CRYPTVOL_ROTATE_AFTER=24h")
 	p.start("")

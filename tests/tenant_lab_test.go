@@ -24,8 +24,8 @@ func kmipAs(t *testing.T, srv *kmiplab.Server, identity string) *keys.KMIP {
 	return k
 }
 
-// Issue 13: "Two tenants: each creates volumes; tenant B's identity cannot
-// Get tenant A's key." Against PyKMIP, which gives each key to the
+// Requirement: "Two tenants: each creates volumes; tenant B's identity
+// cannot Get tenant A's key." Against PyKMIP, which gives each key to the
 // identity that made it. A tenant's volume works like any other; the
 // plugin's own identity cannot fetch its key either; a decommission of the
 // node finds the tenants' keys too (they carry the node's group). A

@@ -18,9 +18,9 @@ import (
 	"github.com/cryptvol/cryptvol/volume"
 )
 
-// Issue 15: Get, Path and List, what dockerd asks on every docker run and
-// inspect, run no program, and see a commit made outside the plugin (an
-// operator's lvchange, another host on shared devices) at the next read,
+// Get, Path and List, what dockerd asks on every docker run and inspect,
+// run no program, and see a commit made outside the plugin (an operator's
+// lvchange, another host on shared devices) at the next read,
 // from the metadata text on the devices.
 func TestLabReadsRunNoProgramAndSeeOutsideCommits(t *testing.T) {
 	s := newStack(t)
@@ -87,7 +87,7 @@ func TestLabReadsRunNoProgramAndSeeOutsideCommits(t *testing.T) {
 	}
 }
 
-// Issue 15, restart to answering: a restart of the plugin process (no
+// Restart to answering: a restart of the plugin process (no
 // CRYPTVOL_DEVICES) finds its volume group on the devices the last start
 // learned and reconciles from the metadata text, so it runs no program. A
 // record naming a device that is not the group's costs that start one vgs,

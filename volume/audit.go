@@ -10,9 +10,9 @@ import (
 	"github.com/cryptvol/cryptvol/lvm"
 )
 
-// Auditor takes the audit trail's events (issue 13) and the metrics' (issue
-// 14). Implemented by *audit.Log, the metrics, or audit.Tee of both; nil in
-// Config means neither.
+// Auditor takes the audit trail's events and the metrics'. Implemented by
+// *audit.Log, the metrics, or audit.Tee of both; nil in Config means
+// neither.
 type Auditor = audit.Sink
 
 // record sends e to the trail, if there is one.

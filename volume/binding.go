@@ -12,10 +12,10 @@ import (
 // X's header and data copied onto volume Y, with the token and tag edited
 // to name X's key for Y, would open X's data as Y. What the storage cannot
 // change is the key's name on the KMIP server, given at its create
-// (newKeyName, or legacyKeyName before key names were unique), so a key is
-// used for a volume only when one of its names is a name of that volume in
-// this volume group. keys.Manager.Get hands the names out with the
-// material, from the same request.
+// (newKeyName, or legacyKeyName for a volume of state file version 1, whose
+// key names are not unique), so a key is used for a volume only when one of
+// its names is a name of that volume in this volume group. keys.Manager.Get
+// hands the names out with the material, from the same request.
 
 // keyNameNonceLen is the length of newKeyName's random part, in hex digits.
 const keyNameNonceLen = 16

@@ -97,12 +97,13 @@ func TestKeyNamesThatBindAKeyToItsVolume(t *testing.T) {
 }
 
 // Keys a volume legitimately has open it: a key of the name cryptvol gave
-// before names were unique, a key with several names one of which is the
-// volume's, and, after a restart, a key named with the group's UUID (read
-// once, from the metadata text). A key of the volume's name in another
-// group is refused, and so is a key without a name. (Rotated keys, clones,
-// snapshots and tenants' keys mount in rotate_test.go, clone_test.go and
-// tenant_test.go, through the same check.)
+// in state file version 1, whose names are not unique, a key with several
+// names one of which is the volume's, and, after a restart, a key named
+// with the group's UUID (read once, from the metadata text). A key of the
+// volume's name in another group is refused, and so is a key without a
+// name. (Rotated keys, clones, snapshots and tenants' keys mount in
+// rotate_test.go, clone_test.go and tenant_test.go, through the same
+// check.)
 func TestKeysOfTheVolumeStillOpenIt(t *testing.T) {
 	h := newHarness(t)
 	h.mustCreate("v", nil)

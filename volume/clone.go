@@ -131,7 +131,7 @@ const tagReadOnly = "cryptvol_readonly"
 
 // snapshotSource takes the thin snapshot, the source's filesystem frozen
 // for it when the source is mounted here, so that the clone holds every
-// write that returned before (issue 14). The freeze lasts one lvcreate.
+// write that returned before. The freeze lasts one lvcreate.
 func (m *Manager) snapshotSource(ctx context.Context, name string, src lvm.LV, tags []string, log logrus.FieldLogger) error {
 	from, _ := volumeName(src)
 	if ok, _, err := m.mountedHere(from); err != nil {

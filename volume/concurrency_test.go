@@ -129,8 +129,8 @@ func TestCreatesWaitTheirTurn(t *testing.T) {
 		!strings.Contains(err.Error(), "CRYPTVOL_MAX_CREATES") {
 		t.Fatalf("create waiting behind a full line: %v", err)
 	}
-	// Not even a lookup: 50 creates each running lvs before their turn
-	// made one vgs outlast docker's deadline in the lab.
+	// Not even a lookup: with 50 creates each running lvs before their
+	// turn, one vgs can outlast docker's deadline (seen in the lab).
 	for _, c := range h.w.callLog() {
 		if strings.Contains(c, "second") {
 			t.Errorf("the create that never got its turn ran %q", c)
@@ -150,9 +150,9 @@ func TestCreatesWaitTheirTurn(t *testing.T) {
 	h.assertConsistent()
 }
 
-// Removes take the same turns (turns.go; issue 10): unbounded, a burst of
-// removes outlasts docker's request deadline. One that runs out of time waiting
-// has touched nothing: the volume, its key and its data are intact, and a
+// Removes take the same turns (turns.go): unbounded, a burst of removes
+// outlasts docker's request deadline. One that runs out of time waiting has
+// touched nothing: the volume, its key and its data are intact, and a
 // later remove works.
 func TestRemovesWaitTheirTurn(t *testing.T) {
 	h := newHarness(t, func(c *Config) { c.MaxCreates = 1 })

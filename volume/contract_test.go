@@ -11,9 +11,9 @@ import (
 	"time"
 )
 
-// Issue 10: what dockerd really does, against the bookkeeping. Each test
-// fails on the code before it (a set of IDs, teardown without the kernel's
-// word, journal by name).
+// What dockerd really does, against the bookkeeping. Each test fails for a
+// simpler bookkeeping: a set of IDs instead of counts, a teardown without
+// the kernel's word, or a journal keyed by name.
 
 // docker cp into or out of a running container: Mount and Unmount under
 // the container's own ID while it keeps running.
@@ -49,8 +49,8 @@ func TestLastUnmountWhileKernelHoldsKeepsItUpUntilReleased(t *testing.T) {
 	h.sweepKeepsUntilLetGo("v1")
 }
 
-// A teardown that fails is retried until it succeeds (it used to drop the
-// ID and never retry, leaving a mapping with no owner).
+// A teardown that fails is retried until it succeeds (dropping the ID
+// without a retry would leave a mapping with no owner).
 func TestFailedTeardownIsRetried(t *testing.T) {
 	h := newHarness(t)
 	h.mustCreate("v1", nil)
@@ -83,7 +83,8 @@ func TestLingeringVolumeMountedAgainStaysUp(t *testing.T) {
 
 // dockerd killed with a container running: the plugin restarts in a new
 // mount namespace while the container still holds the volume; then dockerd
-// stops the container and never sends its Unmount (moby#46508).
+// stops the container and never sends its Unmount
+// (https://github.com/moby/moby/issues/46508).
 func TestDockerdKilledStaleIDsAreClosedBySweep(t *testing.T) {
 	h := newHarness(t)
 	h.mustCreate("v1", nil)

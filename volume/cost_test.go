@@ -38,9 +38,9 @@ func opCost(h *harness) (calls string, programs int) {
 	return strings.Join(out, " "), programs
 }
 
-// Issue 15: the programs and KMIP calls of each step of a volume's life, as
-// `docker run` and `docker volume` drive it, pinned: a change that adds a
-// program start to any of them fails here and must say why. On a single
+// The programs and KMIP calls of each step of a volume's life, as `docker
+// run` and `docker volume` drive it, pinned: a change that adds a program
+// start to any of them fails here and must say why. On a single
 // host the LV stays active between uses (keepsActive).
 func TestOperationCostsArePinned(t *testing.T) {
 	h := newHarness(t)

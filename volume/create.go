@@ -139,9 +139,9 @@ func newKeyName(vgUUID, name string) (string, error) {
 	return "cryptvol/" + vgUUID + "/" + name + "/" + hex.EncodeToString(nonce[:]), nil
 }
 
-// legacyKeyName is the key name cryptvol used before key names were unique
-// per create (state file version 1): logged, and a name that binds a key
-// to its volume (binding.go), never one to find or destroy keys by.
+// legacyKeyName is the key name of state file version 1, where key names
+// are not unique per create: logged, and a name that binds a key to its
+// volume (binding.go), never one to find or destroy keys by.
 func (m *Manager) legacyKeyName(name string) string { return "cryptvol/" + m.cfg.VG + "/" + name }
 
 // create runs the steps; on failure it undoes them in reverse. The journal

@@ -29,10 +29,10 @@
 //
 // The LV is active while mounted. On a single host it stays active between
 // uses (keepsActive: it shows only ciphertext, and an lvchange at every
-// first mount and last unmount was most of what a `docker run` paid the
-// plugin, issue 15); Mount and Remove activate it when the kernel says it
-// is not (after a boot without autoactivation). In a shared group it is
-// active only while this host uses it: activation is its lvmlockd lock.
+// first mount and last unmount would be most of what a `docker run` pays
+// the plugin); Mount and Remove activate it when the kernel says it is not
+// (after a boot without autoactivation). In a shared group it is active
+// only while this host uses it: activation is its lvmlockd lock.
 //
 // LVM is the source of truth for which volumes exist. Get, Path, List,
 // Mount and Remove read it through an in-memory view that is listed again

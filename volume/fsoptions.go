@@ -14,8 +14,8 @@ import (
 )
 
 // RootSpec is the owner and mode a new volume's root directory gets
-// (options uid, gid, mode; issue 14): what an image's directory would
-// otherwise have to give it, for a service that does not run as root.
+// (options uid, gid, mode): what an image's directory would otherwise have
+// to give it, for a service that does not run as root.
 type RootSpec struct {
 	UID, GID int         // -1: root's default (0)
 	Mode     os.FileMode // 0: the filesystem's default (0755)

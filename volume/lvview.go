@@ -9,8 +9,8 @@ import (
 	"github.com/cryptvol/cryptvol/lvm"
 )
 
-// lvView answers Get, Path and List from memory (issue 15): the group's
-// complete cryptvol LVs as last listed, and the metadata mark
+// lvView answers Get, Path and List from memory: the group's complete
+// cryptvol LVs as last listed, and the metadata mark
 // (lvm.Client.MetadataMark) read just before that listing. A read whose mark
 // is unchanged uses them and runs no program. Any metadata commit, the
 // plugin's own, an operator's or another host's, changes the mark, and the
@@ -98,8 +98,9 @@ func completeVolumes(list []lvm.LV) map[string]lvm.LV {
 
 // seedView makes a listing of our LVs, taken after mark was read, the
 // view's: start-up reconciliation lists every volume anyway, and dockerd's
-// first List after a (re)start then runs no lvs (issue 15: restart to
-// answering at 1,000 volumes). A repair that commits moves the mark past it.
+// first List after a (re)start then runs no lvs, which at 1,000 volumes
+// would stand between a restart and answering. A repair that commits moves
+// the mark past it.
 func (m *Manager) seedView(mark string, list []lvm.LV) {
 	v := &m.view
 	v.mu.Lock()
@@ -124,8 +125,8 @@ func (m *Manager) viewVolume(ctx context.Context, name string) (lvm.LV, error) {
 // lookupLV returns the LV of volume name, whatever its tags, as lvs would
 // report it now: from the metadata text, with activation from the kernel,
 // or from lvs when the text cannot be read. Create asks it under the
-// volume's lock for half-made LVs too, which the view leaves out (issue 15:
-// one lvm start fewer per create).
+// volume's lock for half-made LVs too, which the view leaves out (one lvm
+// start fewer per create).
 func (m *Manager) lookupLV(ctx context.Context, name string) (lvm.LV, error) {
 	_, lvs, err := m.lvm.MetadataLVs(ctx, "")
 	if err != nil {

@@ -25,8 +25,8 @@ func programsOf(h *harness) []string {
 	return out
 }
 
-// Issue 15: what dockerd asks most (Get, Path, List) runs no program while
-// the volume group is unchanged, mounted or not.
+// What dockerd asks most (Get, Path, List) runs no program while the volume
+// group is unchanged, mounted or not.
 func TestReadsRunNoProgramWhileTheGroupIsUnchanged(t *testing.T) {
 	h := newHarness(t)
 	h.mustCreate("v1", nil)

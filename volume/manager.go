@@ -69,8 +69,8 @@ type Config struct {
 	// call that changes a volume, and every repair (audit.go).
 	Audit Auditor
 	// TenantKeys returns the key manager of a tenant's own KMIP identity
-	// (option tenant=NAME, issue 13); nil means no tenant is known and the
-	// option is refused. Implemented by (*keys.Tenants).For.
+	// (option tenant=NAME); nil means no tenant is known and the option
+	// is refused. Implemented by (*keys.Tenants).For.
 	TenantKeys func(tenant string) (Keys, error)
 	// RotateAfter, when set, has Run rotate every volume whose key is
 	// older (schedule.go), checked every RotateCheck (0: DefaultRotateCheck).
@@ -294,9 +294,9 @@ func (m *Manager) mountedHere(name string) (ok bool, other string, err error) {
 // single host it does: an active LV with its mapping closed shows only
 // ciphertext, as the group's devices do anyway, and LVM leaves LVs active
 // (and activates them at boot) unless told otherwise; deactivating at each
-// last unmount and activating at each first mount cost two lvm programs
-// per `docker run` (about 0.4 s of its 0.78 s in the plugin, issue 15). In
-// a shared group the activation is the LV's lvmlockd lock, held only while
+// last unmount and activating at each first mount would cost two lvm
+// programs per `docker run`, about half of what it pays the plugin. In a
+// shared group the activation is the LV's lvmlockd lock, held only while
 // this host uses the volume so that another host can take it.
 func (m *Manager) keepsActive() bool { return !m.cfg.Shared }
 

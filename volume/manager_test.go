@@ -331,7 +331,7 @@ func TestMountTwoIDs(t *testing.T) {
 
 // dockerd sends a Mount for every use of a mount point's ID: docker cp on a
 // running container mounts again under the container's own ID, and its
-// Unmount must not take the volume from under the container (issue 10).
+// Unmount must not take the volume from under the container.
 func TestMountRepeatedIDIsCounted(t *testing.T) {
 	h := newHarness(t)
 	h.mustCreate("v1", nil)

@@ -18,8 +18,8 @@ import (
 const DefaultThinMaxFill = 95
 
 // poolSeen keeps the thin pool's use as last read, for inspect: reading it
-// there would cost a program per Get (issue 15), so Status shows it with
-// the time it was read (at each thin create).
+// there would cost a program per Get, so Status shows it with the time it
+// was read (at each thin create).
 type poolSeen struct {
 	mu sync.Mutex
 	st lvm.PoolStatus
@@ -39,7 +39,7 @@ func (p *poolSeen) get() (lvm.PoolStatus, time.Time) {
 }
 
 // checkPool refuses a thin create of size bytes that the pool cannot take
-// safely (issue 14): its data or metadata at or over ThinMaxFill, or, with
+// safely: its data or metadata at or over ThinMaxFill, or, with
 // ThinMaxOvercommit set, the pool's thin volumes and this one more than
 // that many times the pool. It runs before anything is made; every refusal
 // names the numbers and the setting.

@@ -5,9 +5,9 @@ import (
 	"testing"
 )
 
-// Thin-pool safety (issue 14): a create over the fill or over-commit limit
-// is refused before anything is made, naming the numbers and the setting;
-// inspect shows the pool's use as last read.
+// Thin-pool safety: a create over the fill or over-commit limit is refused
+// before anything is made, naming the numbers and the setting; inspect
+// shows the pool's use as last read.
 func TestThinPoolLimitsRefuseCreatesBeforeAnythingIsMade(t *testing.T) {
 	h := newHarness(t, func(c *Config) { c.ThinPool = "pool"; c.ThinMaxOvercommit = 1.5 })
 	h.mustCreate("a", map[string]string{"size": "4G"})

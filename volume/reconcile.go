@@ -118,9 +118,9 @@ type restView struct {
 	mounts map[string]string
 	open   map[string]bool
 	// dirs are the names in the mount root, read once: a volume at rest
-	// whose mount point is not there needs no rmdir (issue 15: restart at
-	// 1,000 volumes; a system call costs tens of microseconds emulated).
-	// nil: try the rmdir.
+	// whose mount point is not there needs no rmdir: at 1,000 volumes a
+	// system call per volume adds to the time from a restart to
+	// answering. nil: try the rmdir.
 	dirs map[string]bool
 }
 
@@ -327,10 +327,10 @@ func (m *Manager) reconcileStrays(ctx context.Context, exists map[string]bool) [
 
 // listForReconcile lists every LV of ours with its activation as the
 // kernel has it, and seeds the view with the listing. The metadata text on
-// the devices is read first (no program: issue 15, restart to answering at
-// 1,000 volumes, where an lvs costs 0.6 s); lvs when it cannot be read,
-// after the mark, so that a commit in between moves the mark past the
-// seed.
+// the devices is read first (no program: an lvs costs more the more volumes
+// the group holds, and it would stand between a restart and answering); lvs
+// when it cannot be read, after the mark, so that a commit in between moves
+// the mark past the seed.
 func (m *Manager) listForReconcile(ctx context.Context) ([]lvm.LV, error) {
 	mark, lvs, err := m.lvm.MetadataLVs(ctx, TagOurs)
 	if err == nil {

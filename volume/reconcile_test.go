@@ -307,9 +307,9 @@ func TestReconcileCarriesOnAndReports(t *testing.T) {
 	}
 }
 
-// Issue 15: on a single host LVs stay active between uses, so a restart
-// finds every volume's LV active; a volume at rest (nothing mounted, its
-// mapping closed) is no repair, costs no program, and keeps its LV, while
+// On a single host LVs stay active between uses, so a restart finds every
+// volume's LV active; a volume at rest (nothing mounted, its mapping
+// closed) is no repair, costs no program, and keeps its LV, while
 // IDs recorded for it are stale and dropped.
 func TestReconcileLeavesVolumesAtRest(t *testing.T) {
 	h := newHarness(t)

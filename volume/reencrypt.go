@@ -17,11 +17,11 @@ type Reencryption struct {
 }
 
 // Reencrypt re-encrypts the volume's data under a new volume key, for a
-// volume key that may have leaked (issue 13); the KMIP key (passphrase)
-// stays. Online when the volume is mounted: its containers keep reading
-// and writing. It runs for as long as the data takes to rewrite, holding
-// the volume's lock: Docker's requests for this volume wait meanwhile (and
-// give up after Docker's 2 minutes). cryptsetup keeps its progress in the
+// volume key that may have leaked; the KMIP key (passphrase) stays. Online
+// when the volume is mounted: its containers keep reading and writing. It
+// runs for as long as the data takes to rewrite, holding the volume's lock:
+// Docker's requests for this volume wait meanwhile (and give up after
+// Docker's 2 minutes). cryptsetup keeps its progress in the
 // header, so an interrupted reencryption (a crash, the request's deadline)
 // leaves a volume that mounts, and is finished by the next Reencrypt.
 func (m *Manager) Reencrypt(ctx context.Context, name string) (r Reencryption, err error) {

@@ -118,8 +118,8 @@ func (m *Manager) Remove(ctx context.Context, name string) (err error) {
 
 // removeTarget finds the LV Remove works on. A complete volume comes from
 // the view (lvview.go), which is as current as an lvs run now would be: an
-// unchanged metadata mark means no commit since its listing (issue 15: one
-// program less per remove). Its Active flag may be stale (activation is no
+// unchanged metadata mark means no commit since its listing (one program
+// fewer per remove). Its Active flag may be stale (activation is no
 // commit), so it is asked of the kernel, and readHeader activates an LV
 // that is not. A name the view lacks is asked of lvm, which also sees
 // half-made and foreign LVs of that name.
@@ -285,8 +285,9 @@ func (m *Manager) destroy(ctx context.Context, name, tenant string, lv *lvm.LV, 
 		erased = true
 		log.Debug("LUKS header erased")
 		// The data is unreadable now, and the journal entry finishes
-		// whatever fails from here: the keys go while lvremove runs
-		// (issue 15: a remove waited for lvremove, then for KMIP).
+		// whatever fails from here: the keys go while lvremove
+		// runs, so that a remove does not wait for lvremove and
+		// then for KMIP in turn.
 		keys = m.goDestroyKeys(ctx, name, tenant, keyName, ids)
 	} else {
 		log.Debug("LV has no LUKS header")

@@ -17,9 +17,9 @@ type Resized struct {
 	Online   bool   `json:"online"` // mounted for containers throughout
 }
 
-// Resize grows the volume to size, mounted or not (issue 14): lvextend, the
-// dm-crypt mapping resized to the grown LV, the filesystem grown online
-// (resize2fs, xfs_growfs). A volume no container holds is brought up for the
+// Resize grows the volume to size, mounted or not: lvextend, the dm-crypt
+// mapping resized to the grown LV, the filesystem grown online (resize2fs,
+// xfs_growfs). A volume no container holds is brought up for the
 // filesystem step and taken down again. Shrinking is refused: neither
 // filesystem shrinks online and xfs not at all. Every step does nothing when
 // already done (the LV at the size, the mapping filling it, the filesystem

@@ -48,9 +48,9 @@ type Rotation struct {
 }
 
 // Rotate replaces the volume's KMIP key, its LUKS passphrase, with a new
-// one, whether the volume is mounted or not (issue 13). The data and its
-// volume key stay as they are; a mounted volume's containers see nothing.
-// Steps, each journaled or idempotent: the rotation is journaled; a new key
+// one, whether the volume is mounted or not. The data and its volume key
+// stay as they are; a mounted volume's containers see nothing. Steps, each
+// journaled or idempotent: the rotation is journaled; a new key
 // is made (Create: made and activated) under a name of its own, in the
 // KMIP Object Group of the node that made the volume (keygroup.go); the old
 // key is fetched; a keyslot is added for the new key (both keys on

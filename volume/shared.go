@@ -12,9 +12,9 @@ import (
 	"github.com/cryptvol/cryptvol/lvm"
 )
 
-// Shared mode (Config.Shared, issue 12): the volume group is on devices
-// every host of a cluster sees, locked through each host's lvmlockd
-// (lvm/shared.go). What it changes here:
+// Shared mode (Config.Shared): the volume group is on devices every host of
+// a cluster sees, locked through each host's lvmlockd (lvm/shared.go). What
+// it changes here:
 //
 //   - LVM activates a volume's LV exclusively (lvchange -aey), so a volume
 //     is decrypted and mounted on at most one host; a Mount elsewhere fails

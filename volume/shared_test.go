@@ -14,7 +14,7 @@ func sharedHarness(t *testing.T) *harness {
 	return newHarness(t, func(c *Config) { c.Shared, c.Node = true, "node2" })
 }
 
-// Issue 12: what a shared group's volume records, and when: the maker at
+// Shared mode: what a shared group's volume records, and when: the maker at
 // create, the host that has it mounted while it does, for inspect on every
 // host.
 func TestSharedVolumeRecordsItsMakerAndMounter(t *testing.T) {

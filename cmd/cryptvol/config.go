@@ -46,7 +46,7 @@ type Config struct {
 	// Thin pool safety: fill percent and over-commit ratio limits.
 	ThinMaxFill, ThinMaxOvercommit float64
 	// Shared: VG is a shared volume group used by several hosts through
-	// their lvmlockd (CRYPTVOL_SHARED, issue 12; shared.go).
+	// their lvmlockd (CRYPTVOL_SHARED; shared.go).
 	Shared bool
 	// HostID: this host's sanlock host_id in shared mode (CRYPTVOL_HOST_ID;
 	// 0: lvm's own local/host_id).

@@ -47,7 +47,7 @@ func TestConfigDefaults(t *testing.T) {
 	}
 	if c.Audit.Path != "/var/lib/cryptvol/audit.log" || c.Audit.MaxSize != 10<<20 || c.Audit.Keep != 5 || !c.Audit.Sync ||
 		c.RotateAfter != 0 || c.TenantsDir != filepath.Join(filepath.Dir(env["CRYPTVOL_KMIP_CERT"]), "tenants") || c.KMIP.Policy != "" {
-		t.Errorf("issue 13 defaults: audit %+v rotate %s tenants %s policy %q", c.Audit, c.RotateAfter, c.TenantsDir, c.KMIP.Policy)
+		t.Errorf("audit, rotation and tenant defaults: audit %+v rotate %s tenants %s policy %q", c.Audit, c.RotateAfter, c.TenantsDir, c.KMIP.Policy)
 	}
 	if h, _ := os.Hostname(); keysValidNode(h) && c.Node != h {
 		t.Errorf("node %q, want the host name %q", c.Node, h)
@@ -94,7 +94,7 @@ func TestConfigAllSet(t *testing.T) {
 	if c.Node != "node-7" || c.KMIP.Group != "cryptvol-node:node-7" || c.KMIP.Policy != "cryptvol" ||
 		c.Audit.Path != "/data/audit/trail.log" || c.Audit.MaxSize != 1<<20 || c.Audit.Keep != 3 || c.Audit.Host != "node-7" ||
 		c.RotateAfter != 90*24*time.Hour || c.volumeConfig().RotateAfter != c.RotateAfter || c.TenantsDir != "/etc/tenants" {
-		t.Errorf("issue 13 settings: node %q group %q policy %q audit %+v rotate %s tenants %s",
+		t.Errorf("node, audit, rotation and tenant settings: node %q group %q policy %q audit %+v rotate %s tenants %s",
 			c.Node, c.KMIP.Group, c.KMIP.Policy, c.Audit, c.RotateAfter, c.TenantsDir)
 	}
 }
@@ -196,7 +196,7 @@ func TestConfigNodeFromHostname(t *testing.T) {
 	}
 }
 
-// Issue 12: CRYPTVOL_SHARED, off by default; with a thin pool or devices
+// Shared mode: CRYPTVOL_SHARED, off by default; with a thin pool or devices
 // to create the group from it is refused, saying why.
 func TestConfigShared(t *testing.T) {
 	env := baseEnv(t)

@@ -16,11 +16,10 @@ import (
 // devicesFile, in the state directory, names the volume group's devices as
 // the last start learned them. A start without CRYPTVOL_DEVICES hands them
 // to lvm.Client.CheckVG, which confirms the group from the metadata text on
-// them instead of running vgs (issue 15: 0.6 s of every restart at 1,000
-// volumes in the lab, restart to answering). It is only ever a hint: a
-// device that no longer holds the group's current text makes CheckVG ask
-// vgs, and the start then records what lvm named. Device names are not
-// secret.
+// them instead of running vgs, one lvm program fewer between a restart and
+// answering requests. It is only ever a hint: a device that no longer holds
+// the group's current text makes CheckVG ask vgs, and the start then
+// records what lvm named. Device names are not secret.
 const devicesFile = "lvm-devices.json"
 
 type knownDevices struct {

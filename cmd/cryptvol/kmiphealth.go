@@ -13,7 +13,7 @@ import (
 // kmipHealth is the outcome of the latest KMIP check, shown in every
 // volume's Status ("kmip") and logged when it changes. The check runs in
 // the background so that a KMIP server that accepts and never answers
-// cannot hold up start-up (issue 10).
+// cannot hold up start-up.
 type kmipHealth struct {
 	mu    sync.Mutex
 	state string

@@ -226,12 +226,12 @@ func setup(ctx context.Context, cfg Config, health *kmipHealth, met *metrics.Met
 		return nil, nil, err
 	}
 	// The thin pool is checked (made, on a first start) beside the
-	// reconciliation, which neither needs it nor changes it: at 1,000
-	// volumes every lvm command costs 0.6 s in the lab, reading the
-	// group's metadata whatever it reports, and the two lvs ran one after
-	// the other (issue 15: restart to answering). lvm's own locking orders
-	// a pool's lvcreate with reconciliation's commands. Nothing is served
-	// until both are done.
+	// reconciliation, which neither needs it nor changes it: every lvm
+	// command reads the group's metadata whatever it reports, so its
+	// cost grows with the number of volumes, and the two run one after
+	// the other would both stand between a restart and answering
+	// requests. lvm's own locking orders a pool's lvcreate with
+	// reconciliation's commands. Nothing is served until both are done.
 	pool := make(chan error, 1)
 	go func() {
 		if cfg.ThinPool == "" {

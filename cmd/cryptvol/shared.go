@@ -8,7 +8,7 @@ import (
 	"github.com/cryptvol/cryptvol/lvm"
 )
 
-// loadShared reads CRYPTVOL_SHARED (issue 12: a volume group on devices
+// loadShared reads CRYPTVOL_SHARED (shared mode: a volume group on devices
 // several hosts see, locked through each host's lvmlockd) and refuses what
 // cannot go with it.
 func (c *Config) loadShared(get func(name, def string) string) error {

@@ -112,12 +112,13 @@ func Run(ctx context.Context, n Naming, stdin []byte, name string, args ...strin
 	// When ctx ends, SIGTERM, never SIGKILL at once. A killed lvcreate or
 	// lvremove can leave the thin pool suspended, and then every I/O to the
 	// pool's volumes, and every program touching them, waits in the kernel
-	// for good: in the lab, 50 concurrent creates whose request deadlines
-	// killed programs left the plugin unanswering and the guest idle for
-	// 20 minutes, up to its vgremove. lvm blocks all signals while it holds
-	// a VG write lock (lvm2 lib/misc/lvm-signal.c, block_signals), so it
-	// finishes its change and then exits; cryptsetup stops at its own safe
-	// points. Only after termGrace does Wait kill it (exec.Cmd.WaitDelay).
+	// for good: in the lab, concurrent creates whose request deadlines
+	// killed programs left the plugin unanswering and the guest idle
+	// until its volume group was removed. lvm blocks all signals while
+	// it holds a VG write lock (lvm2 lib/misc/lvm-signal.c,
+	// block_signals), so it finishes its change and then exits;
+	// cryptsetup stops at its own safe points. Only after termGrace
+	// does Wait kill it (exec.Cmd.WaitDelay).
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = termGrace
 	cmd.Env = append(os.Environ(), "LC_ALL=C")

@@ -2,7 +2,7 @@
 // the programs it started (lvm, cryptsetup, mount...) and the KMIP round
 // trips it made. Under emulation, and on a busy host, these counts are what
 // a container start pays for, and unlike times they do not depend on the
-// machine (issue 15), so `make bench` prints them per VolumeDriver call.
+// machine, so `make bench` prints them per VolumeDriver call.
 //
 // A Tally rides in the request's context (With); internal/command and keys
 // add to whatever tally their context carries, and count nothing without

@@ -2,9 +2,10 @@
 // still be fetched, with its state and length, never its bytes; it counts
 // the identity's objects and scans files for a key's bytes. It is a client of
 // its own (kmip-go's kmipclient, not the plugin's keys package), so a fault
-// in the plugin's KMIP code cannot hide from it. It replaced a PyKMIP script
-// whose imports alone (sqlalchemy through kmip.pie) cost about 9 s of the lab
-// guest's emulated CPU per call, about 13 calls per end-to-end part.
+// in the plugin's KMIP code cannot hide from it. It is Go, not a PyKMIP
+// script, because a PyKMIP script's imports alone (sqlalchemy through
+// kmip.pie) cost the lab guest's emulated CPU on every call, and an
+// end-to-end part makes about 13 calls.
 //
 //	key-state KEY_ID                       exit 0: fetchable (prints state and length); 1: the server refuses it
 //	key-state --gone KEY_ID                exit 0: the server refuses it (destroyed, unknown); 1: still fetchable
