@@ -130,7 +130,7 @@ demo: lab-prepare plugin bin/key-state
 vm-shell: lab-prepare build
 	scripts/vm/run --shell
 
-# Performance (issue 6), in a fresh lab guest: encrypted vs plain I/O (fio), operation latencies through the real
+# Performance, in a fresh lab guest: encrypted vs plain I/O (fio), operation latencies through the real
 # plugin and dockerd, the PBKDF choice, List and start-up at scale. Prints a table; the CSV lands in
 # bin/bench/results.csv (cut out of the guest's output: the guest cannot write into the repository). Settings:
 # BENCH_SCALE thin volumes for the scale part (measured at 50, 100 and 200 by default; the creates dominate the run

@@ -40,7 +40,7 @@ type Config struct {
 	// Policy, when set, is the Operation Policy Name of every key Create
 	// makes: the server's rules for who may do what with the key (PyKMIP:
 	// a policy file whose groups give an admin Locate, Revoke and Destroy
-	// but not Get; README, "Decommission").
+	// but not Get; docs/operations.md, "Decommission a node").
 	Policy string
 }
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# contract.sh: Docker's real mount contract (issue 10), end to end inside the lab guest, with the plugin bundle
+# contract.sh: Docker's real mount contract, end to end inside the lab guest, with the plugin bundle
 # over /dev/vda and /dev/vdb (installed by tests/e2e/lib.bash unless already there). What dockerd does
 # that an idealised model misses: docker cp on a running container, dockerd SIGKILLed (live-restore off and on),
 # the plugin SIGKILLed or force-disabled under a writing container, a remove that fails after erasing and the same

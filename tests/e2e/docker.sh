@@ -30,7 +30,7 @@ check "KMIP holds an active key for v1" "$repo/scripts/kmip/key-state" "$key1"
 check "closed after create" closed v1
 check "write through a container" docker run --rm -v v1:/data $img sh -c 'echo e2e-secret-pattern > /data/f && sync'
 check "closed after the container exits (no mapping, not mounted)" closed v1
-check "...its LV still active, so the next container's mount runs no lvchange (issue 15)" lv_active v1
+check "...its LV still active, so the next container's mount runs no lvchange" lv_active v1
 check_eq "a second container reads it back" e2e-secret-pattern "$(docker run --rm -v v1:/data $img cat /data/f 2>&1)"
 check "closed again" closed v1
 lvchange -ay $vg/cv-v1
@@ -121,7 +121,7 @@ check_not "nothing created for refused volumes" sh -c 'lvs --noheadings -o lv_na
 check_eq "no new KMIP key for refused volumes" "$keys_before" \
 	"$("$repo/scripts/kmip/key-state" --count)"
 
-echo "== per-tenant keys: option tenant (issue 13)"
+echo "== per-tenant keys: option tenant"
 tenants=${CRYPTVOL_KMIP_TENANTS_SRC:?dev-server makes tenant identities}
 # as TENANT CMD...: CMD with the tenant's KMIP identity instead of the plugin's.
 as() { local t=$1; shift; CRYPTVOL_KMIP_CERT=$tenants/$t/cert.pem CRYPTVOL_KMIP_KEY=$tenants/$t/key.pem "$@"; }
@@ -161,7 +161,7 @@ check_eq "the writer is still writing after the reencryption" true "$(docker ins
 # -P: one line per filesystem (busybox df puts a long device name on a line of its own otherwise).
 kb() { docker exec rw df -kP /data | awk 'NR == 2 {print $2}'; }
 k0=$(kb)
-check "cryptvol resize rv 128M under the writer (issue 14)" sh -c "'$repo/bin/cryptvol' resize rv 128M | grep -q 'mounted, online'"
+check "cryptvol resize rv 128M under the writer" sh -c "'$repo/bin/cryptvol' resize rv 128M | grep -q 'mounted, online'"
 check_eq "inspect shows the new size" 134217728 "$(status rv size_bytes)"
 check "the container sees the bigger filesystem" test "$(kb)" -gt "$((k0 + 50000))"
 check_eq "the writer is still writing after the resize" true "$(docker inspect -f '{{.State.Running}}' rw 2>&1)"
@@ -209,7 +209,7 @@ check_eq "what the service wrote is there after stack rm" from-swarm "$(docker r
 docker swarm leave --force >/dev/null 2>&1
 check "docker volume rm st_data" docker volume rm st_data
 
-echo "== Prometheus metrics (issue 14): the counters move as operations happen"
+echo "== Prometheus metrics: the counters move as operations happen"
 # metric NAME{LABELS}: its value in the plugin's exposition (the plugin uses the host's network).
 metric() { curl -s --max-time 10 http://127.0.0.1:9633/metrics | awk -v k="$1" '$1 == k {print $2}'; }
 creates0=$(metric 'cryptvol_requests_total{call="create",result="ok"}')
@@ -227,7 +227,7 @@ check "mvc removed" docker rm -f mvc
 check_eq "none mounted" 0 "$(metric cryptvol_volumes_mounted)"
 check "docker volume rm mv" docker volume rm mv
 
-echo "== integrity (issue 14): a byte changed on the raw LV reads back in a container as an I/O error"
+echo "== integrity: a byte changed on the raw LV reads back in a container as an I/O error"
 check "docker volume create --opt integrity=hmac-sha256 iv" docker volume create -d cryptvol --opt integrity=hmac-sha256 --opt size=64M iv
 check "a container writes 8 MiB" docker run --rm -v iv:/data $img sh -c 'yes A | head -c 8388608 > /data/f && sync'
 lvchange -ay $vg/cv-iv && cp /dev/$vg/cv-iv /scratch/iv-before && lvchange -an $vg/cv-iv
@@ -263,7 +263,7 @@ check "reading the file in a container fails with an I/O error" says 'I/O error|
 check "docker volume rm iv" docker volume rm iv
 rm -f /scratch/iv-before
 
-echo "== the audit trail (issue 13)"
+echo "== the audit trail"
 trail=/var/lib/cryptvol/audit.log
 # rec OP VOLUME [KEY] [RESULT]: the sequence number of the first such record (empty if none).
 rec() {

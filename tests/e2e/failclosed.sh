@@ -70,7 +70,7 @@ check "nothing on the host's disk" host_clean
 echo "== the propagated mount no longer propagating into dockerd's view"
 # dockerd's bind of the propagated-mount directory made private: mounts the plugin makes from now on do not reach
 # the path dockerd binds from (a lazy unmount of that bind would not do: the filesystem holding DockerRootDir is
-# a peer too and still shows them, README "Why the bundle looks the way it does").
+# a peer too and still shows them, docs/design.md, "Why the bundle looks the way it does").
 check "fcv2 created, with a marker" sh -c "docker run --rm -v fcv2:/data --volume-driver cryptvol $img sh -c 'echo secret > /data/marker'"
 check "dockerd's side of the propagated mount made private" mount --make-private "$prop"
 check "a container on fcv (mounted before) sees it or does not start" attempt fcv d1

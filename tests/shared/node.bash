@@ -11,7 +11,7 @@ mnt=/mnt/cv
 # create from node 1 ran out of the default 10 s once.
 kmip_timeout=30s
 # Docker 26.1 (scripts/vm/docker-trixie, unpacked on the lab's host; pair.sh names its root): Swarm's stack
-# volumes need Docker 26 at least (issue 12).
+# volumes need Docker 26 at least.
 if [ -f /lab/pair/docker-root ]; then
 	droot=$(cat /lab/pair/docker-root)
 	PATH=$droot/usr/sbin:$droot/usr/bin:$PATH
@@ -58,7 +58,7 @@ plug_start() {
 }
 
 # docker_up: dockerd, then the managed plugin bundle (bin/plugin) created and set for the shared group, not yet
-# enabled, as the README's install and "Several hosts" say: the host's sanlock host_id is its node number.
+# enabled, as the README's install and docs/shared-volume-group.md, "Host setup", say: the host's sanlock host_id is its node number.
 docker_up() {
 	# shellcheck disable=SC1091
 	source /lab/pair/kmip/env

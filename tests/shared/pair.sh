@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# pair.sh: volumes of a shared volume group on two hosts (issue 12), run on this host by scripts/vm/run-pair, which
+# pair.sh: volumes of a shared volume group on two hosts, run on this host by scripts/vm/run-pair, which
 # boots the two lab guests (node1, node2) sharing one disk (/dev/vdd). Each guest runs sanlock and lvmlockd
 # (scripts/vm/shared-node); node 2 also runs the KMIP server, on the guests' link, and both use its one cluster
 # identity. What it shows, in this order:
@@ -71,7 +71,7 @@ echo "$droot" > "$PAIR_DIR/docker-root"
 # The lock managers of both hosts at once: they are independent.
 check2 "sanlock and lvmlockd on both hosts" "$repo/scripts/vm/shared-node" "$repo/scripts/vm/shared-node" || finish
 # The KMIP server is node 2's, so that it outlives node 1, which is killed below. The group is made once, from one
-# host, as the README's host setup says (the plugins never create a shared group); the two at once.
+# host, as docs/shared-volume-group.md's host setup says (the plugins never create a shared group); the two at once.
 hand 2 "source $here/node.bash; "'KMIP_ADDR=10.99.0.2 $repo/scripts/kmip/dev-server start /scratch/kmip 5696 > /dev/null &&
 	mkdir -p /lab/pair/kmip && cp /scratch/kmip/{ca.pem,client.pem,client.key} /lab/pair/kmip/ &&
 	sed -e "s|/scratch/kmip/|/lab/pair/kmip/|" -e "/TENANTS_SRC/d" /scratch/kmip/env > /lab/pair/kmip/env' && j2=$handed

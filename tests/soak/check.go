@@ -44,8 +44,8 @@ func (s *Soak) Check(n int, final bool, sample *rand.Rand) {
 	}
 	if final {
 		// A start with the KMIP server up settles what a remove or a
-		// rotation left unfinished (README: a rotation that could not
-		// finish is finished by the next start).
+		// rotation left unfinished (docs/operations.md, "Key rotation":
+		// a rotation that could not finish is finished by the next start).
 		s.Recover(Fault{Kind: FaultDisable})
 	}
 	// Mappings open iff used, polled until they agree.
