@@ -13,7 +13,7 @@
 // a violation prints the seed, the last 200 lines and what broke, and
 // exits 1.
 //
-//	soak -seed N -minutes M -repo DIR -vg VG -pool POOL -kmip-dir DIR
+//	soak -seed N -minutes M -repo DIR -vg VG -pool POOL -kmip-dir DIR [-host-scan FILE]
 //
 // The plugin is installed and enabled before (lab-tests), with a thin
 // pool, and the KMIP environment (CRYPTVOL_KMIP_*) is set for key-state
@@ -40,11 +40,12 @@ func main() {
 	vg := flag.String("vg", "cryptvg", "the plugin's volume group")
 	pool := flag.String("pool", "soakpool", "the plugin's thin pool, in the volume group")
 	kmipDir := flag.String("kmip-dir", "/scratch/kmip", "the KMIP dev server's directory")
+	hostScan := flag.String("host-scan", "", "a file the lab runner reads after the guest stops: the plaintext marker is written there for the host to look for on the data disks, instead of reading them here")
 	flag.Parse()
 	if *seed == 0 {
 		*seed = rand.Uint64()%1_000_000 + 1
 	}
-	os.Exit(soak(*seed, time.Duration(*minutes*float64(time.Minute)), Lab{Repo: *repo, VG: *vg, Pool: *pool, KMIPDir: *kmipDir,
+	os.Exit(soak(*seed, time.Duration(*minutes*float64(time.Minute)), Lab{Repo: *repo, VG: *vg, Pool: *pool, KMIPDir: *kmipDir, HostScan: *hostScan,
 		Marker: fmt.Sprintf("soakplain%016x", *seed*0x9e3779b97f4a7c15)}))
 }
 
