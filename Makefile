@@ -33,7 +33,7 @@ unit: fmt-check
 	$(MAKE) --no-print-directory fuzz FUZZTIME_LUKS=20000x
 
 # Fuzz the parsing of what users type (volume names, --opt options, sizes) beyond the committed seed corpus
-# (volume/testdata/fuzz), FUZZTIME per target, and the direct open's reading of LUKS2 headers against cryptsetup's
+# (volume/options/testdata/fuzz), FUZZTIME per target, and the direct open's reading of LUKS2 headers against cryptsetup's
 # (luks/plainheader_fuzz_test.go, as root with cryptsetup; FUZZTIME_LUKS inputs: `make test` runs a bounded count,
 # `make fuzz` alone more; first the walk of every single-value edit, which -race would slow to minutes). A failing input is written to the package's testdata/fuzz: commit it with the fix.
 # The default is a count of inputs (about 10 s each here), not a duration: when a duration runs out, Go 1.26's
@@ -41,8 +41,8 @@ unit: fmt-check
 # written; golang/go#75804, fixed in Go 1.27), as FuzzParseSize did once in `make test`. A count has no deadline.
 FUZZTIME ?= 300000x
 FUZZTIME_LUKS ?= 200000x
-FUZZ_TARGETS = ./volume:FuzzValidateName:$(FUZZTIME) ./volume:FuzzParseOptions:$(FUZZTIME) \
-	./volume:FuzzParseSize:$(FUZZTIME) ./luks:FuzzParseNameList:$(FUZZTIME) \
+FUZZ_TARGETS = ./volume/options:FuzzValidateName:$(FUZZTIME) ./volume/options:FuzzParseOptions:$(FUZZTIME) \
+	./volume/options:FuzzParseSize:$(FUZZTIME) ./luks:FuzzParseNameList:$(FUZZTIME) \
 	./luks:FuzzDirectOpenAgreesWithCryptsetup:$(FUZZTIME_LUKS)
 .PHONY: fuzz
 fuzz:

@@ -6,6 +6,7 @@ import (
 
 	"github.com/cryptvol/cryptvol/plugin"
 	"github.com/cryptvol/cryptvol/volume"
+	"github.com/cryptvol/cryptvol/volume/options"
 )
 
 // resize asks the plugin to grow a volume, mounted or not.
@@ -17,7 +18,7 @@ func resize(fs *flag.FlagSet, env Env) func(args []string) int {
 		if len(args) != 2 {
 			return usageError(env, name, "want VOLUME and its new SIZE (e.g. 20G), got %d arguments", len(args))
 		}
-		if _, err := volume.ParseSize(args[1]); err != nil {
+		if _, err := options.ParseSize(args[1]); err != nil {
 			return usageError(env, name, "%v", err)
 		}
 		sock, err := socket()
@@ -47,7 +48,7 @@ func resize(fs *flag.FlagSet, env Env) func(args []string) int {
 			if res.Result.Online {
 				how = "mounted, online"
 			}
-			fmt.Fprintf(env.Stdout, "%s: grown from %s to %s (%s)\n", args[0], volume.FormatSize(res.Result.OldBytes), volume.FormatSize(res.Result.NewBytes), how)
+			fmt.Fprintf(env.Stdout, "%s: grown from %s to %s (%s)\n", args[0], options.FormatSize(res.Result.OldBytes), options.FormatSize(res.Result.NewBytes), how)
 		}
 		if err != nil {
 			return ExitFailed

@@ -4,7 +4,7 @@ import (
 	"flag"
 	"fmt"
 
-	"github.com/cryptvol/cryptvol/volume"
+	"github.com/cryptvol/cryptvol/volume/options"
 )
 
 // snapshot asks the plugin for a read-only point-in-time copy of a volume:
@@ -18,7 +18,7 @@ func snapshot(fs *flag.FlagSet, env Env) func(args []string) int {
 			return usageError(env, name, "want the VOLUME to copy and the NAME of the snapshot, got %d arguments", len(args))
 		}
 		for _, n := range args {
-			if err := volume.ValidateName(n); err != nil {
+			if err := options.ValidateName(n); err != nil {
 				return usageError(env, name, "%v", err)
 			}
 		}
@@ -29,7 +29,7 @@ func snapshot(fs *flag.FlagSet, env Env) func(args []string) int {
 		}
 		var res struct{ Err string }
 		err = newPluginClient(sock, pluginTimeout).post("/VolumeDriver.Create",
-			map[string]any{"Name": args[1], "Opts": map[string]string{volume.OptFrom: args[0], volume.OptReadOnly: "true"}}, &res)
+			map[string]any{"Name": args[1], "Opts": map[string]string{options.OptFrom: args[0], options.OptReadOnly: "true"}}, &res)
 		if err == nil && res.Err != "" {
 			err = fmt.Errorf("%s", res.Err)
 		}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/cryptvol/cryptvol/plugin"
 	"github.com/cryptvol/cryptvol/volume"
+	"github.com/cryptvol/cryptvol/volume/options"
 )
 
 func (p *plug) resize(v, size string) (r plugin.ResizeResponse, err error) {
@@ -51,7 +52,7 @@ func TestLabResize(t *testing.T) {
 		assertDown(t, p, c.v)
 		got, err := p.get(c.v)
 		p.must("get", err)
-		if want, _ := volume.ParseSize(c.closed); got.Status[volume.StatusSizeBytes] != strconv.FormatUint(want, 10) {
+		if want, _ := options.ParseSize(c.closed); got.Status[volume.StatusSizeBytes] != strconv.FormatUint(want, 10) {
 			t.Errorf("%s: inspect shows %v bytes after growing to %s", c.fs, got.Status[volume.StatusSizeBytes], c.closed)
 		}
 		mp, err = p.mount(c.v, "w")

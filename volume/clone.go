@@ -13,54 +13,8 @@ import (
 	"github.com/cryptvol/cryptvol/luks"
 	"github.com/cryptvol/cryptvol/lvm"
 	"github.com/cryptvol/cryptvol/mount"
+	"github.com/cryptvol/cryptvol/volume/options"
 )
-
-// cloneRefuses are the options a clone cannot take: it is its source's
-// filesystem, at its source's size, with its source's format.
-var cloneRefuses = []string{OptSize, OptFS, OptIntegrity, OptDiscard, OptMountOpts, OptUID, OptGID, OptMode,
-	OptInodeRatio, OptReservedPercent, OptInodeMaxPct, OptThin}
-
-// parseClone reads from and reencrypt.
-func parseClone(opts map[string]string, o *Options) error {
-	from, ok := opts[OptFrom]
-	if v, has := opts[OptReadOnly]; has {
-		if !ok {
-			return fmt.Errorf("option readonly is only for a snapshot of another volume (with from=SOURCE)")
-		}
-		switch v {
-		case "true":
-			o.ReadOnly = true
-		case "false":
-		default:
-			return fmt.Errorf("option readonly=%q is not valid (allowed: true, false)", truncate(v, 40))
-		}
-	}
-	if v, has := opts[OptReencrypt]; has {
-		if !ok {
-			return fmt.Errorf("option reencrypt is only for a clone (with from=SOURCE)")
-		}
-		switch v {
-		case "true":
-			o.Reencrypt = true
-		case "false":
-		default:
-			return fmt.Errorf("option reencrypt=%q is not valid (allowed: true, false)", truncate(v, 40))
-		}
-	}
-	if !ok {
-		return nil
-	}
-	if err := ValidateName(from); err != nil {
-		return fmt.Errorf("option from: %w", err)
-	}
-	for _, k := range cloneRefuses {
-		if _, has := opts[k]; has {
-			return fmt.Errorf("option %s cannot go with from: a clone has its source's size, filesystem and format (allowed with from: tenant, the source's own, reencrypt, readonly)", k)
-		}
-	}
-	o.From = from
-	return nil
-}
 
 // cloneSource checks the source of a clone, whose lock the caller holds:
 // a complete thin volume with no rotation or reencryption under way.
@@ -71,19 +25,19 @@ func (m *Manager) cloneSource(ctx context.Context, name, from string) (lvm.LV, e
 		return src, fmt.Errorf("volume %q: option from: %w", name, err)
 	case src.Pool == "":
 		return src, fmt.Errorf("volume %q: option from: %q is a thick volume; clones are thin snapshots, of thin volumes only", name, from)
-	case len(m.st.rotations(from)) > 0:
+	case len(m.st.Rotations(from)) > 0:
 		return src, fmt.Errorf("volume %q: option from: %q has a key rotation under way; try again once it is settled", name, from)
 	}
 	return src, nil
 }
 
-// cloneTenant gives the clone o its source's tenant. A clone starts with
+// cloneTenant gives the clone o its source's (src) tenant. A clone starts with
 // its source's volume key: under another identity, revoking the source
 // tenant's keys would leave that tenant's data readable through the clone.
 // So it is the source's tenant's, whatever snapshot or clone makes it, and
 // another tenant is refused before anything is made.
-func (m *Manager) cloneTenant(name string, o *Options) error {
-	srcTenant := tenantOf(o.source)
+func (m *Manager) cloneTenant(name string, src lvm.LV, o *options.Options) error {
+	srcTenant := tenantOf(src)
 	if o.TenantSet && o.Tenant != srcTenant {
 		allowed := "leave tenant out"
 		if srcTenant != "" {
@@ -217,8 +171,7 @@ func (m *Manager) takeOverHeader(ctx context.Context, name, from string, src lvm
 // LV is left active. The undo, for every step, is the create's: the LV
 // removed and the clone's key destroyed; the source is never touched
 // except for the moment its filesystem is frozen.
-func (m *Manager) makeClone(ctx context.Context, rb *rollback, name string, o Options, keyID string, key []byte, log logrus.FieldLogger) error {
-	src := o.source
+func (m *Manager) makeClone(ctx context.Context, rb *rollback, name string, o options.Options, src lvm.LV, keyID string, key []byte, log logrus.FieldLogger) error {
 	rb.at("thin snapshot of " + o.From)
 	rb.add("remove LV", func(ctx context.Context) error {
 		if err := m.lvm.RemoveLV(ctx, lvName(name)); err != nil && !errors.Is(err, lvm.ErrNotFound) {
@@ -268,7 +221,7 @@ func (m *Manager) layoutWhileWritable(ctx context.Context, rb *rollback, name st
 	rb.add("unmount", func(ctx context.Context) error { return m.fs.Unmount(ctx, target) })
 	fstype := tagValue(src.Tags, tagFSPrefix)
 	var extra []string
-	if fstype == FSXFS {
+	if fstype == options.FSXFS {
 		extra = append(extra, mount.NoUUID)
 	}
 	if err := m.fs.Mount(ctx, mapperPath(name), target, fstype, extra...); err != nil {

@@ -103,7 +103,7 @@ func TestConcurrentIDsOnOneVolume(t *testing.T) {
 	if h.w.maxPerVol > 1 {
 		t.Errorf("%d operations ran at once on one volume", h.w.maxPerVol)
 	}
-	if ids := h.m.st.ids("shared"); len(ids) != n/2 {
+	if ids := h.m.st.IDs("shared"); len(ids) != n/2 {
 		t.Fatalf("%d ids, want %d", len(ids), n/2)
 	}
 	h.assertUp("shared")

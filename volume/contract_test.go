@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cryptvol/cryptvol/volume/internal/journal"
 )
 
 // What dockerd really does, against the bookkeeping. Each test fails for a
@@ -91,13 +93,13 @@ func TestDockerdKilledStaleIDsAreClosedBySweep(t *testing.T) {
 	h.runContainer("v1", "c1")
 	h.pluginRestarted()
 	h.assertUp("v1") // still held: mounted again for it, IDs kept
-	if ids := h.m.st.ids("v1"); len(ids) != 1 {
+	if ids := h.m.st.IDs("v1"); len(ids) != 1 {
 		t.Fatalf("ids %v", ids)
 	}
 	h.containerGone("v1")
 	h.m.Sweep(h.ctx)
 	h.assertDown("v1")
-	if ids := h.m.st.ids("v1"); len(ids) != 0 {
+	if ids := h.m.st.IDs("v1"); len(ids) != 0 {
 		t.Fatalf("stale ids kept: %v", ids)
 	}
 	if err := h.m.Remove(h.ctx, "v1"); err != nil {
@@ -132,7 +134,7 @@ func TestMountUnmountedFromOutsideIsRestored(t *testing.T) {
 	}
 	h.assertUp("v1")
 	h.assertDown("v2")
-	if ids := h.m.st.ids("v2"); len(ids) != 0 {
+	if ids := h.m.st.IDs("v2"); len(ids) != 0 {
 		t.Fatalf("stale ids kept: %v", ids)
 	}
 	h.stopContainer("v1", "c1")
@@ -157,7 +159,7 @@ func TestOutsideUnmountBeforeTheBindFailsClosed(t *testing.T) {
 	}
 	h.m.restoreMissing(h.ctx)
 	h.assertUp("v1")
-	if ids := h.m.st.ids("v1"); len(ids) != 1 {
+	if ids := h.m.st.IDs("v1"); len(ids) != 1 {
 		t.Fatalf("ids %v, want c1 kept", ids)
 	}
 	h.bind("v1")
@@ -183,7 +185,7 @@ func TestDockerAttachProbesMountsRecordedBefore(t *testing.T) {
 	h.m.Sweep(h.ctx)
 	h.assertDown("v1")
 	h.assertUp("v2")
-	if ids := h.m.st.ids("v2"); len(ids) != 1 {
+	if ids := h.m.st.IDs("v2"); len(ids) != 1 {
 		t.Fatalf("live container's ID dropped: %v", ids)
 	}
 	h.stopContainer("v2", "c2")
@@ -233,14 +235,14 @@ func TestRestartPolicyContainerReusingItsIDClosesItsVolume(t *testing.T) {
 	h.runContainer("v1", "c1") // the restart policy: the same ID
 	h.m.Sweep(h.ctx)
 	h.assertUp("v1")
-	if got := h.m.st.mounts("v1")["c1"]; got != 2 {
+	if got := h.m.st.Mounts("v1")["c1"]; got != 2 {
 		t.Fatalf("c1 counted %d times, want 2 (one suspect, one current)", got)
 	}
 	h.stopContainer("v1", "c1") // docker stop: one Unmount
 	h.assertUp("v1")            // one suspect count left: the kernel decides
 	h.m.Sweep(h.ctx)
 	h.assertDown("v1")
-	if ids := h.m.st.ids("v1"); len(ids) != 0 {
+	if ids := h.m.st.IDs("v1"); len(ids) != 0 {
 		t.Fatalf("ids %v", ids)
 	}
 	h.assertConsistent()
@@ -455,13 +457,13 @@ func TestStateVersion1IsConverted(t *testing.T) {
 	if err := h.m.Reconcile(h.ctx); err != nil {
 		t.Fatal(err)
 	}
-	if got := h.m.st.mounts("v1"); got["c1"] != 1 {
+	if got := h.m.st.Mounts("v1"); got["c1"] != 1 {
 		t.Fatalf("converted mounts %v", got)
 	}
 	if _, ok := h.w.lvs["cv-v2"]; !ok {
 		t.Fatal("a legacy remove entry destroyed the LV of its name")
 	}
-	if s := readState(t, h); s.Version != stateVersion || len(s.Removing) != 0 {
+	if s := readState(t, h); s.Version != journal.Version || len(s.Removing) != 0 {
 		t.Fatalf("state after conversion: %+v", s)
 	}
 	h.stopContainer("v1", "c1")

@@ -15,6 +15,8 @@ import (
 
 	"github.com/cryptvol/cryptvol/luks"
 	"github.com/cryptvol/cryptvol/lvm"
+	"github.com/cryptvol/cryptvol/volume/internal/journal"
+	"github.com/cryptvol/cryptvol/volume/options"
 )
 
 // keyIDTagRE limits which KMIP ids are copied into an LV tag; others are
@@ -28,10 +30,10 @@ var keyIDTagRE = regexp.MustCompile(`^[A-Za-z0-9_+.-]{1,100}$`)
 // A failure at any step (or a panic) undoes the steps before it.
 func (m *Manager) Create(ctx context.Context, name string, opts map[string]string) (err error) {
 	defer m.recordOp("volume.create", name, "", time.Now(), &err)
-	if err := ValidateName(name); err != nil {
+	if err := options.ValidateName(name); err != nil {
 		return err
 	}
-	o, err := ParseOptions(opts, m.defaults())
+	o, err := options.Parse(opts, m.defaults())
 	if err != nil {
 		return fmt.Errorf("volume %q: %w", name, err)
 	}
@@ -82,15 +84,16 @@ func (m *Manager) Create(ctx context.Context, name string, opts map[string]strin
 	default:
 		return fmt.Errorf("volume %q: %w", name, err)
 	}
+	var src lvm.LV // the clone's source, read under its lock
 	if o.From != "" {
-		if o.source, err = m.cloneSource(ctx, name, o.From); err != nil {
+		if src, err = m.cloneSource(ctx, name, o.From); err != nil {
 			return err
 		}
-		if o.source.Pool != m.cfg.ThinPool {
-			return fmt.Errorf("volume %q: option from: %q is in thin pool %q, not the plugin's (%q)", name, o.From, o.source.Pool, m.cfg.ThinPool)
+		if src.Pool != m.cfg.ThinPool {
+			return fmt.Errorf("volume %q: option from: %q is in thin pool %q, not the plugin's (%q)", name, o.From, src.Pool, m.cfg.ThinPool)
 		}
-		o.Size, o.Thin, o.FS = o.source.Size, true, tagValue(o.source.Tags, tagFSPrefix)
-		if err := m.cloneTenant(name, &o); err != nil {
+		o.Size, o.Thin, o.FS = src.Size, true, tagValue(src.Tags, tagFSPrefix)
+		if err := m.cloneTenant(name, src, &o); err != nil {
 			return err
 		}
 	}
@@ -108,14 +111,14 @@ func (m *Manager) Create(ctx context.Context, name string, opts map[string]strin
 		return fmt.Errorf("volume %q: %w", name, err)
 	}
 	m.noteVGUUID(vg.UUID)
-	entry := journalEntry{Volume: name, KeyName: keyName, Tenant: o.Tenant, Clone: o.From != ""}
-	if err := m.st.update(func(s *state) { s.Creating = append(s.Creating, entry) }); err != nil {
+	entry := journal.Entry{Volume: name, KeyName: keyName, Tenant: o.Tenant, Clone: o.From != ""}
+	if err := m.st.Update(func(s *journal.State) { s.Creating = append(s.Creating, entry) }); err != nil {
 		return fmt.Errorf("volume %q: %w", name, err)
 	}
-	if err := m.create(ctx, name, o, keyName, log); err != nil {
+	if err := m.create(ctx, name, o, src, keyName, log); err != nil {
 		return err
 	}
-	if err := m.st.update(func(s *state) { s.Creating = withoutEntry(s.Creating, entry) }); err != nil {
+	if err := m.st.Update(func(s *journal.State) { s.Creating = journal.Without(s.Creating, entry) }); err != nil {
 		// The volume is complete (it carries TagReady); reconciliation
 		// drops a journal entry for a complete volume.
 		log.WithError(err).Warn("volume created but its journal entry could not be cleared")
@@ -144,9 +147,9 @@ func newKeyName(vgUUID, name string) (string, error) {
 // volume (binding.go), never one to find or destroy keys by.
 func (m *Manager) legacyKeyName(name string) string { return "cryptvol/" + m.cfg.VG + "/" + name }
 
-// create runs the steps; on failure it undoes them in reverse. The journal
-// entry is cleared only when the undo completed.
-func (m *Manager) create(ctx context.Context, name string, o Options, keyName string, log logrus.FieldLogger) (err error) {
+// create runs the steps (a clone's from src); on failure it undoes them in
+// reverse. The journal entry is cleared only when the undo completed.
+func (m *Manager) create(ctx context.Context, name string, o options.Options, src lvm.LV, keyName string, log logrus.FieldLogger) (err error) {
 	rb := &rollback{op: "create", name: name, log: log}
 	defer func() {
 		failed := rb.finish(ctx, &err, recover())
@@ -157,8 +160,8 @@ func (m *Manager) create(ctx context.Context, name string, o Options, keyName st
 			err = fmt.Errorf("%w (cleanup incomplete, it will be retried at the next create of this name or plugin start: %s)", err, strings.Join(failed, "; "))
 			return
 		}
-		if jerr := m.st.update(func(s *state) {
-			s.Creating = withoutEntry(s.Creating, journalEntry{Volume: name, KeyName: keyName, Tenant: o.Tenant})
+		if jerr := m.st.Update(func(s *journal.State) {
+			s.Creating = journal.Without(s.Creating, journal.Entry{Volume: name, KeyName: keyName, Tenant: o.Tenant})
 		}); jerr != nil {
 			log.WithError(jerr).Warn("failed create undone but its journal entry could not be cleared")
 		}
@@ -178,7 +181,7 @@ func (m *Manager) create(ctx context.Context, name string, o Options, keyName st
 	})
 
 	if o.From != "" {
-		err = m.makeClone(ctx, rb, name, o, keyID, key.Bytes(), log)
+		err = m.makeClone(ctx, rb, name, o, src, keyID, key.Bytes(), log)
 	} else {
 		err = m.makeFresh(ctx, rb, name, o, keyID, key.Bytes())
 	}
@@ -200,7 +203,7 @@ func (m *Manager) create(ctx context.Context, name string, o Options, keyName st
 
 // makeFresh makes a new volume's LV, header and filesystem, and closes
 // it; the LV is left active.
-func (m *Manager) makeFresh(ctx context.Context, rb *rollback, name string, o Options, keyID string, key []byte) error {
+func (m *Manager) makeFresh(ctx context.Context, rb *rollback, name string, o options.Options, keyID string, key []byte) error {
 	rb.at("lvcreate")
 	tags := append([]string{TagOurs, tagFSPrefix + o.FS}, m.sharedCreateTags()...)
 	if keyIDTagRE.MatchString(keyID) {
@@ -252,7 +255,7 @@ func (m *Manager) makeFresh(ctx context.Context, rb *rollback, name string, o Op
 	if err := m.fs.Mkfs(ctx, mapperPath(name), o.FS, o.Mkfs); err != nil {
 		return err
 	}
-	if o.Root.set() {
+	if o.Root.Asked() {
 		rb.at("setting the root directory's owner and mode")
 		if err := m.setRoot(ctx, rb, name, o); err != nil {
 			return err
@@ -268,9 +271,9 @@ func (m *Manager) makeFresh(ctx context.Context, rb *rollback, name string, o Op
 // undoCreate undoes one journaled create (the caller holds the volume lock)
 // unless it had completed: its LV if it is still half-made, and the keys
 // made under its unique key name.
-func (m *Manager) undoCreate(ctx context.Context, e journalEntry, log logrus.FieldLogger) error {
+func (m *Manager) undoCreate(ctx context.Context, e journal.Entry, log logrus.FieldLogger) error {
 	drop := func() error {
-		return m.st.update(func(s *state) { s.Creating = withoutEntry(s.Creating, e) })
+		return m.st.Update(func(s *journal.State) { s.Creating = journal.Without(s.Creating, e) })
 	}
 	lv, err := m.lvm.LV(ctx, lvName(e.Volume))
 	var lvp *lvm.LV
@@ -336,7 +339,7 @@ func appendUnique(list []string, vs ...string) []string {
 // compare decides whether an existing volume satisfies a create request.
 // Only options the caller gave are compared: leaving an option out accepts
 // the existing value, as docker does for its own volumes.
-func (m *Manager) compare(ctx context.Context, name string, lv lvm.LV, o Options) error {
+func (m *Manager) compare(ctx context.Context, name string, lv lvm.LV, o options.Options) error {
 	var diffs []string
 	if o.SizeSet {
 		vg, err := m.groupInfo(ctx)
@@ -345,7 +348,7 @@ func (m *Manager) compare(ctx context.Context, name string, lv lvm.LV, o Options
 		}
 		// lvm rounds sizes up to whole extents.
 		if same := lv.Size >= o.Size && lv.Size-o.Size < max(vg.ExtentSize, 1); !same {
-			diffs = append(diffs, fmt.Sprintf("size is %s, requested %s", FormatSize(lv.Size), FormatSize(o.Size)))
+			diffs = append(diffs, fmt.Sprintf("size is %s, requested %s", options.FormatSize(lv.Size), options.FormatSize(o.Size)))
 		}
 	}
 	if fs := tagValue(lv.Tags, tagFSPrefix); o.FSSet && fs != o.FS {
@@ -372,27 +375,27 @@ func (m *Manager) compare(ctx context.Context, name string, lv lvm.LV, o Options
 // checkCapacity refuses sizes the volume group cannot give: a thick volume
 // needs its whole size free; a thin one may exceed the pool's free space
 // (that is what thin is for) but never the whole group.
-func (m *Manager) checkCapacity(ctx context.Context, name string, o Options, log logrus.FieldLogger) (lvm.VG, error) {
+func (m *Manager) checkCapacity(ctx context.Context, name string, o options.Options, log logrus.FieldLogger) (lvm.VG, error) {
 	vg, err := m.groupInfo(ctx)
 	if err != nil {
 		return vg, fmt.Errorf("volume %q: reading volume group: %w", name, err)
 	}
 	size := roundUp(o.Size, vg.ExtentSize)
-	min := minSize[o.FS]
+	min := options.MinSize(o.FS)
 	if o.Thin {
 		if size > vg.Size {
 			return vg, fmt.Errorf("volume %q: size %s is more than the whole volume group %q (%s) (allowed for a thin %s volume: %s to %s)",
-				name, FormatSize(o.Size), m.cfg.VG, FormatSize(vg.Size), o.FS, FormatSize(min), FormatSize(vg.Size))
+				name, options.FormatSize(o.Size), m.cfg.VG, options.FormatSize(vg.Size), o.FS, options.FormatSize(min), options.FormatSize(vg.Size))
 		}
 		return vg, m.checkPool(ctx, name, size, log)
 	}
 	if size > vg.Free {
 		if vg.Free < min {
 			return vg, fmt.Errorf("volume %q: size %s is more than volume group %q can give: only %s free, less than the %s minimum of %s",
-				name, FormatSize(o.Size), m.cfg.VG, FormatSize(vg.Free), o.FS, FormatSize(min))
+				name, options.FormatSize(o.Size), m.cfg.VG, options.FormatSize(vg.Free), o.FS, options.FormatSize(min))
 		}
 		return vg, fmt.Errorf("volume %q: size %s is more than the %s free in volume group %q (allowed for a thick %s volume: %s to %s)",
-			name, FormatSize(o.Size), FormatSize(vg.Free), m.cfg.VG, o.FS, FormatSize(min), FormatSize(vg.Free))
+			name, options.FormatSize(o.Size), options.FormatSize(vg.Free), m.cfg.VG, o.FS, options.FormatSize(min), options.FormatSize(vg.Free))
 	}
 	return vg, nil
 }

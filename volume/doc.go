@@ -50,7 +50,11 @@
 // name; a rotation: the LV's UUID, the old key id, the new key's unique
 // name and id, and the keyslot chosen for it: rotate.go). It is replaced
 // atomically (temp file, fsync, rename, fsync of the directory) before any
-// operation that changed it reports success.
+// operation that changed it reports success. Its format, versions and
+// writing are volume/internal/journal's; what goes in it is decided here.
+//
+// What users type (volume names, --opt options, sizes) is parsed and
+// checked by volume/options before anything is made.
 //
 // # Locking
 //

@@ -26,6 +26,7 @@ import (
 	"github.com/cryptvol/cryptvol/luks"
 	"github.com/cryptvol/cryptvol/lvm"
 	"github.com/cryptvol/cryptvol/mount"
+	"github.com/cryptvol/cryptvol/volume/options"
 )
 
 // world is an in-memory model of one host: a volume group, LUKS headers,
@@ -1273,7 +1274,7 @@ func newHarness(t *testing.T, mutate ...func(*Config)) *harness {
 		t.Fatal(err)
 	}
 	cfg := Config{
-		VG: "vg0", DefaultFS: FSExt4, MountRoot: filepath.Join(dir, "mnt"), StateDir: filepath.Join(dir, "state"),
+		VG: "vg0", DefaultFS: options.FSExt4, MountRoot: filepath.Join(dir, "mnt"), StateDir: filepath.Join(dir, "state"),
 		DefaultSize: 1 << 30, NoWorkqueue: true, BootIDFile: boot,
 	}
 	for _, f := range mutate {
@@ -1311,7 +1312,7 @@ func (h *harness) newManager() (*Manager, error) {
 		return nil, err
 	}
 	// A dead process writes nothing more to disk either.
-	m.st.rename = func(oldpath, newpath string) error {
+	m.st.Rename = func(oldpath, newpath string) error {
 		if s.dead.Load() {
 			return errCrashed
 		}
@@ -1493,7 +1494,7 @@ func (h *harness) assertUp(name string) {
 func (h *harness) assertConsistent() {
 	h.t.Helper()
 	w := h.w
-	snap := h.m.st.snapshot()
+	snap := h.m.st.Snapshot()
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if len(snap.Creating) > 0 || len(snap.Removing) > 0 || len(snap.Rotating) > 0 {

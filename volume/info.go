@@ -9,6 +9,7 @@ import (
 
 	"github.com/cryptvol/cryptvol/luks"
 	"github.com/cryptvol/cryptvol/lvm"
+	"github.com/cryptvol/cryptvol/volume/options"
 )
 
 // Volume is what Get and List report. Status never holds key material.
@@ -85,7 +86,7 @@ func (m *Manager) List(ctx context.Context) ([]Volume, error) {
 
 // Get returns one volume, or an error wrapping ErrNotFound.
 func (m *Manager) Get(ctx context.Context, name string) (Volume, error) {
-	if err := ValidateName(name); err != nil {
+	if err := options.ValidateName(name); err != nil {
 		return Volume{}, fmt.Errorf("%w: %w", ErrNotFound, err)
 	}
 	lv, err := m.viewVolume(ctx, name)
@@ -102,7 +103,7 @@ func (m *Manager) Get(ctx context.Context, name string) (Volume, error) {
 // Path returns the data directory while the volume is verified mounted,
 // else "".
 func (m *Manager) Path(ctx context.Context, name string) (string, error) {
-	if err := ValidateName(name); err != nil {
+	if err := options.ValidateName(name); err != nil {
 		return "", fmt.Errorf("%w: %w", ErrNotFound, err)
 	}
 	ok, _, err := m.mountedHere(name)
@@ -126,13 +127,13 @@ func (m *Manager) describe(name string, lv lvm.LV, mounted bool) Volume {
 		Name:      name,
 		CreatedAt: lv.Created,
 		Status: map[string]any{
-			StatusSize:       FormatSize(lv.Size),
+			StatusSize:       options.FormatSize(lv.Size),
 			StatusSizeBytes:  strconv.FormatUint(lv.Size, 10),
 			StatusFS:         tagValue(lv.Tags, tagFSPrefix),
 			StatusCipher:     luks.Cipher,
 			StatusProvision:  "thick",
 			StatusMounted:    mounted,
-			StatusMountCount: len(m.st.ids(name)),
+			StatusMountCount: len(m.st.IDs(name)),
 			StatusLV:         m.cfg.VG + "/" + lv.Name,
 		},
 	}

@@ -14,6 +14,8 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/cryptvol/cryptvol/lvm"
+	"github.com/cryptvol/cryptvol/volume/internal/journal"
+	"github.com/cryptvol/cryptvol/volume/options"
 )
 
 // Names and tags that tie a docker volume to its LVM, dm-crypt and KMIP
@@ -48,7 +50,7 @@ var ErrInUse = errors.New("volume is in use")
 // Config is the lifecycle's configuration.
 type Config struct {
 	VG          string // volume group holding every volume
-	DefaultFS   string // FSExt4 or FSXFS
+	DefaultFS   string // options.FSExt4 or options.FSXFS
 	ThinPool    string // thin pool LV in VG; "" means volumes are thick
 	MountRoot   string // volumes are mounted at MountRoot/<name>
 	StateDir    string // holds StateFile
@@ -100,6 +102,10 @@ const DefaultSweepInterval = 15 * time.Second
 // each other.
 const DefaultMaxCreates = 4
 
+// StateFile is the name of the state file inside Config.StateDir, in the
+// format of volume/internal/journal.
+const StateFile = "mounts.json"
+
 // DefaultBootIDFile is the kernel's per-boot random id.
 const DefaultBootIDFile = "/proc/sys/kernel/random/boot_id"
 
@@ -113,7 +119,7 @@ type Manager struct {
 	fs    Filesystems
 	keys  Keys
 	log   logrus.FieldLogger
-	st    *store
+	st    *journal.Store
 
 	mu    sync.Mutex // guards locks only; never held across a command
 	locks map[string]*volumeLock
@@ -150,16 +156,16 @@ func New(cfg Config, l LVM, c Crypt, f Filesystems, k Keys, log logrus.FieldLogg
 		return nil, errors.New("volume.New: Config.VG is empty")
 	}
 	if cfg.DefaultFS == "" {
-		cfg.DefaultFS = FSExt4
+		cfg.DefaultFS = options.FSExt4
 	}
-	if _, ok := minSize[cfg.DefaultFS]; !ok {
-		return nil, fmt.Errorf("volume.New: default filesystem %q is not supported (allowed: %s, %s)", cfg.DefaultFS, FSExt4, FSXFS)
+	if options.MinSize(cfg.DefaultFS) == 0 {
+		return nil, fmt.Errorf("volume.New: default filesystem %q is not supported (allowed: %s, %s)", cfg.DefaultFS, options.FSExt4, options.FSXFS)
 	}
-	if cfg.DefaultSize < minSize[cfg.DefaultFS] {
-		return nil, fmt.Errorf("volume.New: default size %s is below the %s minimum of %s", FormatSize(cfg.DefaultSize), cfg.DefaultFS, FormatSize(minSize[cfg.DefaultFS]))
+	if cfg.DefaultSize < options.MinSize(cfg.DefaultFS) {
+		return nil, fmt.Errorf("volume.New: default size %s is below the %s minimum of %s", options.FormatSize(cfg.DefaultSize), cfg.DefaultFS, options.FormatSize(options.MinSize(cfg.DefaultFS)))
 	}
 	if cfg.ThinPool != "" {
-		if err := ValidateName(cfg.ThinPool); err != nil {
+		if err := options.ValidateName(cfg.ThinPool); err != nil {
 			return nil, fmt.Errorf("volume.New: thin pool name: %w", err)
 		}
 	}
@@ -191,11 +197,11 @@ func New(cfg Config, l LVM, c Crypt, f Filesystems, k Keys, log logrus.FieldLogg
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating state directory: %w", err)
 	}
-	boot, err := readBootID(cfg.BootIDFile)
+	boot, err := journal.ReadBootID(cfg.BootIDFile)
 	if err != nil {
 		return nil, err
 	}
-	st, dropped, err := loadStore(filepath.Join(cfg.StateDir, StateFile), boot)
+	st, dropped, err := journal.Load(filepath.Join(cfg.StateDir, StateFile), boot)
 	if err != nil {
 		return nil, err
 	}
@@ -235,8 +241,8 @@ func (m *Manager) lock(name string) (unlock func()) {
 	}
 }
 
-func (m *Manager) defaults() Defaults {
-	return Defaults{Size: m.cfg.DefaultSize, FS: m.cfg.DefaultFS, ThinPool: m.cfg.ThinPool}
+func (m *Manager) defaults() options.Defaults {
+	return options.Defaults{Size: m.cfg.DefaultSize, FS: m.cfg.DefaultFS, ThinPool: m.cfg.ThinPool}
 }
 
 func (m *Manager) logFor(name, op string) logrus.FieldLogger {
@@ -268,7 +274,7 @@ func tagValue(tags []string, prefix string) string {
 // an LV that merely carries our tag without our naming.
 func volumeName(lv lvm.LV) (string, bool) {
 	name, ok := strings.CutPrefix(lv.Name, lvPrefix)
-	if !ok || ValidateName(name) != nil {
+	if !ok || options.ValidateName(name) != nil {
 		return "", false
 	}
 	return name, true

@@ -12,6 +12,8 @@ import (
 
 	"github.com/cryptvol/cryptvol/luks"
 	"github.com/cryptvol/cryptvol/lvm"
+	"github.com/cryptvol/cryptvol/volume/internal/journal"
+	"github.com/cryptvol/cryptvol/volume/options"
 )
 
 func TestCreateMakesACompleteClosedVolume(t *testing.T) {
@@ -210,7 +212,7 @@ func TestCreateFailureAtEachStepUndoesEarlierSteps(t *testing.T) {
 			if len(h.w.lvs) != 0 || len(h.w.keys) != 0 || len(h.w.mappings) != 0 {
 				t.Errorf("left behind: LVs %v keys %d mappings %v", h.w.lvs, len(h.w.keys), h.w.mappings)
 			}
-			if s := h.m.st.snapshot(); len(s.Creating) != 0 {
+			if s := h.m.st.Snapshot(); len(s.Creating) != 0 {
 				t.Errorf("journal still lists %v", s.Creating)
 			}
 			if h.w.vg.Free != 6<<30 {
@@ -259,7 +261,7 @@ func TestCreateIncompleteUndoFinishedByReconcile(t *testing.T) {
 	if len(h.w.keys) != 1 {
 		t.Fatalf("%d keys, want the one that could not be destroyed", len(h.w.keys))
 	}
-	if s := h.m.st.snapshot(); len(entriesOf(s.Creating, "v1")) != 1 {
+	if s := h.m.st.Snapshot(); len(journal.EntriesOf(s.Creating, "v1")) != 1 {
 		t.Fatalf("journal lost the unfinished create: %+v", s)
 	}
 	h.w.before = nil
@@ -339,8 +341,8 @@ func TestMountRepeatedIDIsCounted(t *testing.T) {
 	if p2 := h.mustMount("v1", "c1"); p2 != p {
 		t.Fatalf("repeat mount %q, want %q", p2, p)
 	}
-	if ids := h.m.st.ids("v1"); len(ids) != 1 || h.m.st.mounts("v1")["c1"] != 2 {
-		t.Fatalf("ids %v counts %v, want c1 twice", ids, h.m.st.mounts("v1"))
+	if ids := h.m.st.IDs("v1"); len(ids) != 1 || h.m.st.Mounts("v1")["c1"] != 2 {
+		t.Fatalf("ids %v counts %v, want c1 twice", ids, h.m.st.Mounts("v1"))
 	}
 	// The repeat still verifies: mounts vanished behind our back come back.
 	delete(h.w.mounts, p)
@@ -408,7 +410,7 @@ func TestMountVerifyFailureNeverReturnsAPath(t *testing.T) {
 			h.w.clearFailures()
 			h.assertDown("v1")
 			delete(h.w.mounts, filepath.Join(h.cfg.MountRoot, "v1"))
-			if ids := h.m.st.ids("v1"); len(ids) != 0 {
+			if ids := h.m.st.IDs("v1"); len(ids) != 0 {
 				t.Errorf("ids recorded for a failed mount: %v", ids)
 			}
 			if p, _ := h.m.Path(h.ctx, "v1"); p != "" {
@@ -460,7 +462,7 @@ func TestMountFailureAtEachStepUndoes(t *testing.T) {
 			if h.w.lvs["cv-v1"].Active == inactive {
 				t.Errorf("LV active = %v after the failed mount, want %v as before it", !inactive, inactive)
 			}
-			if ids := h.m.st.ids("v1"); len(ids) != 0 {
+			if ids := h.m.st.IDs("v1"); len(ids) != 0 {
 				t.Errorf("ids recorded: %v", ids)
 			}
 			h.assertConsistent()
@@ -623,7 +625,7 @@ func TestRemoveFailureBeforeEraseKeepsVolumeUsable(t *testing.T) {
 	if err := h.m.Remove(h.ctx, "v1"); err == nil {
 		t.Fatal("remove succeeded")
 	}
-	if s := h.m.st.snapshot(); len(s.Removing) != 0 {
+	if s := h.m.st.Snapshot(); len(s.Removing) != 0 {
 		t.Fatalf("journal keeps a remove that was answered with an error: %v", s.Removing)
 	}
 	h.w.lvs["cv-v1"].Active = false
@@ -745,7 +747,7 @@ func TestNewValidatesConfig(t *testing.T) {
 	}{
 		"no vg":         {func(c *Config) { c.VG = "" }, "VG is empty"},
 		"bad fs":        {func(c *Config) { c.DefaultFS = "zfs" }, `"zfs" is not supported`},
-		"small default": {func(c *Config) { c.DefaultFS = FSXFS; c.DefaultSize = 100 << 20 }, "below the xfs minimum of 320 MiB"},
+		"small default": {func(c *Config) { c.DefaultFS = options.FSXFS; c.DefaultSize = 100 << 20 }, "below the xfs minimum of 320 MiB"},
 		"relative":      {func(c *Config) { c.MountRoot = "mnt" }, "must be absolute"},
 		"bad pool":      {func(c *Config) { c.ThinPool = "po/ol" }, "thin pool name"},
 		"no boot id":    {func(c *Config) { c.BootIDFile = filepath.Join(t.TempDir(), "missing") }, "reading boot id"},

@@ -16,6 +16,8 @@ import (
 	"github.com/cryptvol/cryptvol/luks"
 	"github.com/cryptvol/cryptvol/lvm"
 	"github.com/cryptvol/cryptvol/mount"
+	"github.com/cryptvol/cryptvol/volume/internal/journal"
+	"github.com/cryptvol/cryptvol/volume/options"
 )
 
 // Mount makes the volume available to the container with mount ID id and
@@ -27,7 +29,7 @@ import (
 // returning it. The count is persisted before success is returned.
 func (m *Manager) Mount(ctx context.Context, name, id string) (_ string, err error) {
 	defer m.recordOp("volume.mount", name, id, time.Now(), &err)
-	if err := ValidateName(name); err != nil {
+	if err := options.ValidateName(name); err != nil {
 		return "", err
 	}
 	if id == "" {
@@ -38,7 +40,7 @@ func (m *Manager) Mount(ctx context.Context, name, id string) (_ string, err err
 	log := m.logFor(name, "mount").WithField("id", id)
 	// A rotation left half-way may have moved the token and not yet the
 	// tag, which the header check below would refuse.
-	if len(m.st.rotations(name)) > 0 {
+	if len(m.st.Rotations(name)) > 0 {
 		if err := m.settleRotations(ctx, name, log); err != nil {
 			log.WithError(err).Warn("an unfinished key rotation could not be settled before the mount")
 		}
@@ -67,7 +69,7 @@ func (m *Manager) Mount(ctx context.Context, name, id string) (_ string, err err
 		err = fmt.Errorf("%w; it is held by containers started by a cryptvol version that gave them the root, and moves into its data directory at its next first mount: stop those containers, then start this one", err)
 	}
 	if err == nil {
-		err = m.st.update(func(s *state) { s.addMount(name, id) })
+		err = m.st.Update(func(s *journal.State) { s.AddMount(name, id) })
 		if err != nil {
 			err = fmt.Errorf("recording mount ID: %w", err)
 		}
@@ -80,7 +82,7 @@ func (m *Manager) Mount(ctx context.Context, name, id string) (_ string, err err
 		return "", fmt.Errorf("volume %q: %w", name, err)
 	}
 	m.sw.mounted(name, id)
-	log.WithField("mounts", m.st.mounts(name)[id]).WithField("mount_ids", len(m.st.ids(name))).Info("mounted")
+	log.WithField("mounts", m.st.Mounts(name)[id]).WithField("mount_ids", len(m.st.IDs(name))).Info("mounted")
 	return path, nil
 }
 
@@ -114,7 +116,7 @@ func (m *Manager) ensureMounted(ctx context.Context, name string, lv lvm.LV, log
 	if other != "" {
 		return false, false, fmt.Errorf("volume %q: %s is mounted at %s instead of the volume; refusing to hand it out", name, other, m.mountpoint(name))
 	}
-	if ids := m.st.ids(name); len(ids) > 0 {
+	if ids := m.st.IDs(name); len(ids) > 0 {
 		// The plugin restarted in a new mount namespace, or someone
 		// unmounted it: the containers holding these IDs get it back.
 		log.WithField("mount_ids", len(ids)).Warn("volume has mount IDs but is not mounted here; mounting it again")
@@ -143,7 +145,7 @@ func (m *Manager) bringUp(ctx context.Context, name string, lv lvm.LV, log logru
 		return false, err
 	}
 	fstype := tagValue(lv.Tags, tagFSPrefix)
-	if _, ok := minSize[fstype]; !ok {
+	if options.MinSize(fstype) == 0 {
 		return false, fmt.Errorf("LV tag %q names no supported filesystem", tagFSPrefix+fstype)
 	}
 	if open {
@@ -278,23 +280,23 @@ func (m *Manager) mountVerified(ctx context.Context, rb *rollback, name string, 
 // (after a restart, or a probe that found them stale).
 func (m *Manager) Unmount(ctx context.Context, name, id string) (err error) {
 	defer m.recordOp("volume.unmount", name, id, time.Now(), &err)
-	if err := ValidateName(name); err != nil {
+	if err := options.ValidateName(name); err != nil {
 		return err
 	}
 	unlock := m.lock(name)
 	defer unlock()
 	log := m.logFor(name, "unmount").WithField("id", id)
 
-	counts := m.st.mounts(name)
+	counts := m.st.Mounts(name)
 	if counts[id] == 0 {
 		log.Debug("unmount of an unknown mount ID ignored")
 		return nil
 	}
-	if err := m.st.update(func(s *state) { s.dropMount(name, id) }); err != nil {
+	if err := m.st.Update(func(s *journal.State) { s.DropMount(name, id) }); err != nil {
 		return fmt.Errorf("volume %q: recording unmount: %w", name, err)
 	}
 	if counts[id] > 1 || len(counts) > 1 {
-		left := len(m.st.ids(name))
+		left := len(m.st.IDs(name))
 		log.WithField("mount_ids", left).Info("mount released; volume stays mounted")
 		m.sw.unmounted(name, id, left)
 		return nil

@@ -9,6 +9,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/cryptvol/cryptvol/lvm"
+	"github.com/cryptvol/cryptvol/volume/options"
 )
 
 // DefaultThinMaxFill: past 95% a thin pool is one large write from
@@ -60,7 +61,7 @@ func (m *Manager) checkPool(ctx context.Context, name string, size uint64, log l
 		}
 		if limit := uint64(oc * float64(st.Size)); virt+size > limit {
 			return fmt.Errorf("volume %q: not created, nothing was made: thin pool %s (%s) already backs %s of thin volumes; %s more would exceed %g times its size, %s (CRYPTVOL_THIN_MAX_OVERCOMMIT)",
-				name, m.cfg.ThinPool, FormatSize(st.Size), FormatSize(virt), FormatSize(size), oc, FormatSize(limit))
+				name, m.cfg.ThinPool, options.FormatSize(st.Size), options.FormatSize(virt), options.FormatSize(size), oc, options.FormatSize(limit))
 		}
 	}
 	if size > st.Free() {

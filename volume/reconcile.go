@@ -12,6 +12,8 @@ import (
 
 	"github.com/cryptvol/cryptvol/luks"
 	"github.com/cryptvol/cryptvol/lvm"
+	"github.com/cryptvol/cryptvol/volume/internal/journal"
+	"github.com/cryptvol/cryptvol/volume/options"
 )
 
 // Reconcile brings the state file, LVM, dm-crypt and the mount table into
@@ -24,7 +26,7 @@ import (
 // dockerd started.
 func (m *Manager) Reconcile(ctx context.Context) error {
 	var errs []error
-	snap := m.st.snapshot()
+	snap := m.st.Snapshot()
 
 	// Rule 1: a remove interrupted by a crash is finished.
 	for _, e := range snap.Removing {
@@ -77,7 +79,7 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 	}
 
 	// Rule 6: mount IDs of volumes that no longer exist are dropped.
-	for name := range m.st.snapshot().Mounts {
+	for name := range m.st.Snapshot().Mounts {
 		if exists[name] {
 			continue
 		}
@@ -95,7 +97,7 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 	errs = append(errs, m.reconcileStrays(ctx, exists)...)
 
 	// Records the current boot id even when nothing changed.
-	if err := m.st.update(func(*state) {}); err != nil {
+	if err := m.st.Update(func(*journal.State) {}); err != nil {
 		errs = append(errs, fmt.Errorf("reconcile: %w", err))
 	}
 	// Every count loaded is of an earlier epoch, so suspect (sweep.go):
@@ -188,7 +190,7 @@ func (m *Manager) reconcileVolume(ctx context.Context, name string, lv lvm.LV, r
 		return false, nil
 	}
 
-	ids := m.st.ids(name)
+	ids := m.st.IDs(name)
 	// Rule 4: an inactive LV can be neither open nor mounted, so recorded
 	// IDs are stale.
 	if !lv.Active {
@@ -288,10 +290,10 @@ func (m *Manager) reconcileStrays(ctx context.Context, exists map[string]bool) [
 	var errs []error
 	for _, e := range entries {
 		name := e.Name()
-		if !e.IsDir() || exists[name] || ValidateName(name) != nil {
+		if !e.IsDir() || exists[name] || options.ValidateName(name) != nil {
 			continue
 		}
-		if slices.ContainsFunc(m.st.snapshot().Creating, func(x journalEntry) bool { return x.Volume == name }) {
+		if slices.ContainsFunc(m.st.Snapshot().Creating, func(x journal.Entry) bool { return x.Volume == name }) {
 			continue
 		}
 		unlock := m.lock(name)
@@ -341,7 +343,7 @@ func (m *Manager) listForReconcile(ctx context.Context) ([]lvm.LV, error) {
 		sure := true
 		for i := range lvs {
 			lvs[i].Active = m.lvm.Active(lvs[i])
-			if name, ok := volumeName(lvs[i]); ok && !lvs[i].Active && len(m.st.ids(name)) > 0 {
+			if name, ok := volumeName(lvs[i]); ok && !lvs[i].Active && len(m.st.IDs(name)) > 0 {
 				sure = false
 			}
 		}

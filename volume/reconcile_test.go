@@ -9,15 +9,17 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/cryptvol/cryptvol/volume/internal/journal"
 )
 
-func readState(t *testing.T, h *harness) state {
+func readState(t *testing.T, h *harness) journal.State {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(h.cfg.StateDir, StateFile))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var s state
+	var s journal.State
 	if err := json.Unmarshal(b, &s); err != nil {
 		t.Fatalf("state file is not JSON: %v\n%s", err, b)
 	}
@@ -87,7 +89,7 @@ func TestStateWriteFailureKeepsOldFileAndFailsTheMount(t *testing.T) {
 	assertNoTempFiles(t, h.cfg.StateDir)
 	// c1 still holds it: the failed second mount must not tear it down.
 	h.assertUp("v1")
-	if ids := h.m.st.ids("v1"); strings.Join(ids, ",") != "c1" {
+	if ids := h.m.st.IDs("v1"); strings.Join(ids, ",") != "c1" {
 		t.Fatalf("in-memory ids %v, want c1", ids)
 	}
 }
@@ -117,7 +119,7 @@ func TestRebootDiscardsMountIDs(t *testing.T) {
 	os.WriteFile(h.bootIDs, []byte("boot-2\n"), 0o644)
 
 	h.restart()
-	if ids := h.m.st.ids("v1"); len(ids) != 0 {
+	if ids := h.m.st.IDs("v1"); len(ids) != 0 {
 		t.Fatalf("ids survived a reboot: %v", ids)
 	}
 	if !strings.Contains(h.logs.String(), "discarding mount IDs recorded before the last reboot") {
@@ -176,7 +178,7 @@ func TestReconcileDropsStaleIDs(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.assertDown("v1")
-	if ids := h.m.st.ids("v1"); len(ids) != 0 {
+	if ids := h.m.st.IDs("v1"); len(ids) != 0 {
 		t.Fatalf("stale ids kept: %v", ids)
 	}
 	if !strings.Contains(h.logs.String(), "dropped stale mount IDs") {
@@ -250,7 +252,7 @@ func TestReconcileStrayMountpoint(t *testing.T) {
 	h.w.mounts[target] = "/dev/mapper/cryptvol-gone"
 	h.w.mappings["cryptvol-gone"] = "cv-gone"
 	h.w.lvs["cv-gone"] = lvmLV("cv-gone", nil) // so the mapping has a device; not ours
-	h.m.st.update(func(s *state) { s.addMount("gone", "c1") })
+	h.m.st.Update(func(s *journal.State) { s.AddMount("gone", "c1") })
 	if err := h.m.Reconcile(h.ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -260,7 +262,7 @@ func TestReconcileStrayMountpoint(t *testing.T) {
 	if _, err := os.Stat(target); !os.IsNotExist(err) {
 		t.Error("stray mountpoint directory left")
 	}
-	if ids := h.m.st.ids("gone"); len(ids) != 0 {
+	if ids := h.m.st.IDs("gone"); len(ids) != 0 {
 		t.Error("ids of a missing volume kept")
 	}
 }
@@ -315,7 +317,7 @@ func TestReconcileLeavesVolumesAtRest(t *testing.T) {
 	h := newHarness(t)
 	h.mustCreate("a", nil)
 	h.mustCreate("b", nil)
-	if err := h.m.st.update(func(s *state) { s.addMount("b", "gone") }); err != nil {
+	if err := h.m.st.Update(func(s *journal.State) { s.AddMount("b", "gone") }); err != nil {
 		t.Fatal(err)
 	}
 	// An empty mount point left behind (a crash between umount and
@@ -341,7 +343,7 @@ func TestReconcileLeavesVolumesAtRest(t *testing.T) {
 			t.Errorf("volume %s: reconcile deactivated a volume at rest", n)
 		}
 	}
-	if ids := h.m.st.ids("b"); len(ids) != 0 {
+	if ids := h.m.st.IDs("b"); len(ids) != 0 {
 		t.Errorf("stale IDs kept: %v", ids)
 	}
 	var repairs []string
@@ -401,7 +403,7 @@ func TestReconcileAsksLvsWhenTheTextOrSysfsCannotTell(t *testing.T) {
 	if got := programsOf(h); !slices.Contains(got, "lvm.ListLVs cryptvol") {
 		t.Errorf("sysfs could not tell, and no lvs: %v", got)
 	}
-	if ids := h.m.st.ids("a"); !slices.Equal(ids, []string{"c1"}) {
+	if ids := h.m.st.IDs("a"); !slices.Equal(ids, []string{"c1"}) {
 		t.Fatalf("a mounted volume lost its mount IDs: %v", ids)
 	}
 	h.w.clearFailures()
@@ -415,7 +417,7 @@ func TestReconcileAsksLvsWhenTheTextOrSysfsCannotTell(t *testing.T) {
 	if got := programsOf(h); !slices.Contains(got, "lvm.ListLVs cryptvol") {
 		t.Errorf("text unreadable, and no lvs: %v", got)
 	}
-	if ids := h.m.st.ids("a"); !slices.Equal(ids, []string{"c1"}) {
+	if ids := h.m.st.IDs("a"); !slices.Equal(ids, []string{"c1"}) {
 		t.Fatalf("a mounted volume lost its mount IDs: %v", ids)
 	}
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/cryptvol/cryptvol/audit"
 	"github.com/cryptvol/cryptvol/luks"
+	"github.com/cryptvol/cryptvol/volume/options"
 )
 
 // Reencryption is what Reencrypt did.
@@ -29,7 +30,7 @@ func (m *Manager) Reencrypt(ctx context.Context, name string) (r Reencryption, e
 	defer func() {
 		m.record(audit.Event{Op: "volume.reencrypt", Volume: name, Detail: fmt.Sprintf("resumed=%t online=%t", r.Resumed, r.Online), Err: err, Took: time.Since(start)})
 	}()
-	if err := ValidateName(name); err != nil {
+	if err := options.ValidateName(name); err != nil {
 		return r, err
 	}
 	unlock := m.lock(name)
@@ -42,10 +43,10 @@ func (m *Manager) Reencrypt(ctx context.Context, name string) (r Reencryption, e
 	if err := refuseUnchangeable(name, lv, "reencrypt", "a new"); err != nil {
 		return r, err
 	}
-	if len(m.st.rotations(name)) > 0 {
+	if len(m.st.Rotations(name)) > 0 {
 		return r, fmt.Errorf("volume %q: a key rotation is not settled yet; run cryptvol rotate first", name)
 	}
-	r = Reencryption{Volume: name, Online: lv.Active && len(m.st.ids(name)) > 0}
+	r = Reencryption{Volume: name, Online: lv.Active && len(m.st.IDs(name)) > 0}
 	dev, restore, err := m.activeFor(ctx, name, lv, log)
 	if err != nil {
 		return r, err

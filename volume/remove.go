@@ -12,6 +12,8 @@ import (
 
 	"github.com/cryptvol/cryptvol/luks"
 	"github.com/cryptvol/cryptvol/lvm"
+	"github.com/cryptvol/cryptvol/volume/internal/journal"
+	"github.com/cryptvol/cryptvol/volume/options"
 )
 
 // Remove destroys the volume: LUKS header erased, LV removed, KMIP key
@@ -23,14 +25,14 @@ import (
 // volume of the same name.
 func (m *Manager) Remove(ctx context.Context, name string) (err error) {
 	defer m.recordOp("volume.remove", name, "", time.Now(), &err)
-	if err := ValidateName(name); err != nil {
+	if err := options.ValidateName(name); err != nil {
 		return err
 	}
 	unlock := m.lock(name)
 	defer unlock()
 	log := m.logFor(name, "remove")
 
-	if ids := m.st.ids(name); len(ids) > 0 {
+	if ids := m.st.IDs(name); len(ids) > 0 {
 		inUse := fmt.Errorf("volume %q: %w by %d container(s); stop them before removing it", name, ErrInUse, len(ids))
 		if !m.sw.suspect(name, ids) {
 			return inUse
@@ -86,11 +88,11 @@ func (m *Manager) Remove(ctx context.Context, name string) (err error) {
 	if err != nil {
 		return fmt.Errorf("volume %q: remove: %w", name, err)
 	}
-	entry := journalEntry{Volume: name, LVUUID: lv.UUID, KeyIDs: keyIDs, Tenant: tenantOf(lv)}
-	if err := m.st.update(func(s *state) {
-		s.Removing = append(withoutEntry(s.Removing, entry), entry)
+	entry := journal.Entry{Volume: name, LVUUID: lv.UUID, KeyIDs: keyIDs, Tenant: tenantOf(lv)}
+	if err := m.st.Update(func(s *journal.State) {
+		s.Removing = append(journal.Without(s.Removing, entry), entry)
 		for _, r := range rots {
-			s.Rotating = withoutRotation(s.Rotating, r)
+			s.Rotating = journal.WithoutRotation(s.Rotating, r)
 		}
 	}); err != nil {
 		return fmt.Errorf("volume %q: %w", name, err)
@@ -100,7 +102,7 @@ func (m *Manager) Remove(ctx context.Context, name string) (err error) {
 		if !erased {
 			// The volume is intact and usable: nothing may finish a
 			// remove that was answered with an error.
-			if jerr := m.st.update(func(s *state) { s.Removing = withoutEntry(s.Removing, entry) }); jerr != nil {
+			if jerr := m.st.Update(func(s *journal.State) { s.Removing = journal.Without(s.Removing, entry) }); jerr != nil {
 				log.WithError(jerr).Warn("could not clear the journal entry of a failed remove")
 			}
 			return fmt.Errorf("volume %q: remove: %w", name, err)
@@ -108,7 +110,7 @@ func (m *Manager) Remove(ctx context.Context, name string) (err error) {
 		return fmt.Errorf("volume %q: remove: %w (the volume's data is already unreadable; the rest is finished in the background)", name, err)
 	}
 	log.Info("volume removed: LUKS header erased, LV removed, KMIP key destroyed")
-	if err := m.st.update(func(s *state) { s.Removing = withoutEntry(s.Removing, entry); delete(s.Mounts, name) }); err != nil {
+	if err := m.st.Update(func(s *journal.State) { s.Removing = journal.Without(s.Removing, entry); delete(s.Mounts, name) }); err != nil {
 		// The work is done; a stale entry only makes a later sweep find
 		// nothing of that LV and destroy already destroyed keys.
 		log.WithError(err).Warn("could not clear the journal entry")
@@ -186,13 +188,13 @@ func (h header) keyIDs(ids []string, lv lvm.LV, name string) []string {
 // sweeper if KMIP is away. One whose LV is still there blocks. finished
 // counts the removes finished here.
 func (m *Manager) settleJournal(ctx context.Context, name string, log logrus.FieldLogger) (finished int, err error) {
-	snap := m.st.snapshot()
-	for _, e := range entriesOf(snap.Creating, name) {
+	snap := m.st.Snapshot()
+	for _, e := range journal.EntriesOf(snap.Creating, name) {
 		if err := m.undoCreate(ctx, e, log); err != nil {
 			return 0, fmt.Errorf("volume %q: cleaning up an interrupted create: %w", name, err)
 		}
 	}
-	for _, e := range entriesOf(snap.Removing, name) {
+	for _, e := range journal.EntriesOf(snap.Removing, name) {
 		err := m.finishRemove(ctx, e, log)
 		if err == nil {
 			finished++
@@ -209,9 +211,9 @@ func (m *Manager) settleJournal(ctx context.Context, name string, log logrus.Fie
 
 // finishRemove finishes one journaled remove (the caller holds the volume
 // lock): the LV it names, if it is still there, and the keys it names.
-func (m *Manager) finishRemove(ctx context.Context, e journalEntry, log logrus.FieldLogger) error {
+func (m *Manager) finishRemove(ctx context.Context, e journal.Entry, log logrus.FieldLogger) error {
 	drop := func() error {
-		return m.st.update(func(s *state) { s.Removing = withoutEntry(s.Removing, e) })
+		return m.st.Update(func(s *journal.State) { s.Removing = journal.Without(s.Removing, e) })
 	}
 	lv, err := m.lvm.LV(ctx, lvName(e.Volume))
 	var lvp *lvm.LV
@@ -241,10 +243,10 @@ func (m *Manager) finishRemove(ctx context.Context, e journalEntry, log logrus.F
 }
 
 // retryRemove is the sweeper's retry of a journaled remove.
-func (m *Manager) retryRemove(ctx context.Context, e journalEntry) error {
+func (m *Manager) retryRemove(ctx context.Context, e journal.Entry) error {
 	unlock := m.lock(e.Volume)
 	defer unlock()
-	if !slices.ContainsFunc(m.st.snapshot().Removing, func(x journalEntry) bool {
+	if !slices.ContainsFunc(m.st.Snapshot().Removing, func(x journal.Entry) bool {
 		return x.Volume == e.Volume && x.LVUUID == e.LVUUID && x.Legacy == e.Legacy
 	}) {
 		return nil

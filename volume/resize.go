@@ -3,10 +3,12 @@ package volume
 import (
 	"context"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/cryptvol/cryptvol/audit"
 	"github.com/cryptvol/cryptvol/internal/command"
+	"github.com/cryptvol/cryptvol/volume/options"
 )
 
 // Resized is what Resize did.
@@ -30,10 +32,10 @@ func (m *Manager) Resize(ctx context.Context, name, size string) (r Resized, err
 	defer func() {
 		m.record(audit.Event{Op: "volume.resize", Volume: name, Detail: fmt.Sprintf("%d -> %d bytes", r.OldBytes, r.NewBytes), Err: err, Took: time.Since(start)})
 	}()
-	if err := ValidateName(name); err != nil {
+	if err := options.ValidateName(name); err != nil {
 		return r, err
 	}
-	want, err := ParseSize(size)
+	want, err := options.ParseSize(size)
 	if err != nil {
 		return r, fmt.Errorf("volume %q: %w", name, err)
 	}
@@ -52,14 +54,14 @@ func (m *Manager) Resize(ctx context.Context, name, size string) (r Resized, err
 		return r, fmt.Errorf("volume %q: %w", name, err)
 	}
 	want = roundUp(want, vg.ExtentSize)
-	r = Resized{Volume: name, OldBytes: lv.Size, NewBytes: want, Online: len(m.st.ids(name)) > 0}
+	r = Resized{Volume: name, OldBytes: lv.Size, NewBytes: want, Online: len(m.st.IDs(name)) > 0}
 	switch {
 	case want < lv.Size:
-		return r, fmt.Errorf("volume %q is %s; shrinking to %s is not supported (allowed: %s or more)", name, FormatSize(lv.Size), FormatSize(want), FormatSize(lv.Size))
+		return r, fmt.Errorf("volume %q is %s; shrinking to %s is not supported (allowed: %s or more)", name, options.FormatSize(lv.Size), options.FormatSize(want), options.FormatSize(lv.Size))
 	case lv.Pool == "" && want-lv.Size > vg.Free:
-		return r, fmt.Errorf("volume %q: growing from %s to %s needs %s more, and volume group %q has %s free", name, FormatSize(lv.Size), FormatSize(want), FormatSize(want-lv.Size), m.cfg.VG, FormatSize(vg.Free))
+		return r, fmt.Errorf("volume %q: growing from %s to %s needs %s more, and volume group %q has %s free", name, options.FormatSize(lv.Size), options.FormatSize(want), options.FormatSize(want-lv.Size), m.cfg.VG, options.FormatSize(vg.Free))
 	case lv.Pool != "" && want > vg.Size:
-		return r, fmt.Errorf("volume %q: %s is more than the whole volume group %q (%s)", name, FormatSize(want), m.cfg.VG, FormatSize(vg.Size))
+		return r, fmt.Errorf("volume %q: %s is more than the whole volume group %q (%s)", name, options.FormatSize(want), m.cfg.VG, options.FormatSize(vg.Size))
 	}
 	if want > lv.Size {
 		if err := m.lvm.Extend(ctx, lvName(name), lv.Size, want); err != nil {
@@ -72,7 +74,7 @@ func (m *Manager) Resize(ctx context.Context, name, size string) (r Resized, err
 	// without a mount ID and taken down after.
 	brought, _, err := m.ensureMounted(ctx, name, lv, log)
 	if err != nil {
-		return r, fmt.Errorf("volume %q: the LV is %s, but mounting it to grow the filesystem failed (run the resize again): %w", name, FormatSize(want), err)
+		return r, fmt.Errorf("volume %q: the LV is %s, but mounting it to grow the filesystem failed (run the resize again): %w", name, options.FormatSize(want), err)
 	}
 	if brought {
 		lv.Active = true
@@ -103,4 +105,17 @@ func (m *Manager) Resize(ctx context.Context, name, size string) (r Resized, err
 	}
 	log.WithFields(map[string]any{"old_bytes": r.OldBytes, "new_bytes": r.NewBytes, "online": r.Online}).Info("volume grown")
 	return r, nil
+}
+
+// roundUp rounds n up to a multiple of unit (unit 0 leaves n alone),
+// saturating instead of wrapping so a huge request cannot pass a capacity check.
+func roundUp(n, unit uint64) uint64 {
+	if unit == 0 || n%unit == 0 {
+		return n
+	}
+	r := n + unit - n%unit
+	if r < n {
+		return math.MaxUint64
+	}
+	return r
 }

@@ -13,7 +13,7 @@ import (
 // restoreMissing restores the mount of each volume with mount IDs whose
 // mount is gone (restoreMount).
 func (m *Manager) restoreMissing(ctx context.Context) {
-	for name := range m.st.snapshot().Mounts {
+	for name := range m.st.Snapshot().Mounts {
 		if err := m.restoreMount(ctx, name); err != nil {
 			m.logFor(name, "sweep").WithError(err).Warn("restoring the plugin's mount of a volume in use failed")
 		}
@@ -38,7 +38,7 @@ func (m *Manager) restoreMount(ctx context.Context, name string) error {
 	}
 	unlock := m.lock(name)
 	defer unlock()
-	ids := m.st.ids(name)
+	ids := m.st.IDs(name)
 	if len(ids) == 0 {
 		return nil
 	}

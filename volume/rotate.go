@@ -15,30 +15,9 @@ import (
 	"github.com/cryptvol/cryptvol/internal/command"
 	"github.com/cryptvol/cryptvol/luks"
 	"github.com/cryptvol/cryptvol/lvm"
+	"github.com/cryptvol/cryptvol/volume/internal/journal"
+	"github.com/cryptvol/cryptvol/volume/options"
 )
-
-// rotationEntry journals one key rotation by its exact objects: the LV (by
-// UUID), the key being replaced, the new key's name (unique to this
-// rotation, like a create's) and id once known, and the keyslot chosen for
-// it. Whether the new keyslot exists in the header, opened by the new key,
-// decides how a rotation a crash interrupted is settled: absent, or taken
-// by another rotation, it never took effect and is undone; present and
-// opened by the new key, it is finished.
-type rotationEntry struct {
-	Volume     string `json:"volume"`
-	LVUUID     string `json:"lv_uuid"`
-	Tenant     string `json:"tenant,omitempty"`
-	OldKeyID   string `json:"old_key_id"`
-	NewKeyName string `json:"new_key_name"`
-	NewKeyID   string `json:"new_key_id,omitempty"`
-	NewSlot    int    `json:"new_slot"`
-}
-
-func withoutRotation(j []rotationEntry, e rotationEntry) []rotationEntry {
-	return slices.DeleteFunc(slices.Clone(j), func(x rotationEntry) bool {
-		return x.Volume == e.Volume && x.NewKeyName == e.NewKeyName
-	})
-}
 
 // Rotation is what Rotate did.
 type Rotation struct {
@@ -65,7 +44,7 @@ func (m *Manager) Rotate(ctx context.Context, name string) (r Rotation, err erro
 	defer func() {
 		m.record(audit.Event{Op: "volume.rotate", Volume: name, KeyID: r.NewKeyID, Detail: "replaces key " + r.OldKeyID, Err: err, Took: time.Since(start)})
 	}()
-	if err := ValidateName(name); err != nil {
+	if err := options.ValidateName(name); err != nil {
 		return r, err
 	}
 	unlock := m.lock(name)
@@ -106,8 +85,8 @@ func (m *Manager) Rotate(ctx context.Context, name string) (r Rotation, err erro
 	if err != nil {
 		return r, err
 	}
-	e := rotationEntry{Volume: name, LVUUID: lv.UUID, Tenant: tenantOf(lv), OldKeyID: oldID, NewKeyName: keyName, NewSlot: slot}
-	if err := m.st.update(func(s *state) { s.Rotating = append(s.Rotating, e) }); err != nil {
+	e := journal.Rotation{Volume: name, LVUUID: lv.UUID, Tenant: tenantOf(lv), OldKeyID: oldID, NewKeyName: keyName, NewSlot: slot}
+	if err := m.st.Update(func(s *journal.State) { s.Rotating = append(s.Rotating, e) }); err != nil {
 		return r, fmt.Errorf("volume %q: %w", name, err)
 	}
 	r = Rotation{Volume: name, OldKeyID: oldID}
@@ -185,7 +164,7 @@ func (m *Manager) activeFor(ctx context.Context, name string, lv lvm.LV, log log
 
 // addNewKey makes the new key in Object Group group (keygroup.go), journals
 // its id, and adds its keyslot.
-func (m *Manager) addNewKey(ctx context.Context, e *rotationEntry, group, dev string, log logrus.FieldLogger) error {
+func (m *Manager) addNewKey(ctx context.Context, e *journal.Rotation, group, dev string, log logrus.FieldLogger) error {
 	newID, newKey, err := m.keyCreate(ctx, e.Volume, e.Tenant, e.NewKeyName, group)
 	if err != nil {
 		return err
@@ -193,7 +172,7 @@ func (m *Manager) addNewKey(ctx context.Context, e *rotationEntry, group, dev st
 	defer newKey.Wipe()
 	old := *e
 	e.NewKeyID = newID
-	if err := m.st.update(func(s *state) { s.Rotating = append(withoutRotation(s.Rotating, old), *e) }); err != nil {
+	if err := m.st.Update(func(s *journal.State) { s.Rotating = append(journal.WithoutRotation(s.Rotating, old), *e) }); err != nil {
 		return err
 	}
 	oldKey, err := m.keyGet(ctx, e.Volume, e.Tenant, e.OldKeyID)
@@ -207,7 +186,7 @@ func (m *Manager) addNewKey(ctx context.Context, e *rotationEntry, group, dev st
 // finishRotation makes the new key the volume's only one, given the header
 // h read before: token, tag, old keyslots, old key; then drops the entry.
 // Each step checks whether it was already done.
-func (m *Manager) finishRotation(ctx context.Context, e rotationEntry, lv lvm.LV, dev string, h luks.Header, log logrus.FieldLogger) error {
+func (m *Manager) finishRotation(ctx context.Context, e journal.Rotation, lv lvm.LV, dev string, h luks.Header, log logrus.FieldLogger) error {
 	if h.Token == nil || h.Token.KeyID != e.NewKeyID {
 		if err := m.crypt.SetToken(ctx, dev, h.TokenID, luks.Token{KeyID: e.NewKeyID, Volume: e.Volume}, e.NewSlot); err != nil {
 			return err
@@ -242,15 +221,15 @@ func (m *Manager) finishRotation(ctx context.Context, e rotationEntry, lv lvm.LV
 	if err := m.keyDestroy(ctx, e.Volume, e.Tenant, e.OldKeyID); err != nil {
 		return fmt.Errorf("destroying the old KMIP key %q: %w", e.OldKeyID, err)
 	}
-	return m.st.update(func(s *state) { s.Rotating = withoutRotation(s.Rotating, e) })
+	return m.st.Update(func(s *journal.State) { s.Rotating = journal.WithoutRotation(s.Rotating, e) })
 }
 
 // rotationKeys returns the unsettled rotations of lv and ids with their
 // keys added: the old one, and the new one by id or, if its id was never
 // learnt, by its unique name.
-func (m *Manager) rotationKeys(ctx context.Context, name string, lv lvm.LV, ids []string) ([]rotationEntry, []string, error) {
-	var rots []rotationEntry
-	for _, e := range m.st.rotations(name) {
+func (m *Manager) rotationKeys(ctx context.Context, name string, lv lvm.LV, ids []string) ([]journal.Rotation, []string, error) {
+	var rots []journal.Rotation
+	for _, e := range m.st.Rotations(name) {
 		if e.LVUUID != lv.UUID {
 			continue
 		}
@@ -270,7 +249,7 @@ func (m *Manager) rotationKeys(ctx context.Context, name string, lv lvm.LV, ids 
 // settleRotations settles every journaled rotation of name (the caller
 // holds the volume lock).
 func (m *Manager) settleRotations(ctx context.Context, name string, log logrus.FieldLogger) error {
-	for _, e := range m.st.rotations(name) {
+	for _, e := range m.st.Rotations(name) {
 		if err := m.settleRotation(ctx, e, log); err != nil {
 			return err
 		}
@@ -284,8 +263,8 @@ func (m *Manager) settleRotations(ctx context.Context, name string, log logrus.F
 // sweeper and start-up take the journal before the lock, and Rotate may
 // have finished while they waited): it is left alone, touching neither
 // LV nor header.
-func (m *Manager) settleRotation(ctx context.Context, e rotationEntry, log logrus.FieldLogger) error {
-	if !slices.ContainsFunc(m.st.rotations(e.Volume), func(x rotationEntry) bool { return x.NewKeyName == e.NewKeyName }) {
+func (m *Manager) settleRotation(ctx context.Context, e journal.Rotation, log logrus.FieldLogger) error {
+	if !slices.ContainsFunc(m.st.Rotations(e.Volume), func(x journal.Rotation) bool { return x.NewKeyName == e.NewKeyName }) {
 		return nil
 	}
 	undo := func(why string) error {
@@ -293,7 +272,7 @@ func (m *Manager) settleRotation(ctx context.Context, e rotationEntry, log logru
 			return err
 		}
 		log.WithField("new_key_name", e.NewKeyName).Info("undid an unfinished key rotation: " + why)
-		return m.st.update(func(s *state) { s.Rotating = withoutRotation(s.Rotating, e) })
+		return m.st.Update(func(s *journal.State) { s.Rotating = journal.WithoutRotation(s.Rotating, e) })
 	}
 	lv, err := m.lvm.LV(ctx, lvName(e.Volume))
 	switch {

@@ -8,6 +8,8 @@ import (
 	"github.com/sirupsen/logrus"
 	"strings"
 	"testing"
+
+	"github.com/cryptvol/cryptvol/volume/internal/journal"
 )
 
 // A rotation gives the volume a new key and leaves only it: the old key is
@@ -78,14 +80,14 @@ func TestRemoveTakesOverAnUnsettledRotation(t *testing.T) {
 	if _, err := h.m.Rotate(h.ctx, "v"); err == nil {
 		t.Fatal("rotation succeeded although the old key's destroy failed")
 	}
-	if len(h.m.st.snapshot().Rotating) != 1 || len(h.w.keys) != 2 {
-		t.Fatalf("want the rotation journaled with both keys alive, got %d entries, %d keys", len(h.m.st.snapshot().Rotating), len(h.w.keys))
+	if len(h.m.st.Snapshot().Rotating) != 1 || len(h.w.keys) != 2 {
+		t.Fatalf("want the rotation journaled with both keys alive, got %d entries, %d keys", len(h.m.st.Snapshot().Rotating), len(h.w.keys))
 	}
 	if err := h.m.Remove(h.ctx, "v"); err != nil {
 		t.Fatal(err)
 	}
-	if len(h.w.keys) != 0 || len(h.m.st.snapshot().Rotating) != 0 {
-		t.Errorf("after remove: %d keys, %d rotation entries; want none", len(h.w.keys), len(h.m.st.snapshot().Rotating))
+	if len(h.w.keys) != 0 || len(h.m.st.Snapshot().Rotating) != 0 {
+		t.Errorf("after remove: %d keys, %d rotation entries; want none", len(h.w.keys), len(h.m.st.Snapshot().Rotating))
 	}
 }
 
@@ -176,7 +178,7 @@ func TestSettleUndoesARotationWhoseKeyslotAnotherHostTook(t *testing.T) {
 	if _, err := h.m.Rotate(h.ctx, "v"); err == nil {
 		t.Fatal("the rotation went on past its crash")
 	}
-	stopped := h.m.st.snapshot().Rotating
+	stopped := h.m.st.Snapshot().Rotating
 	if len(stopped) != 1 || stopped[0].NewKeyID == "" || stopped[0].NewSlot != 1 {
 		t.Fatalf("journal %+v, want one rotation into keyslot 1 with its key made", stopped)
 	}
@@ -207,7 +209,7 @@ func TestSettleUndoesARotationWhoseKeyslotAnotherHostTook(t *testing.T) {
 	if _, ok := h.w.keys[stopped[0].NewKeyID]; ok {
 		t.Error("the stopped rotation's key was not destroyed")
 	}
-	if n := len(h.m.st.snapshot().Rotating); n != 0 {
+	if n := len(h.m.st.Snapshot().Rotating); n != 0 {
 		t.Errorf("%d rotations still journaled", n)
 	}
 	h.assertConsistent()
@@ -221,10 +223,10 @@ func TestSettleUndoesARotationWhoseKeyslotAnotherHostTook(t *testing.T) {
 func TestAStaleJournalEntryIsNotSettledAgain(t *testing.T) {
 	h := sharedHarness(t)
 	h.mustCreate("v", nil)
-	var seen []rotationEntry
+	var seen []journal.Rotation
 	h.w.before = func(op, arg string) {
 		if op == "crypt.AddKey" && seen == nil {
-			seen = h.m.st.snapshot().Rotating
+			seen = h.m.st.Snapshot().Rotating
 		}
 	}
 	if _, err := h.m.Rotate(h.ctx, "v"); err != nil {

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+
+	"github.com/cryptvol/cryptvol/volume/internal/journal"
 )
 
 // What the sweeper does, and why:
@@ -199,8 +201,8 @@ func (m *Manager) Sweep(ctx context.Context) {
 		m.sweepLingering(ctx, name)
 	}
 	probed := 0
-	for name := range m.st.snapshot().Mounts {
-		if m.sw.suspect(name, m.st.ids(name)) {
+	for name := range m.st.Snapshot().Mounts {
+		if m.sw.suspect(name, m.st.IDs(name)) {
 			probed++
 			if err := m.probe(ctx, name); err != nil {
 				m.logFor(name, "sweep").WithError(err).Warn("probing whether the volume is still held failed")
@@ -209,14 +211,14 @@ func (m *Manager) Sweep(ctx context.Context) {
 			m.logFor(name, "sweep").WithError(err).Warn("restoring the plugin's mount of a volume in use failed")
 		}
 	}
-	for _, e := range m.st.snapshot().Removing {
+	for _, e := range m.st.Snapshot().Removing {
 		if err := m.retryRemove(ctx, e); err != nil {
 			m.logFor(e.Volume, "sweep").WithError(err).Debug("unfinished remove still cannot finish")
 		}
 	}
 	// A rotation that could not finish (KMIP away at its end) is finished
 	// here, so that the old key does not outlive it for long.
-	for _, e := range m.st.snapshot().Rotating {
+	for _, e := range m.st.Snapshot().Rotating {
 		if err := m.withLock(e.Volume, func(log logrus.FieldLogger) error { return m.settleRotation(ctx, e, log) }); err != nil {
 			m.logFor(e.Volume, "sweep").WithError(err).Debug("unfinished key rotation still cannot be settled")
 		}
@@ -228,7 +230,7 @@ func (m *Manager) sweepLingering(ctx context.Context, name string) {
 	unlock := m.lock(name)
 	defer unlock()
 	log := m.logFor(name, "sweep")
-	if len(m.st.ids(name)) > 0 || m.sw.pending(name) == nil {
+	if len(m.st.IDs(name)) > 0 || m.sw.pending(name) == nil {
 		m.sw.settled(name) // mounted again meanwhile
 		return
 	}
@@ -251,7 +253,7 @@ func (m *Manager) sweepLingering(ctx context.Context, name string) {
 func (m *Manager) probe(ctx context.Context, name string) error {
 	unlock := m.lock(name)
 	defer unlock()
-	ids := m.st.ids(name)
+	ids := m.st.IDs(name)
 	if !m.sw.suspect(name, ids) {
 		return nil
 	}
@@ -272,7 +274,7 @@ type outcomes struct {
 // holds its lock) and logs the answer: held, it is mounted (again) and its
 // IDs kept; not held, it is closed and its IDs, stale, dropped.
 func (m *Manager) releaseOrDrop(ctx context.Context, name string, say outcomes) error {
-	log := m.logFor(name, "sweep").WithField("mount_ids", len(m.st.ids(name)))
+	log := m.logFor(name, "sweep").WithField("mount_ids", len(m.st.IDs(name)))
 	held, err := m.release(ctx, name, log)
 	switch {
 	case err != nil:
@@ -299,7 +301,7 @@ func logStale(log logrus.FieldLogger, ids int, why string) {
 
 // dropIDs forgets every mount ID of the volume.
 func (m *Manager) dropIDs(name string) error {
-	if err := m.st.update(func(s *state) { delete(s.Mounts, name) }); err != nil {
+	if err := m.st.Update(func(s *journal.State) { delete(s.Mounts, name) }); err != nil {
 		return err
 	}
 	m.sw.forget(name)

@@ -15,6 +15,7 @@ import (
 	"github.com/cryptvol/cryptvol/keys"
 	"github.com/cryptvol/cryptvol/lvm"
 	"github.com/cryptvol/cryptvol/volume"
+	"github.com/cryptvol/cryptvol/volume/options"
 )
 
 // Config is the plugin's configuration, read from the environment so that
@@ -56,7 +57,7 @@ type Config struct {
 // Defaults of the optional settings.
 const (
 	DefaultSize      = "1G"
-	DefaultFS        = volume.FSExt4
+	DefaultFS        = options.FSExt4
 	DefaultMountRoot = "/mnt/volumes"
 	DefaultStateDir  = "/var/lib/cryptvol"
 	DefaultSocket    = "/run/docker/plugins/cryptvol.sock"
@@ -98,17 +99,17 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 	}
 
 	c.FS = get("CRYPTVOL_FS", DefaultFS)
-	if volume.MinSize(c.FS) == 0 {
-		return c, fmt.Errorf("CRYPTVOL_FS=%q is not supported (allowed: %s, %s)", c.FS, volume.FSExt4, volume.FSXFS)
+	if options.MinSize(c.FS) == 0 {
+		return c, fmt.Errorf("CRYPTVOL_FS=%q is not supported (allowed: %s, %s)", c.FS, options.FSExt4, options.FSXFS)
 	}
 
 	size := get("CRYPTVOL_DEFAULT_SIZE", DefaultSize)
-	n, err := volume.ParseSize(size)
+	n, err := options.ParseSize(size)
 	if err != nil {
 		return c, fmt.Errorf("CRYPTVOL_DEFAULT_SIZE: %w", err)
 	}
-	if min := volume.MinSize(c.FS); n < min {
-		return c, fmt.Errorf("CRYPTVOL_DEFAULT_SIZE=%s is below the %s minimum of %s", size, c.FS, volume.FormatSize(min))
+	if min := options.MinSize(c.FS); n < min {
+		return c, fmt.Errorf("CRYPTVOL_DEFAULT_SIZE=%s is below the %s minimum of %s", size, c.FS, options.FormatSize(min))
 	}
 	c.DefaultSize = n
 
@@ -248,7 +249,7 @@ func (c *Config) loadNodeAndAudit(get func(name, def string) string) error {
 		c.Audit.Path = filepath.Clean(p)
 	}
 	ms := get("CRYPTVOL_AUDIT_MAX_SIZE", "10M")
-	n, err := volume.ParseSize(ms)
+	n, err := options.ParseSize(ms)
 	if err != nil || n < 4096 || n > 1<<40 {
 		return fmt.Errorf("CRYPTVOL_AUDIT_MAX_SIZE=%q is not valid (allowed: a size from 4K to 1T, e.g. 10M)", ms)
 	}

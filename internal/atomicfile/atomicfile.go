@@ -1,6 +1,6 @@
 // Package atomicfile replaces small files so that a crash leaves either the
 // old content or the new, never a mix: the plugin's state file
-// (volume/state.go) and the record of the volume group's devices
+// (volume/internal/journal) and the record of the volume group's devices
 // (cmd/cryptvol/devices.go). It keeps no state; writers of one path
 // serialise themselves.
 package atomicfile

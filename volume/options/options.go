@@ -1,16 +1,25 @@
-package volume
+// Package options owns the grammar of what users type for a volume: its
+// name, the --opt options of a create (size, fs, thin, tenant, the
+// filesystem options of fsoptions.go and the clone options of clone.go),
+// and sizes. It checks everything that needs no volume group, KMIP server
+// or other volume, so that a refusal comes before anything is made, in a
+// message that says what is allowed; package volume decides what the
+// parsed options make.
+//
+// Concurrency: every function is pure (no state, no I/O), safe to call
+// from any goroutine. The fuzz targets in options_test.go hold it to that
+// grammar beyond the committed corpus in testdata/fuzz.
+package options
 
 import (
 	"errors"
 	"fmt"
-	"math"
 	"math/big"
 	"regexp"
 	"sort"
 	"strings"
 
 	"github.com/cryptvol/cryptvol/keys"
-	"github.com/cryptvol/cryptvol/lvm"
 	"github.com/cryptvol/cryptvol/mount"
 )
 
@@ -32,7 +41,7 @@ var minSize = map[string]uint64{
 // (0 for an unsupported filesystem).
 func MinSize(fs string) uint64 { return minSize[fs] }
 
-// Option names accepted by Create.
+// Option names accepted by Parse.
 const (
 	OptSize      = "size"
 	OptFS        = "fs"
@@ -116,11 +125,10 @@ type Options struct {
 	// Mkfs are the mkfs choices (fsoptions.go).
 	Mkfs mount.MkfsOptions
 	// From names the volume this one is a clone of; Reencrypt gives the
-	// clone a volume key of its own (clone.go).
+	// clone a volume key of its own (volume/clone.go).
 	From      string
 	Reencrypt bool
-	ReadOnly  bool   // a read-only snapshot: opened --readonly, mounted ro
-	source    lvm.LV // the clone's source, read under its lock (Create)
+	ReadOnly  bool // a read-only snapshot: opened --readonly, mounted ro
 	SizeSet   bool
 	FSSet     bool
 	ThinSet   bool
@@ -134,10 +142,10 @@ type Defaults struct {
 	ThinPool string // "" when no thin pool is configured: thin volumes are refused
 }
 
-// ParseOptions validates docker volume options against the defaults. It
-// checks everything that does not depend on the volume group's free space
-// (that is checked by Create).
-func ParseOptions(opts map[string]string, d Defaults) (Options, error) {
+// Parse validates docker volume options against the defaults. It checks
+// everything that does not depend on the volume group's free space (that
+// is checked by volume's Create).
+func Parse(opts map[string]string, d Defaults) (Options, error) {
 	o := Options{Size: d.Size, FS: d.FS, Thin: d.ThinPool != ""}
 	var unknown []string
 	for k := range opts {
@@ -270,19 +278,6 @@ func FormatSize(b uint64) string {
 	s := fmt.Sprintf("%.1f", v)
 	s = strings.TrimSuffix(s, ".0")
 	return s + " " + string(units[i]) + "iB"
-}
-
-// roundUp rounds n up to a multiple of unit (unit 0 leaves n alone),
-// saturating instead of wrapping so a huge request cannot pass a capacity check.
-func roundUp(n, unit uint64) uint64 {
-	if unit == 0 || n%unit == 0 {
-		return n
-	}
-	r := n + unit - n%unit
-	if r < n {
-		return math.MaxUint64
-	}
-	return r
 }
 
 func truncate(s string, n int) string {
