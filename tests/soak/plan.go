@@ -321,7 +321,7 @@ func (c *Chooser) op(m *Model, burstOK bool) Op {
 }
 
 // createOpts: a valid volume. xfs needs 320 MiB and ext4 64 MiB
-// (volume.MinSize), and the thin pool takes most of the group, so xfs
+// (volume/options.MinSize), and the thin pool takes most of the group, so xfs
 // volumes are always thin and thick ones are small ext4 volumes.
 func (c *Chooser) createOpts() []string {
 	var o []string
