@@ -19,9 +19,11 @@ import (
 // StateFile is the name of the state file inside Config.StateDir.
 const StateFile = "mounts.json"
 
-// stateVersion 2 counts mounts per ID and journals exact objects; version 1
-// (a set of IDs per volume, journals of bare names) is read and converted.
-const stateVersion = 2
+// StateVersion is the newest state file format this plugin reads and the one
+// it writes (`cryptvol version` prints it). Version 2 counts mounts per ID
+// and journals exact objects; version 1 (a set of IDs per volume, journals of
+// bare names) is read and converted.
+const StateVersion = 2
 
 // state is what survives a plugin restart. Mounts is tied to the boot it was
 // recorded in (a reboot unmounted everything); the journals are not, because
@@ -152,7 +154,7 @@ type diskStateV1 struct {
 // that changed the id unmounted everything.
 func loadStore(path, bootID string) (st *store, dropped map[string]map[string]int, err error) {
 	st = &store{path: path, rename: os.Rename}
-	cur := &state{Version: stateVersion, BootID: bootID, Mounts: map[string]map[string]int{}}
+	cur := &state{Version: StateVersion, BootID: bootID, Mounts: map[string]map[string]int{}}
 	b, err := os.ReadFile(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -169,7 +171,7 @@ func loadStore(path, bootID string) (st *store, dropped map[string]map[string]in
 	}
 	var disk state
 	switch head.Version {
-	case stateVersion:
+	case StateVersion:
 		if err := json.Unmarshal(b, &disk); err != nil {
 			return nil, nil, fmt.Errorf("state file %s: %w", path, err)
 		}
@@ -179,7 +181,7 @@ func loadStore(path, bootID string) (st *store, dropped map[string]map[string]in
 			return nil, nil, fmt.Errorf("state file %s (version 1): %w", path, err)
 		}
 	default:
-		return nil, nil, fmt.Errorf("state file %s has version %d, this plugin understands 1 and %d", path, head.Version, stateVersion)
+		return nil, nil, fmt.Errorf("state file %s has version %d, this plugin understands 1 and %d", path, head.Version, StateVersion)
 	}
 	cur.Creating = disk.Creating
 	cur.Removing = disk.Removing
