@@ -13,13 +13,59 @@ all: build
 
 build: bin/cryptvol
 
-bin/cryptvol: $(shell find . -name '*.go' -not -name '*_test.go' -not -path './bin/*') go.mod go.sum
-	$(GO) build -trimpath -ldflags '-s -w' -o $@ ./cmd/cryptvol
+# The version stamped into the binary (internal/version): `cryptvol version`, the plugin's log and audit trail, and
+# through scripts/plugin/build the bundle's config.json. bin/version changes only when the version does, so a new
+# commit relinks the binary even when no Go file changed, and an unchanged tree does not.
+VERSION := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
+LDFLAGS = -s -w -X github.com/cryptvol/cryptvol/internal/version.stamp=$(VERSION)
+.PHONY: FORCE
+bin/version: FORCE
+	@mkdir -p bin; [ "$$(cat $@ 2>/dev/null)" = "$(VERSION)" ] || echo "$(VERSION)" > $@
+
+bin/cryptvol: $(shell find . -name '*.go' -not -name '*_test.go' -not -path './bin/*') go.mod go.sum bin/version
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $@ ./cmd/cryptvol
 
 # The managed plugin bundle (config.json + rootfs/) for `docker plugin create cryptvol bin/plugin`. Needs Go and
 # the Debian packages of its rootfs (scripts/plugin/build installs them), not the lab.
 plugin: build
 	scripts/plugin/build
+
+# The release a user downloads: bin/release/cryptvol-plugin-VERSION.tar.gz (config.json and rootfs/, what
+# `docker plugin create` takes), its SHA-256 in sha256sum's format, and an inventory of what it holds (Go modules,
+# Debian packages; scripts/release/inventory). The tarball is reproducible from the same bundle: names sorted, every
+# file owned by 0:0, every mtime the commit's time, gzip without a name or time stamp. VERSION is the one stamped
+# into the binary, so the file name, the binary and config.json agree.
+.PHONY: release
+release: plugin
+	@set -euo pipefail; v=$$(bin/cryptvol version --json | sed -n 's/^ *"version": "\(.*\)",$$/\1/p'); \
+	 [ -n "$$v" ] && [ "$$v" != unknown ] || { echo "release: bin/cryptvol has no version stamped (git describe failed?)" >&2; exit 1; }; \
+	 rel=bin/release; name=cryptvol-plugin-$$v; rm -rf $$rel; mkdir -p $$rel; \
+	 mtime=$$(git log -1 --format=%ct 2>/dev/null || echo 0); \
+	 tar -C bin/plugin --sort=name --mtime=@$$mtime --owner=0 --group=0 --numeric-owner -cf - config.json rootfs \
+		| gzip -n -9 > $$rel/$$name.tar.gz; \
+	 (cd $$rel && sha256sum $$name.tar.gz > $$name.tar.gz.sha256); \
+	 scripts/release/inventory bin/cryptvol bin/plugin/rootfs/usr/share/cryptvol/debian-packages > $$rel/$$name.inventory.txt; \
+	 ls -l $$rel; cat $$rel/$$name.tar.gz.sha256
+
+# Push the bundle to a registry as REGISTRY/cryptvol:TAG (TAG defaults to the stamped version), for
+# `docker plugin install REGISTRY/cryptvol:TAG` elsewhere: needs a Docker engine, so it runs on a Docker host or in
+# the lab guest (tests/e2e/registry.sh), after `make plugin`. A registry on 127.0.0.0/8 may speak plain HTTP
+# (dockerd trusts loopback); any other needs TLS or dockerd's --insecure-registry.
+TAG ?=
+.PHONY: plugin-push
+plugin-push:
+	@set -euo pipefail; \
+	 [ -n "$(REGISTRY)" ] || { echo "plugin-push: set REGISTRY=HOST:PORT (e.g. make plugin-push REGISTRY=127.0.0.1:5000 TAG=test)" >&2; exit 2; }; \
+	 case "$(REGISTRY)" in *[!A-Za-z0-9.:-]* | :* | *:) echo "plugin-push: REGISTRY=$(REGISTRY) is not HOST:PORT" >&2; exit 2;; esac; \
+	 [ -f bin/plugin/config.json ] && [ -x bin/plugin/rootfs/usr/bin/cryptvol ] || { echo "plugin-push: bin/plugin missing (make plugin)" >&2; exit 1; }; \
+	 command -v docker >/dev/null || { echo "plugin-push: no docker command here: run it on a Docker host or in the lab guest" >&2; exit 1; }; \
+	 tag="$(TAG)"; [ -n "$$tag" ] || tag=$$(bin/plugin/rootfs/usr/bin/cryptvol version --json | sed -n 's/^ *"version": "\(.*\)",$$/\1/p'); \
+	 [[ "$$tag" =~ ^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$$ ]] || { echo "plugin-push: TAG=$$tag is not a valid tag (letters, digits, _ . -)" >&2; exit 2; }; \
+	 ref="$(REGISTRY)/cryptvol:$$tag"; \
+	 if docker plugin inspect "$$ref" >/dev/null 2>&1; then docker plugin rm -f "$$ref" >/dev/null; fi; \
+	 echo "docker plugin create $$ref bin/plugin"; docker plugin create "$$ref" bin/plugin; \
+	 echo "docker plugin push $$ref"; docker plugin push "$$ref"; \
+	 docker plugin rm "$$ref" >/dev/null
 
 fmt-check:
 	@out=$$(gofmt -l $$(find . -name '*.go' -not -path './bin/*')); \
@@ -60,8 +106,8 @@ bin/key-state: $(shell find tests/keystate internal/keyscan -name '*.go' -not -n
 	$(GO) build -trimpath -ldflags '-s -w' -o $@ ./tests/keystate
 
 # The plugin with its failpoints live (internal/failpoint), for the lab's kill at every step.
-bin/cryptvol-failpoints: $(shell find . -name '*.go' -not -name '*_test.go' -not -path './bin/*') go.mod go.sum
-	$(GO) build -tags failpoints -trimpath -ldflags '-s -w' -o $@ ./cmd/cryptvol
+bin/cryptvol-failpoints: $(shell find . -name '*.go' -not -name '*_test.go' -not -path './bin/*') go.mod go.sum bin/version
+	$(GO) build -tags failpoints -trimpath -ldflags '$(LDFLAGS)' -o $@ ./cmd/cryptvol
 
 # The soak driver (tests/soak), run in the guest by the lab part soak.
 bin/soak: $(shell find tests/soak -name '*.go' -not -name '*_test.go') go.mod go.sum

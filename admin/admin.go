@@ -13,7 +13,7 @@
 // Files: admin.go (dispatch, help, flags), pluginclient.go (the plugin's
 // socket), rotate.go, reencrypt.go, resize.go, snapshot.go,
 // decommission.go (and decommissionvg.go: what the volume group says about
-// each key), auditcmd.go.
+// each key), auditcmd.go, version.go.
 //
 // Concurrency: Main runs one command and returns; nothing is shared.
 package admin
@@ -61,6 +61,7 @@ func commands() []command {
 		{"reencrypt", "VOLUME", "re-encrypt a volume's data under a new volume key (a suspected leak of it), online if mounted", reencrypt},
 		{"decommission", "NODE", "revoke (key compromise) and destroy on the KMIP server the keys of every volume NODE created", decommission},
 		{"audit verify", "[FILE]", "check an audit trail: its lines, its hash chain and the heads anchored on the KMIP server", auditVerify},
+		{"version", "", "print this build's version and the state file format it reads and writes", versionCmd},
 	}
 }
 

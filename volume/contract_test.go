@@ -9,8 +9,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/cryptvol/cryptvol/volume/internal/journal"
 )
 
 // What dockerd really does, against the bookkeeping. Each test fails for a
@@ -463,7 +461,7 @@ func TestStateVersion1IsConverted(t *testing.T) {
 	if _, ok := h.w.lvs["cv-v2"]; !ok {
 		t.Fatal("a legacy remove entry destroyed the LV of its name")
 	}
-	if s := readState(t, h); s.Version != journal.Version || len(s.Removing) != 0 {
+	if s := readState(t, h); s.Version != StateVersion || len(s.Removing) != 0 {
 		t.Fatalf("state after conversion: %+v", s)
 	}
 	h.stopContainer("v1", "c1")

@@ -106,6 +106,11 @@ const DefaultMaxCreates = 4
 // format of volume/internal/journal.
 const StateFile = "mounts.json"
 
+// StateVersion is the newest state file format this plugin reads and the
+// one it writes (`cryptvol version` prints it; volume/internal/journal
+// owns the formats).
+const StateVersion = journal.Version
+
 // DefaultBootIDFile is the kernel's per-boot random id.
 const DefaultBootIDFile = "/proc/sys/kernel/random/boot_id"
 

@@ -34,6 +34,7 @@ import (
 
 	"github.com/cryptvol/cryptvol/admin"
 	"github.com/cryptvol/cryptvol/audit"
+	"github.com/cryptvol/cryptvol/internal/version"
 	"github.com/cryptvol/cryptvol/keys"
 	"github.com/cryptvol/cryptvol/luks"
 	"github.com/cryptvol/cryptvol/lvm"
@@ -74,6 +75,9 @@ func run() int {
 	log.SetOutput(os.Stderr)
 	log.SetLevel(cfg.LogLevel)
 	log.SetFormatter(&logrus.TextFormatter{FullTimestamp: true})
+	// The build first, so that a log read after an upgrade says which
+	// plugin wrote what follows.
+	log.WithFields(logrus.Fields{"version": version.Get(), "state_format": volume.StateVersion}).Info("cryptvol starting")
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -206,7 +210,8 @@ func setup(ctx context.Context, cfg Config, health *kmipHealth, met *metrics.Met
 			kms.Close()
 			return nil, nil, fmt.Errorf("CRYPTVOL_AUDIT_FILE: %w", err)
 		}
-		trail.Record(audit.Event{Op: "plugin.start", Detail: "volume group " + cfg.VG})
+		trail.Record(audit.Event{Op: "plugin.start",
+			Detail: fmt.Sprintf("cryptvol %s, state format %d, volume group %s", version.Get(), volume.StateVersion, cfg.VG)})
 	}
 	// The trail and the metrics take the lifecycle's events.
 	var sinks []audit.Sink
