@@ -5,10 +5,12 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/ovh/kmip-go"
@@ -107,7 +109,8 @@ func (c *conn) close() { _ = c.sock.Close() }
 // connection. Failures of single operations are left in the batch items.
 // The caller holds sem.
 func (m *KMIP) batch(ctx context.Context, pls ...kmip.OperationPayload) ([]kmip.ResponseBatchItem, error) {
-	if m.conn == nil {
+	reused := m.conn != nil
+	if !reused {
 		if err := m.connect(ctx); err != nil {
 			return nil, err
 		}
@@ -122,10 +125,25 @@ func (m *KMIP) batch(ctx context.Context, pls ...kmip.OperationPayload) ([]kmip.
 	// runs items in order whatever this says.)
 	ordered := true
 	msg.Header.BatchOrderOption = &ordered
-	if step := changingStep(pls); step != "" {
+	step := changingStep(pls)
+	if step != "" {
 		failpoint.Here(step)
 	}
 	resp, err := m.conn.roundtrip(ctx, &msg)
+	if err != nil && reused && step == "" && ctx.Err() == nil && closedByPeer(err) {
+		// The server closed the connection while it sat idle (a restart,
+		// an idle timeout): the request never reached a live session, and
+		// it changes nothing, so it goes once more on a new connection.
+		// A request that changes the server is not resent: whether the
+		// server acted on it is unknown, and the callers' journals settle
+		// that (volume/doc.go).
+		m.drop(err)
+		if cerr := m.connect(ctx); cerr != nil {
+			return nil, cerr
+		}
+		msg = request(m.version, pls...)
+		resp, err = m.conn.roundtrip(ctx, &msg)
+	}
 	if err != nil {
 		m.drop(err)
 		return nil, m.transportError(ctx, "request", err)
@@ -161,6 +179,13 @@ func (m *KMIP) batch(ctx context.Context, pls ...kmip.OperationPayload) ([]kmip.
 		}
 	}
 	return items, nil
+}
+
+// closedByPeer: the connection's other end is gone (EOF, reset, broken
+// pipe), as a reused connection finds after the server restarted.
+func closedByPeer(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
 // changingStep names a request that changes what the server holds, for

@@ -955,3 +955,31 @@ func TestNamesListsEveryKeysNames(t *testing.T) {
 		t.Fatalf("after destroy: %v, %v", names, err)
 	}
 }
+
+// A server restarted while the connection sat idle: the next read-only
+// call (the Get of a mount) redials once and succeeds, rather than failing
+// the container's start with the old socket's EOF. A call that changes
+// the server is not sent twice.
+func TestIdleConnectionClosedByARestartIsRedialedForReads(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	id, _, err := e.m.Create(ctx, "cryptvol/vg0/r", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.server.stop()
+	e.server = startServer(t, e.pki, e.fake, e.server.addr)
+	k, err := e.m.Get(ctx, id)
+	if err != nil {
+		t.Fatalf("the first Get after a restart: %v", err)
+	}
+	k.Wipe()
+	e.server.stop()
+	e.server = startServer(t, e.pki, e.fake, e.server.addr)
+	before := e.fake.conns.Load()
+	if _, _, err := e.m.Create(ctx, "cryptvol/vg0/r2", ""); err == nil {
+		t.Logf("a Create after a restart succeeded on a new connection")
+	} else if got := e.fake.conns.Load() - before; got != 0 {
+		t.Fatalf("a Create that failed on the old connection dialed %d new ones: a change is never resent", got)
+	}
+}
