@@ -261,20 +261,28 @@ func (s *Soak) keyProblems() (missing, orphans []string) {
 // side of the plugin's propagated mount (-xdev: the volumes' own
 // filesystems mounted there are not the host's disk).
 func (s *Soak) hostStray() string {
-	root, err := docker("info", "--format", "{{.DockerRootDir}}")
+	prop, err := propagatedMount()
 	if err != nil {
-		return fmt.Sprintf("(docker info: %v)", err)
+		return "(" + err.Error() + ")"
 	}
-	id, err := docker("plugin", "inspect", "cryptvol", "--format", "{{.Id}}")
-	if err != nil {
-		return fmt.Sprintf("(docker plugin inspect: %v)", err)
-	}
-	prop := strings.TrimSpace(root) + "/plugins/" + strings.TrimSpace(id) + "/propagated-mount"
 	out, err := run("find", prop, "-xdev", "-mindepth", "1", "!", "-type", "d")
 	if err != nil {
 		return fmt.Sprintf("(find: %v)", err)
 	}
 	return strings.Join(strings.Fields(out), " ")
+}
+
+// propagatedMount is dockerd's side of the plugin's propagated mount.
+func propagatedMount() (string, error) {
+	root, err := docker("info", "--format", "{{.DockerRootDir}}")
+	if err != nil {
+		return "", fmt.Errorf("docker info: %v", err)
+	}
+	id, err := docker("plugin", "inspect", "cryptvol", "--format", "{{.Id}}")
+	if err != nil {
+		return "", fmt.Errorf("docker plugin inspect: %v", err)
+	}
+	return strings.TrimSpace(root) + "/plugins/" + strings.TrimSpace(id) + "/propagated-mount", nil
 }
 
 // scanDisks: the writers' plaintext marker is nowhere on the group's raw

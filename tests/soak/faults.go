@@ -44,6 +44,7 @@ func (s *Soak) inject(f Fault, what string) {
 			err = e
 		}
 		err = s.backUp(err)
+		s.repairPropagation()
 	case FaultDisable:
 		_, err = docker("plugin", "disable", "-f", "cryptvol")
 		if _, e := docker("plugin", "enable", "cryptvol"); e != nil && err == nil {
@@ -106,4 +107,30 @@ func (s *Soak) backUp(err error) error {
 	docker("plugin", "enable", "cryptvol")
 	waitFor(pluginBack, pluginUp)
 	return err
+}
+
+// repairPropagation: dockerd started again without live-restore may lose
+// its side of the plugin's propagated mount (Docker 26.1: the old plugin
+// instance's exit handler unmounts what the new one's enable has bound,
+// moby/moby plugin/manager.go@v26.1.5, HandleExitEvent; tests/e2e/lib.bash,
+// repair_lost_propagation). Every container start on a volume then fails
+// closed until an administrator disables and enables the plugin, as
+// docs/limitations.md says; the driver does that, and counts it, so that
+// the rest of the run is not spent with no volume reaching a container.
+func (s *Soak) repairPropagation() {
+	prop, err := propagatedMount()
+	if err != nil {
+		s.Log.Printf("propagated mount: %v", err)
+		return
+	}
+	if _, err := run("mountpoint", "-q", prop); err == nil {
+		return
+	}
+	s.Log.Printf("dockerd lost its propagated mount of the plugin while restarting it (Docker's race): disable -f, enable")
+	s.Log.Count("dockerd lost the propagated mount (repaired)")
+	docker("plugin", "disable", "-f", "cryptvol")
+	if _, err := docker("plugin", "enable", "--timeout", "120", "cryptvol"); err != nil {
+		s.Log.Printf("docker plugin enable: %v", err)
+	}
+	s.backUp(nil)
 }
