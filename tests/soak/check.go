@@ -2,13 +2,10 @@ package main
 
 import (
 	"fmt"
-	"maps"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -65,7 +62,6 @@ func (s *Soak) Check(n int, final bool, sample *rand.Rand) {
 	}
 	s.noteSettle(took)
 
-	s.noteExtents()
 	listed, complete := s.listedAndLVs()
 	s.Log.Count("check listed-equals-lvs")
 	for _, p := range CompareListed(listed, complete) {
@@ -136,11 +132,7 @@ func (s *Soak) Check(n int, final bool, sample *rand.Rand) {
 			s.violate("check %d: after the reads: %s (after %s)", n, p, settleOpen)
 		}
 		s.Log.Count("check raw-disks")
-		if s.HostScan != "" {
-			s.handToHost(n)
-		} else {
-			s.scanDisks(n)
-		}
+		s.handToHost(n)
 	}
 	s.Log.Printf("check %d done in %.0fs", n, time.Since(t0).Seconds())
 }
@@ -285,31 +277,6 @@ func propagatedMount() (string, error) {
 	return strings.TrimSpace(root) + "/plugins/" + strings.TrimSpace(id) + "/propagated-mount", nil
 }
 
-// scanDisks: the writers' plaintext marker is nowhere on the group's raw
-// disks (everything written went through dm-crypt), up to the end of the
-// last extent LVM ever gave out on each (highWater): past it LVM has never
-// mapped a block, so nothing was written there, and reading the rest of
-// the disks costs minutes under emulation.
-func (s *Soak) scanDisks(n int) {
-	s.noteExtents()
-	s.mu.Lock()
-	hw := maps.Clone(s.highWater)
-	s.mu.Unlock()
-	for _, d := range slices.Sorted(maps.Keys(hw)) {
-		c := exec.Command("sh", "-c", `head -c "$1" "$2" | grep -qazF -e "$3"`, "scan", strconv.FormatInt(hw[d], 10), d, s.Marker)
-		c.Env = append(os.Environ(), "LC_ALL=C")
-		err := c.Run()
-		switch e, _ := err.(*exec.ExitError); {
-		case err == nil:
-			s.violate("check %d: the plaintext marker is on the raw disk %s", n, d)
-		case e != nil && e.ExitCode() == 1:
-			s.Log.Printf("check %d: no plaintext on %s (its first %d MiB, every extent LVM gave out)", n, d, hw[d]>>20)
-		default:
-			s.violate("check %d: grep %s: %v", n, d, err)
-		}
-	}
-}
-
 // handToHost leaves the marker for the lab runner's scan of the disk
 // images, which fails the run if it finds it.
 func (s *Soak) handToHost(n int) {
@@ -325,34 +292,6 @@ func (s *Soak) handToHost(n int) {
 		return
 	}
 	s.Log.Printf("check %d: the raw disks are scanned for the marker by the host once the guest stops (%s)", n, s.HostScan)
-}
-
-// noteExtents raises each PV's high-water mark to the end of its last
-// allocated extent. The driver calls it after every operation that may
-// allocate extents (creates, clones, snapshots, resizes: thin volumes live
-// in the pool, whose extents are allocated once), at every check, and
-// before the scan; a volume that got extents between two of them could
-// only have been written through a mount after its create returned.
-func (s *Soak) noteExtents() {
-	out, err := run("pvs", "--noheadings", "--units", "b", "--nosuffix", "--segments", "--separator", "|",
-		"-o", "pv_name,pe_start,pvseg_start,pvseg_size,vg_extent_size,lv_name", "--select", "vg_name="+s.VG)
-	if err != nil {
-		s.violate("pvs --segments: %v", err)
-		return
-	}
-	ends, err := ParseHighWater(out)
-	if err != nil {
-		s.violate("pvs --segments: %v", err)
-		return
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.highWater == nil {
-		s.highWater = map[string]int64{}
-	}
-	for d, end := range ends {
-		s.highWater[d] = max(s.highWater[d], end)
-	}
 }
 
 var writerFile = regexp.MustCompile(`^w[0-9]+-[0-9a-f]{8}$`)

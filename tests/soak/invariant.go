@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strconv"
 	"strings"
 )
 
@@ -151,41 +150,3 @@ func set(xs []string) map[string]bool {
 }
 
 func sorted(m map[string]bool) []string { return slices.Sorted(maps.Keys(m)) }
-
-// ParseHighWater reads pvs --segments (pv_name, pe_start, pvseg_start,
-// pvseg_size, vg_extent_size, lv_name; bytes, "|"-separated) into each
-// PV's end of its last allocated extent, in bytes from the device's start.
-// A PV with no allocated segment ends at its first extent (its metadata
-// area). Anything else in the output is an error: a scan bounded by a
-// misread end would not cover the disk.
-func ParseHighWater(out string) (map[string]int64, error) {
-	ends := map[string]int64{}
-	for _, l := range strings.Split(out, "\n") {
-		l = strings.TrimSpace(l)
-		if l == "" {
-			continue
-		}
-		f := strings.Split(l, "|")
-		if len(f) != 6 || !strings.HasPrefix(f[0], "/dev/") {
-			return nil, fmt.Errorf("pvs --segments line %q: want 6 fields", l)
-		}
-		var n [4]int64
-		for i, v := range f[1:5] {
-			x, err := strconv.ParseInt(v, 10, 64)
-			if err != nil || x < 0 {
-				return nil, fmt.Errorf("pvs --segments line %q: field %d is not a count", l, i+2)
-			}
-			n[i] = x
-		}
-		peStart, segStart, segSize, extent := n[0], n[1], n[2], n[3]
-		if extent == 0 {
-			return nil, fmt.Errorf("pvs --segments line %q: extent size 0", l)
-		}
-		end := peStart
-		if f[5] != "" {
-			end = peStart + (segStart+segSize)*extent
-		}
-		ends[f[0]] = max(ends[f[0]], end)
-	}
-	return ends, nil
-}

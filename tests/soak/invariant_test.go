@@ -61,24 +61,3 @@ time="x" level=error msg="panic: not the plugin's"
 		t.Fatalf("one plugin panic: %v", p)
 	}
 }
-
-// Each PV ends at its last allocated extent, wherever free segments lie;
-// a PV with none ends at its first extent; anything unreadable is an error.
-func TestParseHighWater(t *testing.T) {
-	out := `  /dev/vda|17825792|0|512|4194304|soakpool_tdata
-  /dev/vda|17825792|512|100|4194304|
-  /dev/vda|17825792|612|16|4194304|cv-s3
-  /dev/vda|17825792|628|395|4194304|
-  /dev/vdb|17825792|0|1023|4194304|
-`
-	got, err := ParseHighWater(out)
-	want := map[string]int64{"/dev/vda": 17825792 + 628*4194304, "/dev/vdb": 17825792}
-	if err != nil || !reflect.DeepEqual(got, want) {
-		t.Fatalf("ParseHighWater: %v, %v; want %v", got, err, want)
-	}
-	for _, bad := range []string{"/dev/vda|x|0|1|4194304|lv", "/dev/vda|0|0|1|0|lv", "/dev/vda|0|0|1|4194304", "vda|0|0|1|4194304|lv", "/dev/vda|0|-1|1|4194304|lv"} {
-		if _, err := ParseHighWater(bad); err == nil {
-			t.Errorf("ParseHighWater(%q) took it", bad)
-		}
-	}
-}

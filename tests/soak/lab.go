@@ -20,9 +20,10 @@ type Lab struct {
 	Pool    string
 	KMIPDir string
 	Marker  string
-	// HostScan, when set, is where the final check leaves the marker for
-	// the lab runner (scripts/vm/run, host-scan), which looks for it on
-	// the data disks' images once the guest has stopped.
+	// HostScan is where the final check leaves the marker for the lab
+	// runner (scripts/vm/run, host-scan), which looks for it on the data
+	// disks' images once the guest has stopped: read in the guest, every
+	// block goes through emulated virtio.
 	HostScan string
 }
 

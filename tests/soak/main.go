@@ -13,7 +13,7 @@
 // a violation prints the seed, the last 200 lines and what broke, and
 // exits 1.
 //
-//	soak -seed N -minutes M -repo DIR -vg VG -pool POOL -kmip-dir DIR [-host-scan FILE]
+//	soak -seed N -minutes M -repo DIR -vg VG -pool POOL -kmip-dir DIR -host-scan FILE
 //
 // The plugin is installed and enabled before (lab-tests), with a thin
 // pool, and the KMIP environment (CRYPTVOL_KMIP_*) is set for key-state
@@ -40,8 +40,12 @@ func main() {
 	vg := flag.String("vg", "cryptvg", "the plugin's volume group")
 	pool := flag.String("pool", "soakpool", "the plugin's thin pool, in the volume group")
 	kmipDir := flag.String("kmip-dir", "/scratch/kmip", "the KMIP dev server's directory")
-	hostScan := flag.String("host-scan", "", "a file the lab runner reads after the guest stops: the plaintext marker is written there for the host to look for on the data disks, instead of reading them here")
+	hostScan := flag.String("host-scan", "", "a file the lab runner reads after the guest stops (scripts/vm/run): the plaintext marker is written there for the host to look for on the data disks (required)")
 	flag.Parse()
+	if *hostScan == "" {
+		fmt.Fprintln(os.Stderr, "soak: -host-scan FILE is required: the raw disks are scanned for the plaintext marker by the lab runner, on the host, once the guest stops")
+		os.Exit(2)
+	}
 	if *seed == 0 {
 		*seed = rand.Uint64()%1_000_000 + 1
 	}

@@ -34,10 +34,9 @@ type Soak struct {
 	Violations []string
 	Warnings   []string
 	maxSettle  time.Duration
-	pruneAll   bool             // docker volume prune takes -a (Docker 23 and later)
-	start      time.Time        // when the soak began: the key scan reads files changed since
-	lvs        []LV             // as the last check listed them
-	highWater  map[string]int64 // per PV, the end of the last extent LVM gave out (noteExtents)
+	pruneAll   bool      // docker volume prune takes -a (Docker 23 and later)
+	start      time.Time // when the soak began: the key scan reads files changed since
+	lvs        []LV      // as the last check listed them
 }
 
 // ack: the highest acknowledged record of a writer's file, and its volume.
@@ -132,10 +131,6 @@ func boolInt(b bool) int {
 func (s *Soak) one(o Op) bool {
 	t0 := time.Now()
 	err := s.exec(o)
-	switch o.Kind {
-	case OpCreate, OpClone, OpSnapshot, OpResize, OpRunWriter:
-		s.noteExtents()
-	}
 	d := time.Since(t0).Seconds()
 	if err == nil {
 		s.Log.Printf("#%d ok %s (%.1fs)", o.Seq, o.Kind, d)
