@@ -115,16 +115,7 @@ func (m *KMIP) batch(ctx context.Context, pls ...kmip.OperationPayload) ([]kmip.
 			return nil, err
 		}
 	}
-	msg := request(m.version, pls...)
-	// PyKMIP's default is Stop, and then it answers with fewer items than
-	// asked (a Get of an unknown id batched after GetAttributes returns one
-	// item, not two), which kmip-go's Batch rejects as a count mismatch.
-	msg.Header.BatchErrorContinuationOption = kmip.BatchErrorContinuationOptionContinue
-	// In the order given: an Activate or Revoke goes before the Locate or
-	// Destroy that depends on it. (KMIP 1.x, Batch Order Option; PyKMIP
-	// runs items in order whatever this says.)
-	ordered := true
-	msg.Header.BatchOrderOption = &ordered
+	msg := m.message(pls)
 	step := changingStep(pls)
 	if step != "" {
 		failpoint.Here(step)
@@ -141,7 +132,7 @@ func (m *KMIP) batch(ctx context.Context, pls ...kmip.OperationPayload) ([]kmip.
 		if cerr := m.connect(ctx); cerr != nil {
 			return nil, cerr
 		}
-		msg = request(m.version, pls...)
+		msg = m.message(pls) // the new connection may speak another version
 		resp, err = m.conn.roundtrip(ctx, &msg)
 	}
 	if err != nil {
@@ -179,6 +170,22 @@ func (m *KMIP) batch(ctx context.Context, pls ...kmip.OperationPayload) ([]kmip.
 		}
 	}
 	return items, nil
+}
+
+// message is the request message of pls for the connection's protocol
+// version, with the batch options every request carries.
+func (m *KMIP) message(pls []kmip.OperationPayload) kmip.RequestMessage {
+	msg := request(m.version, pls...)
+	// PyKMIP's default is Stop, and then it answers with fewer items than
+	// asked (a Get of an unknown id batched after GetAttributes returns one
+	// item, not two), which kmip-go's Batch rejects as a count mismatch.
+	msg.Header.BatchErrorContinuationOption = kmip.BatchErrorContinuationOptionContinue
+	// In the order given: an Activate or Revoke goes before the Locate or
+	// Destroy that depends on it. (KMIP 1.x, Batch Order Option; PyKMIP
+	// runs items in order whatever this says.)
+	ordered := true
+	msg.Header.BatchOrderOption = &ordered
+	return msg
 }
 
 // closedByPeer: the connection's other end is gone (EOF, reset, broken
