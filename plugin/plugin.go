@@ -82,6 +82,7 @@ type Driver struct {
 	m        Manager
 	ready    chan struct{} // closed when m is set
 	startErr error         // the latest start-up failure while m is unset
+	refused  bool          // startErr is final: StartRefused
 
 	// Requests in flight, for a clean shutdown. Not a WaitGroup: requests
 	// may start while Wait is waiting, which a WaitGroup forbids.

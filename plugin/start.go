@@ -59,20 +59,34 @@ func (d *Driver) Start(m Manager) {
 func (d *Driver) StartFailed(err error) {
 	d.startMu.Lock()
 	defer d.startMu.Unlock()
-	if d.m == nil {
+	if d.m == nil && !d.refused {
 		d.startErr = err
+	}
+}
+
+// StartRefused records why start-up will not be tried again in this
+// process (a state file of a newer format: waiting does not change it).
+// Every request but Capabilities fails at once with it.
+func (d *Driver) StartRefused(err error) {
+	d.startMu.Lock()
+	defer d.startMu.Unlock()
+	if d.m == nil {
+		d.startErr, d.refused = err, true
 	}
 }
 
 // manager waits for the manager within ctx.
 func (d *Driver) manager(ctx context.Context) (Manager, error) {
 	d.startMu.Lock()
-	m, serr := d.m, d.startErr
+	m, serr, refused := d.m, d.startErr, d.refused
 	d.startMu.Unlock()
 	if m != nil {
 		return m, nil
 	}
 	if serr != nil {
+		if refused {
+			return nil, fmt.Errorf("cryptvol refuses to start: %w", serr)
+		}
 		return nil, fmt.Errorf("cryptvol is not ready (start-up is retried): %w", serr)
 	}
 	select {

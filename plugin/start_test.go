@@ -49,6 +49,31 @@ func TestStartingDriverAnswersAndRequestsWait(t *testing.T) {
 	}
 }
 
+// A refused start-up (a state file of a newer format) says so on every
+// request, not that it is retried; Capabilities still answers, so dockerd
+// keeps the plugin enabled and `docker volume ls` shows the reason.
+func TestRefusedStartSaysSoOnEveryRequest(t *testing.T) {
+	d := NewStarting(quietLog(), Options{ShortTimeout: 5 * time.Second})
+	d.StartRefused(errors.New("state file /var/lib/cryptvol/mounts.json has state format 3"))
+	if c := d.Capabilities(); c.Capabilities.Scope != "local" {
+		t.Fatalf("capabilities %+v", c)
+	}
+	_, lerr := d.List()
+	cerr := d.Create(&dv.CreateRequest{Name: "v1"})
+	_, merr := d.Mount(&dv.MountRequest{Name: "v1", ID: "c1"})
+	for op, err := range map[string]error{"list": lerr, "create": cerr, "mount": merr} {
+		if err == nil || !strings.Contains(err.Error(), "refuses to start: state file /var/lib/cryptvol/mounts.json has state format 3") ||
+			strings.Contains(err.Error(), "retried") {
+			t.Errorf("%s: %v", op, err)
+		}
+	}
+	// A later retry's failure does not turn a refusal back into a wait.
+	d.StartFailed(errors.New("other"))
+	if _, err := d.List(); err == nil || !strings.Contains(err.Error(), "refuses to start") {
+		t.Errorf("list after StartFailed: %v", err)
+	}
+}
+
 // A panic inside a request becomes its error; the plugin lives on.
 func TestRequestPanicBecomesError(t *testing.T) {
 	f := &fakeManager{panicOn: "Mount"}

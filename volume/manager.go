@@ -111,6 +111,19 @@ const StateFile = "mounts.json"
 // owns the formats).
 const StateVersion = journal.Version
 
+// NewerStateError is a state file of a format newer than StateVersion,
+// written by a later build: New and CheckStateFormat return it, and the
+// plugin refuses to start on it rather than retrying (cmd/cryptvol).
+type NewerStateError = journal.NewerError
+
+// CheckStateFormat returns a *NewerStateError when stateDir's state file
+// has a format newer than StateVersion, and nil otherwise. It reads that
+// file alone and writes nothing, so start-up asks it before anything that
+// writes (the audit trail, the volume group).
+func CheckStateFormat(stateDir string) error {
+	return journal.CheckFormat(filepath.Join(stateDir, StateFile))
+}
+
 // DefaultBootIDFile is the kernel's per-boot random id.
 const DefaultBootIDFile = "/proc/sys/kernel/random/boot_id"
 

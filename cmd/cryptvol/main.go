@@ -136,6 +136,12 @@ func startUp(ctx context.Context, cfg Config, drv *plugin.Driver, health *kmipHe
 			log.WithField("duration", time.Since(processStart).Round(time.Millisecond)).Info("ready: serving volumes")
 			return mgr, kms
 		}
+		var newer *volume.NewerStateError
+		if errors.As(err, &newer) {
+			drv.StartRefused(err)
+			log.WithError(err).Error("start-up refused")
+			return nil, nil
+		}
 		drv.StartFailed(err)
 		log.WithError(err).WithField("retry_in", wait).Error("start-up failed")
 		select {
@@ -151,6 +157,12 @@ func startUp(ctx context.Context, cfg Config, drv *plugin.Driver, health *kmipHe
 func setup(ctx context.Context, cfg Config, health *kmipHealth, met *metrics.Metrics, log logrus.FieldLogger) (*volume.Manager, *keys.KMIP, error) {
 	sctx, cancel := context.WithTimeout(ctx, startupTimeout)
 	defer cancel()
+	// Before anything that writes: a state file of a newer format means a
+	// newer build ran here, and this one must leave its disk as it found
+	// it (docs/operations.md, "Upgrade and roll back").
+	if err := volume.CheckStateFormat(cfg.StateDir); err != nil {
+		return nil, nil, err
+	}
 
 	var lvmOpts []lvm.Option
 	if cfg.Shared {

@@ -104,3 +104,48 @@ func TestServeStopsGracefully(t *testing.T) {
 		t.Errorf("socket left behind: %v", err)
 	}
 }
+
+// A state file of a newer format stops start-up before anything writes: no
+// audit record, no volume group command (the VG named here does not exist,
+// and lvm.New would fail differently), and no retry; every request says
+// why, naming both builds.
+func TestNewerStateFileRefusesStartTouchingNothing(t *testing.T) {
+	dir := t.TempDir()
+	state := filepath.Join(dir, volume.StateFile)
+	content := []byte(`{"version": 99, "writer": "cryptvol 9.9.9", "mounts": {}}`)
+	if err := os.WriteFile(state, content, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := baseEnv(t)
+	env["CRYPTVOL_VG"], env["CRYPTVOL_STATE_DIR"], env["CRYPTVOL_MOUNT_ROOT"] = "no-such-vg", dir, filepath.Join(dir, "mnt")
+	cfg, err := load(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	drv := plugin.NewStarting(log, plugin.Options{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if m, kms := startUp(context.Background(), cfg, drv, &kmipHealth{}, nil, log); m != nil || kms != nil {
+			t.Errorf("startUp gave a manager: %v %v", m, kms)
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("startUp is still retrying a state file of a newer format")
+	}
+	_, err = drv.List()
+	if err == nil || !strings.Contains(err.Error(), "cryptvol refuses to start: state file "+state+" has state format 99, written by cryptvol 9.9.9; this plugin is cryptvol unknown and reads state formats 1 to 2") {
+		t.Fatalf("list: %v", err)
+	}
+	ents, _ := os.ReadDir(dir)
+	if len(ents) != 1 {
+		t.Errorf("the state directory holds more than the state file: %v", ents)
+	}
+	if got, _ := os.ReadFile(state); string(got) != string(content) {
+		t.Errorf("the state file changed: %s", got)
+	}
+}

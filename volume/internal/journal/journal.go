@@ -24,8 +24,13 @@ const Version = 2
 // an interrupted create or remove must be finished or undone whenever the
 // plugin next starts.
 type State struct {
-	Version int    `json:"version"`
-	BootID  string `json:"boot_id"`
+	Version int `json:"version"`
+	// Writer is the build that last wrote the file ("cryptvol VERSION",
+	// internal/version), so that a build which finds a format newer than
+	// it knows can name the one to go back to (NewerError). Readers of
+	// either version ignore it when absent.
+	Writer string `json:"writer,omitempty"`
+	BootID string `json:"boot_id"`
 	// Mounts counts, per volume and mount ID, the Mounts not yet matched by
 	// an Unmount. dockerd reuses a mount point's ID while it is active and
 	// sends one Mount per use (docker cp and export on a running container
@@ -83,7 +88,7 @@ type Rotation struct {
 // Clone returns a deep copy: Update's fn changes one, so that a failed
 // write leaves the current state as it was.
 func (s *State) Clone() *State {
-	c := &State{Version: s.Version, BootID: s.BootID, Mounts: make(map[string]map[string]int, len(s.Mounts))}
+	c := &State{Version: s.Version, Writer: s.Writer, BootID: s.BootID, Mounts: make(map[string]map[string]int, len(s.Mounts))}
 	for k, v := range s.Mounts {
 		c.Mounts[k] = maps.Clone(v)
 	}

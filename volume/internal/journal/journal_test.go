@@ -27,9 +27,22 @@ func copyFile(t *testing.T, name string) (path string, data []byte) {
 	return path, b
 }
 
+// withoutWriter is b without the line Update adds for the writer, after
+// checking that the line names this build.
+func withoutWriter(t *testing.T, b []byte) []byte {
+	t.Helper()
+	line := []byte("\n  \"writer\": \"" + writer + "\",")
+	if !bytes.Contains(b, line) {
+		t.Fatalf("written file has no writer line %q:\n%s", line, b)
+	}
+	return bytes.Replace(b, line, nil, 1)
+}
+
 // testdata/v2.json was written by the store before it moved here, with
-// every field set: loaded and written again it must be the same bytes, or
-// a plugin upgrade would change the file under an unchanged version.
+// every field set and no writer: loaded and written again it must be the
+// same bytes but for the writer, or a plugin upgrade would change the file
+// under an unchanged version, and a rollback to a build that writes no
+// writer could not read it back.
 func TestVersion2RoundTripsByteIdentically(t *testing.T) {
 	path, want := copyFile(t, "v2.json")
 	st, dropped, err := Load(path, boot)
@@ -40,7 +53,7 @@ func TestVersion2RoundTripsByteIdentically(t *testing.T) {
 		t.Fatal(err)
 	}
 	got, _ := os.ReadFile(path)
-	if !bytes.Equal(got, want) {
+	if got := withoutWriter(t, got); !bytes.Equal(got, want) {
 		t.Fatalf("written again:\n%s\nwant:\n%s", got, want)
 	}
 	s := st.Snapshot()
@@ -70,7 +83,7 @@ func TestVersion1IsConverted(t *testing.T) {
 	if err := st.Update(func(*State) {}); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := os.ReadFile(path); !bytes.Equal(got, want) {
+	if got, _ := os.ReadFile(path); !bytes.Equal(withoutWriter(t, got), want) {
 		t.Fatalf("converted file:\n%s\nwant:\n%s", got, want)
 	}
 }
@@ -108,7 +121,7 @@ func TestMissingFileIsEmpty(t *testing.T) {
 func TestDamagedFileIsRefused(t *testing.T) {
 	for content, want := range map[string]string{
 		"{not json":                          "is not valid JSON (invalid character 'n' looking for beginning of object key string); it is written atomically, so this is damage from outside: move it away",
-		`{"version": 3}`:                     "has version 3, this plugin understands 1 and 2",
+		`{"version": 0}`:                     "has state format 0, which no cryptvol writes (this one reads 1 to 2): it is damaged",
 		`{"version": 2, "mounts": []}`:       "state file",
 		`{"version": 1, "mounts": {"v": 1}}`: "(version 1): json: cannot unmarshal",
 	} {
@@ -117,6 +130,57 @@ func TestDamagedFileIsRefused(t *testing.T) {
 		if _, _, err := Load(path, boot); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: %v; want %q", content, err, want)
 		}
+	}
+}
+
+// A file of a newer format is refused by Load and by CheckFormat with an
+// error naming both builds and both formats, and neither writes anything.
+func TestNewerFormatIsRefusedNamingBothVersions(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "mounts.json")
+	content := []byte(`{"version": 3, "writer": "cryptvol 9.9.9", "boot_id": "` + boot + `", "mounts": {}}`)
+	if err := os.WriteFile(path, content, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	want := "state file " + path + " has state format 3, written by cryptvol 9.9.9; this plugin is cryptvol unknown and reads state formats 1 to 2. " +
+		"Nothing was changed and no volume is served: upgrade the plugin to cryptvol 9.9.9 or later (docker plugin upgrade)"
+	var newer *NewerError
+	if err := CheckFormat(path); !errors.As(err, &newer) || err.Error() != want {
+		t.Errorf("CheckFormat: %v\nwant %s", err, want)
+	}
+	if _, _, err := Load(path, boot); !errors.As(err, &newer) || err.Error() != want {
+		t.Errorf("Load: %v\nwant %s", err, want)
+	}
+	if got, _ := os.ReadFile(path); !bytes.Equal(got, content) {
+		t.Errorf("the file changed: %s", got)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
+		t.Errorf("files beside it: %v", ents)
+	}
+	// Without a writer the error still names the format and says newer.
+	os.WriteFile(path, []byte(`{"version": 7}`), 0o600)
+	if err := CheckFormat(path); err == nil || !strings.Contains(err.Error(), "has state format 7, written by a newer cryptvol;") {
+		t.Errorf("CheckFormat without writer: %v", err)
+	}
+	// Formats this build reads, a missing file and a damaged one are Load's.
+	for _, c := range []string{`{"version": 2}`, `{"version": 1}`, "{not json", ""} {
+		os.WriteFile(path, []byte(c), 0o600)
+		if err := CheckFormat(path); err != nil {
+			t.Errorf("CheckFormat(%q): %v", c, err)
+		}
+	}
+	if err := CheckFormat(filepath.Join(dir, "missing.json")); err != nil {
+		t.Errorf("CheckFormat(missing): %v", err)
+	}
+}
+
+// A state file past MaxSize is refused unread, whatever it holds.
+func TestOversizedFileIsRefused(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "mounts.json")
+	b := append([]byte(`{"version": 2, "boot_id": "x", "mounts": {}, "pad": "`), bytes.Repeat([]byte("a"), MaxSize)...)
+	os.WriteFile(path, append(b, '"', '}'), 0o600)
+	if _, _, err := Load(path, boot); err == nil || !strings.Contains(err.Error(), "is larger than 16 MiB") {
+		t.Fatalf("Load: %v", err)
 	}
 }
 

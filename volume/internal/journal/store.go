@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"maps"
 	"os"
@@ -13,7 +14,72 @@ import (
 
 	"github.com/cryptvol/cryptvol/internal/atomicfile"
 	"github.com/cryptvol/cryptvol/internal/failpoint"
+	"github.com/cryptvol/cryptvol/internal/version"
 )
+
+// MaxSize bounds the state file read at start: the file is untrusted input,
+// and one entry per volume and mount ID stays far below it.
+const MaxSize = 16 << 20
+
+// writer is what Update records as the file's Writer.
+var writer = "cryptvol " + version.Get()
+
+// NewerError is a state file of a format newer than Version: written by a
+// later build, which may journal what this one cannot finish. Nothing is
+// read from it and nothing is written, and waiting does not change it, so
+// the plugin refuses to start rather than retrying.
+type NewerError struct {
+	Path    string
+	Version int    // the file's format
+	Writer  string // the build that wrote it, if it said
+}
+
+func (e *NewerError) Error() string {
+	w := e.Writer
+	if w == "" {
+		w = "a newer cryptvol"
+	}
+	return fmt.Sprintf("state file %s has state format %d, written by %s; this plugin is cryptvol %s and reads state formats 1 to %d. "+
+		"Nothing was changed and no volume is served: upgrade the plugin to %s or later (docker plugin upgrade)", e.Path, e.Version, w, version.Get(), Version, w)
+}
+
+// head is the part of the file every format shares.
+type head struct {
+	Version int    `json:"version"`
+	Writer  string `json:"writer"`
+}
+
+// read returns path's bytes, refusing a file larger than MaxSize.
+func read(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, MaxSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > MaxSize {
+		return nil, fmt.Errorf("state file %s is larger than %d MiB; it is never that large, so this is damage from outside: move it away to start afresh", path, MaxSize>>20)
+	}
+	return b, nil
+}
+
+// CheckFormat returns a *NewerError when path holds a format newer than
+// Version, and nil otherwise (a missing or unreadable file is Load's to
+// report). It writes nothing, so start-up asks it before anything else.
+func CheckFormat(path string) error {
+	b, err := read(path)
+	if err != nil {
+		return nil
+	}
+	var h head
+	if json.Unmarshal(b, &h) == nil && h.Version > Version {
+		return &NewerError{Path: path, Version: h.Version, Writer: h.Writer}
+	}
+	return nil
+}
 
 // Store holds the state in memory and on disk. Every change is written
 // before it becomes visible, so what callers see is always what a restarted
@@ -42,7 +108,7 @@ type stateV1 struct {
 func Load(path, bootID string) (st *Store, dropped map[string]map[string]int, err error) {
 	st = &Store{path: path, Rename: os.Rename}
 	cur := &State{Version: Version, BootID: bootID, Mounts: map[string]map[string]int{}}
-	b, err := os.ReadFile(path)
+	b, err := read(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		st.cur = cur
@@ -50,14 +116,12 @@ func Load(path, bootID string) (st *Store, dropped map[string]map[string]int, er
 	case err != nil:
 		return nil, nil, fmt.Errorf("reading state file: %w", err)
 	}
-	var head struct {
-		Version int `json:"version"`
-	}
-	if err := json.Unmarshal(b, &head); err != nil {
+	var h head
+	if err := json.Unmarshal(b, &h); err != nil {
 		return nil, nil, fmt.Errorf("state file %s is not valid JSON (%v); it is written atomically, so this is damage from outside: move it away to start afresh (volumes mounted now will then be unmounted at start-up)", path, err)
 	}
 	var disk State
-	switch head.Version {
+	switch h.Version {
 	case Version:
 		if err := json.Unmarshal(b, &disk); err != nil {
 			return nil, nil, fmt.Errorf("state file %s: %w", path, err)
@@ -68,7 +132,10 @@ func Load(path, bootID string) (st *Store, dropped map[string]map[string]int, er
 			return nil, nil, fmt.Errorf("state file %s (version 1): %w", path, err)
 		}
 	default:
-		return nil, nil, fmt.Errorf("state file %s has version %d, this plugin understands 1 and %d", path, head.Version, Version)
+		if h.Version > Version {
+			return nil, nil, &NewerError{Path: path, Version: h.Version, Writer: h.Writer}
+		}
+		return nil, nil, fmt.Errorf("state file %s has state format %d, which no cryptvol writes (this one reads 1 to %d): it is damaged; move it away to start afresh", path, h.Version, Version)
 	}
 	cur.Creating = disk.Creating
 	cur.Removing = disk.Removing
@@ -153,6 +220,7 @@ func (st *Store) Update(fn func(*State)) error {
 	defer st.mu.Unlock()
 	next := st.cur.Clone()
 	fn(next)
+	next.Version, next.Writer = Version, writer
 	b, err := json.MarshalIndent(next, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encoding state: %w", err)
