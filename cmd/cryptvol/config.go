@@ -63,7 +63,26 @@ const (
 	DefaultSocket    = "/run/docker/plugins/cryptvol.sock"
 	DefaultTimeout   = "10s"
 	DefaultAuditFile = "audit.log" // in the state directory
+	// The KMIP identity's files, in the bundle's kmip mount (config.json).
+	DefaultKMIPCA   = "/etc/cryptvol/kmip/ca.pem"
+	DefaultKMIPCert = "/etc/cryptvol/kmip/client.pem"
+	DefaultKMIPKey  = "/etc/cryptvol/kmip/client.key"
 )
+
+// processEnv holds the entries of config.json that the programs the plugin
+// runs read, not LoadConfig: libdevmapper's DM_DISABLE_UDEV, under
+// cryptsetup and lvm (docs/design.md). An upgraded plugin runs with the
+// environment of its install (TestBundleEnvDefaultsAreTheCodesDefaults), so
+// setProcessEnv sets them when absent.
+var processEnv = map[string]string{"DM_DISABLE_UDEV": "1"}
+
+func setProcessEnv() {
+	for k, v := range processEnv {
+		if _, ok := os.LookupEnv(k); !ok {
+			os.Setenv(k, v)
+		}
+	}
+}
 
 // hostname is os.Hostname; tests replace it. A managed plugin has its own
 // UTS namespace, which runc starts with the host's name (moby does not set
@@ -135,19 +154,16 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		host, _, _ = net.SplitHostPort(endpoints[0])
 	}
 	for _, f := range []struct {
-		env, what string
-		dst       *string
+		env, def, what string
+		dst            *string
 	}{
-		{"CRYPTVOL_KMIP_CA", "the PEM CA certificate that signed the KMIP server's certificate", &c.KMIP.CAFile},
-		{"CRYPTVOL_KMIP_CERT", "the PEM client certificate", &c.KMIP.CertFile},
-		{"CRYPTVOL_KMIP_KEY", "the PEM private key of the client certificate", &c.KMIP.KeyFile},
+		{"CRYPTVOL_KMIP_CA", DefaultKMIPCA, "the PEM CA certificate that signed the KMIP server's certificate", &c.KMIP.CAFile},
+		{"CRYPTVOL_KMIP_CERT", DefaultKMIPCert, "the PEM client certificate", &c.KMIP.CertFile},
+		{"CRYPTVOL_KMIP_KEY", DefaultKMIPKey, "the PEM private key of the client certificate", &c.KMIP.KeyFile},
 	} {
-		p := get(f.env, "")
-		if p == "" {
-			return c, fmt.Errorf("%s is required: path of %s", f.env, f.what)
-		}
+		p := get(f.env, f.def)
 		if fi, err := os.Stat(p); err != nil {
-			return c, fmt.Errorf("%s=%s: %v", f.env, p, unwrapPath(err))
+			return c, fmt.Errorf("%s=%s: %v (want the path of %s)", f.env, p, unwrapPath(err), f.what)
 		} else if fi.IsDir() {
 			return c, fmt.Errorf("%s=%s is a directory, want %s", f.env, p, f.what)
 		}

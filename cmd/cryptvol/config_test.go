@@ -1,8 +1,12 @@
 package main
 
 import (
+	"encoding/json"
+	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -121,7 +125,7 @@ func TestConfigErrorsNameTheSetting(t *testing.T) {
 		{"CRYPTVOL_KMIP_ENDPOINT", "a:5696,,b:5696", `KMIP endpoint "" is not host:port`},
 		{"CRYPTVOL_KMIP_ENDPOINT", "a:5696,b", `KMIP endpoint "b" is not host:port`},
 		{"CRYPTVOL_KMIP_ENDPOINT", "a:5696, a:5696", `KMIP endpoint "a:5696" is listed twice`},
-		{"CRYPTVOL_KMIP_CA", "", "CRYPTVOL_KMIP_CA is required"},
+		{"CRYPTVOL_KMIP_CA", "", "CRYPTVOL_KMIP_CA=/etc/cryptvol/kmip/ca.pem: no such file or directory (want the path of the PEM CA certificate that signed the KMIP server's certificate)"},
 		{"CRYPTVOL_KMIP_CERT", "/nonexistent/cert.pem", "CRYPTVOL_KMIP_CERT=/nonexistent/cert.pem: no such file or directory"},
 		{"CRYPTVOL_KMIP_KEY", "/", "CRYPTVOL_KMIP_KEY=/ is a directory"},
 		{"CRYPTVOL_KMIP_TIMEOUT", "10", `CRYPTVOL_KMIP_TIMEOUT="10" is not a positive duration`},
@@ -239,5 +243,66 @@ func TestConfigShared(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s=%s: %v, want %q", k, v, err, want)
 		}
+	}
+}
+
+// `docker plugin upgrade` replaces the bundle's config.json but keeps the
+// environment dockerd recorded at install (Settings.Env: moby
+// plugin/backend_linux.go@v26.1.5, Upgrade, keeps PluginObj.Settings), so
+// an entry a later config.json adds or changes never reaches an upgraded
+// plugin. Every default config.json gives must therefore be the code's own:
+// unset and set to config.json's value, each entry loads the same Config.
+func TestBundleEnvDefaultsAreTheCodesDefaults(t *testing.T) {
+	b, err := os.ReadFile("../../config.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bundle struct {
+		Env []struct {
+			Name  string
+			Value string
+		}
+	}
+	if err := json.Unmarshal(b, &bundle); err != nil {
+		t.Fatal(err)
+	}
+	kmipFiles := map[string]string{"CRYPTVOL_KMIP_CA": DefaultKMIPCA, "CRYPTVOL_KMIP_CERT": DefaultKMIPCert, "CRYPTVOL_KMIP_KEY": DefaultKMIPKey}
+	base := baseEnv(t)
+	n := 0
+	for _, e := range bundle.Env {
+		if !strings.HasPrefix(e.Name, "CRYPTVOL_") {
+			// PATH is dockerd's to set (moby plugin/v2/plugin_linux.go@v26.1.5, InitSpec).
+			if v, ok := processEnv[e.Name]; e.Name != "PATH" && (!ok || v != e.Value) {
+				t.Errorf("%s=%q: not in processEnv with that value (%q)", e.Name, e.Value, v)
+			}
+			continue
+		}
+		n++
+		if def, ok := kmipFiles[e.Name]; ok {
+			// Files that exist only in a plugin's mount: compare the names.
+			if e.Value != def {
+				t.Errorf("%s: config.json gives %q, the code's default is %q", e.Name, e.Value, def)
+			}
+			continue
+		}
+		unset, set := maps.Clone(base), maps.Clone(base)
+		delete(unset, e.Name)
+		set[e.Name] = e.Value
+		for k, v := range map[string]string{"CRYPTVOL_VG": "vg0", "CRYPTVOL_KMIP_ENDPOINT": "kmip.example.com:5696"} {
+			if k == e.Name {
+				// Required: nothing to default; both ways must fail alike.
+				unset[k], set[k] = "", e.Value
+				continue
+			}
+			unset[k], set[k] = v, v
+		}
+		cu, erru := load(unset)
+		cs, errs := load(set)
+		if fmt.Sprint(erru) != fmt.Sprint(errs) || !reflect.DeepEqual(cu, cs) {
+			t.Errorf("%s: unset and config.json's %q load different settings:\n%+v (%v)\n%+v (%v)", e.Name, e.Value, cu, erru, cs, errs)
+		}
+	}
+	if n < 20 {
+		t.Fatalf("read %d CRYPTVOL_ entries from config.json", n)
 	}
 }

@@ -66,6 +66,7 @@ func run() int {
 	if len(os.Args) > 1 {
 		return admin.Main(os.Args[1:], admin.Env{Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv})
 	}
+	setProcessEnv()
 	cfg, err := LoadConfig(os.Getenv)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "cryptvol: configuration: "+err.Error())
