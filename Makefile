@@ -47,25 +47,16 @@ release: plugin
 	 scripts/release/inventory bin/cryptvol bin/plugin/rootfs/usr/share/cryptvol/debian-packages > $$rel/$$name.inventory.txt; \
 	 ls -l $$rel; cat $$rel/$$name.tar.gz.sha256
 
-# Push the bundle to a registry as REGISTRY/cryptvol:TAG (TAG defaults to the stamped version), for
-# `docker plugin install REGISTRY/cryptvol:TAG` elsewhere: needs a Docker engine, so it runs on a Docker host or in
-# the lab guest (tests/e2e/registry.sh), after `make plugin`. A registry on 127.0.0.0/8 may speak plain HTTP
-# (dockerd trusts loopback); any other needs TLS or dockerd's --insecure-registry.
+# Push the bundle (BUNDLE, default bin/plugin) to a registry as REGISTRY/cryptvol:TAG (TAG defaults to the version
+# stamped into the bundle's binary), for `docker plugin install REGISTRY/cryptvol:TAG` elsewhere (scripts/plugin/push):
+# needs a Docker engine, so it runs on a Docker host or in the lab guest (tests/e2e/upgrade.sh), after `make plugin`.
+# A registry on 127.0.0.0/8 may speak plain HTTP (dockerd trusts loopback); any other needs TLS or dockerd's
+# --insecure-registry.
 TAG ?=
+BUNDLE ?= bin/plugin
 .PHONY: plugin-push
 plugin-push:
-	@set -euo pipefail; \
-	 [ -n "$(REGISTRY)" ] || { echo "plugin-push: set REGISTRY=HOST:PORT (e.g. make plugin-push REGISTRY=127.0.0.1:5000 TAG=test)" >&2; exit 2; }; \
-	 case "$(REGISTRY)" in *[!A-Za-z0-9.:-]* | :* | *:) echo "plugin-push: REGISTRY=$(REGISTRY) is not HOST:PORT" >&2; exit 2;; esac; \
-	 [ -f bin/plugin/config.json ] && [ -x bin/plugin/rootfs/usr/bin/cryptvol ] || { echo "plugin-push: bin/plugin missing (make plugin)" >&2; exit 1; }; \
-	 command -v docker >/dev/null || { echo "plugin-push: no docker command here: run it on a Docker host or in the lab guest" >&2; exit 1; }; \
-	 tag="$(TAG)"; [ -n "$$tag" ] || tag=$$(bin/plugin/rootfs/usr/bin/cryptvol version --json | sed -n 's/^ *"version": "\(.*\)",$$/\1/p'); \
-	 [[ "$$tag" =~ ^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$$ ]] || { echo "plugin-push: TAG=$$tag is not a valid tag (letters, digits, _ . -)" >&2; exit 2; }; \
-	 ref="$(REGISTRY)/cryptvol:$$tag"; \
-	 if docker plugin inspect "$$ref" >/dev/null 2>&1; then docker plugin rm -f "$$ref" >/dev/null; fi; \
-	 echo "docker plugin create $$ref bin/plugin"; docker plugin create "$$ref" bin/plugin; \
-	 echo "docker plugin push $$ref"; docker plugin push "$$ref"; \
-	 docker plugin rm "$$ref" >/dev/null
+	@scripts/plugin/push "$(REGISTRY)" "$(TAG)" "$(BUNDLE)"
 
 fmt-check:
 	@out=$$(gofmt -l $$(find . -name '*.go' -not -path './bin/*')); \
@@ -124,24 +115,26 @@ lab-prepare:
 	scripts/vm/prepare
 
 # The bundle of the last commit before the data directory (mount/layout.go), built from this repository's history
-# in a worktree: tests/e2e/migration.sh makes volumes with it and upgrades to this one. Built once per checkout.
+# in a worktree: tests/e2e/migration.sh (not in `make test`) makes volumes with it and upgrades to this one.
 PREV_COMMIT ?= 58c5599
-.PHONY: plugin-prev
+.PHONY: plugin-prev plugin-old
 plugin-prev: bin/plugin-prev/config.json
 bin/plugin-prev/config.json:
-	@git cat-file -e $(PREV_COMMIT)^{commit} || { echo "plugin-prev: commit $(PREV_COMMIT) is not in this clone's history (a shallow clone?)" >&2; exit 1; }
-	rm -rf bin/prev-src bin/plugin-prev && git worktree prune
-	git worktree add --detach -f bin/prev-src $(PREV_COMMIT) >/dev/null
-	$(MAKE) --no-print-directory -C bin/prev-src plugin
-	mv bin/prev-src/bin/plugin bin/plugin-prev
-	git worktree remove --force bin/prev-src
+	scripts/plugin/build-at $(PREV_COMMIT) bin/plugin-prev
+
+# The bundle of the last release, which tests/e2e/upgrade.sh pushes to a registry beside this build's, installs, and
+# upgrades to this build and back. Move it to each release's commit once that release has landed.
+UPGRADE_FROM ?= c2bde57
+plugin-old: bin/plugin-old/config.json
+bin/plugin-old/config.json:
+	scripts/plugin/build-at $(UPGRADE_FROM) bin/plugin-old
 
 # The VM stage: lab guests, one per host core at a time (scripts/vm/test-stage): "shared" first (two guests that
 # share a disk: a shared volume group's volumes moving between hosts, tests/shared/pair.sh), then the longest first:
-# "e2e" (every end-to-end script through dockerd: docker.sh, contract.sh) under Debian bookworm's Docker 20.10,
-# "docker26" (the same under Debian trixie's Docker 26.1, scripts/vm/docker-trixie), "main" (kernel smoke, the Go
-# lab tests) and "faults" (SIGKILL of the plugin at every step, then 50 concurrent volumes).
-vm-test: lab-prepare lab-bins plugin plugin-prev
+# "docker26" (contract.sh, failclosed.sh, upgrade.sh and a soak under Debian trixie's Docker 26.1,
+# scripts/vm/docker-trixie), "e2e" (contract.sh, docker.sh, failclosed.sh and a soak under Debian bookworm's
+# Docker 20.10; scripts/vm/lab-tests says why each runs where), "main" (kernel smoke, the Go lab tests) and "faults" (SIGKILL of the plugin at every step, then 50 concurrent volumes).
+vm-test: lab-prepare lab-bins plugin plugin-old
 	scripts/vm/test-stage
 
 test: unit vm-test
@@ -151,9 +144,9 @@ test-main: lab-prepare lab-bins plugin
 	scripts/vm/test-stage main
 test-faults: lab-prepare lab-bins plugin
 	scripts/vm/test-stage faults
-test-e2e: lab-prepare lab-bins plugin plugin-prev
+test-e2e: lab-prepare lab-bins plugin
 	scripts/vm/test-stage e2e
-test-docker26: lab-prepare lab-bins plugin plugin-prev
+test-docker26: lab-prepare lab-bins plugin plugin-old
 	scripts/vm/test-stage docker26
 test-shared: lab-prepare plugin bin/key-state
 	scripts/vm/test-stage shared

@@ -5,7 +5,7 @@ LAB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_DIR=$(cd "$LAB_DIR/../.." && pwd)
 
 # Host packages: the two runners (user-mode-linux, qemu) and the userland the guest runs (the guest's root is the
-# host's root, shared read-only). docker-registry (distribution 2.8) is the registry tests/e2e/registry.sh pushes
+# host's root, shared read-only). docker-registry (distribution 2.8) is the registry tests/e2e/upgrade.sh pushes
 # the plugin to and installs it from, started by that script inside the guest only.
 LAB_HOST_PACKAGES="user-mode-linux qemu-system-x86 lvm2 cryptsetup-bin e2fsprogs xfsprogs thin-provisioning-tools
  python3-pykmip docker.io busybox-static cpio kmod openssl iproute2 iptables fio procps util-linux curl jq
