@@ -2,7 +2,8 @@
 // CRYPTVOL_METRICS_ADDR: Docker requests by call and outcome with their
 // latency, KMIP calls and their latency, every lifecycle event (volume
 // operations, repairs at start-up, key operations) by outcome, the number
-// of volumes and mounted volumes, and the thin pool's data and metadata use.
+// of volumes and mounted volumes, each volume's filesystem usage, and the
+// thin pool's data and metadata use.
 // It uses the Prometheus client library and its text exposition.
 //
 // The counters are fed by two hooks: Request (the plugin's per-call
@@ -37,6 +38,15 @@ type Sources struct {
 	// Pool reports the thin pool's data and metadata use in percent; nil
 	// when there is no pool.
 	Pool func(ctx context.Context) (data, meta float64, err error)
+	// Usage reports each volume's filesystem usage that is known, by name:
+	// measured for a mounted volume, as of its last close for another.
+	Usage func(ctx context.Context) (map[string]Usage, error)
+}
+
+// Usage is one volume's filesystem usage at At, as df reports it.
+type Usage struct {
+	Used, Avail, InodesUsed, InodesFree uint64
+	At                                  time.Time
 }
 
 // Metrics holds the collectors and their registry.
@@ -133,12 +143,22 @@ var (
 	volumesDesc = prometheus.NewDesc("cryptvol_volumes", "Volumes (complete LVs tagged cryptvol).", nil, nil)
 	mountedDesc = prometheus.NewDesc("cryptvol_volumes_mounted", "Volumes mounted for containers.", nil, nil)
 	poolDesc    = prometheus.NewDesc("cryptvol_thin_pool_used_percent", "Thin pool use, by part (data, metadata).", []string{"part"}, nil)
+	// One series per volume, as kubelet's volume stats have: a volume's
+	// name is a label value bounded by the number of volumes.
+	usedDesc   = prometheus.NewDesc("cryptvol_volume_used_bytes", "Bytes in use in the volume's filesystem (df's Used).", []string{"volume"}, nil)
+	availDesc  = prometheus.NewDesc("cryptvol_volume_available_bytes", "Bytes a container may still write (df's Available).", []string{"volume"}, nil)
+	inodesDesc = prometheus.NewDesc("cryptvol_volume_inodes", "Inodes of the volume's filesystem, by state (used, free).", []string{"volume", "state"}, nil)
+	usageAt    = prometheus.NewDesc("cryptvol_volume_usage_timestamp_seconds", "When the volume's usage was measured: now while mounted, else its last close.", []string{"volume"}, nil)
 )
 
 func (c *volumeCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- volumesDesc
 	ch <- mountedDesc
 	ch <- poolDesc
+	ch <- usedDesc
+	ch <- availDesc
+	ch <- inodesDesc
+	ch <- usageAt
 }
 
 func (c *volumeCollector) Collect(ch chan<- prometheus.Metric) {
@@ -147,6 +167,17 @@ func (c *volumeCollector) Collect(ch chan<- prometheus.Metric) {
 	if total, mounted, err := c.src.Volumes(ctx); err == nil {
 		ch <- prometheus.MustNewConstMetric(volumesDesc, prometheus.GaugeValue, float64(total))
 		ch <- prometheus.MustNewConstMetric(mountedDesc, prometheus.GaugeValue, float64(mounted))
+	}
+	if c.src.Usage != nil {
+		if us, err := c.src.Usage(ctx); err == nil {
+			for name, u := range us {
+				ch <- prometheus.MustNewConstMetric(usedDesc, prometheus.GaugeValue, float64(u.Used), name)
+				ch <- prometheus.MustNewConstMetric(availDesc, prometheus.GaugeValue, float64(u.Avail), name)
+				ch <- prometheus.MustNewConstMetric(inodesDesc, prometheus.GaugeValue, float64(u.InodesUsed), name, "used")
+				ch <- prometheus.MustNewConstMetric(inodesDesc, prometheus.GaugeValue, float64(u.InodesFree), name, "free")
+				ch <- prometheus.MustNewConstMetric(usageAt, prometheus.GaugeValue, float64(u.At.Unix()), name)
+			}
+		}
 	}
 	if c.src.Pool == nil {
 		return

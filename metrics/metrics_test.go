@@ -27,6 +27,9 @@ func TestMetricsExposition(t *testing.T) {
 	m := New(Sources{
 		Volumes: func(context.Context) (int, int, error) { return 7, 2, nil },
 		Pool:    func(context.Context) (float64, float64, error) { return 41.5, 3.25, poolErr },
+		Usage: func(context.Context) (map[string]Usage, error) {
+			return map[string]Usage{"db": {Used: 1048576, Avail: 2097152, InodesUsed: 12, InodesFree: 500, At: time.Unix(1796600000, 0)}}, nil
+		},
 	})
 	m.Request("mount", 120*time.Millisecond, nil)
 	m.Request("mount", time.Second, errors.New("x"))
@@ -43,6 +46,9 @@ func TestMetricsExposition(t *testing.T) {
 		`cryptvol_kmip_call_duration_seconds_bucket{call="get",result="ok",le="0.1"} 0`,
 		"cryptvol_volumes 7", "cryptvol_volumes_mounted 2",
 		`cryptvol_thin_pool_used_percent{part="data"} 41.5`, `cryptvol_thin_pool_used_percent{part="metadata"} 3.25`,
+		`cryptvol_volume_used_bytes{volume="db"} 1.048576e+06`, `cryptvol_volume_available_bytes{volume="db"} 2.097152e+06`,
+		`cryptvol_volume_inodes{state="used",volume="db"} 12`, `cryptvol_volume_inodes{state="free",volume="db"} 500`,
+		`cryptvol_volume_usage_timestamp_seconds{volume="db"} 1.7966e+09`,
 	} {
 		if !strings.Contains(out, want+"\n") {
 			t.Errorf("exposition lacks %q", want)

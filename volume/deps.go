@@ -120,6 +120,9 @@ type Filesystems interface {
 	// MountedUnder returns the device mounted at each mount point directly
 	// inside root, by the mount point's name, from one read of the table.
 	MountedUnder(root string) (map[string]string, error)
+	// Usage returns the space and inodes of the filesystem mounted at
+	// target (statfs(2)); of the directory's own filesystem if nothing is.
+	Usage(target string) (mount.Usage, error)
 	// Grow makes the filesystem on dev, mounted at target, fill dev.
 	Grow(ctx context.Context, dev, target, fstype string) error
 	// Freeze blocks writes to the filesystem at target and makes it

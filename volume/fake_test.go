@@ -44,6 +44,7 @@ type world struct {
 	headers  map[string]*fakeHeader // by LV name
 	fsMade   map[string]string      // LV name -> filesystem made through its mapping
 	fsSize   map[string]uint64      // LV name -> bytes its filesystem spans
+	fsUsed   map[string]uint64      // LV name -> bytes its filesystem has in use
 	mapSize  map[string]uint64      // mapping name -> bytes it maps
 	mappings map[string]string      // mapping name -> LV name
 	openOpts map[string]luks.OpenOptions
@@ -142,6 +143,7 @@ func newWorld(t testing.TB) *world {
 		headers:      map[string]*fakeHeader{},
 		fsMade:       map[string]string{},
 		fsSize:       map[string]uint64{},
+		fsUsed:       map[string]uint64{},
 		mapSize:      map[string]uint64{},
 		mappings:     map[string]string{},
 		openOpts:     map[string]luks.OpenOptions{},
@@ -232,7 +234,7 @@ func (s *session) enter(op, arg string) (done func(), err error) {
 	}
 	vol := ""
 	if s.track && arg != "" && !strings.HasPrefix(op, "state.") && op != "lvm.VG" && op != "lvm.MetadataVG" && op != "lvm.PoolStatus" && op != "lvm.ThinVirtualSize" && op != "lvm.ListLVs" && op != "lvm.MetadataLVs" &&
-		op != "fs.MountedDevice" && op != "fs.Data" /* List and Get read mountinfo and the data directory without the volume lock, by design */ {
+		op != "fs.MountedDevice" && op != "fs.Data" && op != "fs.Usage" /* List and Get read mountinfo, the data directory and statfs without the volume lock, by design */ {
 		vol = volumeOf(arg)
 		w.inflightMu.Lock()
 		w.inflight[vol]++
@@ -1051,6 +1053,27 @@ func (w *world) unmountFromOutside(target string) {
 	defer w.mu.Unlock()
 	delete(w.mounts, target)
 	w.mountTableChanged()
+}
+
+// hostFS is what statfs reports for a mountpoint with nothing mounted on
+// it: the host's own filesystem, which no figure of a volume may show.
+var hostFS = mount.Usage{Size: 1 << 40, Used: 1 << 39, Avail: 1 << 39, Inodes: 1 << 20, InodesFree: 1 << 19}
+
+// Usage is statfs: the volume's filesystem while its mapping is mounted
+// at target (fsUsed of fsSize, one inode per 16 KiB), else the host's.
+func (f fakeFS) Usage(target string) (mount.Usage, error) {
+	done, err := f.s.enter("fs.Usage", target)
+	if err != nil {
+		return mount.Usage{}, err
+	}
+	defer done()
+	w := f.s.w
+	lv, err := w.openMapping(w.mounts[target])
+	if err != nil {
+		return hostFS, nil
+	}
+	size, used := w.fsSize[lv], w.fsUsed[lv]
+	return mount.Usage{Size: size, Used: used, Avail: size - min(used, size), Inodes: size >> 14, InodesFree: (size - min(used, size)) >> 14}, nil
 }
 
 func (f fakeFS) MountedDevice(target string) (string, error) {

@@ -160,6 +160,9 @@ func (m *Manager) describe(name string, lv lvm.LV, mounted bool) Volume {
 	if mounted {
 		v.Mountpoint = m.dataPath(name)
 	}
+	if u, ok := m.usageOf(name, mounted); ok {
+		addUsage(v.Status, u)
+	}
 	if why := m.sw.pending(name); why != nil {
 		v.Status[StatusPending] = "closing when nothing holds it: " + why.Error()
 	}

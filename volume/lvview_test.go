@@ -14,10 +14,10 @@ func programsOf(h *harness) []string {
 	var out []string
 	for _, c := range h.w.callLog() {
 		// Reads of the devices' metadata mark, the mount table, sysfs
-		// (IsOpen, lvm.Active), the data directory and the state file start
+		// (IsOpen, lvm.Active), the data directory, statfs and the state file start
 		// no program.
 		if strings.HasPrefix(c, "lvm.MetadataMark") || strings.HasPrefix(c, "lvm.Active ") || strings.HasPrefix(c, "fs.MountedDevice") ||
-			strings.HasPrefix(c, "fs.MountedUnder") || strings.HasPrefix(c, "fs.Data") || strings.HasPrefix(c, "crypt.IsOpen") || strings.HasPrefix(c, "crypt.Mappings") || strings.HasPrefix(c, "state.") {
+			strings.HasPrefix(c, "fs.MountedUnder") || strings.HasPrefix(c, "fs.Data") || strings.HasPrefix(c, "fs.Usage") || strings.HasPrefix(c, "crypt.IsOpen") || strings.HasPrefix(c, "crypt.Mappings") || strings.HasPrefix(c, "state.") {
 			continue
 		}
 		out = append(out, c)

@@ -292,7 +292,18 @@ func (m *Manager) Unmount(ctx context.Context, name, id string) (err error) {
 		log.Debug("unmount of an unknown mount ID ignored")
 		return nil
 	}
-	if err := m.st.Update(func(s *journal.State) { s.DropMount(name, id) }); err != nil {
+	// The last unmount records the filesystem's usage in the same write,
+	// for Status and the metrics while the volume is closed.
+	usage, last := journal.Usage{}, false
+	if counts[id] == 1 && len(counts) == 1 {
+		usage, last = m.closingUsage(name)
+	}
+	if err := m.st.Update(func(s *journal.State) {
+		s.DropMount(name, id)
+		if last {
+			s.SetUsage(name, usage)
+		}
+	}); err != nil {
 		return fmt.Errorf("volume %q: recording unmount: %w", name, err)
 	}
 	if counts[id] > 1 || len(counts) > 1 {

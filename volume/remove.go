@@ -110,7 +110,7 @@ func (m *Manager) Remove(ctx context.Context, name string) (err error) {
 		return fmt.Errorf("volume %q: remove: %w (the volume's data is already unreadable; the rest is finished in the background)", name, err)
 	}
 	log.Info("volume removed: LUKS header erased, LV removed, KMIP key destroyed")
-	if err := m.st.Update(func(s *journal.State) { s.Removing = journal.Without(s.Removing, entry); delete(s.Mounts, name) }); err != nil {
+	if err := m.st.Update(func(s *journal.State) { s.Removing = journal.Without(s.Removing, entry); s.Forget(name) }); err != nil {
 		// The work is done; a stale entry only makes a later sweep find
 		// nothing of that LV and destroy already destroyed keys.
 		log.WithError(err).Warn("could not clear the journal entry")

@@ -28,6 +28,20 @@ func startMetrics(ctx context.Context, cfg Config, mgr *atomic.Pointer[volume.Ma
 			return 0, 0, errNotReady
 		}
 		return m.Counts(ctx)
+	}, Usage: func(ctx context.Context) (map[string]metrics.Usage, error) {
+		m := mgr.Load()
+		if m == nil {
+			return nil, errNotReady
+		}
+		us, err := m.Usages(ctx)
+		if err != nil {
+			return nil, err
+		}
+		out := make(map[string]metrics.Usage, len(us))
+		for name, u := range us {
+			out[name] = metrics.Usage{Used: u.Used, Avail: u.Avail, InodesUsed: u.Inodes - min(u.InodesFree, u.Inodes), InodesFree: u.InodesFree, At: u.At}
+		}
+		return out, nil
 	}}
 	if cfg.ThinPool != "" {
 		if lv, err := lvm.New(cfg.VG); err == nil {

@@ -221,10 +221,20 @@ check "the create counter moved" test "$(metric 'cryptvol_requests_total{call="c
 check "a KMIP create was timed" test "$(metric 'cryptvol_kmip_call_duration_seconds_count{call="create",result="ok"}')" -gt "${kmip0:-0}"
 check_eq "cryptvol_volumes counts the plugin's volumes" "$(docker volume ls --format '{{.Driver}}' | grep -c '^cryptvol')" \
 	"$(metric cryptvol_volumes)"
-check "mv in use" docker run -d --name mvc -v mv:/data $img sleep 600
+check "mv in use, 16 MiB written" docker run -d --name mvc -v mv:/data $img sh -c 'head -c 16777216 /dev/urandom > /data/r; sync; sleep 600'
 check_eq "one volume mounted" 1 "$(metric cryptvol_volumes_mounted)"
+# near A B: A and B differ by at most 1% of B.
+near() { [ -n "$1" ] && [ -n "$2" ] && [ $(( ($1 > $2 ? $1 - $2 : $2 - $1) * 100 )) -le "$2" ]; }
+sleep 2
+df_used=$(docker exec mvc df -k /data | awk 'NR == 2 {print $3 * 1024}')
+check "inspect's used_bytes ($(status mv used_bytes)) is within 1% of df in the container ($df_used)" \
+	near "$(status mv used_bytes)" "$df_used"
+check "...and so is cryptvol_volume_used_bytes ($(metric 'cryptvol_volume_used_bytes{volume="mv"}'))" \
+	near "$(metric 'cryptvol_volume_used_bytes{volume="mv"}' | awk '{printf "%d", $1}')" "$df_used"
 check "mvc removed" docker rm -f mvc
 check_eq "none mounted" 0 "$(metric cryptvol_volumes_mounted)"
+check "the closed volume shows the usage of its last close, with its time" sh -c \
+	"[ -n \"\$(docker volume inspect mv --format '{{index .Status \"usage_at\"}}')\" ] && [ \"\$(docker volume inspect mv --format '{{index .Status \"used_bytes\"}}')\" -ge 16777216 ]"
 check "docker volume rm mv" docker volume rm mv
 
 echo "== integrity: a byte changed on the raw LV reads back in a container as an I/O error"

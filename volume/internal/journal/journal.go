@@ -13,6 +13,7 @@ package journal
 import (
 	"maps"
 	"slices"
+	"time"
 )
 
 // Version 2 counts mounts per ID and journals exact objects; version 1 (a
@@ -41,6 +42,21 @@ type State struct {
 	Creating []Entry                   `json:"creating,omitempty"` // creates begun and not finished or undone
 	Removing []Entry                   `json:"removing,omitempty"` // removes begun and not finished
 	Rotating []Rotation                `json:"rotating,omitempty"` // key rotations begun and not settled (volume/rotate.go)
+	// Usage is each volume's filesystem usage as measured at its last
+	// close (volume/usage.go), so that Status and the metrics have figures
+	// for a closed volume too. Readers that predate it ignore it.
+	Usage map[string]Usage `json:"usage,omitempty"`
+}
+
+// Usage is a filesystem's space and inodes at a moment, in bytes and
+// counts as df reports them.
+type Usage struct {
+	Size       uint64    `json:"size"`
+	Used       uint64    `json:"used"`
+	Avail      uint64    `json:"avail"`
+	Inodes     uint64    `json:"inodes"`
+	InodesFree uint64    `json:"inodes_free"`
+	At         time.Time `json:"at"`
 }
 
 // Entry names the exact objects of one create or remove, so that
@@ -95,6 +111,7 @@ func (s *State) Clone() *State {
 	c.Creating = cloneEntries(s.Creating)
 	c.Removing = cloneEntries(s.Removing)
 	c.Rotating = slices.Clone(s.Rotating)
+	c.Usage = maps.Clone(s.Usage)
 	return c
 }
 
@@ -125,6 +142,20 @@ func (s *State) DropMount(name, id string) {
 	if len(ids) == 0 {
 		delete(s.Mounts, name)
 	}
+}
+
+// SetUsage records name's usage; Forget drops everything recorded of name
+// but its journal entries (a removed volume).
+func (s *State) SetUsage(name string, u Usage) {
+	if s.Usage == nil {
+		s.Usage = map[string]Usage{}
+	}
+	s.Usage[name] = u
+}
+
+func (s *State) Forget(name string) {
+	delete(s.Mounts, name)
+	delete(s.Usage, name)
 }
 
 // EntriesOf returns the entries of j for volume name.

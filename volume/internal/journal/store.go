@@ -140,6 +140,7 @@ func Load(path, bootID string) (st *Store, dropped map[string]map[string]int, er
 	cur.Creating = disk.Creating
 	cur.Removing = disk.Removing
 	cur.Rotating = disk.Rotating
+	cur.Usage = disk.Usage
 	if disk.BootID == bootID {
 		for name, ids := range disk.Mounts {
 			for id, n := range ids {
@@ -197,6 +198,14 @@ func (st *Store) Rotations(name string) []Rotation {
 		}
 	}
 	return out
+}
+
+// Usage returns name's filesystem usage as recorded at its last close.
+func (st *Store) Usage(name string) (Usage, bool) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	u, ok := st.cur.Usage[name]
+	return u, ok
 }
 
 // Mounts returns a copy of the per-ID counts of name.
