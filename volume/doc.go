@@ -3,6 +3,25 @@
 // It drives LVM, cryptsetup, filesystems and the KMIP key manager through the
 // interfaces in deps.go and never runs a command itself.
 //
+// # Files
+//
+//   - Docker's verbs: create.go (and clone.go for option from), mount.go
+//     (Mount, Unmount), remove.go, info.go (Get, List, Path, Status),
+//     usage.go (a filesystem's usage in Status and the metrics).
+//   - Recovery: reconcile.go (start-up), sweep.go (what lingers, stale
+//     mount IDs), restore.go (the plugin's own mount put back), close.go
+//     (closing what nothing should hold), rollback.go (undo on failure),
+//     propagation.go (whether the plugin's mounts reach dockerd).
+//   - Day-2: rotate.go, schedule.go (rotation by age), reencrypt.go,
+//     resize.go, fsoptions.go (mount options, discard), keygroup.go
+//     (decommission's Object Groups).
+//   - Policy: pool.go (thin pool limits), turns.go (creates at once),
+//     binding.go (which key may open a volume), shared.go (a shared VG).
+//   - Plumbing: manager.go (New, locks, names), deps.go (the layers below),
+//     lvview.go and lvrecord.go (LVM read into memory), audit.go (events),
+//     options/ (the user's grammar, fuzzed), internal/journal/ (the state
+//     file).
+//
 // # Objects of a volume
 //
 // A docker volume NAME is, in volume group VG:
