@@ -61,6 +61,7 @@ func commands() []command {
 		{"reencrypt", "VOLUME", "re-encrypt a volume's data under a new volume key (a suspected leak of it), online if mounted", reencrypt},
 		{"decommission", "NODE", "revoke (key compromise) and destroy on the KMIP server the keys of every volume NODE created", decommission},
 		{"audit verify", "[FILE]", "check an audit trail: its lines, its hash chain and the heads anchored on the KMIP server", auditVerify},
+		{"report", "", "compliance report: every volume's key, its age against the rotation limit, tenant, integrity, where it is open, and whether the audit trail verifies", report},
 		{"version", "", "print this build's version and the state file format it reads and writes", versionCmd},
 	}
 }

@@ -31,11 +31,13 @@ var auditAnchor = func(cfg keys.Config, node string) (audit.Anchor, func(), erro
 	return a, func() { kms.Close() }, nil
 }
 
-// auditVerify checks a trail: the current file and the rotated ones beside
-// it, as one chain, and against the heads its plugin anchored on the KMIP
-// server when one is configured.
-func auditVerify(fs *flag.FlagSet, env Env) func(args []string) int {
-	asJSON := fs.Bool("json", false, "print one JSON document")
+// trailFlags declares what checking a trail needs (--node, the KMIP flags,
+// --no-kmip) and returns the check: the trail at path (its default when
+// "") as one chain with its rotated files, against the heads its plugin
+// anchored on the KMIP server when one is configured. err is a trail that
+// could not be read or a KMIP server that could not be reached; a trail
+// read and found broken is a Report that is not OK.
+func trailFlags(fs *flag.FlagSet, env Env) (check func(path string) (*audit.Report, string, error), def string) {
 	noKMIP := fs.Bool("no-kmip", false, "check the files alone, without the heads anchored on the KMIP server")
 	node := env.Getenv("CRYPTVOL_NODE")
 	if node == "" {
@@ -43,25 +45,20 @@ func auditVerify(fs *flag.FlagSet, env Env) func(args []string) int {
 	}
 	fs.StringVar(&node, "node", node, "`NODE` whose anchors to read: the plugin's CRYPTVOL_NODE (default $CRYPTVOL_NODE, else the host name)")
 	cfg := kmipFlags(fs, env)
-	def := env.Getenv("CRYPTVOL_AUDIT_FILE")
+	def = env.Getenv("CRYPTVOL_AUDIT_FILE")
 	if def == "" || def == "off" {
 		def = "/var/lib/cryptvol/audit.log"
 	}
-	return func(args []string) int {
-		const name = "audit verify"
-		if len(args) > 1 {
-			return usageError(env, name, "want at most one FILE (the current audit file; its rotated files FILE.1, FILE.2, ... are read with it), got %d", len(args))
-		}
-		path := def
-		if len(args) == 1 {
-			path = args[0]
+	return func(path string) (*audit.Report, string, error) {
+		if path == "" {
+			path = def
 		}
 		path, _ = filepath.Abs(path)
 		var anchor audit.Anchor
 		if !*noKMIP && cfg().Endpoint != "" {
 			a, closeFn, err := auditAnchor(cfg(), node)
 			if err != nil {
-				return usageError(env, name, "%v", err)
+				return nil, node, err
 			}
 			defer closeFn()
 			anchor = a
@@ -70,10 +67,28 @@ func auditVerify(fs *flag.FlagSet, env Env) func(args []string) int {
 		if err == nil && len(files) == 0 {
 			err = fmt.Errorf("no audit file at %s (nor rotated ones beside it)", path)
 		}
-		var rep *audit.Report
-		if err == nil {
-			rep, err = audit.Verify(context.Background(), files, anchor)
+		if err != nil {
+			return nil, node, err
 		}
+		rep, err := audit.Verify(context.Background(), files, anchor)
+		return rep, node, err
+	}, def
+}
+
+// auditVerify checks a trail (trailFlags).
+func auditVerify(fs *flag.FlagSet, env Env) func(args []string) int {
+	asJSON := fs.Bool("json", false, "print one JSON document")
+	check, _ := trailFlags(fs, env)
+	return func(args []string) int {
+		const name = "audit verify"
+		if len(args) > 1 {
+			return usageError(env, name, "want at most one FILE (the current audit file; its rotated files FILE.1, FILE.2, ... are read with it), got %d", len(args))
+		}
+		path := ""
+		if len(args) == 1 {
+			path = args[0]
+		}
+		rep, node, err := check(path)
 		if err != nil {
 			fmt.Fprintf(env.Stderr, "cryptvol %s: %v\n", name, err)
 			return ExitFailed

@@ -43,6 +43,13 @@ const (
 	// StatusPropagation says, only while it is so, that the plugin's
 	// propagated mount is not shared with the host (propagation.go).
 	StatusPropagation = "propagation"
+	// StatusKeySince is when the volume got its current KMIP key (RFC
+	// 3339), and StatusKeyFrom how: "create" or "rotation" (schedule.go).
+	StatusKeySince = "key_since"
+	StatusKeyFrom  = "key_from"
+	// StatusIntegrity is the dm-integrity algorithm of a volume made with
+	// option integrity (fsoptions.go).
+	StatusIntegrity = "integrity"
 )
 
 // Counts returns how many complete volumes there are and how many of them
@@ -151,6 +158,14 @@ func (m *Manager) describe(name string, lv lvm.LV, mounted bool) Volume {
 		// As the LV last recorded it (shared.go): a host that died holding
 		// the volume is named until another mounts it.
 		v.Status[StatusMountedOn] = tagValue(lv.Tags, tagOnPrefix)
+	}
+	since, rotated := keySince(lv)
+	v.Status[StatusKeySince], v.Status[StatusKeyFrom] = since.UTC().Format(time.RFC3339), "create"
+	if rotated {
+		v.Status[StatusKeyFrom] = "rotation"
+	}
+	if alg := tagValue(lv.Tags, tagIntegrityPrefix); alg != "" {
+		v.Status[StatusIntegrity] = alg
 	}
 	if id := tagValue(lv.Tags, tagKeyPrefix); id != "" {
 		v.Status[StatusKeyID] = id

@@ -15,15 +15,20 @@ import (
 // than Config.RotateAfter.
 const DefaultRotateCheck = time.Hour
 
-// keyAge is how long the volume has had its key: since the rotation that
-// gave it (its keytime tag), else since the LV was created.
-func (m *Manager) keyAge(lv lvm.LV) time.Duration {
-	since := lv.Created
+// keySince is when the volume got its key: at the rotation that gave it
+// (its keytime tag; rotated is true), else when the LV was created.
+func keySince(lv lvm.LV) (since time.Time, rotated bool) {
 	if v := tagValue(lv.Tags, tagKeyTimePrefix); v != "" {
 		if s, err := strconv.ParseInt(v, 10, 64); err == nil {
-			since = time.Unix(s, 0)
+			return time.Unix(s, 0), true
 		}
 	}
+	return lv.Created, false
+}
+
+// keyAge is how long the volume has had its key (keySince).
+func (m *Manager) keyAge(lv lvm.LV) time.Duration {
+	since, _ := keySince(lv)
 	return m.now().Sub(since)
 }
 

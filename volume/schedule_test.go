@@ -41,3 +41,37 @@ func TestScheduledRotationRotatesOldKeysOnly(t *testing.T) {
 		t.Errorf("tags after two rotations: %s; want one key time tag", tags)
 	}
 }
+
+// Status says when and how a volume got its key, which `cryptvol report`
+// reads: the create's time until a rotation, then the rotation's; and the
+// integrity algorithm of a volume made with one.
+func TestStatusSaysWhenTheKeyCameAndHow(t *testing.T) {
+	h := newHarness(t)
+	h.mustCreate("v", nil)
+	h.mustCreate("i", map[string]string{"integrity": "hmac-sha256"})
+	get := func(name string) map[string]any {
+		t.Helper()
+		v, err := h.m.Get(h.ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v.Status
+	}
+	s := get("v")
+	v, err := h.m.Get(h.ctx, "v")
+	if err != nil || s[StatusKeyFrom] != "create" || s[StatusKeySince] != v.CreatedAt.UTC().Format(time.RFC3339) || s[StatusIntegrity] != nil {
+		t.Fatalf("after create: %v (%v)", s, err)
+	}
+	if a := get("i")[StatusIntegrity]; a != "hmac-sha256" {
+		t.Fatalf("integrity volume's status shows %v", a)
+	}
+	later := time.Now().Add(48 * time.Hour).Truncate(time.Second)
+	h.m.now = func() time.Time { return later }
+	if _, err := h.m.Rotate(h.ctx, "v"); err != nil {
+		t.Fatal(err)
+	}
+	s = get("v")
+	if s[StatusKeyFrom] != "rotation" || s[StatusKeySince] != later.UTC().Format(time.RFC3339) {
+		t.Fatalf("after a rotation: %v, want key_since %s", s, later.UTC().Format(time.RFC3339))
+	}
+}

@@ -271,7 +271,7 @@ func (c *Config) loadNodeAndAudit(get func(name, def string) string) error {
 	}
 	c.Audit.MaxSize = int64(n)
 	ra := get("CRYPTVOL_ROTATE_AFTER", "off")
-	if c.RotateAfter, err = parseAge(ra); err != nil {
+	if c.RotateAfter, err = options.ParseAge(ra); err != nil {
 		return fmt.Errorf("CRYPTVOL_ROTATE_AFTER=%q is not valid (allowed: off, or an age of at least 1h such as 90d or 720h)", ra)
 	}
 	keep := get("CRYPTVOL_AUDIT_KEEP", strconv.Itoa(audit.DefaultKeep))
@@ -279,31 +279,6 @@ func (c *Config) loadNodeAndAudit(get func(name, def string) string) error {
 		return fmt.Errorf("CRYPTVOL_AUDIT_KEEP=%q is not valid (allowed: a whole number of rotated files from 1 to 1000)", keep)
 	}
 	return nil
-}
-
-// parseAge reads "off", a number of days ("90d") or a Go duration of at
-// least an hour.
-func parseAge(s string) (time.Duration, error) {
-	if s == "off" {
-		return 0, nil
-	}
-	var d time.Duration
-	if days, ok := strings.CutSuffix(s, "d"); ok {
-		n, err := strconv.Atoi(days)
-		if err != nil || n < 1 || n > 36500 {
-			return 0, fmt.Errorf("bad number of days")
-		}
-		d = time.Duration(n) * 24 * time.Hour
-	} else {
-		var err error
-		if d, err = time.ParseDuration(s); err != nil {
-			return 0, err
-		}
-	}
-	if d < time.Hour {
-		return 0, fmt.Errorf("under an hour")
-	}
-	return d, nil
 }
 
 // unwrapPath drops the *PathError's repetition of the path.

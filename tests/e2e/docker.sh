@@ -299,5 +299,15 @@ sed '3s/"volume":"[^"]*"/"volume":"edited"/' "$trail" > /scratch/trail-edited.lo
 check "an edited line is found (exit 1, naming line 3)" sh -c \
 	"! '$repo/bin/cryptvol' audit verify /scratch/trail-edited.log > /scratch/verify.out; grep -q 'trail-edited.log:3:' /scratch/verify.out"
 
+echo "== the compliance report: cryptvol report"
+check "rp created and its key rotated" sh -c "docker volume create -d cryptvol --opt size=64M rp > /dev/null && '$repo/bin/cryptvol' rotate rp > /dev/null"
+check "cryptvol report --json --rotate-after 1h: exit 0, the trail verified" sh -c \
+	"'$repo/bin/cryptvol' report --json --rotate-after 1h > /scratch/report.json && jq -e '.ok and .audit.ok and .overdue == 0' /scratch/report.json"
+check_eq "...rp's key, since its rotation, as inspect shows it" "$(status rp kmip_key_id) rotation false false" \
+	"$(jq -r '.volumes[] | select(.name == "rp") | "\(.kmip_key_id) \(.key_from) \(.overdue) \(.mounted)"' /scratch/report.json)"
+check "with the edited trail: exit 1, saying it is broken" sh -c \
+	"! '$repo/bin/cryptvol' report --audit /scratch/trail-edited.log > /scratch/report.out; grep -q 'BROKEN' /scratch/report.out"
+check "rp removed" docker volume rm rp
+
 check "plugin disable" docker plugin disable cryptvol
 finish
