@@ -8,7 +8,8 @@
 # build SIGKILLed at its first start: every file reads back, every key id is the same, the half-removed volume is
 # finished, and the state file is the new build's. A roll back to the release reads the same data. A state file
 # of a newer format makes the new build refuse to start, naming both builds, with nothing changed on disk. The
-# administrators' command line is the binary read out of the installed plugin's rootfs. At the end the plugin is
+# administrators' command line is the binary read out of the installed plugin's rootfs, first with this checkout's
+# bin/ hidden, as on a host that never built cryptvol, and again after the upgrade. At the end the plugin is
 # removed, so that later scripts install bin/plugin as they expect (install_plugin).
 set -uo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
@@ -39,7 +40,9 @@ stop_registry() {
 	[ -n "$registry_pid" ] && kill -KILL "$registry_pid" 2> /dev/null && wait "$registry_pid" 2> /dev/null
 	registry_pid=
 }
-trap stop_registry EXIT
+# show_bin: bin/ as it was, if this script hid it (below) and stopped before showing it again.
+show_bin() { mountpoint -q "$repo/bin" && umount "$repo/bin"; }
+trap 'stop_registry; show_bin' EXIT
 # running_version: the build the enabled plugin runs, from its bundle's config (Config.Env, which an upgrade
 # replaces; Settings.Env keeps the install's values).
 running_version() {
@@ -97,6 +100,10 @@ check "scripts/plugin/push $registry '' bin/plugin" "$repo/scripts/plugin/push" 
 check "the registry lists both tags" sh -c "curl -fsS http://$registry/v2/cryptvol/tags/list |
 	jq -e --arg o '$old' --arg n '$new' '(.tags | index(\$o)) and (.tags | index(\$n))'"
 check_eq "nothing named cryptvol is left installed by the pushes" "" "$(docker plugin ls --format '{{.Name}}' | grep cryptvol)"
+# From here to the upgrade this guest is a host that never built cryptvol: bin/ (the binary, both bundles,
+# key-state) is hidden under an empty tmpfs.
+check "bin/ hidden: a host with no build of cryptvol" mount -t tmpfs -o size=1m,mode=0555 nobuild "$repo/bin"
+check_eq "...nothing in it, no cryptvol on PATH" "0 no" "$(ls -A "$repo/bin" | wc -l) $(command -v cryptvol > /dev/null && echo yes || echo no)"
 
 echo "== install the release from the registry, as a user would"
 mkdir -p /var/lib/cryptvol /run/lock/lvm /run/lvm
@@ -135,7 +142,17 @@ check "upb written (8 MiB of random bytes) and idle" docker run --rm -v upb:/dat
 	sh -c 'head -c 8388608 /dev/urandom > /data/r && sync'
 shab=$(sha upb)
 check "upc written" docker run --rm -v upc:/data --volume-driver cryptvol $img sh -c 'echo c > /data/f'
+
+echo "== the administrators' command line on that host, read out of the installed plugin's rootfs"
+id=$(docker plugin inspect -f '{{.Id}}' cryptvol)
+rootfs=$(docker info -f '{{.DockerRootDir}}')/plugins/$id/rootfs
+check "copied from the plugin's rootfs" install -m 0755 "$rootfs/usr/bin/cryptvol" "$dir/cryptvol"
+check_eq "cryptvol version names the installed build" "cryptvol $old" "$("$dir/cryptvol" version 2>&1 | head -1)"
+key0=$(status upa kmip_key_id)
+check "cryptvol rotate upa (through the plugin's socket)" "$dir/cryptvol" rotate upa
 keya=$(status upa kmip_key_id) keyb=$(status upb kmip_key_id) keyc=$(status upc kmip_key_id)
+check "upa has a new KMIP key" sh -c "[ -n '$keya' ] && [ '$keya' != '$key0' ]"
+check "bin/ shown again (the checks below read KMIP with bin/key-state)" umount "$repo/bin"
 check "KMIP stopped" "$repo/scripts/kmip/dev-server" stop /scratch/kmip
 check "docker volume rm upc fails half-way with KMIP away, saying so" says 'already unreadable' docker volume rm upc
 check_eq "the release's state file: format 2, no writer" "2 null" "$(jq -r '"\(.version) \(.writer)"' $state 2>&1)"
@@ -181,10 +198,9 @@ wait_for "the state file is the new build's: format 2, writer cryptvol $new, no 
 check "the audit trail's start record names the new version" sh -c \
 	"jq -r 'select(.op == \"plugin.start\") | .detail' /var/lib/cryptvol/audit.log | tail -1 | grep -q '^cryptvol $new, state format'"
 
-echo "== the administrators' command line, read out of the installed plugin's rootfs"
-rootfs=$(docker info -f '{{.DockerRootDir}}')/plugins/$id/rootfs
-check "copied from the plugin's rootfs" install -m 0755 "$rootfs/usr/bin/cryptvol" "$dir/cryptvol"
-check_eq "cryptvol version names the installed build" "cryptvol $new" "$("$dir/cryptvol" version 2>&1 | head -1)"
+echo "== the administrators' command line again, after the upgrade"
+check "copied again from the plugin's rootfs" install -m 0755 "$rootfs/usr/bin/cryptvol" "$dir/cryptvol"
+check_eq "cryptvol version names the new build" "cryptvol $new" "$("$dir/cryptvol" version 2>&1 | head -1)"
 check "cryptvol rotate upb (through the plugin's socket)" "$dir/cryptvol" rotate upb
 keyb2=$(status upb kmip_key_id)
 check "upb has a new KMIP key" sh -c "[ -n '$keyb2' ] && [ '$keyb2' != '$keyb' ]"
