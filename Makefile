@@ -150,6 +150,11 @@ test-docker26: lab-prepare lab-bins plugin plugin-old
 	scripts/vm/test-stage docker26
 test-shared: lab-prepare plugin bin/key-state
 	scripts/vm/test-stage shared
+# The upgrade of a shared volume group's hosts one at a time (tests/shared/upgrade.sh): two guests for about ten
+# minutes, so not in `make test`.
+.PHONY: test-shared-upgrade
+test-shared-upgrade: lab-prepare plugin plugin-old bin/key-state
+	scripts/vm/run-pair tests/shared/upgrade.sh
 
 # The seeded soak (tests/soak) in one lab guest under Docker 26.1: random operations and faults for SOAK_MINUTES,
 # invariants checked after every settle period and at the end. SOAK_SEED=N replays a run's choices (0: a random

@@ -80,3 +80,50 @@ lv_state() { lvs --noheadings -o lv_active,lv_tags "sv/cv-$1" | tr -s ' '; }
 mapped() { [ -e "/dev/mapper/cryptvol-$1" ]; }
 # closed V: V exists, and this host has no mapping of it, its LV inactive here and no mount record of this host.
 closed() { ! mapped "$1" && lv_state "$1" > /dev/null && ! lv_state "$1" | grep -q "active\|cryptvol_on_$node"; }
+
+# registry_up: a throwaway registry on this host's 127.0.0.1:5000 (Debian's docker-registry, as
+# tests/e2e/upgrade.sh runs it) with the last release (bin/plugin-old) and this build (bin/plugin) pushed to it,
+# each tagged with its version, as `make plugin-push` does. Each host has its own: dockerd pulls from a registry on
+# 127.0.0.0/8 over plain HTTP, and from one elsewhere only with TLS or --insecure-registry.
+registry_up() {
+	local d=/scratch/registry
+	mkdir -p "$d/data"
+	printf 'version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: 127.0.0.1:5000\n' \
+		"$d/data" > "$d/config.yml"
+	setsid docker-registry serve "$d/config.yml" > "$d/registry.log" 2>&1 < /dev/null &
+	for _ in $(seq 1 120); do curl -fsS http://127.0.0.1:5000/v2/ > /dev/null 2>&1 && break; sleep 0.5; done
+	"$repo/scripts/plugin/push" 127.0.0.1:5000 "" "$repo/bin/plugin-old" > "$d/push-old.log" 2>&1 &&
+		"$repo/scripts/plugin/push" 127.0.0.1:5000 "" "$repo/bin/plugin" > "$d/push-new.log" 2>&1
+}
+# version_of BUNDLE: the version `make plugin-push` tags BUNDLE's push with.
+version_of() { "$repo/$1/rootfs/usr/bin/cryptvol" version --json | jq -r .version; }
+# install_release: dockerd, then the last release installed from this host's registry with the shared group's
+# settings on the command line, as the README's install and docs/shared-volume-group.md's host setup say.
+install_release() {
+	# shellcheck disable=SC1091
+	source /lab/pair/kmip/env
+	mkdir -p /var/lib/cryptvol /run/lock/lvm /run/lvm
+	install -d -m 0700 /etc/cryptvol/kmip
+	install -m 0600 "$CRYPTVOL_KMIP_CA" /etc/cryptvol/kmip/ca.pem
+	install -m 0600 "$CRYPTVOL_KMIP_CERT" /etc/cryptvol/kmip/client.pem
+	install -m 0600 "$CRYPTVOL_KMIP_KEY" /etc/cryptvol/kmip/client.key
+	docker plugin install --grant-all-permissions --disable --alias cryptvol "127.0.0.1:5000/cryptvol:$(version_of bin/plugin-old)" \
+		CRYPTVOL_VG=sv CRYPTVOL_SHARED=true CRYPTVOL_NODE="$node" CRYPTVOL_HOST_ID="${node#node}" CRYPTVOL_DEFAULT_SIZE=64M \
+		CRYPTVOL_KMIP_ENDPOINT="$CRYPTVOL_KMIP_ENDPOINT" CRYPTVOL_KMIP_SERVER_NAME="${CRYPTVOL_KMIP_SERVER_NAME:-localhost}" \
+		CRYPTVOL_KMIP_TIMEOUT=$kmip_timeout > /dev/null &&
+		docker plugin enable --timeout 120 cryptvol > /dev/null
+}
+# upgrade_to BUNDLE: docs/operations.md's upgrade on this host: the containers that use a cryptvol volume stopped,
+# disable -f, upgrade to BUNDLE's tag, enable, the containers started again.
+upgrade_to() {
+	local v ctrs
+	ctrs=$(for v in $(docker volume ls --format '{{.Driver}} {{.Name}}' | awk '$1 ~ /^cryptvol(:latest)?$/ {print $2}'); do
+		docker ps -q -f volume="$v"; done | sort -u)
+	[ -z "$ctrs" ] || docker stop $ctrs > /dev/null || return 1
+	docker plugin disable -f cryptvol > /dev/null &&
+		docker plugin upgrade --grant-all-permissions --skip-remote-check cryptvol "127.0.0.1:5000/cryptvol:$(version_of "$1")" > /dev/null &&
+		docker plugin enable --timeout 120 cryptvol > /dev/null || return 1
+	[ -z "$ctrs" ] || docker start $ctrs > /dev/null
+}
+# running_version: the build this host's enabled plugin runs (its bundle's config).
+running_version() { docker plugin inspect cryptvol | jq -r '.[0].Config.Env[] | select(.Name == "CRYPTVOL_VERSION") | .Value'; }
