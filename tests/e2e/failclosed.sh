@@ -6,8 +6,8 @@
 # view of the propagated mount no longer shared) containers are started on the volume, one of them from an image with
 # content at the mount path; each sees the volume or fails to start, and nothing lands on the host's disk under the
 # plugin's mount root. Then what the epochs of volume/sweep.go promise: a restart-policy container that reuses its
-# mount ID after dockerd is SIGKILLed closes its volume when stopped, minutes later too; and parallel `docker run`s
-# across a plugin restart each see their own data and leave nothing open.
+# mount ID after dockerd is SIGKILLed closes its volume when stopped, minutes later too; and (under Docker 26.1)
+# parallel `docker run`s across a plugin restart each see their own data and leave nothing open.
 set -uo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 source "$repo/scripts/vm/check.sh"
@@ -109,67 +109,74 @@ check "docker stop ra1 (one Unmount for two Mounts of its ID)" docker stop ra1
 wait_for "rav closed within 30 s of the stop" 30 closed rav
 check "ra1 and rav removed" sh -c 'docker rm ra1 >/dev/null && docker volume rm rav >/dev/null'
 
-echo "== 20 docker runs on distinct volumes and 10 on one, with a plugin restart among them"
-vols="pshared $(seq -f 'pv%g' -s ' ' 1 20)"
-# dockerd gives a managed plugin's request 30 s (its plugin client's timeout): under emulation 21 creates at once
-# outlast it, and a create dockerd gave up on finishes in the plugin all the same; created again, as a user would, it
-# is the same volume (an existing volume with the same options is no error).
-check "pv1..pv20 and pshared created" sh -c "for v in $vols; do \
-	{ docker volume create -d cryptvol \$v >/dev/null 2>&1 || docker volume create -d cryptvol \$v >/dev/null; } & done; wait; \
-	for v in $vols; do docker volume inspect \$v >/dev/null || exit 1; done"
-pids=()
-for n in $(seq 1 20); do
-	docker run --rm -v "pv$n":/data $img sh -c "echo $n > /data/id; sync; sleep 40; [ \$(cat /data/id) = $n ] || exit 42" \
-		> "/scratch/par-$n.out" 2>&1 &
-	pids+=($!)
-done
-for n in $(seq 1 10); do
-	docker run --rm -v pshared:/data $img sh -c "echo $n > /data/s$n; sync; sleep 40; [ \$(cat /data/s$n) = $n ] || exit 42" \
-		> "/scratch/pars-$n.out" 2>&1 &
-	pids+=($!)
-done
-running() { [ "$(docker ps -q | wc -l)" -ge "$1" ]; }
-wait_for "some of them running" 150 running 5
-check "plugin SIGKILLed among them" pkill -KILL -x cryptvol
-# A container that started and read something else than it wrote exits 42; any other failure is docker's refusal
-# to start it (a request cut off by the kill: "VolumeDriver.Mount: EOF").
-started=0 refused=0 wrong=0
-for p in "${pids[@]}"; do
-	wait "$p"
-	case $? in 0) started=$((started + 1)) ;; 42) wrong=$((wrong + 1)) ;; *) refused=$((refused + 1)) ;; esac
-done
-echo "containers: $started ran and saw their own data, $refused refused to start across the restart"
-check_eq "no container saw anything but its own data" 0 "$wrong"
-[ "$wrong" = 0 ] || tail -n 3 /scratch/par*-*.out
-wait_for "plugin up" 90 plugin_up
-# Docker 20.10 keeps a container whose start failed, --rm or not; it holds its volume and the plugin.
-docker ps -aq | xargs -r docker rm -f >/dev/null
-all_closed() {
-	local v
-	for v in $vols; do closed "$v" || return 1; done
-}
-wait_for "every volume closed after its last container" 60 all_closed
-# What is still decrypted, and what the plugin says of it, where the wait ran out.
-all_closed ||
-	for v in $vols; do
-		closed "$v" && continue
-		echo "     | $v: mapping $(mapping_open "$v" && echo "open ($(dmsetup info -c --noheadings -o attr,open "cryptvol-$v"): attr L is a live table)" || echo closed); mounts: $(grep -c "^/dev/mapper/cryptvol-$v " /proc/mounts);" \
-			"plugin says: $(status "$v" mounted) mounted, $(status "$v" mount_count) mounts counted, pending: $(status "$v" pending)"
-		grep "^/dev/mapper/cryptvol-$v " /proc/mounts | sed 's/^/     |   /'
-	done
-# One container over all 20: each volume a container ran on has its own id.
-kept() {
-	local n args=() want=() got
+# The parallel runs take about half of this script's time under emulation: they run under the current Docker (26.1),
+# whose handling of parallel requests is the one users meet and the one that fails creates at its 30 s deadline; the
+# faults part (tests/faults_lab_test.go) and the soak's bursts put the same load on the plugin itself.
+if [ "$(docker version -f '{{.Server.Version}}' | cut -d. -f1)" -lt 26 ]; then
+	echo "== (20 parallel docker runs with a plugin restart: under Docker 26.1 only)"
+else
+	echo "== 20 docker runs on distinct volumes and 10 on one, with a plugin restart among them"
+	vols="pshared $(seq -f 'pv%g' -s ' ' 1 20)"
+	# dockerd gives a managed plugin's request 30 s (its plugin client's timeout): under emulation 21 creates at once
+	# outlast it, and a create dockerd gave up on finishes in the plugin all the same; created again, as a user would, it
+	# is the same volume (an existing volume with the same options is no error).
+	check "pv1..pv20 and pshared created" sh -c "for v in $vols; do \
+		{ docker volume create -d cryptvol \$v >/dev/null 2>&1 || docker volume create -d cryptvol \$v >/dev/null; } & done; wait; \
+		for v in $vols; do docker volume inspect \$v >/dev/null || exit 1; done"
+	pids=()
 	for n in $(seq 1 20); do
-		grep -q . "/scratch/par-$n.out" && continue # refused: never wrote
-		args+=(-v "pv$n:/v$n") want+=("$n")
+		docker run --rm -v "pv$n":/data $img sh -c "echo $n > /data/id; sync; sleep 40; [ \$(cat /data/id) = $n ] || exit 42" \
+			> "/scratch/par-$n.out" 2>&1 &
+		pids+=($!)
 	done
-	got=$(docker run --rm "${args[@]}" $img sh -c "for n in ${want[*]}; do cat /v\$n/id; done" | tr '\n' ' ')
-	[ "$got" = "${want[*]} " ] || { echo "want '${want[*]} ', got '$got'"; return 1; }
-}
-check "each volume a container ran on kept its data" kept
-check "volumes removed" sh -c "docker volume rm $vols >/dev/null"
-check "nothing on the host's disk" host_clean
+	for n in $(seq 1 10); do
+		docker run --rm -v pshared:/data $img sh -c "echo $n > /data/s$n; sync; sleep 40; [ \$(cat /data/s$n) = $n ] || exit 42" \
+			> "/scratch/pars-$n.out" 2>&1 &
+		pids+=($!)
+	done
+	running() { [ "$(docker ps -q | wc -l)" -ge "$1" ]; }
+	wait_for "some of them running" 150 running 5
+	check "plugin SIGKILLed among them" pkill -KILL -x cryptvol
+	# A container that started and read something else than it wrote exits 42; any other failure is docker's refusal
+	# to start it (a request cut off by the kill: "VolumeDriver.Mount: EOF").
+	started=0 refused=0 wrong=0
+	for p in "${pids[@]}"; do
+		wait "$p"
+		case $? in 0) started=$((started + 1)) ;; 42) wrong=$((wrong + 1)) ;; *) refused=$((refused + 1)) ;; esac
+	done
+	echo "containers: $started ran and saw their own data, $refused refused to start across the restart"
+	check_eq "no container saw anything but its own data" 0 "$wrong"
+	[ "$wrong" = 0 ] || tail -n 3 /scratch/par*-*.out
+	wait_for "plugin up" 90 plugin_up
+	# Docker 20.10 keeps a container whose start failed, --rm or not; it holds its volume and the plugin.
+	docker ps -aq | xargs -r docker rm -f >/dev/null
+	all_closed() {
+		local v
+		for v in $vols; do closed "$v" || return 1; done
+	}
+	wait_for "every volume closed after its last container" 60 all_closed
+	# What is still decrypted, and what the plugin says of it, where the wait ran out.
+	all_closed ||
+		for v in $vols; do
+			closed "$v" && continue
+			echo "     | $v: mapping $(mapping_open "$v" && echo "open ($(dmsetup info -c --noheadings -o attr,open "cryptvol-$v"): attr L is a live table)" || echo closed); mounts: $(grep -c "^/dev/mapper/cryptvol-$v " /proc/mounts);" \
+				"plugin says: $(status "$v" mounted) mounted, $(status "$v" mount_count) mounts counted, pending: $(status "$v" pending)"
+			grep "^/dev/mapper/cryptvol-$v " /proc/mounts | sed 's/^/     |   /'
+		done
+	# One container over all 20: each volume a container ran on has its own id.
+	kept() {
+		local n args=() want=() got
+		for n in $(seq 1 20); do
+			grep -q . "/scratch/par-$n.out" && continue # refused: never wrote
+			args+=(-v "pv$n:/v$n") want+=("$n")
+		done
+		got=$(docker run --rm "${args[@]}" $img sh -c "for n in ${want[*]}; do cat /v\$n/id; done" | tr '\n' ' ')
+		[ "$got" = "${want[*]} " ] || { echo "want '${want[*]} ', got '$got'"; return 1; }
+	}
+	check "each volume a container ran on kept its data" kept
+	check "volumes removed" sh -c "docker volume rm $vols >/dev/null"
+	check "nothing on the host's disk" host_clean
+fi
 
 check "plugin disable" docker plugin disable cryptvol
 finish
