@@ -167,9 +167,10 @@ soak: lab-prepare plugin bin/key-state bin/soak
 	LAB_SOAK_SEED=$(SOAK_SEED) LAB_SOAK_MINUTES=$(SOAK_MINUTES) \
 		LAB_TIMEOUT=$${LAB_TIMEOUT:-$$((2400 + 90 * $(SOAK_MINUTES)))} scripts/vm/test-stage soak
 
-# The story, end to end, in a fresh lab guest.
+# The story, end to end, in a fresh lab guest under Docker 26.1 (Debian trixie's, scripts/vm/docker-trixie, as
+# the soak and the docker26 part of the VM stage run it).
 demo: lab-prepare plugin bin/key-state
-	scripts/vm/run scripts/demo-guest
+	LAB_DOCKER_ROOT=$$(scripts/vm/docker-trixie) && export LAB_DOCKER_ROOT && scripts/vm/run scripts/demo-guest
 
 vm-shell: lab-prepare build
 	scripts/vm/run --shell
