@@ -226,7 +226,7 @@ check_eq "one volume mounted" 1 "$(metric cryptvol_volumes_mounted)"
 # near A B: A and B differ by at most 1% of B.
 near() { [ -n "$1" ] && [ -n "$2" ] && [ $(( ($1 > $2 ? $1 - $2 : $2 - $1) * 100 )) -le "$2" ]; }
 sleep 2
-df_used=$(docker exec mvc df -k /data | awk 'NR == 2 {print $3 * 1024}')
+df_used=$(docker exec mvc df -Pk /data | awk 'NR == 2 {print $3 * 1024}')
 check "inspect's used_bytes ($(status mv used_bytes)) is within 1% of df in the container ($df_used)" \
 	near "$(status mv used_bytes)" "$df_used"
 check "...and so is cryptvol_volume_used_bytes ($(metric 'cryptvol_volume_used_bytes{volume="mv"}'))" \
