@@ -37,10 +37,10 @@ const Discard = "discard"
 // like discard, set by the lifecycle, never chosen in mountopts.
 const ReadOnly = "ro"
 
-// NoUUID lets an xfs snapshot mount while its source, which has the same
-// filesystem UUID, is mounted (xfs(5), nouuid): the lifecycle mounts a new
-// read-only snapshot once, writable, to give it its data directory
-// (volume/clone.go). Never chosen in mountopts.
+// NoUUID lets an xfs clone or snapshot mount while its source, which has
+// the same filesystem UUID, is mounted, and the other way round (xfs(5),
+// nouuid): the lifecycle mounts every xfs volume with it
+// (volume/fsoptions.go). Never chosen in mountopts.
 const NoUUID = "nouuid"
 
 // ValidateOptions checks each option against fstype's allow-list and says,

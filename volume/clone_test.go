@@ -98,3 +98,23 @@ func TestReadOnlySnapshot(t *testing.T) {
 	}
 	h.assertConsistent()
 }
+
+// An xfs clone's filesystem has its source's UUID, which xfs refuses to
+// mount twice unless told nouuid (xfs(5)): every xfs volume is mounted
+// nouuid, so a clone and its source are used at once, either mounted
+// first. Found by the soak: a source could not be mounted while a
+// container used its clone.
+func TestXFSCloneAndSourceMountAtOnce(t *testing.T) {
+	h := thinHarness(t)
+	h.mustCreate("src", map[string]string{"fs": "xfs", "size": "320M"})
+	h.mustCreate("cl", map[string]string{"from": "src"})
+	h.runContainer("cl", "c1")
+	h.runContainer("src", "c2")
+	h.stopContainer("src", "c2")
+	h.stopContainer("cl", "c1")
+	h.runContainer("src", "c3")
+	h.runContainer("cl", "c4")
+	h.stopContainer("cl", "c4")
+	h.stopContainer("src", "c3")
+	h.assertConsistent()
+}

@@ -45,6 +45,7 @@ type world struct {
 	fsMade   map[string]string      // LV name -> filesystem made through its mapping
 	fsSize   map[string]uint64      // LV name -> bytes its filesystem spans
 	fsUsed   map[string]uint64      // LV name -> bytes its filesystem has in use
+	fsUUID   map[string]string      // LV name -> its filesystem's UUID (a snapshot's is its origin's)
 	mapSize  map[string]uint64      // mapping name -> bytes it maps
 	mappings map[string]string      // mapping name -> LV name
 	openOpts map[string]luks.OpenOptions
@@ -144,6 +145,7 @@ func newWorld(t testing.TB) *world {
 		fsMade:       map[string]string{},
 		fsSize:       map[string]uint64{},
 		fsUsed:       map[string]uint64{},
+		fsUUID:       map[string]string{},
 		mapSize:      map[string]uint64{},
 		mappings:     map[string]string{},
 		openOpts:     map[string]luks.OpenOptions{},
@@ -417,7 +419,7 @@ func (f fakeLVM) Snapshot(ctx context.Context, origin, name string, tags []strin
 		cp.h.SlotIDs = slices.Clone(hd.h.SlotIDs)
 		w.headers[name] = &cp
 	}
-	w.fsMade[name], w.fsSize[name] = w.fsMade[origin], w.fsSize[origin]
+	w.fsMade[name], w.fsSize[name], w.fsUUID[name] = w.fsMade[origin], w.fsSize[origin], w.fsUUID[origin]
 	return nil
 }
 
@@ -931,6 +933,7 @@ func (f fakeFS) Mkfs(ctx context.Context, dev, fstype string, opts ...mount.Mkfs
 		return err
 	}
 	f.s.w.fsMade[lv] = fstype
+	f.s.w.fsUUID[lv] = "uuid-of-" + lv
 	delete(f.s.w.layout, lv)
 	f.s.w.fsSize[lv] = f.s.w.mapSize[strings.TrimPrefix(dev, "/dev/mapper/")]
 	return nil
@@ -999,6 +1002,15 @@ func (f fakeFS) Mount(ctx context.Context, dev, target, fstype string, extra ...
 	}
 	if _, ok := w.mounts[target]; ok {
 		return fmt.Errorf("%s is already mounted", target)
+	}
+	// xfs refuses a second filesystem with a mounted one's UUID unless
+	// mounted nouuid (xfs(5)): a clone's filesystem is its source's copy.
+	if fstype == options.FSXFS && !slices.Contains(extra, mount.NoUUID) {
+		for t, d := range w.mounts {
+			if other, err := w.openMapping(d); err == nil && other != lv && w.fsUUID[other] == w.fsUUID[lv] && t != target {
+				return fmt.Errorf("mount %s on %s: invalid argument (xfs: duplicate UUID %s, mounted at %s)", dev, target, w.fsUUID[lv], t)
+			}
+		}
 	}
 	switch {
 	case w.silentMount:

@@ -19,9 +19,16 @@ import (
 // observer of the device sees which blocks are free).
 const tagDiscard = "cryptvol_discard"
 
-// mountOptions are a volume's mount options: its own, and discard.
+// mountOptions are a volume's mount options: its own, discard, read-only,
+// and for xfs nouuid: a clone's filesystem is a copy of its source's, UUID
+// included, which xfs refuses to mount beside the other unless told nouuid
+// (xfs(5)); each volume is its own block device, so the check guards
+// nothing here (TestXFSCloneAndSourceMountAtOnce).
 func mountOptions(tags []string) []string {
 	opts := mountOptsOf(tags)
+	if tagValue(tags, tagFSPrefix) == options.FSXFS {
+		opts = append(opts, mount.NoUUID)
+	}
 	if slices.Contains(tags, tagDiscard) {
 		opts = append(opts, mount.Discard)
 	}
