@@ -112,8 +112,7 @@ func (m *Manager) Create(ctx context.Context, name string, opts map[string]strin
 	}
 	m.noteVGUUID(vg.UUID)
 	entry := journal.Entry{Volume: name, KeyName: keyName, Tenant: o.Tenant, Clone: o.From != ""}
-	// A new volume of the name shows no figures of an earlier one's.
-	if err := m.st.Update(func(s *journal.State) { s.Creating = append(s.Creating, entry); delete(s.Usage, name) }); err != nil {
+	if err := m.st.Update(func(s *journal.State) { s.BeginCreate(entry) }); err != nil {
 		return fmt.Errorf("volume %q: %w", name, err)
 	}
 	if err := m.create(ctx, name, o, src, keyName, log); err != nil {

@@ -144,6 +144,13 @@ func (s *State) DropMount(name, id string) {
 	}
 }
 
+// BeginCreate journals a create; the new volume shows no usage figures of
+// an earlier one of its name.
+func (s *State) BeginCreate(e Entry) {
+	s.Creating = append(s.Creating, e)
+	delete(s.Usage, e.Volume)
+}
+
 // SetUsage records name's usage; Forget drops everything recorded of name
 // but its journal entries (a removed volume).
 func (s *State) SetUsage(name string, u Usage) {
