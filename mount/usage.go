@@ -15,6 +15,9 @@ type Usage struct {
 	Inodes, InodesFree uint64
 }
 
+// InodesUsed is Inodes less InodesFree, as df -i prints IUsed.
+func (u Usage) InodesUsed() uint64 { return u.Inodes - min(u.InodesFree, u.Inodes) }
+
 // statfs is statfs(2); tests replace it.
 var statfs = unix.Statfs
 

@@ -63,7 +63,7 @@ func (m *Manager) closingUsage(name string) (journal.Usage, bool) {
 func addUsage(status map[string]any, u Usage) {
 	status[StatusUsedBytes] = strconv.FormatUint(u.Used, 10)
 	status[StatusFreeBytes] = strconv.FormatUint(u.Avail, 10)
-	status[StatusInodesUsed] = strconv.FormatUint(u.Inodes-min(u.InodesFree, u.Inodes), 10)
+	status[StatusInodesUsed] = strconv.FormatUint(u.InodesUsed(), 10)
 	status[StatusInodesFree] = strconv.FormatUint(u.InodesFree, 10)
 	status[StatusUsageAt] = u.At.UTC().Format(time.RFC3339)
 }

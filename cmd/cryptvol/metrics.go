@@ -39,7 +39,7 @@ func startMetrics(ctx context.Context, cfg Config, mgr *atomic.Pointer[volume.Ma
 		}
 		out := make(map[string]metrics.Usage, len(us))
 		for name, u := range us {
-			out[name] = metrics.Usage{Used: u.Used, Avail: u.Avail, InodesUsed: u.Inodes - min(u.InodesFree, u.Inodes), InodesFree: u.InodesFree, At: u.At}
+			out[name] = metrics.Usage{Used: u.Used, Avail: u.Avail, InodesUsed: u.InodesUsed(), InodesFree: u.InodesFree, At: u.At}
 		}
 		return out, nil
 	}}
