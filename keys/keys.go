@@ -46,6 +46,15 @@ type Manager interface {
 	Get(ctx context.Context, id string) (*Key, error)
 	// Destroy revokes and destroys the key. Unknown ids succeed.
 	Destroy(ctx context.Context, id string) error
+	// Deactivate revokes the key (reason: cessation of operation), which
+	// moves an Active key to Deactivated for good: KMIP has no way back
+	// to Active (KMIP 1.4 specification, 4.19 Activate, 4.20 Revoke).
+	// A key already Deactivated succeeds; an unknown id wraps ErrNotFound.
+	Deactivate(ctx context.Context, id string) error
+	// GetDeactivated is Get for a key that is Deactivated (or still
+	// Active): what a restore from the trash needs to move a volume onto
+	// a new key. Keys in any other state wrap ErrNotActive.
+	GetDeactivated(ctx context.Context, id string) (*Key, error)
 	// Locate returns the ids of all keys named name (used for recovery only).
 	Locate(ctx context.Context, name string) ([]string, error)
 }

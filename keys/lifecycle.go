@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/ovh/kmip-go"
 	"github.com/ovh/kmip-go/payloads"
@@ -57,7 +58,7 @@ func (m *KMIP) Create(ctx context.Context, name, group string) (string, *Key, er
 			if id == "" {
 				return fmt.Errorf("key %q made for this name is not found by Locate", created)
 			}
-			if key, err = m.get(ctx, id); err != nil {
+			if key, err = m.get(ctx, id, kmip.StateActive); err != nil {
 				return err
 			}
 		}
@@ -76,20 +77,33 @@ func (m *KMIP) Create(ctx context.Context, name, group string) (string, *Key, er
 // so the state is fetched in the same batch and checked here; the names
 // come in the same GetAttributes, at no extra round trip.
 func (m *KMIP) Get(ctx context.Context, id string) (*Key, error) {
-	op := fmt.Sprintf("get key %q", id)
+	return m.getRun(ctx, fmt.Sprintf("get key %q", id), id, kmip.StateActive)
+}
+
+// GetDeactivated is Get for a Deactivated key, or one still Active. KMIP
+// lets a Deactivated key process what it protected, never protect anything
+// new (KMIP 1.4 specification, 3.22 State); PyKMIP's Get serves it
+// (kmip/services/server/engine.py@v0.10.0, _process_get checks no state).
+// A server that refuses it answers with its own error.
+func (m *KMIP) GetDeactivated(ctx context.Context, id string) (*Key, error) {
+	return m.getRun(ctx, fmt.Sprintf("get deactivated key %q", id), id, kmip.StateActive, kmip.StateDeactivated)
+}
+
+func (m *KMIP) getRun(ctx context.Context, op, id string, states ...kmip.State) (*Key, error) {
 	if err := validateText("key id", id); err != nil {
 		return nil, m.wrap(op, err)
 	}
 	var key *Key
 	err := m.run(ctx, op, func(ctx context.Context) (err error) {
-		key, err = m.get(ctx, id)
+		key, err = m.get(ctx, id, states...)
 		return err
 	})
 	return key, err
 }
 
-// get is Get without locking; the caller holds sem.
-func (m *KMIP) get(ctx context.Context, id string) (*Key, error) {
+// get is Get without locking, for a key in one of states; the caller holds
+// sem.
+func (m *KMIP) get(ctx context.Context, id string, states ...kmip.State) (*Key, error) {
 	items, err := m.batch(ctx,
 		&payloads.GetAttributesRequestPayload{UniqueIdentifier: id, AttributeName: []kmip.AttributeName{kmip.AttributeNameState, kmip.AttributeNameName}},
 		&payloads.GetRequestPayload{UniqueIdentifier: id},
@@ -101,7 +115,7 @@ func (m *KMIP) get(ctx context.Context, id string) (*Key, error) {
 	attrs, aerr := result[*payloads.GetAttributesResponsePayload](&items[0])
 	if aerr == nil {
 		var state kmip.State
-		if state, aerr = stateOf(attrs); aerr == nil && state != kmip.StateActive {
+		if state, aerr = stateOf(attrs); aerr == nil && !slices.Contains(states, state) {
 			aerr = fmt.Errorf("%w (state %s)", ErrNotActive, ttlv.EnumStr(state))
 		}
 	}
@@ -152,6 +166,37 @@ func (m *KMIP) Destroy(ctx context.Context, id string) error {
 		} else {
 			l.Info("destroyed KMIP key")
 		}
+		return nil
+	})
+}
+
+// Deactivate revokes the key with reason cessation of operation, which
+// moves an Active key to Deactivated. A resent or repeated Revoke fails on
+// a key that is no longer Active (PyKMIP: engine.py@v0.10.0,
+// _process_revoke), so such a failure is settled by reading the key's
+// State: Deactivated is success, anything else is the error.
+func (m *KMIP) Deactivate(ctx context.Context, id string) error {
+	op := fmt.Sprintf("deactivate key %q", id)
+	if err := validateText("key id", id); err != nil {
+		return m.wrap(op, err)
+	}
+	return m.run(ctx, op, func(ctx context.Context) error {
+		_, err := callT[*payloads.RevokeResponsePayload](ctx, m, revokeRequest(id))
+		if err != nil && isResultError(err) && !errors.Is(err, ErrNotFound) {
+			st, serr := m.state(ctx, id)
+			switch {
+			case serr != nil:
+				return errors.Join(err, serr)
+			case st == kmip.StateDeactivated:
+				err = nil
+			default:
+				return fmt.Errorf("%w (state %s)", err, ttlv.EnumStr(st))
+			}
+		}
+		if err != nil {
+			return err
+		}
+		m.log.WithFields(logrus.Fields{"op": "deactivate", "key_id": id}).Info("deactivated KMIP key")
 		return nil
 	})
 }

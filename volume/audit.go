@@ -81,6 +81,36 @@ func (m *Manager) keyDestroy(ctx context.Context, name, tenant, id string) (err 
 	return err
 }
 
+// keyDeactivate revokes a trashed volume's key (trash.go); trash is the
+// trash id it serves.
+func (m *Manager) keyDeactivate(ctx context.Context, trash, tenant, id string) (err error) {
+	start := time.Now()
+	if k, kerr := m.keysFor(tenant); kerr != nil {
+		err = kerr
+	} else {
+		err = k.Deactivate(ctx, id)
+	}
+	m.record(audit.Event{Op: "key.deactivate", Volume: trash, Tenant: tenant, KeyID: id, Detail: "revoked (cessation of operation): the volume is in the trash", Err: err, Took: time.Since(start)})
+	return err
+}
+
+// keyGetDeactivated is keyGet for a restore from the trash (untrash.go):
+// the key may be Deactivated, and its name must bind it to name, the
+// volume it was made for.
+func (m *Manager) keyGetDeactivated(ctx context.Context, name, tenant, id string) (key *keys.Key, err error) {
+	start := time.Now()
+	if k, kerr := m.keysFor(tenant); kerr != nil {
+		err = kerr
+	} else if key, err = k.GetDeactivated(ctx, id); err == nil {
+		if err = m.checkKeyBinding(ctx, name, id, key.Names()); err != nil {
+			key.Wipe()
+			key = nil
+		}
+	}
+	m.record(audit.Event{Op: "key.get", Volume: name, Tenant: tenant, KeyID: id, Detail: "deactivated key, for a restore from the trash", Err: err, Took: time.Since(start)})
+	return key, err
+}
+
 func (m *Manager) keyLocate(ctx context.Context, name, tenant, keyName string) (ids []string, err error) {
 	start := time.Now()
 	if k, kerr := m.keysFor(tenant); kerr != nil {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"strconv"
 	"testing"
+	"time"
 )
 
 // scenario is one operation, run on a prepared volume "v", in which the
@@ -117,6 +118,70 @@ var crashScenarios = []scenario{
 			return err
 		},
 	},
+	{
+		name:    "remove into the trash",
+		config:  withGrace(time.Hour),
+		prepare: func(h *harness) { h.mustCreate("v", nil) },
+		op:      func(h *harness) error { return h.m.Remove(h.ctx, "v") },
+		retry: func(h *harness) error {
+			if err := h.m.Remove(h.ctx, "v"); err != nil && !errors.Is(err, ErrNotFound) {
+				return err
+			}
+			return inTrash(h, 1)
+		},
+	},
+	{
+		name:    "restore from the trash",
+		config:  withGrace(time.Hour),
+		prepare: func(h *harness) { h.mustCreate("v", nil); mustRemove(h, "v") },
+		op:      func(h *harness) error { _, err := h.m.Restore(h.ctx, "v", ""); return err },
+		retry: func(h *harness) error {
+			if _, err := h.m.Get(h.ctx, "v"); err != nil {
+				if _, err := h.m.Restore(h.ctx, "v", ""); err != nil {
+					return err
+				}
+			}
+			if _, err := h.m.Mount(h.ctx, "v", "c9"); err != nil {
+				return err
+			}
+			if err := h.m.Unmount(h.ctx, "v", "c9"); err != nil {
+				return err
+			}
+			return inTrash(h, 0)
+		},
+	},
+	{
+		name:    "purge",
+		config:  withGrace(time.Millisecond),
+		prepare: func(h *harness) { h.mustCreate("v", nil); mustRemove(h, "v"); time.Sleep(2 * time.Millisecond) },
+		op:      func(h *harness) error { h.m.Sweep(h.ctx); return nil },
+		retry: func(h *harness) error {
+			h.m.Sweep(h.ctx)
+			if len(h.w.keys) != 0 {
+				return fmt.Errorf("%d keys left after a purge", len(h.w.keys))
+			}
+			return inTrash(h, 0)
+		},
+	},
+}
+
+func mustRemove(h *harness, name string) {
+	h.t.Helper()
+	if err := h.m.Remove(h.ctx, name); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+// inTrash checks the trash holds n entries.
+func inTrash(h *harness, n int) error {
+	list, err := h.m.Trash(h.ctx)
+	if err != nil {
+		return err
+	}
+	if len(list) != n {
+		return fmt.Errorf("trash holds %d entries, want %d: %+v", len(list), n, list)
+	}
+	return nil
 }
 
 // TestCrashAtEveryStep kills the plugin at every step (every call it makes

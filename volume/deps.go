@@ -34,6 +34,9 @@ type LVM interface {
 	// RemoveLV deactivates and removes the LV; a missing one wraps
 	// lvm.ErrNotFound.
 	RemoveLV(ctx context.Context, name string) error
+	// Rename renames the LV in one metadata commit; a taken name wraps
+	// lvm.ErrExists.
+	Rename(ctx context.Context, from, to string) error
 	// AddTag adds one tag; DeactivateAndTag deactivates the LV and adds
 	// one tag, in one program; ReplaceTags deletes the tags del (present) and adds the
 	// tags add (absent) in one metadata commit.

@@ -8,6 +8,9 @@
 //   - Docker's verbs: create.go (and clone.go for option from), mount.go
 //     (Mount, Unmount), remove.go, info.go (Get, List, Path, Status),
 //     usage.go (a filesystem's usage in Status and the metrics).
+//   - The undo window for removes (Config.RemoveGrace): trash.go (a remove
+//     into the trash, its listing, the sweeper's purge), trashrestore.go
+//     (Restore, onto a new key).
 //   - Recovery: reconcile.go (start-up), sweep.go (what lingers, stale
 //     mount IDs), restore.go (the plugin's own mount put back), close.go
 //     (closing what nothing should hold), rollback.go (undo on failure),
@@ -45,6 +48,10 @@
 //     rotations on any host too (keygroup.go);
 //   - while mounted: dm-crypt mapping "cryptvol-NAME" mounted at MountRoot/NAME,
 //     whose data directory MountRoot/NAME/data is what containers get.
+//
+// Removed under a grace (trash.go), the LV is renamed "cv-NAME+MILLIS" (the
+// trash id: '+' is in no volume name, so no volume is ever taken for it)
+// with its tags and header as they were, and its key Deactivated.
 //
 // The LV is active while mounted. On a single host it stays active between
 // uses (keepsActive: it shows only ciphertext, and an lvchange at every
@@ -132,6 +139,9 @@
 //     in the header it is finished (token, tag, old keyslot, old key),
 //     else undone (the new key, found by id or its unique name,
 //     destroyed). A Remove takes an unsettled rotation's keys over.
+//     2c. A restore from the trash is settled like a rotation, by its
+//     keyslot (trashrestore.go); a remove into the trash is finished (its
+//     keys deactivated) if its LV was renamed, else dropped (trash.go).
 //  3. An LV tagged cryptvol without cryptvol_ready and without a journal
 //     entry is a half-made volume: it is undone with the keys it names. Keys
 //     are never destroyed because their name merely matches.

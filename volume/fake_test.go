@@ -128,9 +128,10 @@ func (hd *fakeHeader) opens(key []byte) bool {
 }
 
 type fakeKey struct {
-	name  string
-	group string // KMIP Object Group
-	b     []byte
+	name        string
+	group       string // KMIP Object Group
+	b           []byte
+	deactivated bool // revoked for cessation of operation (keys.Manager.Deactivate)
 }
 
 var errCrashed = errors.New("process crashed")
@@ -512,6 +513,60 @@ func (f fakeLVM) RemoveLV(ctx context.Context, name string) error {
 	delete(w.lvs, name)
 	delete(w.headers, name)
 	delete(w.fsMade, name)
+	return nil
+}
+
+// Rename is lvrename: one commit; the LV keeps its UUID, blocks, header
+// and filesystem, and an open mapping keeps working on the renamed device.
+func (f fakeLVM) Rename(ctx context.Context, from, to string) error {
+	done, err := f.s.enter("lvm.Rename", from)
+	if err != nil {
+		return err
+	}
+	defer done()
+	w := f.s.w
+	lv, ok := w.lvs[from]
+	if !ok {
+		return fmt.Errorf("LV %s: %w", from, lvm.ErrNotFound)
+	}
+	if _, taken := w.lvs[to]; taken {
+		return fmt.Errorf("LV %s: %w", to, lvm.ErrExists)
+	}
+	lv.Name, lv.Path = to, "/dev/"+w.vg.Name+"/"+to
+	w.lvs[to] = lv
+	delete(w.lvs, from)
+	move := func(m any) {
+		switch m := m.(type) {
+		case map[string]*fakeHeader:
+			if v, ok := m[from]; ok {
+				m[to] = v
+				delete(m, from)
+			}
+		case map[string]string:
+			if v, ok := m[from]; ok {
+				m[to] = v
+				delete(m, from)
+			}
+		case map[string]uint64:
+			if v, ok := m[from]; ok {
+				m[to] = v
+				delete(m, from)
+			}
+		case map[string]bool:
+			if v, ok := m[from]; ok {
+				m[to] = v
+				delete(m, from)
+			}
+		}
+	}
+	for _, m := range []any{w.headers, w.fsMade, w.fsSize, w.fsUsed, w.fsUUID, w.layout, w.oldLayout} {
+		move(m)
+	}
+	for mapping, l := range w.mappings {
+		if l == from {
+			w.mappings[mapping] = to
+		}
+	}
 	return nil
 }
 
@@ -1185,10 +1240,19 @@ func (f fakeKeys) Create(ctx context.Context, name, group string) (string, *keys
 }
 
 func (f fakeKeys) Get(ctx context.Context, id string) (*keys.Key, error) {
+	return f.get("keys.Get", "get key", id, false)
+}
+
+// GetDeactivated serves a key in either state, as keys.KMIP does.
+func (f fakeKeys) GetDeactivated(ctx context.Context, id string) (*keys.Key, error) {
+	return f.get("keys.GetDeactivated", "get deactivated key", id, true)
+}
+
+func (f fakeKeys) get(op, what, id string, deactivated bool) (*keys.Key, error) {
 	if id == "" {
-		return nil, errors.New("get key \"\": key id is empty")
+		return nil, fmt.Errorf("%s \"\": key id is empty", what)
 	}
-	done, err := f.s.enter("keys.Get", id)
+	done, err := f.s.enter(op, id)
 	if err != nil {
 		return nil, err
 	}
@@ -1197,6 +1261,9 @@ func (f fakeKeys) Get(ctx context.Context, id string) (*keys.Key, error) {
 	k, ok := w.keys[id]
 	if !ok {
 		return nil, fmt.Errorf("key %s: %w", id, keys.ErrNotFound)
+	}
+	if k.deactivated && !deactivated {
+		return nil, fmt.Errorf("key %s: %w (state Deactivated)", id, keys.ErrNotActive)
 	}
 	b := slices.Clone(k.b)
 	w.handed = append(w.handed, b)
@@ -1215,6 +1282,23 @@ func (f fakeKeys) Destroy(ctx context.Context, id string) error {
 	}
 	defer done()
 	delete(f.s.w.keys, id)
+	return nil
+}
+
+func (f fakeKeys) Deactivate(ctx context.Context, id string) error {
+	if id == "" {
+		return errors.New("deactivate key \"\": key id is empty")
+	}
+	done, err := f.s.enter("keys.Deactivate", id)
+	if err != nil {
+		return err
+	}
+	defer done()
+	k, ok := f.s.w.keys[id]
+	if !ok {
+		return fmt.Errorf("key %s: %w", id, keys.ErrNotFound)
+	}
+	k.deactivated = true
 	return nil
 }
 
@@ -1532,8 +1616,8 @@ func (h *harness) assertConsistent() {
 	snap := h.m.st.Snapshot()
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if len(snap.Creating) > 0 || len(snap.Removing) > 0 || len(snap.Rotating) > 0 {
-		h.t.Errorf("journal not empty: creating=%v removing=%v rotating=%v", snap.Creating, snap.Removing, snap.Rotating)
+	if len(snap.Creating) > 0 || len(snap.Removing) > 0 || len(snap.Rotating) > 0 || len(snap.Trashing) > 0 || len(snap.Restoring) > 0 {
+		h.t.Errorf("journal not empty: creating=%v removing=%v rotating=%v trashing=%v restoring=%v", snap.Creating, snap.Removing, snap.Rotating, snap.Trashing, snap.Restoring)
 	}
 	keyOwner := map[string]string{}
 	for name, lv := range w.lvs {
@@ -1552,6 +1636,23 @@ func (h *harness) assertConsistent() {
 			h.t.Errorf("LV %s: its key %s is missing or does not unlock it (data lost)", name, hd.h.Token.KeyID)
 		}
 		keyOwner[hd.h.Token.KeyID] = vol
+		// A volume in the trash: its token names the volume it was, its
+		// key is Deactivated, and nothing of it is up.
+		if trashed, _, isTrash := parseTrashID(vol); isTrash {
+			if hd.h.Token.Volume != trashed || !ok || !k.deactivated || hd.h.Keyslots != 1 {
+				h.t.Errorf("trash entry %s: token names %q, key deactivated %v, %d keyslots", vol, hd.h.Token.Volume, ok && k.deactivated, hd.h.Keyslots)
+			}
+			if _, open := w.mappings[mappingPrefix+vol]; open || len(snap.Mounts[vol]) > 0 {
+				h.t.Errorf("trash entry %s is open or has mount IDs", vol)
+			}
+			continue
+		}
+		if ok && k.deactivated {
+			h.t.Errorf("volume %s: its key %s is Deactivated: it cannot be mounted", vol, hd.h.Token.KeyID)
+		}
+		if hd.h.Token.Volume != vol {
+			h.t.Errorf("volume %s: its token names volume %q", vol, hd.h.Token.Volume)
+		}
 		// Exactly one key opens a volume: a rotation leaves none behind.
 		if hd.h.Keyslots != 1 {
 			h.t.Errorf("LV %s has %d keyslots (%v), want exactly one", name, hd.h.Keyslots, hd.h.SlotIDs)

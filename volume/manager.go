@@ -84,6 +84,10 @@ type Config struct {
 	// the pool's thin volumes past this many times its size (pool.go).
 	ThinMaxFill       float64
 	ThinMaxOvercommit float64
+	// RemoveGrace, when set, has Remove move a complete volume to the
+	// trash (trash.go), restorable until this long after its remove, and
+	// then purged by the sweeper; 0 destroys it at once.
+	RemoveGrace time.Duration
 	// Shared: VG is a shared group on devices other hosts use too, through
 	// lvmlockd (shared.go); Node is this host's name in the tags that
 	// record what it made and has mounted (CRYPTVOL_NODE, tag-safe).
@@ -151,6 +155,8 @@ type Manager struct {
 	// prop is why the propagated mount is broken, as last read, or nil
 	// (propagation.go).
 	prop atomic.Pointer[string]
+	// trashRead: a sweep has read the trash (trash.go, sweepTrash).
+	trashRead atomic.Bool
 }
 
 // volumeLock serializes operations on one volume. refs counts holders and

@@ -56,6 +56,23 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 		}
 	}
 
+	// Rule 2c: a restore from the trash or a remove into it that a crash
+	// interrupted is settled (trashrestore.go, trash.go).
+	for _, e := range snap.Restoring {
+		err := m.withLock(e.Volume, func(log logrus.FieldLogger) error { return m.settleRestore(ctx, e, log) })
+		m.repaired(e.Target, "settled a restore from the trash a crash interrupted (rule 2c)", err)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("trash entry %s: reconcile: %w", e.Volume, err))
+		}
+	}
+	for _, e := range snap.Trashing {
+		err := m.withLock(e.Volume, func(log logrus.FieldLogger) error { return m.settleTrash(ctx, e, log) })
+		m.repaired(e.Volume, "settled a remove into the trash a crash interrupted (rule 2c)", err)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("trash entry %s: reconcile: %w", e.Volume, err))
+		}
+	}
+
 	// Rules 3-5: every LV of ours, and the listing seeds the view
 	// (lvview.go).
 	lvs, err := m.listForReconcile(ctx)

@@ -17,7 +17,8 @@ import (
 )
 
 // Remove destroys the volume: LUKS header erased, LV removed, KMIP key
-// revoked and destroyed. It is refused while a container holds the volume.
+// revoked and destroyed; with Config.RemoveGrace set, a complete volume
+// goes to the trash instead (trash.go). It is refused while a container holds the volume.
 // Mount IDs that may be stale (see sweep.go) are checked against the kernel
 // first. The exact objects (LV UUID, key ids) are journaled before anything
 // is destroyed, so a remove that fails half-way is finished later (at the
@@ -73,6 +74,10 @@ func (m *Manager) Remove(ctx context.Context, name string) (err error) {
 		if err := m.halfMadeElsewhere(name, lv); err != nil {
 			return err
 		}
+	}
+
+	if m.cfg.RemoveGrace > 0 && slices.Contains(lv.Tags, TagReady) {
+		return m.removeToTrash(ctx, name, lv, log)
 	}
 
 	// The keys to destroy are the ones this LV names, read before the

@@ -290,38 +290,51 @@ func (m *Manager) settleRotation(ctx context.Context, e journal.Rotation, log lo
 	if err != nil {
 		return err
 	}
-	if !h.HasSlot(e.NewSlot) {
-		return undo("its keyslot was never added")
-	}
-	if e.NewKeyID == "" {
-		ids, err := m.keyLocate(ctx, e.Volume, e.Tenant, e.NewKeyName)
-		if err != nil {
-			return err
-		}
-		if len(ids) != 1 {
-			return fmt.Errorf("keyslot %d was added, but %d KMIP keys are named %q", e.NewSlot, len(ids), e.NewKeyName)
-		}
-		e.NewKeyID = ids[0]
-	}
-	// Never point the volume at a key the server no longer serves (say it
-	// was destroyed meanwhile): the entry stays for an operator.
-	k, err := m.keyGet(ctx, e.Volume, e.Tenant, e.NewKeyID)
+	finish, why, err := m.keyslotVerdict(ctx, &e, e.Volume, dev, h)
 	if err != nil {
-		return fmt.Errorf("keyslot %d was added for KMIP key %q, which cannot be fetched; the rotation is left as it is: %w", e.NewSlot, e.NewKeyID, err)
+		return fmt.Errorf("%w; the rotation is left as it is", err)
 	}
-	defer k.Wipe()
-	// The keyslot must be this rotation's: in a shared group another
-	// host's rotation may have taken the same number after this one
-	// stopped before adding it, and finishing would point the volume at a
-	// key that opens nothing.
-	opens, err := m.crypt.OpensSlot(ctx, dev, k.Bytes(), e.NewSlot)
-	k.Wipe()
-	if err != nil {
-		return fmt.Errorf("testing whether KMIP key %q opens keyslot %d; the rotation is left as it is: %w", e.NewKeyID, e.NewSlot, err)
-	}
-	if !opens {
-		return undo(fmt.Sprintf("keyslot %d is there, but its new key %q does not open it (another rotation, from another host, took that keyslot)", e.NewSlot, e.NewKeyID))
+	if !finish {
+		return undo(why)
 	}
 	log.WithField("new_key_id", e.NewKeyID).Info("finishing a key rotation that was interrupted after its keyslot was added")
 	return m.finishRotation(ctx, e, lv, dev, h, log)
+}
+
+// keyslotVerdict says how a journaled key change (a rotation, or a restore
+// from the trash) stands by the header h of dev: finish when its keyslot
+// is there and opened by its new key (learnt by its unique name, into e,
+// if its id never was), else undo, with why. The new key is fetched bound
+// to volume name. The keyslot must be this change's: in a shared group
+// another host's rotation may have taken the same number after this one
+// stopped before adding it, and finishing would point the volume at a key
+// that opens nothing. A key the server no longer serves (say it was
+// destroyed meanwhile) is an error: the entry stays for an operator.
+func (m *Manager) keyslotVerdict(ctx context.Context, e *journal.Rotation, name, dev string, h luks.Header) (finish bool, why string, err error) {
+	if !h.HasSlot(e.NewSlot) {
+		return false, "its keyslot was never added", nil
+	}
+	if e.NewKeyID == "" {
+		ids, err := m.keyLocate(ctx, name, e.Tenant, e.NewKeyName)
+		if err != nil {
+			return false, "", err
+		}
+		if len(ids) != 1 {
+			return false, "", fmt.Errorf("keyslot %d was added, but %d KMIP keys are named %q", e.NewSlot, len(ids), e.NewKeyName)
+		}
+		e.NewKeyID = ids[0]
+	}
+	k, err := m.keyGet(ctx, name, e.Tenant, e.NewKeyID)
+	if err != nil {
+		return false, "", fmt.Errorf("keyslot %d was added for KMIP key %q, which cannot be fetched: %w", e.NewSlot, e.NewKeyID, err)
+	}
+	opens, err := m.crypt.OpensSlot(ctx, dev, k.Bytes(), e.NewSlot)
+	k.Wipe()
+	if err != nil {
+		return false, "", fmt.Errorf("testing whether KMIP key %q opens keyslot %d: %w", e.NewKeyID, e.NewSlot, err)
+	}
+	if !opens {
+		return false, fmt.Sprintf("keyslot %d is there, but its new key %q does not open it (another rotation, from another host, took that keyslot)", e.NewSlot, e.NewKeyID), nil
+	}
+	return true, "", nil
 }

@@ -223,6 +223,7 @@ func (m *Manager) Sweep(ctx context.Context) {
 			m.logFor(e.Volume, "sweep").WithError(err).Debug("unfinished key rotation still cannot be settled")
 		}
 	}
+	m.sweepTrash(ctx)
 	m.log.WithFields(logrus.Fields{"op": "sweep", "probed": probed}).Debug("sweep done")
 }
 

@@ -11,6 +11,17 @@ import (
 // --rotate-after` take it: "off" (0: no limit), a number of days ("90d",
 // up to 36500) or a Go duration ("720h") of at least an hour.
 func ParseAge(s string) (time.Duration, error) {
+	return parseSpan(s, time.Hour, "under an hour")
+}
+
+// ParseGrace reads CRYPTVOL_REMOVE_GRACE: "off" (0: a remove destroys at
+// once), a number of days ("3d") or a Go duration ("72h") of at least a
+// minute, the sweeper's scale (volume.DefaultSweepInterval).
+func ParseGrace(s string) (time.Duration, error) {
+	return parseSpan(s, time.Minute, "under a minute")
+}
+
+func parseSpan(s string, least time.Duration, tooShort string) (time.Duration, error) {
 	if s == "off" {
 		return 0, nil
 	}
@@ -27,8 +38,8 @@ func ParseAge(s string) (time.Duration, error) {
 			return 0, err
 		}
 	}
-	if d < time.Hour {
-		return 0, errors.New("under an hour")
+	if d < least {
+		return 0, errors.New(tooShort)
 	}
 	return d, nil
 }

@@ -42,6 +42,13 @@ type State struct {
 	Creating []Entry                   `json:"creating,omitempty"` // creates begun and not finished or undone
 	Removing []Entry                   `json:"removing,omitempty"` // removes begun and not finished
 	Rotating []Rotation                `json:"rotating,omitempty"` // key rotations begun and not settled (volume/rotate.go)
+	// Trashing journals removes into the trash (volume/trash.go) whose
+	// rename or key deactivation is not done: Volume is the trash id
+	// (NAME+MILLIS), LVUUID the LV, KeyIDs the keys to deactivate.
+	// Restoring journals restores from it (volume/untrash.go). Readers
+	// that predate them ignore both.
+	Trashing  []Entry   `json:"trashing,omitempty"`
+	Restoring []Restore `json:"restoring,omitempty"`
 	// Usage is each volume's filesystem usage as measured at its last
 	// close (volume/usage.go), so that Status and the metrics have figures
 	// for a closed volume too. Readers that predate it ignore it.
@@ -101,6 +108,15 @@ type Rotation struct {
 	NewSlot    int    `json:"new_slot"`
 }
 
+// Restore journals one restore from the trash: a key rotation of the
+// trashed LV (Volume is the trash id) onto a new key named for Target, the
+// name it comes back under; the old key is Deactivated. Its keyslot
+// decides, as a rotation's does, whether it is finished or undone.
+type Restore struct {
+	Rotation
+	Target string `json:"target"`
+}
+
 // Clone returns a deep copy: Update's fn changes one, so that a failed
 // write leaves the current state as it was.
 func (s *State) Clone() *State {
@@ -111,6 +127,8 @@ func (s *State) Clone() *State {
 	c.Creating = cloneEntries(s.Creating)
 	c.Removing = cloneEntries(s.Removing)
 	c.Rotating = slices.Clone(s.Rotating)
+	c.Trashing = cloneEntries(s.Trashing)
+	c.Restoring = slices.Clone(s.Restoring)
 	c.Usage = maps.Clone(s.Usage)
 	return c
 }
@@ -182,6 +200,11 @@ func Without(j []Entry, e Entry) []Entry {
 	return slices.DeleteFunc(slices.Clone(j), func(x Entry) bool {
 		return x.Volume == e.Volume && x.LVUUID == e.LVUUID && x.KeyName == e.KeyName && x.Legacy == e.Legacy
 	})
+}
+
+// WithoutRestore returns j without e (by its rotation's new key name).
+func WithoutRestore(j []Restore, e Restore) []Restore {
+	return slices.DeleteFunc(slices.Clone(j), func(x Restore) bool { return x.NewKeyName == e.NewKeyName })
 }
 
 // WithoutRotation returns j without e's rotation (by volume and new key

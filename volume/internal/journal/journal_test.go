@@ -269,3 +269,36 @@ func TestReadBootID(t *testing.T) {
 		t.Errorf("missing boot id file: %v", err)
 	}
 }
+
+// The trash's journals survive a write, a load and a reboot like the other
+// journals, and Clone copies them.
+func TestTrashJournalsPersist(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "mounts.json")
+	st, _, err := Load(path, boot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := Entry{Volume: "web+1765000000000", LVUUID: "u1", KeyIDs: []string{"k-1"}, Tenant: "t"}
+	rs := Restore{Rotation: Rotation{Volume: "web+1765000000000", LVUUID: "u1", OldKeyID: "k-1", NewKeyName: "n", NewSlot: 1}, Target: "web2"}
+	if err := st.Update(func(s *State) { s.Trashing = append(s.Trashing, tr); s.Restoring = append(s.Restoring, rs) }); err != nil {
+		t.Fatal(err)
+	}
+	again, _, err := Load(path, "boot-2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := again.Snapshot()
+	if !reflect.DeepEqual(s.Trashing, []Entry{tr}) || !reflect.DeepEqual(s.Restoring, []Restore{rs}) {
+		t.Fatalf("after a reboot: trashing %+v restoring %+v", s.Trashing, s.Restoring)
+	}
+	s.Trashing[0].KeyIDs[0] = "changed"
+	if again.Snapshot().Trashing[0].KeyIDs[0] != "k-1" {
+		t.Error("a snapshot's trash entry shares its key ids with the store")
+	}
+	if b, _ := os.ReadFile(path); !bytes.Contains(b, []byte(`"target": "web2"`)) || !bytes.Contains(b, []byte(`"new_key_name": "n"`)) {
+		t.Errorf("a restore's entry is not written flat:\n%s", b)
+	}
+	if got := WithoutRestore(s.Restoring, rs); len(got) != 0 {
+		t.Errorf("WithoutRestore left %+v", got)
+	}
+}

@@ -140,6 +140,8 @@ func Load(path, bootID string) (st *Store, dropped map[string]map[string]int, er
 	cur.Creating = disk.Creating
 	cur.Removing = disk.Removing
 	cur.Rotating = disk.Rotating
+	cur.Trashing = disk.Trashing
+	cur.Restoring = disk.Restoring
 	cur.Usage = disk.Usage
 	if disk.BootID == bootID {
 		for name, ids := range disk.Mounts {
