@@ -2,7 +2,7 @@
 // binary run with a subcommand, on a host or on any machine with the KMIP
 // credentials it needs, instead of as the plugin. Key-only work
 // (decommission) talks to the KMIP server directly; work on a volume's
-// device (rotate, reencrypt, resize, snapshot) goes to the plugin over its socket (plugin/admin.go), so
+// device (rotate, reencrypt, resize, snapshot, trash, restore) goes to the plugin over its socket (plugin/admin.go), so
 // that Docker's requests and the administrator's take the same locks; the
 // audit trail is read from its files.
 //
@@ -11,7 +11,8 @@
 // line was wrong (the message says what is allowed).
 //
 // Files: admin.go (dispatch, help, flags), pluginclient.go (the plugin's
-// socket), rotate.go, reencrypt.go, resize.go, snapshot.go,
+// socket), rotate.go, reencrypt.go, resize.go, snapshot.go, trash.go
+// (trash and restore),
 // decommission.go (and decommissionvg.go: what the volume group says about
 // each key), auditcmd.go, version.go.
 //
@@ -59,6 +60,8 @@ func commands() []command {
 		{"resize", "VOLUME SIZE", "grow a volume (LV, mapping, filesystem), mounted or not; shrinking is refused", resize},
 		{"snapshot", "VOLUME NAME", "make NAME a read-only point-in-time copy of VOLUME (a clone opened and mounted read-only)", snapshot},
 		{"reencrypt", "VOLUME", "re-encrypt a volume's data under a new volume key (a suspected leak of it), online if mounted", reencrypt},
+		{"trash", "", "list the volumes removed under CRYPTVOL_REMOVE_GRACE that can still be restored, with their remove and purge times", trash},
+		{"restore", "ID [NEWNAME]", "bring a volume back from the trash (ID as trash lists it, or the volume's name if it is there once), as NEWNAME or its own name, on a new KMIP key", restore},
 		{"decommission", "NODE", "revoke (key compromise) and destroy on the KMIP server the keys of every volume NODE created", decommission},
 		{"audit verify", "[FILE]", "check an audit trail: its lines, its hash chain and the heads anchored on the KMIP server", auditVerify},
 		{"report", "", "compliance report: every volume's key, its age against the rotation limit, tenant, integrity, where it is open, and whether the audit trail verifies", report},

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sirupsen/logrus"
 
@@ -47,6 +48,29 @@ func (f *fakeVolumes) Reencrypt(_ context.Context, n string) (volume.Reencryptio
 func (f *fakeVolumes) Resize(_ context.Context, n, size string) (volume.Resized, error) {
 	f.rotated = append(f.rotated, "resize "+n+" "+size)
 	return volume.Resized{Volume: n, OldBytes: 1 << 30, NewBytes: 2 << 30}, nil
+}
+
+func (f *fakeVolumes) Trash(context.Context) ([]volume.Trashed, error) {
+	at := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	return []volume.Trashed{
+		{ID: "a+1764583200000", Volume: "a", RemovedAt: at, PurgeAt: at.Add(72 * time.Hour), SizeBytes: 1 << 30, KeyID: "7"},
+		{ID: "b+1764583201000", Volume: "b", RemovedAt: at.Add(time.Second), PurgeAt: at.Add(72*time.Hour + time.Second), SizeBytes: 2 << 30, KeyID: "8", KeyPending: true},
+	}, nil
+}
+
+func (f *fakeVolumes) Restore(_ context.Context, what, as string) (volume.Restored, error) {
+	if what != "a+1764583200000" && what != "a" {
+		return volume.Restored{}, errors.New(`volume "` + what + `": not found in the trash`)
+	}
+	f.rotated = append(f.rotated, "restore "+what+" as "+as)
+	return volume.Restored{ID: "a+1764583200000", Volume: cmpOr(as, "a"), OldKeyID: "7", NewKeyID: "9"}, nil
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
 }
 
 func (f *fakeVolumes) Rotate(_ context.Context, n string) (volume.Rotation, error) {
@@ -107,7 +131,32 @@ func TestRotateThroughThePluginSocket(t *testing.T) {
 	if code, out, _ := runCmd(env, "snapshot", "a", "a-snap"); code != ExitOK || !strings.Contains(out, "a-snap: a read-only snapshot of a") {
 		t.Fatalf("snapshot: exit %d, %q", code, out)
 	}
-	if strings.Join(f.rotated, ",") != "a,a,b,a,reencrypt b,resize a 2G,create a-snap from=a readonly=true" {
+	code, out, _ = runCmd(env, "trash")
+	if code != ExitOK || !strings.Contains(out, "a+1764583200000") || !strings.Contains(out, "2026-12-04 10:00:00") ||
+		!strings.Contains(out, "8 (deactivation pending: KMIP unreachable)") {
+		t.Fatalf("trash: exit %d, %q", code, out)
+	}
+	code, out, _ = runCmd(env, "trash", "--json")
+	var tr struct {
+		Trash []volume.Trashed `json:"trash"`
+	}
+	if err := json.Unmarshal([]byte(out), &tr); err != nil || code != ExitOK || len(tr.Trash) != 2 || !tr.Trash[1].KeyPending {
+		t.Fatalf("trash --json: exit %d, %v, %q", code, err, out)
+	}
+	code, out, _ = runCmd(env, "restore", "a+1764583200000", "a2")
+	if code != ExitOK || !strings.Contains(out, "a2: restored from trash entry a+1764583200000; KMIP key 7 replaced by 9") {
+		t.Fatalf("restore: exit %d, %q", code, out)
+	}
+	if code, _, stderr := runCmd(env, "restore", "zz"); code != ExitFailed || !strings.Contains(stderr, "not found in the trash") {
+		t.Fatalf("restore zz: exit %d, %q", code, stderr)
+	}
+	if code, _, stderr := runCmd(env, "restore", "a", "bad/name"); code != ExitUsage || !strings.Contains(stderr, "not allowed") {
+		t.Fatalf("restore under an invalid name: exit %d, %q", code, stderr)
+	}
+	if code, _, _ := runCmd(env, "restore"); code != ExitUsage {
+		t.Fatalf("restore without an id: exit %d", code)
+	}
+	if strings.Join(f.rotated, ",") != "a,a,b,a,reencrypt b,resize a 2G,create a-snap from=a readonly=true,restore a+1764583200000 as a2" {
 		t.Errorf("rotated %v", f.rotated)
 	}
 }

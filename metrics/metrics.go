@@ -41,6 +41,10 @@ type Sources struct {
 	// Usage reports each volume's filesystem usage that is known, by name:
 	// measured for a mounted volume, as of its last close for another.
 	Usage func(ctx context.Context) (map[string]Usage, error)
+	// Trash counts the volumes in the trash (volume/trash.go) and the
+	// bytes their LVs hold, which count against the group and pool like
+	// any volume's.
+	Trash func(ctx context.Context) (volumes int, bytes uint64, err error)
 }
 
 // Usage is one volume's filesystem usage at At, as df reports it.
@@ -145,10 +149,12 @@ var (
 	poolDesc    = prometheus.NewDesc("cryptvol_thin_pool_used_percent", "Thin pool use, by part (data, metadata).", []string{"part"}, nil)
 	// One series per volume, as kubelet's volume stats have: a volume's
 	// name is a label value bounded by the number of volumes.
-	usedDesc   = prometheus.NewDesc("cryptvol_volume_used_bytes", "Bytes in use in the volume's filesystem (df's Used).", []string{"volume"}, nil)
-	availDesc  = prometheus.NewDesc("cryptvol_volume_available_bytes", "Bytes a container may still write (df's Available).", []string{"volume"}, nil)
-	inodesDesc = prometheus.NewDesc("cryptvol_volume_inodes", "Inodes of the volume's filesystem, by state (used, free).", []string{"volume", "state"}, nil)
-	usageAt    = prometheus.NewDesc("cryptvol_volume_usage_timestamp_seconds", "When the volume's usage was measured: now while mounted, else its last close.", []string{"volume"}, nil)
+	usedDesc       = prometheus.NewDesc("cryptvol_volume_used_bytes", "Bytes in use in the volume's filesystem (df's Used).", []string{"volume"}, nil)
+	availDesc      = prometheus.NewDesc("cryptvol_volume_available_bytes", "Bytes a container may still write (df's Available).", []string{"volume"}, nil)
+	inodesDesc     = prometheus.NewDesc("cryptvol_volume_inodes", "Inodes of the volume's filesystem, by state (used, free).", []string{"volume", "state"}, nil)
+	trashDesc      = prometheus.NewDesc("cryptvol_trash_volumes", "Removed volumes kept restorable in the trash (CRYPTVOL_REMOVE_GRACE).", nil, nil)
+	trashBytesDesc = prometheus.NewDesc("cryptvol_trash_bytes", "Bytes of LV size the trash holds (virtual size for thin volumes).", nil, nil)
+	usageAt        = prometheus.NewDesc("cryptvol_volume_usage_timestamp_seconds", "When the volume's usage was measured: now while mounted, else its last close.", []string{"volume"}, nil)
 )
 
 func (c *volumeCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -159,6 +165,8 @@ func (c *volumeCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- availDesc
 	ch <- inodesDesc
 	ch <- usageAt
+	ch <- trashDesc
+	ch <- trashBytesDesc
 }
 
 func (c *volumeCollector) Collect(ch chan<- prometheus.Metric) {
@@ -177,6 +185,12 @@ func (c *volumeCollector) Collect(ch chan<- prometheus.Metric) {
 				ch <- prometheus.MustNewConstMetric(inodesDesc, prometheus.GaugeValue, float64(u.InodesFree), name, "free")
 				ch <- prometheus.MustNewConstMetric(usageAt, prometheus.GaugeValue, float64(u.At.Unix()), name)
 			}
+		}
+	}
+	if c.src.Trash != nil {
+		if n, b, err := c.src.Trash(ctx); err == nil {
+			ch <- prometheus.MustNewConstMetric(trashDesc, prometheus.GaugeValue, float64(n))
+			ch <- prometheus.MustNewConstMetric(trashBytesDesc, prometheus.GaugeValue, float64(b))
 		}
 	}
 	if c.src.Pool == nil {

@@ -30,6 +30,7 @@ func TestMetricsExposition(t *testing.T) {
 		Usage: func(context.Context) (map[string]Usage, error) {
 			return map[string]Usage{"db": {Used: 1048576, Avail: 2097152, InodesUsed: 12, InodesFree: 500, At: time.Unix(1796600000, 0)}}, nil
 		},
+		Trash: func(context.Context) (int, uint64, error) { return 2, 3 << 30, nil },
 	})
 	m.Request("mount", 120*time.Millisecond, nil)
 	m.Request("mount", time.Second, errors.New("x"))
@@ -49,6 +50,7 @@ func TestMetricsExposition(t *testing.T) {
 		`cryptvol_volume_used_bytes{volume="db"} 1.048576e+06`, `cryptvol_volume_available_bytes{volume="db"} 2.097152e+06`,
 		`cryptvol_volume_inodes{state="used",volume="db"} 12`, `cryptvol_volume_inodes{state="free",volume="db"} 500`,
 		`cryptvol_volume_usage_timestamp_seconds{volume="db"} 1.7966e+09`,
+		"cryptvol_trash_volumes 2", "cryptvol_trash_bytes 3.221225472e+09",
 	} {
 		if !strings.Contains(out, want+"\n") {
 			t.Errorf("exposition lacks %q", want)

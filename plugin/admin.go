@@ -22,6 +22,8 @@ const (
 	RotatePath    = "/Cryptvol.Rotate"
 	ReencryptPath = "/Cryptvol.Reencrypt"
 	ResizePath    = "/Cryptvol.Resize"
+	TrashPath     = "/Cryptvol.Trash"
+	RestorePath   = "/Cryptvol.Restore"
 )
 
 // DefaultReencryptTimeout bounds a reencryption, which rewrites the whole
@@ -30,10 +32,12 @@ const (
 const DefaultReencryptTimeout = 6 * time.Hour
 
 // VolumeRequest names the volume to work on (and, for a resize, its new
-// size, as --opt size takes it).
+// size, as --opt size takes it; for a restore, Name is the trash id or
+// volume name and As the name to restore it under, "" for its own).
 type VolumeRequest struct {
 	Name string
 	Size string `json:",omitempty"`
+	As   string `json:",omitempty"`
 }
 
 // Response is the result of an admin request, or Err.
@@ -47,6 +51,8 @@ type (
 	RotateResponse    = Response[volume.Rotation]
 	ReencryptResponse = Response[volume.Reencryption]
 	ResizeResponse    = Response[volume.Resized]
+	TrashResponse     = Response[[]volume.Trashed]
+	RestoreResponse   = Response[volume.Restored]
 )
 
 // Admin is what the admin requests need of the manager.
@@ -54,6 +60,8 @@ type Admin interface {
 	Rotate(ctx context.Context, name string) (volume.Rotation, error)
 	Reencrypt(ctx context.Context, name string) (volume.Reencryption, error)
 	Resize(ctx context.Context, name, size string) (volume.Resized, error)
+	Trash(ctx context.Context) ([]volume.Trashed, error)
+	Restore(ctx context.Context, what, as string) (volume.Restored, error)
 }
 
 var _ Admin = (*volume.Manager)(nil)
@@ -72,6 +80,12 @@ func (d *Driver) serveAdmin(h muxer) {
 	})
 	handle(d, h, ResizePath, "resize", d.long, func(a Admin, ctx context.Context, r VolumeRequest) (volume.Resized, error) {
 		return a.Resize(ctx, r.Name, r.Size)
+	})
+	handle(d, h, TrashPath, "trash", d.long, func(a Admin, ctx context.Context, r VolumeRequest) ([]volume.Trashed, error) {
+		return a.Trash(ctx)
+	})
+	handle(d, h, RestorePath, "restore", d.long, func(a Admin, ctx context.Context, r VolumeRequest) (volume.Restored, error) {
+		return a.Restore(ctx, r.Name, r.As)
 	})
 }
 

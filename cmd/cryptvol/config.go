@@ -42,6 +42,9 @@ type Config struct {
 	TenantsDir string
 	// RotateAfter: keys older than this are rotated by the plugin (0: never).
 	RotateAfter time.Duration
+	// RemoveGrace: removed volumes stay in the trash, restorable, this long
+	// (0: a remove destroys at once).
+	RemoveGrace time.Duration
 	// MetricsAddr is host:port of the Prometheus endpoint ("": none).
 	MetricsAddr string
 	// Thin pool safety: fill percent and over-commit ratio limits.
@@ -274,6 +277,10 @@ func (c *Config) loadNodeAndAudit(get func(name, def string) string) error {
 	if c.RotateAfter, err = options.ParseAge(ra); err != nil {
 		return fmt.Errorf("CRYPTVOL_ROTATE_AFTER=%q is not valid (allowed: off, or an age of at least 1h such as 90d or 720h)", ra)
 	}
+	rg := get("CRYPTVOL_REMOVE_GRACE", "off")
+	if c.RemoveGrace, err = options.ParseGrace(rg); err != nil {
+		return fmt.Errorf("CRYPTVOL_REMOVE_GRACE=%q is not valid (allowed: off, or a time of at least 1m such as 72h or 3d)", rg)
+	}
 	keep := get("CRYPTVOL_AUDIT_KEEP", strconv.Itoa(audit.DefaultKeep))
 	if c.Audit.Keep, err = strconv.Atoi(keep); err != nil || c.Audit.Keep < 1 || c.Audit.Keep > 1000 {
 		return fmt.Errorf("CRYPTVOL_AUDIT_KEEP=%q is not valid (allowed: a whole number of rotated files from 1 to 1000)", keep)
@@ -294,7 +301,7 @@ func (c Config) volumeConfig() volume.Config {
 	return volume.Config{
 		VG: c.VG, DefaultFS: c.FS, ThinPool: c.ThinPool, MountRoot: c.MountRoot, StateDir: c.StateDir,
 		DefaultSize: c.DefaultSize, NoWorkqueue: c.NoWorkqueue, MaxCreates: c.MaxCreates,
-		RotateAfter: c.RotateAfter, ThinMaxFill: c.ThinMaxFill, ThinMaxOvercommit: c.ThinMaxOvercommit,
+		RotateAfter: c.RotateAfter, RemoveGrace: c.RemoveGrace, ThinMaxFill: c.ThinMaxFill, ThinMaxOvercommit: c.ThinMaxOvercommit,
 		Shared: c.Shared, Node: c.Node,
 	}
 }

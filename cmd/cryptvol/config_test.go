@@ -82,6 +82,7 @@ func TestConfigAllSet(t *testing.T) {
 		"CRYPTVOL_AUDIT_MAX_SIZE":   "1M",
 		"CRYPTVOL_AUDIT_KEEP":       "3",
 		"CRYPTVOL_ROTATE_AFTER":     "90d",
+		"CRYPTVOL_REMOVE_GRACE":     "3d",
 		"CRYPTVOL_KMIP_TENANTS":     "/etc/tenants",
 	} {
 		env[k] = v
@@ -97,7 +98,8 @@ func TestConfigAllSet(t *testing.T) {
 	}
 	if c.Node != "node-7" || c.KMIP.Group != "cryptvol-node:node-7" || c.KMIP.Policy != "cryptvol" ||
 		c.Audit.Path != "/data/audit/trail.log" || c.Audit.MaxSize != 1<<20 || c.Audit.Keep != 3 || c.Audit.Host != "node-7" ||
-		c.RotateAfter != 90*24*time.Hour || c.volumeConfig().RotateAfter != c.RotateAfter || c.TenantsDir != "/etc/tenants" {
+		c.RotateAfter != 90*24*time.Hour || c.volumeConfig().RotateAfter != c.RotateAfter || c.TenantsDir != "/etc/tenants" ||
+		c.volumeConfig().RemoveGrace != 72*time.Hour {
 		t.Errorf("node, audit, rotation and tenant settings: node %q group %q policy %q audit %+v rotate %s tenants %s",
 			c.Node, c.KMIP.Group, c.KMIP.Policy, c.Audit, c.RotateAfter, c.TenantsDir)
 	}
@@ -144,6 +146,7 @@ func TestConfigErrorsNameTheSetting(t *testing.T) {
 		{"CRYPTVOL_METRICS_ADDR", "9633", `CRYPTVOL_METRICS_ADDR="9633" is not host:port`},
 		{"CRYPTVOL_ROTATE_AFTER", "5m", `CRYPTVOL_ROTATE_AFTER="5m" is not valid (allowed: off, or an age of at least 1h`},
 		{"CRYPTVOL_ROTATE_AFTER", "xd", `CRYPTVOL_ROTATE_AFTER="xd"`},
+		{"CRYPTVOL_REMOVE_GRACE", "30s", `CRYPTVOL_REMOVE_GRACE="30s" is not valid (allowed: off, or a time of at least 1m such as 72h or 3d)`},
 		{"CRYPTVOL_NODE", "bad node", `CRYPTVOL_NODE: node name "bad node" is not valid`},
 		{"CRYPTVOL_AUDIT_FILE", "audit.log", `CRYPTVOL_AUDIT_FILE="audit.log" is not valid (allowed: an absolute path, or off)`},
 		{"CRYPTVOL_AUDIT_MAX_SIZE", "1K", `CRYPTVOL_AUDIT_MAX_SIZE="1K" is not valid`},

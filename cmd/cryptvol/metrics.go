@@ -42,6 +42,17 @@ func startMetrics(ctx context.Context, cfg Config, mgr *atomic.Pointer[volume.Ma
 			out[name] = metrics.Usage{Used: u.Used, Avail: u.Avail, InodesUsed: u.InodesUsed(), InodesFree: u.InodesFree, At: u.At}
 		}
 		return out, nil
+	}, Trash: func(ctx context.Context) (int, uint64, error) {
+		m := mgr.Load()
+		if m == nil {
+			return 0, 0, errNotReady
+		}
+		list, err := m.Trash(ctx)
+		var b uint64
+		for _, t := range list {
+			b += t.SizeBytes
+		}
+		return len(list), b, err
 	}}
 	if cfg.ThinPool != "" {
 		if lv, err := lvm.New(cfg.VG); err == nil {
