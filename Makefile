@@ -69,9 +69,9 @@ unit: fmt-check
 	$(GO) test -count=1 -tags failpoints ./internal/failpoint
 	$(MAKE) --no-print-directory fuzz FUZZTIME_LUKS=20000x
 
-# Fuzz the parsing of what users type (volume names, --opt options, sizes) beyond the committed seed corpus
-# (volume/options/testdata/fuzz), FUZZTIME per target, and the direct open's reading of LUKS2 headers against cryptsetup's
-# (luks/plainheader_fuzz_test.go, as root with cryptsetup; FUZZTIME_LUKS inputs: `make test` runs a bounded count,
+# Fuzz the parsing of what users type (volume names, --opt options, sizes) and of trash ids read from LV names
+# beyond the committed seed corpus (volume/options/testdata/fuzz, volume/testdata/fuzz), FUZZTIME per target, and
+# the direct open's reading of LUKS2 headers against cryptsetup's (luks/plainheader_fuzz_test.go, as root with cryptsetup; FUZZTIME_LUKS inputs: `make test` runs a bounded count,
 # `make fuzz` alone more; first the walk of every single-value edit, which -race would slow to minutes). A failing input is written to the package's testdata/fuzz: commit it with the fix.
 # The default is a count of inputs (about 10 s each here), not a duration: when a duration runs out, Go 1.26's
 # fuzz coordinator can report its own deadline as a failure of the target ("context deadline exceeded", no input
@@ -80,7 +80,7 @@ FUZZTIME ?= 300000x
 FUZZTIME_LUKS ?= 200000x
 FUZZ_TARGETS = ./volume/options:FuzzValidateName:$(FUZZTIME) ./volume/options:FuzzParseOptions:$(FUZZTIME) \
 	./volume/options:FuzzParseSize:$(FUZZTIME) ./luks:FuzzParseNameList:$(FUZZTIME) \
-	./luks:FuzzDirectOpenAgreesWithCryptsetup:$(FUZZTIME_LUKS)
+	./volume:FuzzParseTrashID:$(FUZZTIME) ./luks:FuzzDirectOpenAgreesWithCryptsetup:$(FUZZTIME_LUKS)
 .PHONY: fuzz
 fuzz:
 	@echo "go test -run TestHostDirectOpenAgreesOnEverySingleEdit ./luks"; \
@@ -152,6 +152,11 @@ test-shared: lab-prepare plugin bin/key-state
 	scripts/vm/test-stage shared
 # The upgrade of a shared volume group's hosts one at a time (tests/shared/upgrade.sh): two guests for about ten
 # minutes, so not in `make test`.
+# The undo window for removes in a shared volume group (tests/shared/trash.sh): two guests for about 5 minutes.
+.PHONY: test-shared-trash
+test-shared-trash: lab-prepare build bin/key-state
+	scripts/vm/run-pair tests/shared/trash.sh
+
 .PHONY: test-shared-upgrade
 test-shared-upgrade: lab-prepare plugin plugin-old bin/key-state
 	scripts/vm/run-pair tests/shared/upgrade.sh

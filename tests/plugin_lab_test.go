@@ -29,13 +29,16 @@ import (
 // dockerd drives it. The process-level tests kill it with SIGKILL, restart
 // it and cut it off from KMIP, which an in-process Manager cannot show.
 type plug struct {
-	t    *testing.T
-	bin  string // the plugin binary, pluginBinary unless a test says
-	dir  string // state/, mnt/, shim/, plugin.log, the socket
-	env  []string
-	cmd  *exec.Cmd
-	done chan error
-	hc   *http.Client
+	t   *testing.T
+	bin string // the plugin binary, pluginBinary unless a test says
+	dir string // state/, mnt/, shim/, plugin.log, the socket
+	env []string
+	// shimDir is the fault-injection shim's directory, put first in the
+	// plugin's PATH at each start (crash_lab_test.go; "" for none).
+	shimDir string
+	cmd     *exec.Cmd
+	done    chan error
+	hc      *http.Client
 }
 
 // pluginBinary is the binary under test, relative to this package's directory.

@@ -36,13 +36,14 @@ ok() {
 	jqe '(.Err // "") == ""' <<< "$r" > /dev/null
 }
 
-# plug_start: the plugin of this host on the shared group sv, with the cluster's one KMIP identity.
+# plug_start: the plugin of this host on the shared group sv, with the cluster's one KMIP identity (and
+# CRYPTVOL_REMOVE_GRACE=$remove_grace, off unless set).
 plug_start() {
 	mkdir -p "$pd"
 	# shellcheck disable=SC1091
 	source /lab/pair/kmip/env
 	CRYPTVOL_VG=sv CRYPTVOL_SHARED=true CRYPTVOL_NODE=$node CRYPTVOL_DEFAULT_SIZE=64M CRYPTVOL_SOCKET=$sock \
-		CRYPTVOL_KMIP_TIMEOUT=$kmip_timeout \
+		CRYPTVOL_KMIP_TIMEOUT=$kmip_timeout CRYPTVOL_REMOVE_GRACE=${remove_grace:-off} \
 		CRYPTVOL_STATE_DIR=$pd/state CRYPTVOL_MOUNT_ROOT=$mnt CRYPTVOL_LOG_LEVEL=debug \
 		setsid "$repo/bin/cryptvol" >> "$pd/plugin.log" 2>&1 < /dev/null &
 	echo $! > "$pd/pid"
