@@ -37,7 +37,9 @@ var auditAnchor = func(cfg keys.Config, node string) (audit.Anchor, func(), erro
 // anchored on the KMIP server when one is configured. err is a trail that
 // could not be read or a KMIP server that could not be reached; a trail
 // read and found broken is a Report that is not OK.
-func trailFlags(fs *flag.FlagSet, env Env) (check func(path string) (*audit.Report, string, error), def string) {
+// kmipOn gives the KMIP configuration when the server is to be asked (an
+// endpoint and no --no-kmip).
+func trailFlags(fs *flag.FlagSet, env Env) (check func(path string) (*audit.Report, string, error), def string, kmipOn func() (keys.Config, bool)) {
 	noKMIP := fs.Bool("no-kmip", false, "check the files alone, without the heads anchored on the KMIP server")
 	node := env.Getenv("CRYPTVOL_NODE")
 	if node == "" {
@@ -49,14 +51,15 @@ func trailFlags(fs *flag.FlagSet, env Env) (check func(path string) (*audit.Repo
 	if def == "" || def == "off" {
 		def = "/var/lib/cryptvol/audit.log"
 	}
+	kmipOn = func() (keys.Config, bool) { return cfg(), !*noKMIP && cfg().Endpoint != "" }
 	return func(path string) (*audit.Report, string, error) {
 		if path == "" {
 			path = def
 		}
 		path, _ = filepath.Abs(path)
 		var anchor audit.Anchor
-		if !*noKMIP && cfg().Endpoint != "" {
-			a, closeFn, err := auditAnchor(cfg(), node)
+		if c, on := kmipOn(); on {
+			a, closeFn, err := auditAnchor(c, node)
 			if err != nil {
 				return nil, node, err
 			}
@@ -72,13 +75,13 @@ func trailFlags(fs *flag.FlagSet, env Env) (check func(path string) (*audit.Repo
 		}
 		rep, err := audit.Verify(context.Background(), files, anchor)
 		return rep, node, err
-	}, def
+	}, def, kmipOn
 }
 
 // auditVerify checks a trail (trailFlags).
 func auditVerify(fs *flag.FlagSet, env Env) func(args []string) int {
 	asJSON := fs.Bool("json", false, "print one JSON document")
-	check, _ := trailFlags(fs, env)
+	check, _, _ := trailFlags(fs, env)
 	return func(args []string) int {
 		const name = "audit verify"
 		if len(args) > 1 {

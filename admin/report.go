@@ -1,14 +1,19 @@
 package admin
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"io"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
+	"github.com/sirupsen/logrus"
+
 	"github.com/cryptvol/cryptvol/audit"
+	"github.com/cryptvol/cryptvol/keys"
 	"github.com/cryptvol/cryptvol/volume"
 	"github.com/cryptvol/cryptvol/volume/options"
 )
@@ -19,13 +24,18 @@ var now = time.Now
 // reportVolume is one volume's line of `cryptvol report`, from its Status
 // (volume/info.go) as the plugin's List gives it.
 type reportVolume struct {
-	Name      string `json:"name"`
-	KeyID     string `json:"kmip_key_id"`
-	KeySince  string `json:"key_since"`           // RFC 3339
-	KeyFrom   string `json:"key_from"`            // "create" or "rotation"
-	KeyAgeH   int64  `json:"key_age_hours"`       // whole hours
-	Overdue   bool   `json:"overdue"`             // older than rotate_after
-	Tenant    string `json:"tenant,omitempty"`    // its own KMIP identity's
+	Name     string `json:"name"`
+	KeyID    string `json:"kmip_key_id"`
+	KeySince string `json:"key_since"`        // RFC 3339
+	KeyFrom  string `json:"key_from"`         // "create" or "rotation"
+	KeyAgeH  int64  `json:"key_age_hours"`    // whole hours
+	Overdue  bool   `json:"overdue"`          // older than rotate_after
+	Tenant   string `json:"tenant,omitempty"` // its own KMIP identity's
+	// Group is the key's KMIP Object Group as the server has it, the node
+	// group `cryptvol decommission NODE` acts on (keys.NodeGroup), and
+	// Node that node; empty when it could not be read (see KeyGroups).
+	Group     string `json:"kmip_group,omitempty"`
+	Node      string `json:"node,omitempty"`
 	Integrity string `json:"integrity,omitempty"` // dm-integrity algorithm
 	Mounted   bool   `json:"mounted"`             // decrypted and mounted here now
 	Path      string `json:"path,omitempty"`      // where, while mounted
@@ -39,7 +49,11 @@ type reportDoc struct {
 	RotateAfter string         `json:"rotate_after"` // "off" or the limit
 	Volumes     []reportVolume `json:"volumes"`
 	Overdue     int            `json:"overdue"`
-	Audit       struct {
+	// KeyGroups says why keys' groups are missing: "not asked" (no KMIP
+	// endpoint, or --no-kmip), the error, or the keys this identity may
+	// not read (a tenant's); "" when every group was read.
+	KeyGroups string `json:"kmip_groups_note,omitempty"`
+	Audit     struct {
 		File    string        `json:"file"`
 		OK      bool          `json:"ok"`
 		Error   string        `json:"error,omitempty"`
@@ -62,7 +76,7 @@ func report(fs *flag.FlagSet, env Env) func(args []string) int {
 	rotateAfter := fs.String("rotate-after", ra, "`AGE` past which a key is overdue: off, days (90d) or a duration (720h) (default $CRYPTVOL_ROTATE_AFTER, else off)")
 	auditFile := fs.String("audit", "", "the audit `FILE` to verify (default $CRYPTVOL_AUDIT_FILE, else /var/lib/cryptvol/audit.log)")
 	socket := socketFlag(fs, env)
-	check, def := trailFlags(fs, env)
+	check, def, kmipOn := trailFlags(fs, env)
 	return func(args []string) int {
 		const name = "report"
 		if len(args) > 0 {
@@ -112,6 +126,7 @@ func report(fs *flag.FlagSet, env Env) func(args []string) int {
 			doc.Volumes = append(doc.Volumes, r)
 		}
 		sort.Slice(doc.Volumes, func(i, j int) bool { return doc.Volumes[i].Name < doc.Volumes[j].Name })
+		doc.KeyGroups = fillGroups(doc.Volumes, kmipOn)
 		doc.Audit.File = *auditFile
 		if doc.Audit.File == "" {
 			doc.Audit.File = def
@@ -138,6 +153,57 @@ func report(fs *flag.FlagSet, env Env) func(args []string) int {
 	}
 }
 
+// keyGroups reads keys' Object Groups from the KMIP server; tests replace
+// it.
+var keyGroups = func(cfg keys.Config, ids []string) (map[string]string, error) {
+	quiet := logrus.New()
+	quiet.SetOutput(io.Discard)
+	kms, err := keys.NewKMIP(cfg, quiet)
+	if err != nil {
+		return nil, err
+	}
+	defer kms.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	return kms.ObjectGroups(ctx, ids)
+}
+
+// fillGroups sets each volume's KMIP Object Group and node, read from the
+// server (one batched request), and returns what kept any from being read.
+func fillGroups(vols []reportVolume, kmipOn func() (keys.Config, bool)) string {
+	cfg, on := kmipOn()
+	if !on {
+		return "not asked (no KMIP endpoint, or --no-kmip)"
+	}
+	var ids []string
+	for _, v := range vols {
+		if v.KeyID != "" {
+			ids = append(ids, v.KeyID)
+		}
+	}
+	groups, err := keyGroups(cfg, ids)
+	if err != nil {
+		return "not read: " + err.Error()
+	}
+	var unread []string
+	for i := range vols {
+		g, ok := groups[vols[i].KeyID]
+		if !ok {
+			unread = append(unread, vols[i].Name)
+			continue
+		}
+		vols[i].Group = g
+		vols[i].Node, _ = strings.CutPrefix(g, keys.NodeGroup(""))
+		if vols[i].Node == g {
+			vols[i].Node = ""
+		}
+	}
+	if len(unread) > 0 {
+		return "this KMIP identity may not read the keys of " + strings.Join(unread, ", ") + " (a tenant's keys are its own identity's)"
+	}
+	return ""
+}
+
 // printCompliance prints the report for people: one line per volume, then
 // the trail's verdict and the overall one.
 func printCompliance(w io.Writer, doc reportDoc) {
@@ -157,6 +223,9 @@ func printCompliance(w io.Writer, doc reportDoc) {
 		if v.Integrity != "" {
 			extra += ", integrity " + v.Integrity
 		}
+		if v.Group != "" {
+			extra += ", KMIP group " + v.Group
+		}
 		due := ""
 		if v.Overdue {
 			due = " OVERDUE"
@@ -165,6 +234,9 @@ func printCompliance(w io.Writer, doc reportDoc) {
 			due += " (" + v.Problem + ")"
 		}
 		fmt.Fprintf(w, "%s: key %s since %s by %s, %s old%s%s; %s\n", v.Name, v.KeyID, v.KeySince, v.KeyFrom, hours(v.KeyAgeH), due, extra, state)
+	}
+	if doc.KeyGroups != "" {
+		fmt.Fprintf(w, "KMIP groups: %s\n", doc.KeyGroups)
 	}
 	switch a := doc.Audit; {
 	case a.Error != "":

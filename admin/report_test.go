@@ -14,6 +14,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/cryptvol/cryptvol/audit"
+	"github.com/cryptvol/cryptvol/keys"
 	"github.com/cryptvol/cryptvol/plugin"
 	"github.com/cryptvol/cryptvol/volume"
 )
@@ -97,5 +98,31 @@ func TestReportFlagsOverdueKeysAndABrokenTrail(t *testing.T) {
 	}
 	if code, _, _ := runCmd(env, "report", "--audit", filepath.Join(dir, "none.log")); code != ExitFailed {
 		t.Fatalf("report of a missing trail: exit %d", code)
+	}
+	if !strings.Contains(out, "KMIP groups: not asked") {
+		t.Errorf("report without a KMIP endpoint does not say the groups were not asked:\n%s", out)
+	}
+
+	// With a KMIP endpoint: each key's Object Group as the server has it,
+	// in one request for all; a key this identity may not read is named.
+	savedGroups, savedAnchor := keyGroups, auditAnchor
+	t.Cleanup(func() { keyGroups, auditAnchor = savedGroups, savedAnchor })
+	var asked []string
+	keyGroups = func(_ keys.Config, ids []string) (map[string]string, error) {
+		asked = append(asked, ids...)
+		return map[string]string{"41": "cryptvol-node:node-a"}, nil
+	}
+	auditAnchor = func(keys.Config, string) (audit.Anchor, func(), error) { return &memAnchor{}, func() {}, nil }
+	env["CRYPTVOL_KMIP_ENDPOINT"] = "kmip.invalid:5696"
+	os.WriteFile(trail, b, 0o600)
+	code, out, _ = runCmd(env, "report", "--rotate-after", "off", "--json")
+	doc = reportDoc{}
+	if err := json.Unmarshal([]byte(out), &doc); err != nil || len(doc.Volumes) != 2 || doc.Volumes[0].Group != "cryptvol-node:node-a" ||
+		doc.Volumes[0].Node != "node-a" || doc.Volumes[1].Group != "" || !strings.Contains(doc.KeyGroups, "may not read the keys of logs") ||
+		strings.Join(asked, ",") != "41,57" {
+		t.Fatalf("report --json with KMIP: exit %d, %v, asked %v\n%s", code, err, asked, out)
+	}
+	if _, out, _ = runCmd(env, "report", "--rotate-after", "off"); !strings.Contains(out, "tenant acme, KMIP group cryptvol-node:node-a;") {
+		t.Errorf("report with KMIP does not show db's group:\n%s", out)
 	}
 }

@@ -333,6 +333,10 @@ func (f *fakeKMS) executor() *kmipserver.BatchExecutor {
 				resp.Attribute = append(resp.Attribute, kmip.Attribute{AttributeName: n, AttributeValue: o.state})
 			case kmip.AttributeNameInitialDate:
 				resp.Attribute = append(resp.Attribute, kmip.Attribute{AttributeName: n, AttributeValue: o.initial})
+			case kmip.AttributeNameObjectGroup:
+				for i, g := range o.groups {
+					resp.Attribute = append(resp.Attribute, kmip.Attribute{AttributeName: n, AttributeIndex: ptr(int32(i)), AttributeValue: g})
+				}
 			case kmip.AttributeNameName:
 				// As PyKMIP: one Attribute per name, each with its index;
 				// none for a key without a name.

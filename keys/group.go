@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/ovh/kmip-go"
@@ -130,3 +131,48 @@ func ValidateNode(node string) error {
 }
 
 var nodeRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
+
+// ObjectGroups returns the KMIP Object Group of each key of ids that this
+// client's identity may read, in one batched request: "" for a key in no
+// group, the groups joined by commas for one in several (PyKMIP answers
+// each as an Attribute of its own); a key it may not read, or that is
+// gone, is left out. What
+// `cryptvol report` shows as a volume's node group (NodeGroup), read from
+// the server rather than from tags on the storage.
+func (m *KMIP) ObjectGroups(ctx context.Context, ids []string) (map[string]string, error) {
+	out := map[string]string{}
+	if len(ids) == 0 {
+		return out, nil
+	}
+	for _, id := range ids {
+		if err := validateText("key id", id); err != nil {
+			return nil, m.wrap("read object groups", err)
+		}
+	}
+	err := m.run(ctx, "read object groups", func(ctx context.Context) error {
+		pls := make([]kmip.OperationPayload, 0, len(ids))
+		for _, id := range ids {
+			pls = append(pls, &payloads.GetAttributesRequestPayload{UniqueIdentifier: id,
+				AttributeName: []kmip.AttributeName{kmip.AttributeNameObjectGroup}})
+		}
+		items, err := m.batch(ctx, pls...)
+		if err != nil {
+			return err
+		}
+		for i := range items {
+			attrs, err := result[*payloads.GetAttributesResponsePayload](&items[i])
+			if err != nil {
+				continue
+			}
+			var gs []string
+			for _, a := range attrs.Attribute {
+				if s, ok := a.AttributeValue.(string); ok && a.AttributeName == kmip.AttributeNameObjectGroup {
+					gs = append(gs, s)
+				}
+			}
+			out[ids[i]] = strings.Join(gs, ",")
+		}
+		return nil
+	})
+	return out, err
+}

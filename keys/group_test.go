@@ -3,6 +3,7 @@ package keys
 import (
 	"context"
 	"errors"
+	"maps"
 	"slices"
 	"testing"
 
@@ -139,5 +140,41 @@ func TestCreateInAGroupOtherThanTheClients(t *testing.T) {
 	}
 	if fake.totalOps() != ops {
 		t.Error("a Create with a bad group reached the server")
+	}
+}
+
+// ObjectGroups reads each key's group in one round trip, from the server:
+// a key in no group has "", one in two has both, and an id the server does
+// not know is left out.
+func TestObjectGroupsInOneRoundTrip(t *testing.T) {
+	fake := newFakeKMS()
+	ctx := context.Background()
+	m := newMemKMIP(t, fake)
+	m.cfg.Group = NodeGroup("node2")
+	a, k, err := m.Create(ctx, "cryptvol/vg/a/01", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.Wipe()
+	b, k, err := m.Create(ctx, "cryptvol/vg/b/02", NodeGroup("node1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.Wipe()
+	fake.mu.Lock()
+	fake.objs[b].groups = append(fake.objs[b].groups, "extra")
+	fake.mu.Unlock()
+	none := fake.put("cryptvol/vg/c/03", kmip.StateActive, make([]byte, keyBytes), fake.clock)
+	before := fake.msgs.Load()
+	got, err := m.ObjectGroups(ctx, []string{a, b, none, "999"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{a: "cryptvol-node:node2", b: "cryptvol-node:node1,extra", none: ""}
+	if !maps.Equal(got, want) {
+		t.Errorf("ObjectGroups = %v, want %v", got, want)
+	}
+	if n := fake.msgs.Load() - before; n != 1 {
+		t.Errorf("ObjectGroups took %d round trips, want 1", n)
 	}
 }

@@ -305,6 +305,9 @@ check "cryptvol report --json --rotate-after 1h: exit 0, the trail verified" sh 
 	"'$repo/bin/cryptvol' report --json --rotate-after 1h > /scratch/report.json && jq -e '.ok and .audit.ok and .overdue == 0' /scratch/report.json"
 check_eq "...rp's key, since its rotation, as inspect shows it" "$(status rp kmip_key_id) rotation false false" \
 	"$(jq -r '.volumes[] | select(.name == "rp") | "\(.kmip_key_id) \(.key_from) \(.overdue) \(.mounted)"' /scratch/report.json)"
+# The node group is read from the KMIP server: the plugin puts each key it makes in its node's Object Group.
+check_eq "...rp's key is in this node's KMIP Object Group, as the server says" "cryptvol-node:$(hostname) $(hostname)" \
+	"$(jq -r '.volumes[] | select(.name == "rp") | "\(.kmip_group) \(.node)"' /scratch/report.json)"
 check "with the edited trail: exit 1, saying it is broken" sh -c \
 	"! '$repo/bin/cryptvol' report --audit /scratch/trail-edited.log > /scratch/report.out; grep -q 'BROKEN' /scratch/report.out"
 check "rp removed" docker volume rm rp
