@@ -283,3 +283,25 @@ func FuzzParseTrashID(f *testing.F) {
 		}
 	})
 }
+
+// During the grace the key is unusable to cryptvol: an LV put back under
+// its volume's name by hand (lvrename) does not mount, since its key is
+// Deactivated, and nothing is left open; Restore is the way back.
+func TestATrashedVolumeRenamedBackByHandDoesNotMount(t *testing.T) {
+	h := newHarness(t, withGrace(time.Hour))
+	h.mustCreate("v", nil)
+	if err := h.m.Remove(h.ctx, "v"); err != nil {
+		t.Fatal(err)
+	}
+	trash, _ := h.m.Trash(h.ctx)
+	if err := (fakeLVM{h.s}).Rename(h.ctx, "cv-"+trash[0].ID, "cv-v"); err != nil {
+		t.Fatal(err)
+	}
+	_, err := h.m.Mount(h.ctx, "v", "c1")
+	if err == nil || !strings.Contains(err.Error(), "not active") {
+		t.Fatalf("mount of a volume whose key is Deactivated: %v", err)
+	}
+	if mounted, open, _ := h.up("v"); mounted || open {
+		t.Errorf("a refused mount left the volume mounted=%v open=%v", mounted, open)
+	}
+}
