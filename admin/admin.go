@@ -2,7 +2,7 @@
 // binary run with a subcommand, on a host or on any machine with the KMIP
 // credentials it needs, instead of as the plugin. Key-only work
 // (decommission) talks to the KMIP server directly; work on a volume's
-// device (rotate, reencrypt, resize, snapshot, trash, restore) goes to the plugin over its socket (plugin/admin.go), so
+// device (rotate, reencrypt, resize, snapshot, trash, restore, export, import) goes to the plugin over its socket (plugin/admin.go), so
 // that Docker's requests and the administrator's take the same locks; the
 // audit trail is read from its files.
 //
@@ -12,7 +12,7 @@
 //
 // Files: admin.go (dispatch, help, flags), pluginclient.go (the plugin's
 // socket), rotate.go, reencrypt.go, resize.go, snapshot.go, trash.go
-// (trash and restore),
+// (trash and restore), transfer.go (export and import),
 // decommission.go (and decommissionvg.go: what the volume group says about
 // each key), auditcmd.go, version.go.
 //
@@ -62,6 +62,8 @@ func commands() []command {
 		{"reencrypt", "VOLUME", "re-encrypt a volume's data under a new volume key (a suspected leak of it), online if mounted", reencrypt},
 		{"trash", "", "list the volumes removed under CRYPTVOL_REMOVE_GRACE that can still be restored, with their remove and purge times", trash},
 		{"restore", "ID [NEWNAME]", "bring a volume back from the trash (ID as trash lists it, or the volume's name if it is there once), as NEWNAME or its own name, on a new KMIP key", restore},
+		{"export", "VOLUME", "write a volume's export: its LUKS2 header and ciphertext (never plaintext) and a manifest naming its KMIP key, to -o FILE or standard output", exportCmd},
+		{"import", "FILE NAME", "make volume NAME from an export (FILE or - for standard input) on any host whose KMIP identity may fetch its key; it gets a key of its own", importCmd},
 		{"decommission", "NODE", "revoke (key compromise) and destroy on the KMIP server the keys of every volume NODE created", decommission},
 		{"audit verify", "[FILE]", "check an audit trail: its lines, its hash chain and the heads anchored on the KMIP server", auditVerify},
 		{"report", "", "compliance report: every volume's key, its age against the rotation limit, tenant, integrity, where it is open, and whether the audit trail verifies", report},

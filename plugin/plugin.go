@@ -105,6 +105,7 @@ func New(m Manager, log logrus.FieldLogger, o Options) *Driver {
 func (d *Driver) Handler() *dv.Handler {
 	h := dv.NewHandler(d)
 	d.serveAdmin(h)
+	d.serveTransfer(h)
 	return h
 }
 

@@ -146,23 +146,7 @@ func (m *Manager) takeOverHeader(ctx context.Context, name, from string, src lvm
 		return err
 	}
 	defer srcKey.Wipe()
-	slot, err := h.FreeSlot()
-	if err != nil {
-		return err
-	}
-	if err := m.crypt.AddKey(ctx, dev, srcKey.Bytes(), key, slot); err != nil {
-		return err
-	}
-	srcKey.Wipe()
-	if err := m.crypt.SetToken(ctx, dev, h.TokenID, luks.Token{KeyID: keyID, Volume: name}, slot); err != nil {
-		return err
-	}
-	for _, s := range h.SlotIDs {
-		if err := m.crypt.KillSlot(ctx, dev, s); err != nil {
-			return err
-		}
-	}
-	return nil
+	return m.takeOver(ctx, dev, h, srcKey.Bytes(), keyID, key, name)
 }
 
 // makeClone makes the clone's LV: a thin snapshot of the source, whose

@@ -152,19 +152,7 @@ func (m *Manager) legacyKeyName(name string) string { return "cryptvol/" + m.cfg
 func (m *Manager) create(ctx context.Context, name string, o options.Options, src lvm.LV, keyName string, log logrus.FieldLogger) (err error) {
 	rb := &rollback{op: "create", name: name, log: log}
 	defer func() {
-		failed := rb.finish(ctx, &err, recover())
-		if err == nil {
-			return
-		}
-		if len(failed) > 0 {
-			err = fmt.Errorf("%w (cleanup incomplete, it will be retried at the next create of this name or plugin start: %s)", err, strings.Join(failed, "; "))
-			return
-		}
-		if jerr := m.st.Update(func(s *journal.State) {
-			s.Creating = journal.Without(s.Creating, journal.Entry{Volume: name, KeyName: keyName, Tenant: o.Tenant})
-		}); jerr != nil {
-			log.WithError(jerr).Warn("failed create undone but its journal entry could not be cleared")
-		}
+		err = m.endCreate(ctx, rb, err, recover(), journal.Entry{Volume: name, KeyName: keyName, Tenant: o.Tenant}, false, log)
 	}()
 
 	rb.at("KMIP key creation")
@@ -199,6 +187,23 @@ func (m *Manager) create(ctx context.Context, name string, o options.Options, sr
 	}
 	rb.at("LV deactivation and marking the volume complete")
 	return m.lvm.DeactivateAndTag(ctx, lvName(name), TagReady)
+}
+
+// endCreate ends a create's steps (Create's, Import's): a failure or
+// panic is undone (rollback.go), and the journal entry e is cleared once
+// the undo completed or, with clear, once the create succeeded.
+func (m *Manager) endCreate(ctx context.Context, rb *rollback, err error, recovered any, e journal.Entry, clear bool, log logrus.FieldLogger) error {
+	failed := rb.finish(ctx, &err, recovered)
+	switch {
+	case err == nil && !clear:
+		return nil
+	case err != nil && len(failed) > 0:
+		return fmt.Errorf("%w (cleanup incomplete, it will be retried at the next create of this name or plugin start: %s)", err, strings.Join(failed, "; "))
+	}
+	if jerr := m.st.Update(func(s *journal.State) { s.Creating = journal.Without(s.Creating, e) }); jerr != nil {
+		log.WithError(jerr).Warn("the create's journal entry could not be cleared; the next start drops it")
+	}
+	return err
 }
 
 // makeFresh makes a new volume's LV, header and filesystem, and closes

@@ -132,6 +132,9 @@ type Filesystems interface {
 	// consistent on its device; Thaw lets them go on.
 	Freeze(target string) error
 	Thaw(target string) error
+	// OpenDevice opens the block device dev for an export's reads, or for
+	// an import's writes, exclusively (nothing else may hold it).
+	OpenDevice(dev string, write bool) (mount.Device, error)
 	// WatchMounts calls changed after each change of the mount table
 	// MountedDevice reads, until ctx ends (nil) or watching fails.
 	WatchMounts(ctx context.Context, changed func()) error

@@ -11,6 +11,9 @@
 //   - The undo window for removes (Config.RemoveGrace): trash.go (a remove
 //     into the trash, its listing, the sweeper's purge), trashrestore.go
 //     (Restore, onto a new key).
+//   - Moving a volume: export.go (Export: its header and ciphertext as a
+//     stream, package export), import.go (Import: a volume from a stream,
+//     onto a key of its own).
 //   - Recovery: reconcile.go (start-up), sweep.go (what lingers, stale
 //     mount IDs), restore.go (the plugin's own mount put back), close.go
 //     (closing what nothing should hold), rollback.go (undo on failure),
@@ -148,7 +151,9 @@
 //  4. A volume nothing can hold, an inactive LV or, on a single host, an
 //     active one with nothing mounted and no mapping (at rest), has stale
 //     mount IDs: they are dropped; the LV is left as it is.
-//  5. An active volume mounted here as recorded is left alone (its IDs are
+//  5. A filesystem mounted here is thawed first (5a: a crash during an
+//     export's or a clone's freeze leaves it frozen). An active volume
+//     mounted here as recorded is left alone (its IDs are
 //     suspect: the sweep probes them). Otherwise it is released: held by the kernel,
 //     it is mounted again for its containers (IDs kept) or lingers (no IDs);
 //     not held, its IDs were stale and are dropped and it is taken down

@@ -46,6 +46,7 @@ type world struct {
 	fsSize   map[string]uint64      // LV name -> bytes its filesystem spans
 	fsUsed   map[string]uint64      // LV name -> bytes its filesystem has in use
 	fsUUID   map[string]string      // LV name -> its filesystem's UUID (a snapshot's is its origin's)
+	contents map[string]string      // LV name -> what a test wrote into its filesystem (carried by snapshots and exports)
 	mapSize  map[string]uint64      // mapping name -> bytes it maps
 	mappings map[string]string      // mapping name -> LV name
 	openOpts map[string]luks.OpenOptions
@@ -147,6 +148,7 @@ func newWorld(t testing.TB) *world {
 		fsSize:       map[string]uint64{},
 		fsUsed:       map[string]uint64{},
 		fsUUID:       map[string]string{},
+		contents:     map[string]string{},
 		mapSize:      map[string]uint64{},
 		mappings:     map[string]string{},
 		openOpts:     map[string]luks.OpenOptions{},
@@ -421,6 +423,7 @@ func (f fakeLVM) Snapshot(ctx context.Context, origin, name string, tags []strin
 		w.headers[name] = &cp
 	}
 	w.fsMade[name], w.fsSize[name], w.fsUUID[name] = w.fsMade[origin], w.fsSize[origin], w.fsUUID[origin]
+	w.contents[name] = w.contents[origin]
 	return nil
 }
 
@@ -513,6 +516,7 @@ func (f fakeLVM) RemoveLV(ctx context.Context, name string) error {
 	delete(w.lvs, name)
 	delete(w.headers, name)
 	delete(w.fsMade, name)
+	delete(w.contents, name)
 	return nil
 }
 
@@ -559,7 +563,7 @@ func (f fakeLVM) Rename(ctx context.Context, from, to string) error {
 			}
 		}
 	}
-	for _, m := range []any{w.headers, w.fsMade, w.fsSize, w.fsUsed, w.fsUUID, w.layout, w.oldLayout} {
+	for _, m := range []any{w.headers, w.fsMade, w.fsSize, w.fsUsed, w.fsUUID, w.contents, w.layout, w.oldLayout} {
 		move(m)
 	}
 	for mapping, l := range w.mappings {

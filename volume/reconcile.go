@@ -223,6 +223,15 @@ func (m *Manager) reconcileVolume(ctx context.Context, name string, lv lvm.LV, r
 	if err != nil {
 		return true, wrap(err)
 	}
+	if mounted {
+		// Rule 5a: a filesystem frozen for an export or a clone's
+		// snapshot stays frozen when the plugin dies meanwhile (the
+		// kernel keeps a freeze until it is thawed), and its writers wait:
+		// thawed. Thawing one that is not frozen does nothing.
+		if err := m.fs.Thaw(m.mountpoint(name)); err != nil {
+			log.WithError(err).Warn("could not thaw the volume's filesystem; its writers may wait until it is thawed (fsfreeze -u)")
+		}
+	}
 	if m.keepsActive() && !mounted && rest == nil {
 		open, err := m.crypt.IsOpen(ctx, mappingName(name))
 		if err != nil {

@@ -167,12 +167,15 @@ func (m *Manager) readHeader(ctx context.Context, name string, lv *lvm.LV) (head
 // keyIDs adds the key ids the LV names (its LUKS token and its tag) to
 // ids. A token that names another volume is a copy of that volume's
 // header (a block-level copy or snapshot of its LV), and its key is that
-// volume's: it is never destroyed with this one. Likewise an LV with two
+// volume's: it is never destroyed with this one; so is the token of an
+// import not yet complete (tagImported), which names the exported volume
+// and its key whatever name it is imported under. Likewise an LV with two
 // key tags carries one copied from a snapshot's source (a clone cut
 // short): neither is trusted, and the clone's own key is found by its
 // create's journal instead.
 func (h header) keyIDs(ids []string, lv lvm.LV, name string) []string {
-	if h.isLUKS && h.Token != nil && h.Token.Volume == name {
+	importing := slices.Contains(lv.Tags, tagImported) && !slices.Contains(lv.Tags, TagReady)
+	if h.isLUKS && h.Token != nil && h.Token.Volume == name && !importing {
 		ids = appendUnique(ids, h.Token.KeyID)
 	}
 	var tagged []string
