@@ -69,8 +69,8 @@ unit: fmt-check
 	$(GO) test -count=1 -tags failpoints ./internal/failpoint
 	$(MAKE) --no-print-directory fuzz FUZZTIME_LUKS=20000x
 
-# Fuzz the parsing of what users type (volume names, --opt options, sizes) and of trash ids read from LV names
-# beyond the committed seed corpus (volume/options/testdata/fuzz, volume/testdata/fuzz), FUZZTIME per target, and
+# Fuzz the parsing of what users type (volume names, --opt options, sizes), of trash ids read from LV names and of
+# export files beyond the committed seed corpus (volume/options/testdata/fuzz, volume/testdata/fuzz), FUZZTIME per target, and
 # the direct open's reading of LUKS2 headers against cryptsetup's (luks/plainheader_fuzz_test.go, as root with cryptsetup; FUZZTIME_LUKS inputs: `make test` runs a bounded count,
 # `make fuzz` alone more; first the walk of every single-value edit, which -race would slow to minutes). A failing input is written to the package's testdata/fuzz: commit it with the fix.
 # The default is a count of inputs (about 10 s each here), not a duration: when a duration runs out, Go 1.26's
@@ -80,7 +80,8 @@ FUZZTIME ?= 300000x
 FUZZTIME_LUKS ?= 200000x
 FUZZ_TARGETS = ./volume/options:FuzzValidateName:$(FUZZTIME) ./volume/options:FuzzParseOptions:$(FUZZTIME) \
 	./volume/options:FuzzParseSize:$(FUZZTIME) ./luks:FuzzParseNameList:$(FUZZTIME) \
-	./volume:FuzzParseTrashID:$(FUZZTIME) ./luks:FuzzDirectOpenAgreesWithCryptsetup:$(FUZZTIME_LUKS)
+	./volume:FuzzParseTrashID:$(FUZZTIME) ./export:FuzzReader:$(FUZZTIME) \
+	./luks:FuzzDirectOpenAgreesWithCryptsetup:$(FUZZTIME_LUKS)
 .PHONY: fuzz
 fuzz:
 	@echo "go test -run TestHostDirectOpenAgreesOnEverySingleEdit ./luks"; \
