@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	"github.com/cryptvol/cryptvol/audit"
@@ -80,9 +81,10 @@ func (m *Manager) Export(ctx context.Context, name string, w io.Writer) (man exp
 	man = export.Manifest{Format: export.Format, Volume: name, SizeBytes: lv.Size, BlockSize: bs,
 		FS: tagValue(lv.Tags, tagFSPrefix), Thin: lv.Pool != "", Cipher: h.Cipher, Integrity: tagValue(lv.Tags, tagIntegrityPrefix),
 		KeyID: keyID, KeyName: keyName, VGUUID: vgUUID, Tenant: tenantOf(lv), Created: m.now().UTC(), Writer: "cryptvol " + version.Get()}
+	// A read-only snapshot takes no writes to freeze out.
 	if ok, _, err := m.mountedHere(name); err != nil {
 		return man, err
-	} else if ok {
+	} else if ok && !slices.Contains(lv.Tags, tagReadOnly) {
 		target := m.mountpoint(name)
 		if err := m.fs.Freeze(target); err != nil {
 			return man, fmt.Errorf("volume %q: freezing its filesystem for a consistent export: %w", name, err)

@@ -195,3 +195,18 @@ func TestStartThawsAFilesystemAnExportLeftFrozen(t *testing.T) {
 		t.Fatal("no crash point left the filesystem frozen: the test shows nothing")
 	}
 }
+
+// A read-only snapshot in use is exported without a freeze: nothing can
+// write to it.
+func TestExportOfAMountedReadOnlySnapshotFreezesNothing(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.ThinPool = "pool" })
+	h.mustCreate("src", map[string]string{"size": "64M"})
+	h.mustCreate("snap", map[string]string{"from": "src", "readonly": "true"})
+	h.runContainer("snap", "c1")
+	h.w.froze = nil
+	exportOf(h, "snap")
+	if len(h.w.froze) != 0 {
+		t.Errorf("froze %v for a read-only snapshot", h.w.froze)
+	}
+	h.stopContainer("snap", "c1")
+}
