@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,7 +14,6 @@ import (
 
 	"github.com/cryptvol/cryptvol/audit"
 	"github.com/cryptvol/cryptvol/keys"
-	"github.com/cryptvol/cryptvol/plugin"
 	"github.com/cryptvol/cryptvol/volume"
 )
 
@@ -46,15 +44,8 @@ func TestReportFlagsOverdueKeysAndABrokenTrail(t *testing.T) {
 	}}
 	log := logrus.New()
 	log.SetOutput(io.Discard)
-	drv := plugin.New(f, log, plugin.Options{})
 	dir := t.TempDir()
-	sock := filepath.Join(dir, "cryptvol.sock")
-	l, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go drv.Handler().Serve(l)
-	t.Cleanup(func() { l.Close() })
+	sock := servePlugin(t, f, dir)
 	trail := filepath.Join(dir, "audit.log")
 	al, err := audit.Open(audit.Options{Path: trail, Host: "node-a", MaxSize: 1 << 20, Keep: 2}, log)
 	if err != nil {

@@ -83,21 +83,28 @@ func (f *fakeVolumes) Rotate(_ context.Context, n string) (volume.Rotation, erro
 	return volume.Rotation{Volume: n, OldKeyID: old, NewKeyID: f.keys[n]}, nil
 }
 
-// rotate goes to the plugin's socket, one request per volume, and reports
-// each result; --all takes the plugin's list; a failure is exit 1 naming it.
-func TestRotateThroughThePluginSocket(t *testing.T) {
-	f := &fakeVolumes{keys: map[string]string{"a": "1", "b": "2"}}
+// servePlugin serves m as the plugin does, on a socket in dir, until the
+// test ends, and returns the socket's path.
+func servePlugin(t *testing.T, m plugin.Manager, dir string) string {
+	t.Helper()
 	log := logrus.New()
 	log.SetOutput(io.Discard)
-	drv := plugin.New(f, log, plugin.Options{})
-	sock := filepath.Join(t.TempDir(), "cryptvol.sock")
+	drv := plugin.New(m, log, plugin.Options{})
+	sock := filepath.Join(dir, "cryptvol.sock")
 	l, err := net.Listen("unix", sock)
 	if err != nil {
 		t.Fatal(err)
 	}
 	go drv.Handler().Serve(l)
 	t.Cleanup(func() { l.Close() })
-	env := map[string]string{"CRYPTVOL_SOCKET": sock}
+	return sock
+}
+
+// rotate goes to the plugin's socket, one request per volume, and reports
+// each result; --all takes the plugin's list; a failure is exit 1 naming it.
+func TestRotateThroughThePluginSocket(t *testing.T) {
+	f := &fakeVolumes{keys: map[string]string{"a": "1", "b": "2"}}
+	env := map[string]string{"CRYPTVOL_SOCKET": servePlugin(t, f, t.TempDir())}
 
 	code, out, _ := runCmd(env, "rotate", "a")
 	if code != ExitOK || !strings.Contains(out, "a: KMIP key 1 replaced by 1'") {

@@ -5,17 +5,13 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/sirupsen/logrus"
-
 	"github.com/cryptvol/cryptvol/export"
-	"github.com/cryptvol/cryptvol/plugin"
 	"github.com/cryptvol/cryptvol/volume"
 )
 
@@ -71,18 +67,8 @@ func (f *transferVolumes) Import(_ context.Context, name string, r io.Reader, re
 // new volume, and a damaged file is refused.
 func TestExportAndImportThroughThePluginSocket(t *testing.T) {
 	f := &transferVolumes{fakeVolumes: fakeVolumes{keys: map[string]string{}}}
-	log := logrus.New()
-	log.SetOutput(io.Discard)
-	drv := plugin.New(f, log, plugin.Options{})
 	dir := t.TempDir()
-	sock := filepath.Join(dir, "cryptvol.sock")
-	l, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go drv.Handler().Serve(l)
-	t.Cleanup(func() { l.Close() })
-	env := map[string]string{"CRYPTVOL_SOCKET": sock}
+	env := map[string]string{"CRYPTVOL_SOCKET": servePlugin(t, f, dir)}
 
 	out := filepath.Join(dir, "db.export")
 	code, _, errOut := runCmd(env, "export", "-o", out, "db")

@@ -189,23 +189,6 @@ func (m *Manager) create(ctx context.Context, name string, o options.Options, sr
 	return m.lvm.DeactivateAndTag(ctx, lvName(name), TagReady)
 }
 
-// endCreate ends a create's steps (Create's, Import's): a failure or
-// panic is undone (rollback.go), and the journal entry e is cleared once
-// the undo completed or, with clear, once the create succeeded.
-func (m *Manager) endCreate(ctx context.Context, rb *rollback, err error, recovered any, e journal.Entry, clear bool, log logrus.FieldLogger) error {
-	failed := rb.finish(ctx, &err, recovered)
-	switch {
-	case err == nil && !clear:
-		return nil
-	case err != nil && len(failed) > 0:
-		return fmt.Errorf("%w (cleanup incomplete, it will be retried at the next create of this name or plugin start: %s)", err, strings.Join(failed, "; "))
-	}
-	if jerr := m.st.Update(func(s *journal.State) { s.Creating = journal.Without(s.Creating, e) }); jerr != nil {
-		log.WithError(jerr).Warn("the create's journal entry could not be cleared; the next start drops it")
-	}
-	return err
-}
-
 // makeFresh makes a new volume's LV, header and filesystem, and closes
 // it; the LV is left active.
 func (m *Manager) makeFresh(ctx context.Context, rb *rollback, name string, o options.Options, keyID string, key []byte) error {
@@ -230,18 +213,8 @@ func (m *Manager) makeFresh(ctx context.Context, rb *rollback, name string, o op
 	if o.Thin {
 		req.Pool = m.cfg.ThinPool
 	}
-	// Registered before lvcreate runs: a timed-out lvcreate may still have
-	// made the LV.
-	// lvremove deactivates the LV itself; the mapping is closed first (the
-	// undo runs in reverse), as in destroy.
-	rb.add("remove LV", func(ctx context.Context) error {
-		if err := m.lvm.RemoveLV(ctx, lvName(name)); err != nil && !errors.Is(err, lvm.ErrNotFound) {
-			return err
-		}
-		return nil
-	})
 	// lvcreate activates the new LV (lvm.Client.CreateLV: --activate y).
-	if err := m.lvm.CreateLV(ctx, req); err != nil {
+	if err := m.createLV(ctx, rb, req); err != nil {
 		return err
 	}
 	dev := m.devPath(lvm.LV{Name: lvName(name)})

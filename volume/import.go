@@ -147,13 +147,7 @@ func (m *Manager) importSteps(ctx context.Context, rb *rollback, name string, rd
 	if o.Thin {
 		req.Pool = m.cfg.ThinPool
 	}
-	rb.add("remove LV", func(ctx context.Context) error {
-		if err := m.lvm.RemoveLV(ctx, lvName(name)); err != nil && !errors.Is(err, lvm.ErrNotFound) {
-			return err
-		}
-		return nil
-	})
-	if err := m.lvm.CreateLV(ctx, req); err != nil {
+	if err := m.createLV(ctx, rb, req); err != nil {
 		return "", err
 	}
 	dev := m.devPath(lvm.LV{Name: lvName(name)})

@@ -2,10 +2,15 @@ package volume
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
+
+	"github.com/sirupsen/logrus"
 
 	"github.com/cryptvol/cryptvol/internal/command"
-	"github.com/sirupsen/logrus"
+	"github.com/cryptvol/cryptvol/lvm"
+	"github.com/cryptvol/cryptvol/volume/internal/journal"
 )
 
 // rollback collects the undo steps of an operation as its steps complete.
@@ -62,4 +67,35 @@ func (r *rollback) finish(ctx context.Context, errp *error, recovered any) (fail
 		}
 	}
 	return failed
+}
+
+// createLV runs lvcreate with its undo, registered before it runs: a
+// timed-out lvcreate may still have made the LV. lvremove deactivates the
+// LV itself; the mapping is closed first (the undo runs in reverse), as in
+// destroy.
+func (m *Manager) createLV(ctx context.Context, rb *rollback, req lvm.CreateRequest) error {
+	rb.add("remove LV", func(ctx context.Context) error {
+		if err := m.lvm.RemoveLV(ctx, req.Name); err != nil && !errors.Is(err, lvm.ErrNotFound) {
+			return err
+		}
+		return nil
+	})
+	return m.lvm.CreateLV(ctx, req)
+}
+
+// endCreate ends a create's steps (Create's, Import's): a failure or
+// panic is undone (rollback.go), and the journal entry e is cleared once
+// the undo completed or, with clear, once the create succeeded.
+func (m *Manager) endCreate(ctx context.Context, rb *rollback, err error, recovered any, e journal.Entry, clear bool, log logrus.FieldLogger) error {
+	failed := rb.finish(ctx, &err, recovered)
+	switch {
+	case err == nil && !clear:
+		return nil
+	case err != nil && len(failed) > 0:
+		return fmt.Errorf("%w (cleanup incomplete, it will be retried at the next create of this name or plugin start: %s)", err, strings.Join(failed, "; "))
+	}
+	if jerr := m.st.Update(func(s *journal.State) { s.Creating = journal.Without(s.Creating, e) }); jerr != nil {
+		log.WithError(jerr).Warn("the create's journal entry could not be cleared; the next start drops it")
+	}
+	return err
 }
