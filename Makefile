@@ -158,6 +158,11 @@ test-shared: lab-prepare plugin bin/key-state
 test-shared-trash: lab-prepare build bin/key-state
 	scripts/vm/run-pair tests/shared/trash.sh
 
+# Export on one host, import on another into a volume group of its own (tests/shared/export.sh): two guests.
+.PHONY: test-shared-export
+test-shared-export: lab-prepare build bin/key-state
+	scripts/vm/run-pair tests/shared/export.sh
+
 .PHONY: test-shared-upgrade
 test-shared-upgrade: lab-prepare plugin plugin-old bin/key-state
 	scripts/vm/run-pair tests/shared/upgrade.sh

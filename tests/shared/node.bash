@@ -58,6 +58,26 @@ plug_start() {
 	return 1
 }
 
+# local_start: a second plugin on this host, on a local volume group of its own (from its data disk /dev/vda), with
+# the cluster's one KMIP identity; its socket is $lsock, its mount root $lmnt. What another site's host would be.
+lsock=/scratch/cvl/cryptvol.sock
+lmnt=/mnt/cvl
+local_start() {
+	mkdir -p /scratch/cvl
+	# shellcheck disable=SC1091
+	source /lab/pair/kmip/env
+	CRYPTVOL_VG=local$node CRYPTVOL_DEVICES=/dev/vda CRYPTVOL_NODE=$node CRYPTVOL_DEFAULT_SIZE=64M CRYPTVOL_SOCKET=$lsock \
+		CRYPTVOL_KMIP_TIMEOUT=$kmip_timeout CRYPTVOL_STATE_DIR=/scratch/cvl/state CRYPTVOL_MOUNT_ROOT=$lmnt \
+		CRYPTVOL_LOG_LEVEL=debug setsid "$repo/bin/cryptvol" >> /scratch/cvl/plugin.log 2>&1 < /dev/null &
+	for _ in $(seq 1 900); do
+		[[ $(sock=$lsock call List '{}' 2> /dev/null) == *'"Volumes"'* ]] && return 0
+		sleep 0.2
+	done
+	echo "the local plugin did not start; its log:" >&2
+	tail -30 /scratch/cvl/plugin.log >&2
+	return 1
+}
+
 # docker_up: dockerd, then the managed plugin bundle (bin/plugin) created and set for the shared group, not yet
 # enabled, as the README's install and docs/shared-volume-group.md, "Host setup", say: the host's sanlock host_id is its node number.
 docker_up() {
