@@ -15,8 +15,8 @@ source "$repo/scripts/vm/pair-lib.sh"
 source "$here/checks.bash"
 
 pair_setup
-check "node 1's plugin answers (the shared group)" 1 plug_start || finish
-check "node 2's second plugin answers, on a local volume group of its own disk" 2 local_start || finish
+check "node 1's plugin answers (the shared group)" 1 plug_start
+check "node 2's second plugin answers, on a local volume group of its own disk" 2 local_start
 
 echo "== exported on node 1, imported on node 2 into another volume group"
 check "node 1 creates xv and writes 4 MiB of random data to it" 1 \
