@@ -65,8 +65,9 @@ lmnt=/mnt/cvl
 local_start() {
 	mkdir -p /scratch/cvl
 	# lvm takes the global lock from lvmlockd to make any volume group, local ones too (lvmlockd(8), "global
-	# lock"): it lives in the shared group's lockspace, which must be started on this host first.
-	vgchange --lock-start sv > /dev/null || return 1
+	# lock"): it lives in the shared group's lockspace, which must be started on this host first. A first start
+	# fails while lvm makes the lockspace's device node (lvm/shared.go, StartLocks): once more.
+	vgchange --lock-start sv > /dev/null 2>&1 || vgchange --lock-start sv > /dev/null || return 1
 	# shellcheck disable=SC1091
 	source /lab/pair/kmip/env
 	CRYPTVOL_VG=local$node CRYPTVOL_DEVICES=/dev/vda CRYPTVOL_NODE=$node CRYPTVOL_DEFAULT_SIZE=64M CRYPTVOL_SOCKET=$lsock \
