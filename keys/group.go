@@ -48,17 +48,12 @@ func (m *KMIP) Group(ctx context.Context, group string) ([]KeyInfo, error) {
 		if err != nil || len(loc.UniqueIdentifier) == 0 {
 			return err
 		}
-		pls := make([]kmip.OperationPayload, 0, len(loc.UniqueIdentifier))
-		for _, id := range loc.UniqueIdentifier {
-			pls = append(pls, &payloads.GetAttributesRequestPayload{UniqueIdentifier: id,
-				AttributeName: []kmip.AttributeName{kmip.AttributeNameName, kmip.AttributeNameState}})
-		}
-		items, err := m.batch(ctx, pls...)
+		all, errs, err := m.attributesOf(ctx, loc.UniqueIdentifier, kmip.AttributeNameName, kmip.AttributeNameState)
 		if err != nil {
 			return err
 		}
-		for i := range items {
-			attrs, err := result[*payloads.GetAttributesResponsePayload](&items[i])
+		for i, attrs := range all {
+			err := errs[i]
 			if errors.Is(err, ErrNotFound) {
 				continue
 			}
@@ -150,18 +145,12 @@ func (m *KMIP) ObjectGroups(ctx context.Context, ids []string) (map[string]strin
 		}
 	}
 	err := m.run(ctx, "read object groups", func(ctx context.Context) error {
-		pls := make([]kmip.OperationPayload, 0, len(ids))
-		for _, id := range ids {
-			pls = append(pls, &payloads.GetAttributesRequestPayload{UniqueIdentifier: id,
-				AttributeName: []kmip.AttributeName{kmip.AttributeNameObjectGroup}})
-		}
-		items, err := m.batch(ctx, pls...)
+		all, errs, err := m.attributesOf(ctx, ids, kmip.AttributeNameObjectGroup)
 		if err != nil {
 			return err
 		}
-		for i := range items {
-			attrs, err := result[*payloads.GetAttributesResponsePayload](&items[i])
-			if err != nil {
+		for i, attrs := range all {
+			if errs[i] != nil {
 				continue
 			}
 			var gs []string

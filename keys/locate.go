@@ -183,17 +183,12 @@ func (m *KMIP) Names(ctx context.Context) (map[string][]string, error) {
 		if err != nil || len(loc.UniqueIdentifier) == 0 {
 			return err
 		}
-		pls := make([]kmip.OperationPayload, 0, len(loc.UniqueIdentifier))
-		for _, id := range loc.UniqueIdentifier {
-			pls = append(pls, &payloads.GetAttributesRequestPayload{UniqueIdentifier: id, AttributeName: []kmip.AttributeName{kmip.AttributeNameName}})
-		}
-		items, err := m.batch(ctx, pls...)
+		all, errs, err := m.attributesOf(ctx, loc.UniqueIdentifier, kmip.AttributeNameName)
 		if err != nil {
 			return err
 		}
-		for i := range items {
-			attrs, err := result[*payloads.GetAttributesResponsePayload](&items[i])
-			if err != nil {
+		for i, attrs := range all {
+			if errs[i] != nil {
 				continue // destroyed between Locate and GetAttributes
 			}
 			for _, a := range attrs.Attribute {
@@ -205,4 +200,23 @@ func (m *KMIP) Names(ctx context.Context) (map[string][]string, error) {
 		return nil
 	})
 	return out, err
+}
+
+// attributesOf asks for the attributes names of every key of ids in one
+// batched request. A key whose answer was the server's refusal has its
+// error in errs (its attributes nil); err is the request failing.
+func (m *KMIP) attributesOf(ctx context.Context, ids []string, names ...kmip.AttributeName) (attrs []*payloads.GetAttributesResponsePayload, errs []error, err error) {
+	pls := make([]kmip.OperationPayload, 0, len(ids))
+	for _, id := range ids {
+		pls = append(pls, &payloads.GetAttributesRequestPayload{UniqueIdentifier: id, AttributeName: names})
+	}
+	items, err := m.batch(ctx, pls...)
+	if err != nil {
+		return nil, nil, err
+	}
+	attrs, errs = make([]*payloads.GetAttributesResponsePayload, len(items)), make([]error, len(items))
+	for i := range items {
+		attrs[i], errs[i] = result[*payloads.GetAttributesResponsePayload](&items[i])
+	}
+	return attrs, errs, nil
 }
