@@ -2,7 +2,6 @@ package plugin
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -95,10 +94,6 @@ func (d *Driver) serveTransfer(h muxer) {
 		if err != nil {
 			res.Err = err.Error()
 		}
-		w.Header().Set("Content-Type", sdk.DefaultContentTypeV1_1)
-		if err != nil {
-			w.WriteHeader(http.StatusInternalServerError)
-		}
-		_ = json.NewEncoder(w).Encode(res)
+		sdk.EncodeResponse(w, res, err != nil)
 	})
 }

@@ -1,6 +1,7 @@
 package volume
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -108,15 +109,8 @@ func (m *Manager) Trash(ctx context.Context) ([]Trashed, error) {
 			out = append(out, t)
 		}
 	}
-	slices.SortFunc(out, func(a, b Trashed) int { return cmpTime(a.RemovedAt, b.RemovedAt, a.ID, b.ID) })
+	slices.SortFunc(out, func(a, b Trashed) int { return cmp.Or(a.RemovedAt.Compare(b.RemovedAt), strings.Compare(a.ID, b.ID)) })
 	return out, nil
-}
-
-func cmpTime(a, b time.Time, ida, idb string) int {
-	if c := a.Compare(b); c != 0 {
-		return c
-	}
-	return strings.Compare(ida, idb)
 }
 
 // removeToTrash is Remove's way with a complete volume under a grace: any
