@@ -97,6 +97,10 @@ fuzz:
 bin/key-state: $(shell find tests/keystate internal/keyscan -name '*.go' -not -name '*_test.go') go.mod go.sum
 	$(GO) build -trimpath -ldflags '-s -w' -o $@ ./tests/keystate
 
+# The CSI project's conformance suite, pinned in go.mod as a tool (tests/csi_lab_test.go runs it in the guest).
+bin/csi-sanity: go.mod go.sum
+	$(GO) build -trimpath -ldflags '-s -w' -o $@ github.com/kubernetes-csi/csi-test/v5/cmd/csi-sanity
+
 # The plugin with its failpoints live (internal/failpoint), for the lab's kill at every step.
 bin/cryptvol-failpoints: $(shell find . -name '*.go' -not -name '*_test.go' -not -path './bin/*') go.mod go.sum bin/version
 	$(GO) build -tags failpoints -trimpath -ldflags '$(LDFLAGS)' -o $@ ./cmd/cryptvol
@@ -105,7 +109,7 @@ bin/cryptvol-failpoints: $(shell find . -name '*.go' -not -name '*_test.go' -not
 bin/soak: $(shell find tests/soak -name '*.go' -not -name '*_test.go') go.mod go.sum
 	$(GO) build -trimpath -ldflags '-s -w' -o $@ ./tests/soak
 
-lab-bins: build bin/key-state bin/cryptvol-failpoints bin/soak
+lab-bins: build bin/key-state bin/cryptvol-failpoints bin/soak bin/csi-sanity
 	@rm -rf bin/lab && mkdir -p bin/lab
 	@for p in $(LAB_PKGS); do \
 		echo "go test -c -tags lab ./$$p"; \

@@ -31,18 +31,18 @@ var keyIDTagRE = regexp.MustCompile(`^[A-Za-z0-9_+.-]{1,100}$`)
 func (m *Manager) Create(ctx context.Context, name string, opts map[string]string) (err error) {
 	defer m.recordOp("volume.create", name, "", time.Now(), &err)
 	if err := options.ValidateName(name); err != nil {
-		return err
+		return ofKind(ErrInvalid, err)
 	}
 	o, err := options.Parse(opts, m.defaults())
 	if err != nil {
-		return fmt.Errorf("volume %q: %w", name, err)
+		return ofKind(ErrInvalid, fmt.Errorf("volume %q: %w", name, err))
 	}
 	// The tenant's identity is checked before anything is made.
 	if _, err := m.keysFor(o.Tenant); err != nil {
-		return fmt.Errorf("volume %q: option tenant: %w", name, err)
+		return ofKind(ErrInvalid, fmt.Errorf("volume %q: option tenant: %w", name, err))
 	}
 	if o.From == name {
-		return fmt.Errorf("volume %q: option from names the volume itself", name)
+		return ofKind(ErrInvalid, fmt.Errorf("volume %q: option from names the volume itself", name))
 	}
 	unlock := m.lockBoth(name, o.From)
 	defer unlock()
@@ -68,7 +68,7 @@ func (m *Manager) Create(ctx context.Context, name string, opts map[string]strin
 			return fmt.Errorf("volume %q: LV %s/%s exists but is not a cryptvol volume (it has no %q tag); choose another name", name, m.cfg.VG, lv.Name, TagOurs)
 		}
 		if slices.Contains(lv.Tags, TagReady) {
-			return m.compare(ctx, name, lv, o)
+			return ofKind(ErrExists, m.compare(ctx, name, lv, o))
 		}
 		// Half-made with no journal entry (damage from outside): holding
 		// the volume's lock, nobody else here is creating it; in shared
@@ -362,18 +362,18 @@ func (m *Manager) checkCapacity(ctx context.Context, name string, o options.Opti
 	min := options.MinSize(o.FS)
 	if o.Thin {
 		if size > vg.Size {
-			return vg, fmt.Errorf("volume %q: size %s is more than the whole volume group %q (%s) (allowed for a thin %s volume: %s to %s)",
-				name, options.FormatSize(o.Size), m.cfg.VG, options.FormatSize(vg.Size), o.FS, options.FormatSize(min), options.FormatSize(vg.Size))
+			return vg, ofKind(ErrNoSpace, fmt.Errorf("volume %q: size %s is more than the whole volume group %q (%s) (allowed for a thin %s volume: %s to %s)",
+				name, options.FormatSize(o.Size), m.cfg.VG, options.FormatSize(vg.Size), o.FS, options.FormatSize(min), options.FormatSize(vg.Size)))
 		}
 		return vg, m.checkPool(ctx, name, size, log)
 	}
 	if size > vg.Free {
 		if vg.Free < min {
-			return vg, fmt.Errorf("volume %q: size %s is more than volume group %q can give: only %s free, less than the %s minimum of %s",
-				name, options.FormatSize(o.Size), m.cfg.VG, options.FormatSize(vg.Free), o.FS, options.FormatSize(min))
+			return vg, ofKind(ErrNoSpace, fmt.Errorf("volume %q: size %s is more than volume group %q can give: only %s free, less than the %s minimum of %s",
+				name, options.FormatSize(o.Size), m.cfg.VG, options.FormatSize(vg.Free), o.FS, options.FormatSize(min)))
 		}
-		return vg, fmt.Errorf("volume %q: size %s is more than the %s free in volume group %q (allowed for a thick %s volume: %s to %s)",
-			name, options.FormatSize(o.Size), options.FormatSize(vg.Free), m.cfg.VG, o.FS, options.FormatSize(min), options.FormatSize(vg.Free))
+		return vg, ofKind(ErrNoSpace, fmt.Errorf("volume %q: size %s is more than the %s free in volume group %q (allowed for a thick %s volume: %s to %s)",
+			name, options.FormatSize(o.Size), options.FormatSize(vg.Free), m.cfg.VG, o.FS, options.FormatSize(min), options.FormatSize(vg.Free)))
 	}
 	return vg, nil
 }

@@ -51,8 +51,8 @@ func (m *Manager) checkPool(ctx context.Context, name string, size uint64, log l
 	}
 	m.pool.set(st, m.now())
 	if limit := m.cfg.ThinMaxFill; st.DataPercent >= limit || st.MetaPercent >= limit {
-		return fmt.Errorf("volume %q: not created, nothing was made: thin pool %s is %.2f%% full (data) and %.2f%% (metadata), at or over the %g%% limit (CRYPTVOL_THIN_MAX_FILL); extend the pool or remove volumes",
-			name, m.cfg.ThinPool, st.DataPercent, st.MetaPercent, limit)
+		return ofKind(ErrNoSpace, fmt.Errorf("volume %q: not created, nothing was made: thin pool %s is %.2f%% full (data) and %.2f%% (metadata), at or over the %g%% limit (CRYPTVOL_THIN_MAX_FILL); extend the pool or remove volumes",
+			name, m.cfg.ThinPool, st.DataPercent, st.MetaPercent, limit))
 	}
 	if oc := m.cfg.ThinMaxOvercommit; oc > 0 {
 		virt, err := m.lvm.ThinVirtualSize(ctx, m.cfg.ThinPool)
@@ -60,8 +60,8 @@ func (m *Manager) checkPool(ctx context.Context, name string, size uint64, log l
 			return fmt.Errorf("volume %q: not created, nothing was made: %w", name, err)
 		}
 		if limit := uint64(oc * float64(st.Size)); virt+size > limit {
-			return fmt.Errorf("volume %q: not created, nothing was made: thin pool %s (%s) already backs %s of thin volumes; %s more would exceed %g times its size, %s (CRYPTVOL_THIN_MAX_OVERCOMMIT)",
-				name, m.cfg.ThinPool, options.FormatSize(st.Size), options.FormatSize(virt), options.FormatSize(size), oc, options.FormatSize(limit))
+			return ofKind(ErrNoSpace, fmt.Errorf("volume %q: not created, nothing was made: thin pool %s (%s) already backs %s of thin volumes; %s more would exceed %g times its size, %s (CRYPTVOL_THIN_MAX_OVERCOMMIT)",
+				name, m.cfg.ThinPool, options.FormatSize(st.Size), options.FormatSize(virt), options.FormatSize(size), oc, options.FormatSize(limit)))
 		}
 	}
 	if size > st.Free() {

@@ -30,6 +30,9 @@ type Config struct {
 	MountRoot   string
 	StateDir    string
 	Socket      string
+	// CSISocket: also serve the Container Storage Interface on this unix
+	// socket (CSI_ENDPOINT; "": not).
+	CSISocket   string
 	NoWorkqueue bool
 	MaxCreates  int
 	LogLevel    logrus.Level
@@ -191,6 +194,10 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 			return c, fmt.Errorf("%s=%q is not an absolute path", f.env, p)
 		}
 		*f.dst = filepath.Clean(p)
+	}
+
+	if c.CSISocket, err = csiSocket(getenv); err != nil {
+		return c, err
 	}
 
 	nwq := get("CRYPTVOL_NO_WORKQUEUE", "true")

@@ -34,6 +34,7 @@ import (
 
 	"github.com/cryptvol/cryptvol/admin"
 	"github.com/cryptvol/cryptvol/audit"
+	"github.com/cryptvol/cryptvol/csi"
 	"github.com/cryptvol/cryptvol/internal/version"
 	"github.com/cryptvol/cryptvol/keys"
 	"github.com/cryptvol/cryptvol/luks"
@@ -103,9 +104,18 @@ func run() int {
 			m.DockerAttached()
 		}
 	})
+	var csiSrv *csi.Server
+	var csiFailed <-chan error
+	var csiDone <-chan struct{}
+	if cfg.CSISocket != "" {
+		if csiSrv, csiFailed, csiDone, err = startCSI(ctx, cfg, met, log); err != nil {
+			log.WithError(err).Error("start-up failed")
+			return 1
+		}
+	}
 	kmsc := make(chan *keys.KMIP, 1)
 	go func() {
-		m, kms := startUp(ctx, cfg, drv, health, met, log)
+		m, kms := startUp(ctx, cfg, drv, csiSrv, health, met, log)
 		kmsc <- kms
 		if m != nil {
 			mgr.Store(m)
@@ -113,8 +123,15 @@ func run() int {
 		}
 	}()
 
-	err = serve(ctx, drv, l, log)
+	err = serve(ctx, drv, l, csiFailed, log)
 	stop()
+	if csiDone != nil {
+		select {
+		case <-csiDone:
+		case <-time.After(drainTimeout):
+			log.Warn("CSI calls still in flight at shutdown; the next start reconciles them")
+		}
+	}
 	if kms := <-kmsc; kms != nil {
 		kms.Close()
 	}
@@ -128,14 +145,20 @@ func run() int {
 // startUp runs setup until it succeeds or ctx ends, handing the manager to
 // the driver. A failure (no volume group yet, KMIP settings) is logged and
 // answered to every request meanwhile, and retried.
-func startUp(ctx context.Context, cfg Config, drv *plugin.Driver, health *kmipHealth, met *metrics.Metrics, log logrus.FieldLogger) (*volume.Manager, *keys.KMIP) {
+func startUp(ctx context.Context, cfg Config, drv *plugin.Driver, csiSrv *csi.Server, health *kmipHealth, met *metrics.Metrics, log logrus.FieldLogger) (*volume.Manager, *keys.KMIP) {
 	wait := 5 * time.Second
 	for {
 		mgr, kms, err := setup(ctx, cfg, health, met, log)
 		if err == nil {
 			drv.Start(mgr)
+			if csiSrv != nil {
+				csiSrv.Start(mgr)
+			}
 			log.WithField("duration", time.Since(processStart).Round(time.Millisecond)).Info("ready: serving volumes")
 			return mgr, kms
+		}
+		if csiSrv != nil {
+			csiSrv.StartFailed(err)
 		}
 		var newer *volume.NewerStateError
 		if errors.As(err, &newer) {
@@ -290,11 +313,12 @@ func listen(socket string) (net.Listener, error) {
 	return l, nil
 }
 
-// serve answers the VolumeDriver API on l until ctx ends, then stops
-// accepting, waits for requests in flight and returns nil. It uses the
+// serve answers the VolumeDriver API on l until ctx ends (or the CSI
+// server, if any, fails: csiFailed), then stops accepting, waits for
+// requests in flight and returns nil. It uses the
 // helper's handler on its own listener instead of ServeUnix because
 // ServeUnix offers no way to stop.
-func serve(ctx context.Context, drv *plugin.Driver, l net.Listener, log logrus.FieldLogger) error {
+func serve(ctx context.Context, drv *plugin.Driver, l net.Listener, csiFailed <-chan error, log logrus.FieldLogger) error {
 	errc := make(chan error, 1)
 	go func() { errc <- drv.Handler().Serve(l) }()
 	log.WithField("socket", l.Addr().String()).Info("serving the Docker VolumeDriver API")
@@ -303,6 +327,9 @@ func serve(ctx context.Context, drv *plugin.Driver, l net.Listener, log logrus.F
 	case err := <-errc:
 		l.Close()
 		return err
+	case err := <-csiFailed:
+		l.Close()
+		return fmt.Errorf("serving CSI: %w", err)
 	case <-ctx.Done():
 	}
 	log.Info("stopping: no new requests; mounted volumes stay mounted for their containers")

@@ -53,7 +53,7 @@ func TestServeStopsGracefully(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go func() { done <- serve(ctx, drv, l, log) }()
+	go func() { done <- serve(ctx, drv, l, nil, log) }()
 
 	client := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
@@ -128,7 +128,7 @@ func TestNewerStateFileRefusesStartTouchingNothing(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		if m, kms := startUp(context.Background(), cfg, drv, &kmipHealth{}, nil, log); m != nil || kms != nil {
+		if m, kms := startUp(context.Background(), cfg, drv, nil, &kmipHealth{}, nil, log); m != nil || kms != nil {
 			t.Errorf("startUp gave a manager: %v %v", m, kms)
 		}
 	}()

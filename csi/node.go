@@ -1,0 +1,277 @@
+package csi
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	csipb "github.com/container-storage-interface/spec/lib/go/csi"
+	"golang.org/x/sys/unix"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/cryptvol/cryptvol/internal/command"
+	"github.com/cryptvol/cryptvol/mount"
+	"github.com/cryptvol/cryptvol/volume"
+	"github.com/cryptvol/cryptvol/volume/options"
+)
+
+// dataRoot is the directory of a volume's filesystem that every bind the
+// node makes shows: its data directory (mount/layout.go), never its root.
+const dataRoot = "/" + mount.DataDir
+
+// stageID is the mount ID a staging path holds the volume under
+// (volume.Manager counts Mounts per ID): one per staging path, the same at
+// every retry.
+func stageID(path string) string {
+	sum := sha256.Sum256([]byte(path))
+	return "csi-stage-" + hex.EncodeToString(sum[:8])
+}
+
+// NodeGetInfo: the node id names this host and its volume group, and the
+// topology is the group's.
+func (s *Server) NodeGetInfo(ctx context.Context, _ *csipb.NodeGetInfoRequest) (*csipb.NodeGetInfoResponse, error) {
+	m, err := s.manager(ctx)
+	if err != nil {
+		return nil, err
+	}
+	group, err := m.Group(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &csipb.NodeGetInfoResponse{NodeId: nodeID(s.o.Node, group), AccessibleTopology: topology(group)}, nil
+}
+
+// NodeGetCapabilities: stage and unstage (the volume opened once per node),
+// and volume statistics.
+func (s *Server) NodeGetCapabilities(context.Context, *csipb.NodeGetCapabilitiesRequest) (*csipb.NodeGetCapabilitiesResponse, error) {
+	var caps []*csipb.NodeServiceCapability
+	for _, c := range []csipb.NodeServiceCapability_RPC_Type{
+		csipb.NodeServiceCapability_RPC_STAGE_UNSTAGE_VOLUME,
+		csipb.NodeServiceCapability_RPC_GET_VOLUME_STATS,
+	} {
+		caps = append(caps, &csipb.NodeServiceCapability{Type: &csipb.NodeServiceCapability_Rpc{
+			Rpc: &csipb.NodeServiceCapability_RPC{Type: c}}})
+	}
+	return &csipb.NodeGetCapabilitiesResponse{Capabilities: caps}, nil
+}
+
+// isVolume says whether at is a bind of name's data directory.
+func isVolume(at mount.At, name string) bool {
+	return at.Device == volume.Device(name) && at.Root == dataRoot
+}
+
+// checkPath refuses a path that is not clean and absolute.
+func checkPath(kind, p string) error {
+	if p == "" {
+		return invalid("the %s is missing", kind)
+	}
+	if !filepath.IsAbs(p) || filepath.Clean(p) != p || p == "/" {
+		return invalid("the %s %q is not a clean absolute path other than /", kind, p)
+	}
+	return nil
+}
+
+// NodeStageVolume brings the volume up on this node (volume.Manager.Mount:
+// in a shared group its exclusive activation, the KMIP Get, the open and
+// the mount) and binds its data directory at the staging path.
+func (s *Server) NodeStageVolume(ctx context.Context, req *csipb.NodeStageVolumeRequest) (_ *csipb.NodeStageVolumeResponse, err error) {
+	name, stage := req.GetVolumeId(), req.GetStagingTargetPath()
+	if name == "" {
+		return nil, invalid("the volume id is missing")
+	}
+	if err := checkPath("staging target path", stage); err != nil {
+		return nil, err
+	}
+	if _, why := checkCapability(req.GetVolumeCapability()); why != "" {
+		return nil, invalid("%s", why)
+	}
+	m, err := s.manager(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer s.lock(name)()
+	at, err := s.o.Binds.MountAt(stage)
+	if err != nil {
+		return nil, err
+	}
+	if isVolume(at, name) {
+		return &csipb.NodeStageVolumeResponse{}, nil
+	}
+	if at.Device != "" {
+		return nil, status.Errorf(codes.AlreadyExists, "staging path %s has %s mounted, not volume %q", stage, at.Device, name)
+	}
+	id := stageID(stage)
+	data, err := m.Mount(ctx, name, id)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.o.Binds.Bind(ctx, volume.Device(name), data, dataRoot, stage, false); err != nil {
+		cctx, cancel := command.CleanupContext(ctx)
+		defer cancel()
+		if uerr := m.Unmount(cctx, name, id); uerr != nil {
+			err = errors.Join(err, fmt.Errorf("undoing the mount: %w", uerr))
+		}
+		return nil, fmt.Errorf("volume %q: staging at %s: %w", name, stage, err)
+	}
+	return &csipb.NodeStageVolumeResponse{}, nil
+}
+
+// NodeUnstageVolume unbinds the staging path and releases the staging
+// path's mount: the last release closes the volume and, in a shared group,
+// deactivates its LV. A volume still published here stays open (the
+// kernel refuses to close what a bind holds) until its last bind goes.
+func (s *Server) NodeUnstageVolume(ctx context.Context, req *csipb.NodeUnstageVolumeRequest) (*csipb.NodeUnstageVolumeResponse, error) {
+	name, stage := req.GetVolumeId(), req.GetStagingTargetPath()
+	if name == "" {
+		return nil, invalid("the volume id is missing")
+	}
+	if err := checkPath("staging target path", stage); err != nil {
+		return nil, err
+	}
+	if err := options.ValidateName(name); err != nil {
+		return nil, status.Errorf(codes.NotFound, "%v", err)
+	}
+	m, err := s.manager(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer s.lock(name)()
+	if err := s.unbind(ctx, name, stage); err != nil {
+		return nil, err
+	}
+	if err := m.Unmount(ctx, name, stageID(stage)); err != nil {
+		return nil, err
+	}
+	return &csipb.NodeUnstageVolumeResponse{}, nil
+}
+
+// unbind unmounts the volume's bind at path; nothing mounted there is
+// success, anything else mounted there is refused, never unmounted.
+func (s *Server) unbind(ctx context.Context, name, path string) error {
+	at, err := s.o.Binds.MountAt(path)
+	if err != nil {
+		return err
+	}
+	switch {
+	case at.Device == "":
+		return nil
+	case !isVolume(at, name):
+		return status.Errorf(codes.FailedPrecondition, "%s has %s (%s) mounted, not volume %q; left alone", path, at.Device, at.Root, name)
+	}
+	return s.o.Binds.Unmount(ctx, path)
+}
+
+// NodePublishVolume binds the staged volume at the target path, read-only
+// if asked. The target is created here and removed by the unpublish: it
+// exists only while it is the volume, but for the moments of this call
+// before the bind shows in the mount table, and nothing is handed the
+// path before this call returns.
+func (s *Server) NodePublishVolume(ctx context.Context, req *csipb.NodePublishVolumeRequest) (*csipb.NodePublishVolumeResponse, error) {
+	name, stage, target := req.GetVolumeId(), req.GetStagingTargetPath(), req.GetTargetPath()
+	if name == "" {
+		return nil, invalid("the volume id is missing")
+	}
+	if err := checkPath("target path", target); err != nil {
+		return nil, err
+	}
+	if _, why := checkCapability(req.GetVolumeCapability()); why != "" {
+		return nil, invalid("%s", why)
+	}
+	if stage == "" {
+		return nil, status.Errorf(codes.FailedPrecondition, "volume %q has no staging path: NodeStageVolume first", name)
+	}
+	if err := checkPath("staging target path", stage); err != nil {
+		return nil, err
+	}
+	ro := req.GetReadonly() || req.GetVolumeCapability().GetAccessMode().GetMode() == csipb.VolumeCapability_AccessMode_SINGLE_NODE_READER_ONLY
+	if _, err := s.manager(ctx); err != nil {
+		return nil, err
+	}
+	defer s.lock(name)()
+	st, err := s.o.Binds.MountAt(stage)
+	if err != nil {
+		return nil, err
+	}
+	if !isVolume(st, name) {
+		return nil, status.Errorf(codes.FailedPrecondition, "volume %q is not staged at %s: NodeStageVolume first", name, stage)
+	}
+	at, err := s.o.Binds.MountAt(target)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case isVolume(at, name) && at.ReadOnly == ro:
+		return &csipb.NodePublishVolumeResponse{}, nil
+	case isVolume(at, name):
+		return nil, status.Errorf(codes.AlreadyExists, "volume %q is published at %s with read-only %t, asked %t", name, target, at.ReadOnly, ro)
+	case at.Device != "":
+		return nil, status.Errorf(codes.AlreadyExists, "target path %s has %s mounted, not volume %q", target, at.Device, name)
+	}
+	if err := s.o.Binds.Bind(ctx, volume.Device(name), stage, dataRoot, target, ro); err != nil {
+		// Bind made the target if it was missing; an empty directory
+		// goes, anything else stays for someone to look at.
+		_ = os.Remove(target)
+		return nil, fmt.Errorf("volume %q: publishing at %s: %w", name, target, err)
+	}
+	return &csipb.NodePublishVolumeResponse{}, nil
+}
+
+// NodeUnpublishVolume unbinds the target path and removes it.
+func (s *Server) NodeUnpublishVolume(ctx context.Context, req *csipb.NodeUnpublishVolumeRequest) (*csipb.NodeUnpublishVolumeResponse, error) {
+	name, target := req.GetVolumeId(), req.GetTargetPath()
+	if name == "" {
+		return nil, invalid("the volume id is missing")
+	}
+	if err := checkPath("target path", target); err != nil {
+		return nil, err
+	}
+	defer s.lock(name)()
+	if err := s.unbind(ctx, name, target); err != nil {
+		return nil, err
+	}
+	if err := os.Remove(target); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("volume %q: unpublished, but removing %s: %w", name, target, err)
+	}
+	return &csipb.NodeUnpublishVolumeResponse{}, nil
+}
+
+// NodeGetVolumeStats reports the filesystem's use as seen at a path where
+// the volume is staged or published.
+func (s *Server) NodeGetVolumeStats(ctx context.Context, req *csipb.NodeGetVolumeStatsRequest) (*csipb.NodeGetVolumeStatsResponse, error) {
+	name, path := req.GetVolumeId(), req.GetVolumePath()
+	if name == "" {
+		return nil, invalid("the volume id is missing")
+	}
+	if err := checkPath("volume path", path); err != nil {
+		return nil, err
+	}
+	m, err := s.manager(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := m.Get(ctx, name); err != nil {
+		return nil, err
+	}
+	at, err := s.o.Binds.MountAt(path)
+	if err != nil {
+		return nil, err
+	}
+	if !isVolume(at, name) {
+		return nil, status.Errorf(codes.NotFound, "volume %q is not staged or published at %s", name, path)
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(path, &st); err != nil {
+		return nil, fmt.Errorf("volume %q: statfs %s: %w", name, path, err)
+	}
+	bs := uint64(st.Bsize)
+	return &csipb.NodeGetVolumeStatsResponse{Usage: []*csipb.VolumeUsage{
+		{Unit: csipb.VolumeUsage_BYTES, Total: int64(st.Blocks * bs), Available: int64(st.Bavail * bs), Used: int64((st.Blocks - st.Bfree) * bs)},
+		{Unit: csipb.VolumeUsage_INODES, Total: int64(st.Files), Available: int64(st.Ffree), Used: int64(st.Files - st.Ffree)},
+	}}, nil
+}
