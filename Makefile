@@ -30,6 +30,12 @@ bin/cryptvol: $(shell find . -name '*.go' -not -name '*_test.go' -not -path './b
 plugin: build
 	scripts/plugin/build
 
+# The CSI bundle (bin/plugin-csi) for Swarm cluster volumes: `docker plugin create cryptvol-csi bin/plugin-csi`
+# (scripts/plugin/build-csi says how it differs; docs/csi.md how to use it).
+.PHONY: plugin-csi
+plugin-csi: plugin
+	scripts/plugin/build-csi
+
 # The release a user downloads: bin/release/cryptvol-plugin-VERSION.tar.gz (config.json and rootfs/, what
 # `docker plugin create` takes), its SHA-256 in sha256sum's format, and an inventory of what it holds (Go modules,
 # Debian packages; scripts/release/inventory). The tarball is reproducible from the same bundle: names sorted, every
@@ -137,7 +143,7 @@ bin/plugin-old/config.json:
 # The VM stage: lab guests, one per host core at a time (scripts/vm/test-stage): "shared" first (two guests that
 # share a disk: a shared volume group's volumes moving between hosts, tests/shared/pair.sh), then the longest first:
 # "docker26" (contract.sh, failclosed.sh, upgrade.sh and a soak under Debian trixie's Docker 26.1,
-# scripts/vm/docker-trixie), "e2e" (contract.sh, docker.sh, failclosed.sh and a soak under Debian bookworm's
+# scripts/vm/docker-debian trixie), "e2e" (contract.sh, docker.sh, failclosed.sh and a soak under Debian bookworm's
 # Docker 20.10; scripts/vm/lab-tests says why each runs where), "main" (kernel smoke, the Go lab tests) and "faults" (SIGKILL of the plugin at every step, then 50 concurrent volumes).
 vm-test: lab-prepare lab-bins plugin plugin-old
 	scripts/vm/test-stage
@@ -167,6 +173,11 @@ test-shared-trash: lab-prepare build bin/key-state
 test-shared-export: lab-prepare build bin/key-state
 	scripts/vm/run-pair tests/shared/export.sh
 
+# Swarm cluster volumes through the CSI bundle on two hosts under Docker 28.5 (tests/shared/csi.sh): two guests.
+.PHONY: test-shared-csi
+test-shared-csi: lab-prepare plugin-csi bin/key-state
+	scripts/vm/run-pair tests/shared/csi.sh
+
 .PHONY: test-shared-upgrade
 test-shared-upgrade: lab-prepare plugin plugin-old bin/key-state
 	scripts/vm/run-pair tests/shared/upgrade.sh
@@ -182,10 +193,10 @@ soak: lab-prepare plugin bin/key-state bin/soak
 	LAB_SOAK_SEED=$(SOAK_SEED) LAB_SOAK_MINUTES=$(SOAK_MINUTES) \
 		LAB_TIMEOUT=$${LAB_TIMEOUT:-$$((2400 + 90 * $(SOAK_MINUTES)))} scripts/vm/test-stage soak
 
-# The story, end to end, in a fresh lab guest under Docker 26.1 (Debian trixie's, scripts/vm/docker-trixie, as
+# The story, end to end, in a fresh lab guest under Docker 26.1 (Debian trixie's, scripts/vm/docker-debian trixie, as
 # the soak and the docker26 part of the VM stage run it).
 demo: lab-prepare plugin bin/key-state
-	LAB_DOCKER_ROOT=$$(scripts/vm/docker-trixie) && export LAB_DOCKER_ROOT && scripts/vm/run scripts/demo-guest
+	LAB_DOCKER_ROOT=$$(scripts/vm/docker-debian trixie) && export LAB_DOCKER_ROOT && scripts/vm/run scripts/demo-guest
 
 vm-shell: lab-prepare build
 	scripts/vm/run --shell

@@ -471,6 +471,8 @@ func TestVolumeStatsOnlyWhereTheVolumeIs(t *testing.T) {
 	wantCode(t, err, codes.NotFound, "no such volume")
 	_, err = s.NodeGetVolumeStats(ctx, &csipb.NodeGetVolumeStatsRequest{VolumeId: "v", VolumePath: dir})
 	wantCode(t, err, codes.NotFound, "not staged or published")
+	_, err = s.NodeGetVolumeStats(ctx, &csipb.NodeGetVolumeStatsRequest{VolumeId: "v", VolumePath: "some/path"})
+	wantCode(t, err, codes.NotFound, "not staged or published")
 	b.table[dir] = mount.At{Device: volume.Device("v"), Root: "/data"}
 	r, err := s.NodeGetVolumeStats(ctx, &csipb.NodeGetVolumeStatsRequest{VolumeId: "v", VolumePath: dir})
 	if err != nil || len(r.GetUsage()) != 2 || r.GetUsage()[0].GetTotal() <= 0 {

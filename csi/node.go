@@ -248,8 +248,8 @@ func (s *Server) NodeGetVolumeStats(ctx context.Context, req *csipb.NodeGetVolum
 	if name == "" {
 		return nil, invalid("the volume id is missing")
 	}
-	if err := checkPath("volume path", path); err != nil {
-		return nil, err
+	if path == "" {
+		return nil, invalid("the volume path is missing")
 	}
 	m, err := s.manager(ctx)
 	if err != nil {
@@ -258,9 +258,13 @@ func (s *Server) NodeGetVolumeStats(ctx context.Context, req *csipb.NodeGetVolum
 	if _, err := m.Get(ctx, name); err != nil {
 		return nil, err
 	}
-	at, err := s.o.Binds.MountAt(path)
-	if err != nil {
-		return nil, err
+	// A path that is not clean and absolute is no path the volume was
+	// staged or published at: NOT_FOUND, as the spec has it.
+	var at mount.At
+	if checkPath("volume path", path) == nil {
+		if at, err = s.o.Binds.MountAt(path); err != nil {
+			return nil, err
+		}
 	}
 	if !isVolume(at, name) {
 		return nil, status.Errorf(codes.NotFound, "volume %q is not staged or published at %s", name, path)

@@ -147,11 +147,11 @@ func TestLabCSIVolumeLife(t *testing.T) {
 	assertGone(t, p, name)
 
 	cv, err := ctl.CreateVolume(c, &csipb.CreateVolumeRequest{Name: name, VolumeCapabilities: []*csipb.VolumeCapability{writer},
-		CapacityRange: &csipb.CapacityRange{RequiredBytes: 128 << 20}, Parameters: map[string]string{"fs": "xfs"}})
+		CapacityRange: &csipb.CapacityRange{RequiredBytes: 384 << 20}, Parameters: map[string]string{"fs": "xfs"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cv.GetVolume().GetVolumeId() != name || cv.GetVolume().GetCapacityBytes() != 128<<20 {
+	if cv.GetVolume().GetVolumeId() != name || cv.GetVolume().GetCapacityBytes() != 384<<20 {
 		t.Fatalf("created %v", cv.GetVolume())
 	}
 	assertDown(t, p, name)

@@ -309,3 +309,25 @@ func TestBundleEnvDefaultsAreTheCodesDefaults(t *testing.T) {
 		t.Fatalf("read %d CRYPTVOL_ entries from config.json", n)
 	}
 }
+
+func TestConfigCSIEndpoint(t *testing.T) {
+	for in, want := range map[string]string{
+		"":                                  "",
+		"unix:///run/docker/plugins/c.sock": "/run/docker/plugins/c.sock",
+		"/run/csi.sock":                     "/run/csi.sock",
+	} {
+		env := baseEnv(t)
+		env["CSI_ENDPOINT"] = in
+		c, err := load(env)
+		if err != nil || c.CSISocket != want {
+			t.Errorf("CSI_ENDPOINT=%q: socket %q, %v; want %q", in, c.CSISocket, err, want)
+		}
+	}
+	for _, bad := range []string{"tcp://127.0.0.1:10000", "unix://relative.sock", "unix:///run/../x.sock"} {
+		env := baseEnv(t)
+		env["CSI_ENDPOINT"] = bad
+		if _, err := load(env); err == nil || !strings.Contains(err.Error(), "CSI_ENDPOINT") || !strings.Contains(err.Error(), "allowed") {
+			t.Errorf("CSI_ENDPOINT=%q: %v", bad, err)
+		}
+	}
+}

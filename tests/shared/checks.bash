@@ -48,8 +48,8 @@ pair_setup() {
 	wait_up 1 && wait_up 2 || { fail "both guests up"; finish; }
 	pass "both guests up"
 	# Docker 26 for the Swarm part, unpacked on this host (the guests see its files); node.bash puts it first in PATH.
-	droot=${LAB_DOCKER_ROOT:-$("$repo/scripts/vm/docker-trixie")} && [ -x "$droot/usr/sbin/dockerd" ] ||
-		{ fail "Docker 26 (scripts/vm/docker-trixie)"; finish; }
+	droot=${LAB_DOCKER_ROOT:-$("$repo/scripts/vm/docker-debian" trixie)} && [ -x "$droot/usr/sbin/dockerd" ] ||
+		{ fail "Docker 26 (scripts/vm/docker-debian trixie)"; finish; }
 	echo "$droot" > "$PAIR_DIR/docker-root"
 	# The lock managers of both hosts at once: they are independent.
 	check2 "sanlock and lvmlockd on both hosts" "$repo/scripts/vm/shared-node" "$repo/scripts/vm/shared-node" || finish

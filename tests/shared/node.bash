@@ -10,7 +10,7 @@ mnt=/mnt/cv
 # The KMIP server shares node 2's one emulated CPU with dockerd and, early on, the managed plugin's install: a
 # create from node 1 ran out of the default 10 s once.
 kmip_timeout=30s
-# Docker 26.1 (scripts/vm/docker-trixie, unpacked on the lab's host; pair.sh names its root): Swarm's stack
+# Docker 26.1 (scripts/vm/docker-debian trixie, unpacked on the lab's host; pair.sh names its root): Swarm's stack
 # volumes need Docker 26 at least.
 if [ -f /lab/pair/docker-root ]; then
 	droot=$(cat /lab/pair/docker-root)
@@ -152,3 +152,23 @@ upgrade_to() {
 }
 # running_version: the build this host's enabled plugin runs (its bundle's config).
 running_version() { docker plugin inspect cryptvol | jq -r '.[0].Config.Env[] | select(.Name == "CRYPTVOL_VERSION") | .Value'; }
+
+# csi_up: dockerd (Docker 28.5 for tests/shared/csi.sh, whose run names its root), then the CSI bundle
+# (bin/plugin-csi) installed as cryptvol-csi for the shared group and enabled, as docs/csi.md's install says.
+csi_up() {
+	# shellcheck disable=SC1091
+	source /lab/pair/kmip/env
+	"$repo/scripts/vm/lab-docker" start &&
+		CRYPTVOL_PLUGIN_NAME=cryptvol-csi "$repo/scripts/plugin/install" "$repo/bin/plugin-csi" CRYPTVOL_VG=sv \
+			CRYPTVOL_SHARED=true CRYPTVOL_NODE="$node" CRYPTVOL_HOST_ID="${node#node}" CRYPTVOL_LOG_LEVEL=debug \
+			CRYPTVOL_KMIP_TIMEOUT=$kmip_timeout &&
+		docker plugin enable --timeout 120 cryptvol-csi
+}
+# app_says TEXT: the service app's task on this host is running and its log file says TEXT.
+app_says() {
+	local c
+	c=$(docker ps -q -f name=app. | head -1)
+	[ -n "$c" ] && docker exec "$c" cat /data/log | grep -q -- "$1"
+}
+# csi_pid: the CSI plugin's process on this host (its mount namespace holds the staged volumes).
+csi_pid() { pgrep -f '^/usr/bin/cryptvol$' | while read -r p; do grep -q CSI_ENDPOINT "/proc/$p/environ" && echo "$p"; done | head -1; }
