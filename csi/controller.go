@@ -128,7 +128,7 @@ func (s *Server) DeleteVolume(ctx context.Context, req *csipb.DeleteVolumeReques
 }
 
 // ControllerPublishVolume checks that the volume exists and the node is
-// one of its group's; the node itself takes the volume at stage (in a
+// one of its group's; the node itself takes the volume at publish (in a
 // shared group, lvmlockd's exclusive activation), so there is nothing to
 // record here and a publish is idempotent by construction.
 func (s *Server) ControllerPublishVolume(ctx context.Context, req *csipb.ControllerPublishVolumeRequest) (*csipb.ControllerPublishVolumeResponse, error) {

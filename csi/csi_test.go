@@ -363,14 +363,8 @@ func TestListVolumesPages(t *testing.T) {
 	wantCode(t, err, codes.Aborted, "starting token")
 }
 
-// stageAndPublish is the node's part of a volume's use.
-func stageAndPublish(t *testing.T, s *Server, name, stage, target string, ro bool) error {
-	t.Helper()
-	ctx := context.Background()
-	if _, err := s.NodeStageVolume(ctx, &csipb.NodeStageVolumeRequest{VolumeId: name, StagingTargetPath: stage, VolumeCapability: writer}); err != nil {
-		return err
-	}
-	_, err := s.NodePublishVolume(ctx, &csipb.NodePublishVolumeRequest{VolumeId: name, StagingTargetPath: stage, TargetPath: target, VolumeCapability: writer, Readonly: ro})
+func publish(s *Server, name, target string, ro bool) error {
+	_, err := s.NodePublishVolume(context.Background(), &csipb.NodePublishVolumeRequest{VolumeId: name, TargetPath: target, VolumeCapability: writer, Readonly: ro})
 	return err
 }
 
@@ -378,32 +372,23 @@ func TestNodeLifecycle(t *testing.T) {
 	s, m, b := newTestServer(t)
 	ctx := context.Background()
 	m.vols["v"] = 1 << 30
-	dir := t.TempDir()
-	stage, target := filepath.Join(dir, "staged"), filepath.Join(dir, "published")
-	if err := os.Mkdir(stage, 0o750); err != nil {
-		t.Fatal(err)
-	}
+	target := filepath.Join(t.TempDir(), "published")
 	for range 2 { // idempotent
-		if err := stageAndPublish(t, s, "v", stage, target, false); err != nil {
+		if err := publish(s, "v", target, false); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if got := m.mounts["v"][stageID(stage)]; got != 1 {
-		t.Fatalf("a repeated stage mounted %d times", got)
+	if got := m.mounts["v"][publishID(target)]; got != 1 {
+		t.Fatalf("a repeated publish mounted %d times", got)
 	}
-	want := mount.At{Device: volume.Device("v"), Root: "/data"}
-	if b.table[stage] != want || b.table[target] != want {
+	if want := (mount.At{Device: volume.Device("v"), Root: "/data"}); b.table[target] != want {
 		t.Fatalf("binds %v", b.table)
 	}
 	// The same target read-only is a conflict, not a silent success.
-	err := stageAndPublish(t, s, "v", stage, target, true)
-	wantCode(t, err, codes.AlreadyExists, "read-only")
+	wantCode(t, publish(s, "v", target, true), codes.AlreadyExists, "read-only")
 
 	for range 2 {
 		if _, err := s.NodeUnpublishVolume(ctx, &csipb.NodeUnpublishVolumeRequest{VolumeId: "v", TargetPath: target}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := s.NodeUnstageVolume(ctx, &csipb.NodeUnstageVolumeRequest{VolumeId: "v", StagingTargetPath: stage}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -415,38 +400,39 @@ func TestNodeLifecycle(t *testing.T) {
 	}
 }
 
-func TestPublishNeedsTheVolumeStaged(t *testing.T) {
+func TestPublishRefusesATargetThatIsSomethingElse(t *testing.T) {
 	s, m, b := newTestServer(t)
-	ctx := context.Background()
 	m.vols["v"] = 1 << 30
-	dir := t.TempDir()
-	stage, target := filepath.Join(dir, "staged"), filepath.Join(dir, "published")
-	// An empty staging directory is not the volume: publishing it would
-	// hand the container a directory of the host.
-	if err := os.Mkdir(stage, 0o750); err != nil {
-		t.Fatal(err)
-	}
-	_, err := s.NodePublishVolume(ctx, &csipb.NodePublishVolumeRequest{VolumeId: "v", StagingTargetPath: stage, TargetPath: target, VolumeCapability: writer})
-	wantCode(t, err, codes.FailedPrecondition, "not staged")
-	// Another filesystem mounted at the staging path is not it either.
-	b.table[stage] = mount.At{Device: "/dev/sdb1", Root: "/"}
-	_, err = s.NodePublishVolume(ctx, &csipb.NodePublishVolumeRequest{VolumeId: "v", StagingTargetPath: stage, TargetPath: target, VolumeCapability: writer})
-	wantCode(t, err, codes.FailedPrecondition, "not staged")
-	if _, err := os.Stat(target); !errors.Is(err, os.ErrNotExist) {
-		t.Fatalf("a target was made for a refused publish: %v", err)
+	target := filepath.Join(t.TempDir(), "published")
+	b.table[target] = mount.At{Device: "/dev/sdb1", Root: "/"}
+	wantCode(t, publish(s, "v", target, false), codes.AlreadyExists, "/dev/sdb1")
+	if len(m.changes) != 0 || b.table[target].Device != "/dev/sdb1" {
+		t.Fatalf("changes %v, binds %v", m.changes, b.table)
 	}
 }
 
-func TestStageUndoesTheMountWhenTheBindFails(t *testing.T) {
+func TestPublishOfAVolumeThatDoesNotExist(t *testing.T) {
+	s, _, b := newTestServer(t)
+	target := filepath.Join(t.TempDir(), "published")
+	wantCode(t, publish(s, "nosuch", target, false), codes.NotFound, "no such volume")
+	if _, err := os.Stat(target); !errors.Is(err, os.ErrNotExist) || len(b.table) != 0 {
+		t.Fatalf("a refused publish left %v, %v", err, b.table)
+	}
+}
+
+func TestPublishUndoesTheMountWhenTheBindFails(t *testing.T) {
 	s, m, b := newTestServer(t)
 	m.vols["v"] = 1 << 30
-	stage := filepath.Join(t.TempDir(), "staged")
+	target := filepath.Join(t.TempDir(), "published")
 	b.fail = errors.New("mount(2): EPERM")
-	if _, err := s.NodeStageVolume(context.Background(), &csipb.NodeStageVolumeRequest{VolumeId: "v", StagingTargetPath: stage, VolumeCapability: writer}); err == nil {
-		t.Fatal("stage succeeded")
+	if err := publish(s, "v", target, false); err == nil {
+		t.Fatal("publish succeeded")
 	}
 	if len(m.mounts) != 0 {
 		t.Fatalf("mounts left: %v", m.mounts)
+	}
+	if _, err := os.Stat(target); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("target left: %v", err)
 	}
 }
 
@@ -470,9 +456,9 @@ func TestVolumeStatsOnlyWhereTheVolumeIs(t *testing.T) {
 	_, err := s.NodeGetVolumeStats(ctx, &csipb.NodeGetVolumeStatsRequest{VolumeId: "nosuch", VolumePath: dir})
 	wantCode(t, err, codes.NotFound, "no such volume")
 	_, err = s.NodeGetVolumeStats(ctx, &csipb.NodeGetVolumeStatsRequest{VolumeId: "v", VolumePath: dir})
-	wantCode(t, err, codes.NotFound, "not staged or published")
+	wantCode(t, err, codes.NotFound, "not published")
 	_, err = s.NodeGetVolumeStats(ctx, &csipb.NodeGetVolumeStatsRequest{VolumeId: "v", VolumePath: "some/path"})
-	wantCode(t, err, codes.NotFound, "not staged or published")
+	wantCode(t, err, codes.NotFound, "not published")
 	b.table[dir] = mount.At{Device: volume.Device("v"), Root: "/data"}
 	r, err := s.NodeGetVolumeStats(ctx, &csipb.NodeGetVolumeStatsRequest{VolumeId: "v", VolumePath: dir})
 	if err != nil || len(r.GetUsage()) != 2 || r.GetUsage()[0].GetTotal() <= 0 {

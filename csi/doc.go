@@ -11,21 +11,20 @@
 //
 //   - CreateVolume, DeleteVolume: volume.Manager Create and Remove (a
 //     journaled create and remove, the key made and destroyed on KMIP).
-//   - NodeStageVolume: Mount under a mount ID of the staging path (activate,
+//   - NodePublishVolume: Mount under a mount ID of the target path (activate,
 //     KMIP Get, open, mount), then the volume's data directory bound at the
-//     staging path; NodeUnstageVolume undoes both.
-//   - NodePublishVolume: the staged bind bound again at the target path,
-//     read-only if asked; NodeUnpublishVolume unmounts and removes it.
+//     target, read-only if asked; NodeUnpublishVolume unbinds and removes the
+//     target, then releases the mount (the last release closes the volume).
+//     There is no stage: node.go, NodeGetCapabilities, says why.
 //   - ControllerPublishVolume checks that the node shares the volume's
-//     group; a node of a shared group activates the LV exclusively at stage
-//     (lvmlockd), which is what keeps a volume on one node at a time.
+//     group; a node of a shared group activates the LV exclusively at its
+//     publish (lvmlockd), which is what keeps a volume on one node at a time.
 //
-// Never a directory that is not the volume: the staging and target paths
-// are bind mounts of the data directory inside the volume's filesystem
-// (mount/layout.go), checked in the mount table to be the volume's
-// decrypted device before any call that makes one returns; a target is
-// created by the publish that binds it and removed by the unpublish that
-// unbinds it (csi/node.go).
+// Never a directory that is not the volume: a target path is a bind mount
+// of the data directory inside the volume's filesystem (mount/layout.go),
+// checked in the mount table to be the volume's decrypted device before the
+// publish returns; it is created by the publish that binds it and removed by
+// the unpublish that unbinds it (csi/node.go).
 //
 // Concurrency: the gRPC server runs calls concurrently; package volume
 // serializes the calls of one volume with its lock, and the node's binds of

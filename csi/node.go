@@ -25,12 +25,12 @@ import (
 // node makes shows: its data directory (mount/layout.go), never its root.
 const dataRoot = "/" + mount.DataDir
 
-// stageID is the mount ID a staging path holds the volume under
-// (volume.Manager counts Mounts per ID): one per staging path, the same at
-// every retry.
-func stageID(path string) string {
-	sum := sha256.Sum256([]byte(path))
-	return "csi-stage-" + hex.EncodeToString(sum[:8])
+// publishID is the mount ID a target path holds the volume under
+// (volume.Manager counts Mounts per ID): one per target, the same at every
+// retry.
+func publishID(target string) string {
+	sum := sha256.Sum256([]byte(target))
+	return "csi-" + hex.EncodeToString(sum[:8])
 }
 
 // NodeGetInfo: the node id names this host and its volume group, and the
@@ -47,12 +47,18 @@ func (s *Server) NodeGetInfo(ctx context.Context, _ *csipb.NodeGetInfoRequest) (
 	return &csipb.NodeGetInfoResponse{NodeId: nodeID(s.o.Node, group), AccessibleTopology: topology(group)}, nil
 }
 
-// NodeGetCapabilities: stage and unstage (the volume opened once per node),
-// and volume statistics.
+// NodeGetCapabilities: volume statistics. No stage and unstage: a publish
+// brings the volume up and its unpublish takes it down. Swarm's agent never
+// sends NodeUnstageVolume for a volume it staged while it runs (swarmkit
+// agent/csi/plugin/plugin.go, NodeUnstageVolume, as vendored in moby
+// v28.5.2: it returns early for a volume in its map; the fix,
+// https://github.com/moby/swarmkit/pull/3178, is not merged), which would
+// leave a staged volume open, and in a shared group held, on a node it
+// left. Offer STAGE_UNSTAGE_VOLUME again once that fix is in the Docker
+// releases cryptvol supports.
 func (s *Server) NodeGetCapabilities(context.Context, *csipb.NodeGetCapabilitiesRequest) (*csipb.NodeGetCapabilitiesResponse, error) {
 	var caps []*csipb.NodeServiceCapability
 	for _, c := range []csipb.NodeServiceCapability_RPC_Type{
-		csipb.NodeServiceCapability_RPC_STAGE_UNSTAGE_VOLUME,
 		csipb.NodeServiceCapability_RPC_GET_VOLUME_STATS,
 	} {
 		caps = append(caps, &csipb.NodeServiceCapability{Type: &csipb.NodeServiceCapability_Rpc{
@@ -77,80 +83,6 @@ func checkPath(kind, p string) error {
 	return nil
 }
 
-// NodeStageVolume brings the volume up on this node (volume.Manager.Mount:
-// in a shared group its exclusive activation, the KMIP Get, the open and
-// the mount) and binds its data directory at the staging path.
-func (s *Server) NodeStageVolume(ctx context.Context, req *csipb.NodeStageVolumeRequest) (_ *csipb.NodeStageVolumeResponse, err error) {
-	name, stage := req.GetVolumeId(), req.GetStagingTargetPath()
-	if name == "" {
-		return nil, invalid("the volume id is missing")
-	}
-	if err := checkPath("staging target path", stage); err != nil {
-		return nil, err
-	}
-	if _, why := checkCapability(req.GetVolumeCapability()); why != "" {
-		return nil, invalid("%s", why)
-	}
-	m, err := s.manager(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer s.lock(name)()
-	at, err := s.o.Binds.MountAt(stage)
-	if err != nil {
-		return nil, err
-	}
-	if isVolume(at, name) {
-		return &csipb.NodeStageVolumeResponse{}, nil
-	}
-	if at.Device != "" {
-		return nil, status.Errorf(codes.AlreadyExists, "staging path %s has %s mounted, not volume %q", stage, at.Device, name)
-	}
-	id := stageID(stage)
-	data, err := m.Mount(ctx, name, id)
-	if err != nil {
-		return nil, err
-	}
-	if err := s.o.Binds.Bind(ctx, volume.Device(name), data, dataRoot, stage, false); err != nil {
-		cctx, cancel := command.CleanupContext(ctx)
-		defer cancel()
-		if uerr := m.Unmount(cctx, name, id); uerr != nil {
-			err = errors.Join(err, fmt.Errorf("undoing the mount: %w", uerr))
-		}
-		return nil, fmt.Errorf("volume %q: staging at %s: %w", name, stage, err)
-	}
-	return &csipb.NodeStageVolumeResponse{}, nil
-}
-
-// NodeUnstageVolume unbinds the staging path and releases the staging
-// path's mount: the last release closes the volume and, in a shared group,
-// deactivates its LV. A volume still published here stays open (the
-// kernel refuses to close what a bind holds) until its last bind goes.
-func (s *Server) NodeUnstageVolume(ctx context.Context, req *csipb.NodeUnstageVolumeRequest) (*csipb.NodeUnstageVolumeResponse, error) {
-	name, stage := req.GetVolumeId(), req.GetStagingTargetPath()
-	if name == "" {
-		return nil, invalid("the volume id is missing")
-	}
-	if err := checkPath("staging target path", stage); err != nil {
-		return nil, err
-	}
-	if err := options.ValidateName(name); err != nil {
-		return nil, status.Errorf(codes.NotFound, "%v", err)
-	}
-	m, err := s.manager(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer s.lock(name)()
-	if err := s.unbind(ctx, name, stage); err != nil {
-		return nil, err
-	}
-	if err := m.Unmount(ctx, name, stageID(stage)); err != nil {
-		return nil, err
-	}
-	return &csipb.NodeUnstageVolumeResponse{}, nil
-}
-
 // unbind unmounts the volume's bind at path; nothing mounted there is
 // success, anything else mounted there is refused, never unmounted.
 func (s *Server) unbind(ctx context.Context, name, path string) error {
@@ -167,13 +99,15 @@ func (s *Server) unbind(ctx context.Context, name, path string) error {
 	return s.o.Binds.Unmount(ctx, path)
 }
 
-// NodePublishVolume binds the staged volume at the target path, read-only
-// if asked. The target is created here and removed by the unpublish: it
-// exists only while it is the volume, but for the moments of this call
-// before the bind shows in the mount table, and nothing is handed the
-// path before this call returns.
+// NodePublishVolume brings the volume up on this node (volume.Manager.Mount
+// under the target's mount ID: in a shared group its exclusive activation,
+// then the KMIP Get, the open and the mount) and binds its data directory
+// at the target path, read-only if asked. The target is created here and
+// removed by the unpublish: it exists only while it is the volume, but for
+// the moments of this call before the bind shows in the mount table, and
+// nothing is handed the path before this call returns.
 func (s *Server) NodePublishVolume(ctx context.Context, req *csipb.NodePublishVolumeRequest) (*csipb.NodePublishVolumeResponse, error) {
-	name, stage, target := req.GetVolumeId(), req.GetStagingTargetPath(), req.GetTargetPath()
+	name, target := req.GetVolumeId(), req.GetTargetPath()
 	if name == "" {
 		return nil, invalid("the volume id is missing")
 	}
@@ -183,24 +117,12 @@ func (s *Server) NodePublishVolume(ctx context.Context, req *csipb.NodePublishVo
 	if _, why := checkCapability(req.GetVolumeCapability()); why != "" {
 		return nil, invalid("%s", why)
 	}
-	if stage == "" {
-		return nil, status.Errorf(codes.FailedPrecondition, "volume %q has no staging path: NodeStageVolume first", name)
-	}
-	if err := checkPath("staging target path", stage); err != nil {
-		return nil, err
-	}
 	ro := req.GetReadonly() || req.GetVolumeCapability().GetAccessMode().GetMode() == csipb.VolumeCapability_AccessMode_SINGLE_NODE_READER_ONLY
-	if _, err := s.manager(ctx); err != nil {
-		return nil, err
-	}
-	defer s.lock(name)()
-	st, err := s.o.Binds.MountAt(stage)
+	m, err := s.manager(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if !isVolume(st, name) {
-		return nil, status.Errorf(codes.FailedPrecondition, "volume %q is not staged at %s: NodeStageVolume first", name, stage)
-	}
+	defer s.lock(name)()
 	at, err := s.o.Binds.MountAt(target)
 	if err != nil {
 		return nil, err
@@ -213,22 +135,41 @@ func (s *Server) NodePublishVolume(ctx context.Context, req *csipb.NodePublishVo
 	case at.Device != "":
 		return nil, status.Errorf(codes.AlreadyExists, "target path %s has %s mounted, not volume %q", target, at.Device, name)
 	}
-	if err := s.o.Binds.Bind(ctx, volume.Device(name), stage, dataRoot, target, ro); err != nil {
+	id := publishID(target)
+	data, err := m.Mount(ctx, name, id)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.o.Binds.Bind(ctx, volume.Device(name), data, dataRoot, target, ro); err != nil {
 		// Bind made the target if it was missing; an empty directory
 		// goes, anything else stays for someone to look at.
 		_ = os.Remove(target)
+		cctx, cancel := command.CleanupContext(ctx)
+		defer cancel()
+		if uerr := m.Unmount(cctx, name, id); uerr != nil {
+			err = errors.Join(err, fmt.Errorf("undoing the mount: %w", uerr))
+		}
 		return nil, fmt.Errorf("volume %q: publishing at %s: %w", name, target, err)
 	}
 	return &csipb.NodePublishVolumeResponse{}, nil
 }
 
-// NodeUnpublishVolume unbinds the target path and removes it.
+// NodeUnpublishVolume unbinds the target path, removes it and releases the
+// target's mount: the last release closes the volume and, in a shared
+// group, deactivates its LV, so that another node can take it.
 func (s *Server) NodeUnpublishVolume(ctx context.Context, req *csipb.NodeUnpublishVolumeRequest) (*csipb.NodeUnpublishVolumeResponse, error) {
 	name, target := req.GetVolumeId(), req.GetTargetPath()
 	if name == "" {
 		return nil, invalid("the volume id is missing")
 	}
 	if err := checkPath("target path", target); err != nil {
+		return nil, err
+	}
+	if err := options.ValidateName(name); err != nil {
+		return nil, status.Errorf(codes.NotFound, "%v", err)
+	}
+	m, err := s.manager(ctx)
+	if err != nil {
 		return nil, err
 	}
 	defer s.lock(name)()
@@ -238,11 +179,14 @@ func (s *Server) NodeUnpublishVolume(ctx context.Context, req *csipb.NodeUnpubli
 	if err := os.Remove(target); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("volume %q: unpublished, but removing %s: %w", name, target, err)
 	}
+	if err := m.Unmount(ctx, name, publishID(target)); err != nil {
+		return nil, err
+	}
 	return &csipb.NodeUnpublishVolumeResponse{}, nil
 }
 
 // NodeGetVolumeStats reports the filesystem's use as seen at a path where
-// the volume is staged or published.
+// the volume is published.
 func (s *Server) NodeGetVolumeStats(ctx context.Context, req *csipb.NodeGetVolumeStatsRequest) (*csipb.NodeGetVolumeStatsResponse, error) {
 	name, path := req.GetVolumeId(), req.GetVolumePath()
 	if name == "" {
@@ -259,7 +203,7 @@ func (s *Server) NodeGetVolumeStats(ctx context.Context, req *csipb.NodeGetVolum
 		return nil, err
 	}
 	// A path that is not clean and absolute is no path the volume was
-	// staged or published at: NOT_FOUND, as the spec has it.
+	// published at: NOT_FOUND, as the spec has it.
 	var at mount.At
 	if checkPath("volume path", path) == nil {
 		if at, err = s.o.Binds.MountAt(path); err != nil {
@@ -267,7 +211,7 @@ func (s *Server) NodeGetVolumeStats(ctx context.Context, req *csipb.NodeGetVolum
 		}
 	}
 	if !isVolume(at, name) {
-		return nil, status.Errorf(codes.NotFound, "volume %q is not staged or published at %s", name, path)
+		return nil, status.Errorf(codes.NotFound, "volume %q is not published at %s", name, path)
 	}
 	var st unix.Statfs_t
 	if err := unix.Statfs(path, &st); err != nil {
