@@ -67,10 +67,10 @@ func New(src Sources) *Metrics {
 	m := &Metrics{
 		reg: prometheus.NewRegistry(),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "cryptvol_requests_total", Help: "Docker VolumeDriver and admin requests served, by call and result (ok, error).",
+			Name: "cryptvol_requests_total", Help: "Docker VolumeDriver, CSI (call csi.METHOD) and admin requests served, by call and result (ok, error).",
 		}, []string{"call", "result"}),
 		requestDur: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "cryptvol_request_duration_seconds", Help: "Time to answer a Docker VolumeDriver or admin request, by call.",
+			Name: "cryptvol_request_duration_seconds", Help: "Time to answer a Docker VolumeDriver, CSI or admin request, by call.",
 			Buckets: []float64{.001, .005, .02, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120},
 		}, []string{"call"}),
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{

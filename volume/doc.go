@@ -23,6 +23,9 @@
 //     (decommission's Object Groups).
 //   - Policy: pool.go (thin pool limits), turns.go (creates at once),
 //     binding.go (which key may open a volume), shared.go (a shared VG).
+//   - For callers other than docker (package csi): kinds.go (the kinds of
+//     failure they tell apart), capacity.go (the group's free space, UUID,
+//     extent rounding, a volume's device).
 //   - Plumbing: manager.go (New, locks, names), deps.go (the layers below),
 //     lvview.go and lvrecord.go (LVM read into memory), audit.go (events),
 //     options/ (the user's grammar, fuzzed), internal/journal/ (the state

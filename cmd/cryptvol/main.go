@@ -215,6 +215,17 @@ func setup(ctx context.Context, cfg Config, health *kmipHealth, met *metrics.Met
 		return nil, nil, fmt.Errorf("volume group %s: %w", cfg.VG, err)
 	}
 
+	// Before reconciliation, which undoes what it takes for half-made
+	// volumes: the group's checks above only read it or make it, and in a
+	// shared group they refuse a host that takes another's name first.
+	what := fmt.Sprintf("the VolumeDriver plugin, pid %d in its PID namespace", os.Getpid())
+	if cfg.CSISocket != "" {
+		what = fmt.Sprintf("the CSI plugin, pid %d in its PID namespace", os.Getpid())
+	}
+	if err := lockGroup(cfg.VG, what); err != nil {
+		return nil, nil, fmt.Errorf("CRYPTVOL_VG=%s: %w", cfg.VG, err)
+	}
+
 	kms, err := keys.NewKMIP(cfg.KMIP, log)
 	if err != nil {
 		return nil, nil, fmt.Errorf("KMIP settings (CRYPTVOL_KMIP_*): %w", err)
