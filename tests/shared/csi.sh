@@ -5,7 +5,7 @@
 # What it shows, in this order:
 #   - both hosts report the plugin's node id (NODE@VG_UUID) to Swarm;
 #   - a cluster volume asking for block access or several nodes' writers, or with a bad option, is never made;
-#   - `docker volume create --driver cryptvol-csi --type mount --sharing none --availability active
+#   - `docker volume create --driver cryptvol-csi:latest --type mount --sharing none --availability active
 #     --required-bytes ... --opt fs=xfs` on the manager makes an xfs volume of that size in the shared group, and
 #     `docker volume rm` destroys its LV and its KMIP key;
 #   - a service with `--mount type=cluster` runs on node 1 and writes; node 1 drained, its task runs on node 2 and
@@ -45,9 +45,9 @@ check "both nodes report the plugin's node id, NODE@VG_UUID, to the manager" 2 \
 
 echo "== what cryptvol cannot give is never made"
 check "block access, several nodes writing, a bad option: refused by the plugin, no LV made" 2 \
-	'docker volume create --driver cryptvol-csi --type block --sharing none bad1 > /dev/null &&
-	 docker volume create --driver cryptvol-csi --type mount --scope multi --sharing all bad2 > /dev/null &&
-	 docker volume create --driver cryptvol-csi --type mount --sharing none --opt integrity=bogus bad3 > /dev/null || exit 1
+	'docker volume create --driver cryptvol-csi:latest --type block --sharing none bad1 > /dev/null &&
+	 docker volume create --driver cryptvol-csi:latest --type mount --scope multi --sharing all bad2 > /dev/null &&
+	 docker volume create --driver cryptvol-csi:latest --type mount --sharing none --opt integrity=bogus bad3 > /dev/null || exit 1
 	 for i in $(seq 1 60); do
 		n=$(grep -c "block access is not offered\|MULTI_NODE_MULTI_WRITER is not offered\|integrity" /scratch/dockerd.log)
 		[ "$n" -ge 3 ] && break; sleep 2
@@ -58,8 +58,8 @@ check "block access, several nodes writing, a bad option: refused by the plugin,
 	 docker volume rm bad1 bad2 bad3 > /dev/null'
 
 echo "== a cluster volume, as the README makes it"
-check "docker volume create --driver cryptvol-csi ... --required-bytes 400M --opt fs=xfs cv2: an xfs LV of 400 MiB" 2 \
-	'docker volume create --driver cryptvol-csi --type mount --sharing none --availability active --required-bytes 400M \
+check "docker volume create --driver cryptvol-csi:latest ... --required-bytes 400M --opt fs=xfs cv2: an xfs LV of 400 MiB" 2 \
+	'docker volume create --driver cryptvol-csi:latest --type mount --sharing none --availability active --required-bytes 400M \
 		--opt fs=xfs cv2 > /dev/null || exit 1
 	 for i in $(seq 1 90); do
 		info=$(docker volume inspect cv2 --format "{{json .ClusterVolume.Info}}") && [ "$(jq -r .VolumeID <<< "$info")" = cv2 ] && break
@@ -73,7 +73,7 @@ check "docker volume rm cv2 destroys its LV and its KMIP key" 2 \
 
 echo "== a service on a cluster volume moves with a drain"
 check "cv1 (ext4, 128 MiB) created" 2 \
-	'docker volume create --driver cryptvol-csi --type mount --sharing none --availability active --required-bytes 128M \
+	'docker volume create --driver cryptvol-csi:latest --type mount --sharing none --availability active --required-bytes 128M \
 		--opt fs=ext4 cv1 > /dev/null &&
 	 for i in $(seq 1 90); do [ "$(docker volume inspect cv1 --format "{{json .ClusterVolume.Info}}" | jq -r .VolumeID)" = cv1 ] && exit 0; sleep 2; done; exit 1'
 check "node 2 paused: service app, --mount type=cluster,src=cv1, is placed on node 1" 2 \
@@ -81,16 +81,15 @@ check "node 2 paused: service app, --mount type=cluster,src=cv1, is placed on no
 	 docker service create -d --name app --hostname '{{.Node.Hostname}}' --restart-delay 2s \
 		--mount type=cluster,src=cv1,dst=/data busybox:lab sh -c '$task' > /dev/null"
 check "its task runs on node 1 and writes; the volume is open on node 1" 1 \
-	'for i in $(seq 1 120); do app_says "on cryptvol-node1" && mapped cv1 && exit 0; sleep 2; done
-	 docker ps -a; grep -iE "csi|volume" /scratch/dockerd.log | tail -8 | cut -c1-400; exit 1'
+	'for i in $(seq 1 90); do app_says "on cryptvol-node1" && mapped cv1 && exit 0; sleep 2; done; docker ps -a; swarm_diag; exit 1'
 check "the manager shows cv1 published to node 1" 2 \
 	'docker volume inspect cv1 --format "{{json .ClusterVolume.PublishStatus}}" | tee /dev/stderr |
-	 jq -e --arg n "$(docker node inspect cryptvol-node1 --format "{{.ID}}")" "[.[] | select(.NodeID == \$n and .State == \"published\")] | length == 1"'
+	 jq -e --arg n "$(docker node inspect cryptvol-node1 --format "{{.ID}}")" "[.[] | select(.NodeID == \$n and .State == \"published\")] | length == 1" || { swarm_diag; exit 1; }'
 check "node 2 active, node 1 drained: the task moves to node 2 and reads what node 1 wrote" 2 \
 	'docker node update --availability active cryptvol-node2 > /dev/null &&
 	 docker node update --availability drain cryptvol-node1 > /dev/null &&
 	 for i in $(seq 1 150); do app_says "on cryptvol-node2" && app_says "on cryptvol-node1" && exit 0; sleep 2; done
-	 docker service ps --no-trunc app; exit 1'
+	 swarm_diag; exit 1'
 check "node 1: no mapping, LV inactive" 1 'for i in $(seq 1 30); do closed cv1 && exit 0; sleep 2; done; lv_state cv1; exit 1'
 
 echo "== node 1 dies holding the volume"
@@ -115,7 +114,7 @@ check "the task comes up on node 2 with what node 1 synced (once node 1 is remov
 			{ echo "after $((SECONDS)) s${removed:+, node 1 removed at $removed s}"; exit 0; }
 		if [ -z "$removed" ] && [ $SECONDS -ge 120 ]; then docker node rm --force cryptvol-node1 > /dev/null && removed=$SECONDS; fi
 		sleep 2
-	 done; docker service ps --no-trunc app; docker volume inspect cv1; exit 1'
+	 done; swarm_diag; exit 1'
 echo "== takeover: the task ran on node 2 $((SECONDS - killed)) s after node 1 was killed"
 check "fsck -n finds cv1 clean (read-only in the plugin's mount namespace for it)" 2 \
 	'p=$(csi_pid) && [ -n "$p" ] && nsenter -t "$p" -m mount -o remount,ro /mnt/volumes/cv1 &&

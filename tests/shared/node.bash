@@ -172,3 +172,9 @@ app_says() {
 }
 # csi_pid: the CSI plugin's process on this host (its mount namespace holds the staged volumes).
 csi_pid() { pgrep -f '^/usr/bin/cryptvol$' | while read -r p; do grep -q CSI_ENDPOINT "/proc/$p/environ" && echo "$p"; done | head -1; }
+# swarm_diag: what Swarm says of the service app and volume cv1, and dockerd's lines about volumes, for a failed check.
+swarm_diag() {
+	docker service ps --no-trunc app 2> /dev/null | cut -c1-300
+	docker volume inspect cv1 --format '{{json .ClusterVolume}}' 2> /dev/null | cut -c1-600
+	grep -iE 'csi|volume|publish' /scratch/dockerd.log | grep -v 'CSI call\\"\|sweep done\|NodeGetInfo' | tail -15 | cut -c1-400
+}
