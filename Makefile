@@ -103,6 +103,10 @@ fuzz:
 bin/key-state: $(shell find tests/keystate internal/keyscan -name '*.go' -not -name '*_test.go') go.mod go.sum
 	$(GO) build -trimpath -ldflags '-s -w' -o $@ ./tests/keystate
 
+# One CSI request from the command line (tests/csicall): make bench times a node publish with it.
+bin/csi-call: $(shell find tests/csicall -name '*.go') go.mod go.sum
+	$(GO) build -trimpath -ldflags '-s -w' -o $@ ./tests/csicall
+
 # The CSI project's conformance suite, pinned in go.mod as a tool (tests/csi_lab_test.go runs it in the guest).
 bin/csi-sanity: go.mod go.sum
 	$(GO) build -trimpath -ldflags '-s -w' -o $@ github.com/kubernetes-csi/csi-test/v5/cmd/csi-sanity
@@ -212,7 +216,7 @@ BENCH_SCALE ?= 200
 BENCH_RUNS ?= 3
 BENCH_PARTS ?= pbkdf fio latency docker scale
 .PHONY: bench
-bench: lab-prepare plugin
+bench: lab-prepare plugin bin/csi-call
 	@mkdir -p bin/bench
 	set -o pipefail; LAB_TIMEOUT=$${LAB_TIMEOUT:-$$((1800 + 30 * $(BENCH_SCALE)))} \
 		LAB_DISK_SIZE=$${LAB_DISK_SIZE:-$$((4 + $(BENCH_SCALE) * 32 / 1024))G} scripts/vm/run \

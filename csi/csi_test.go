@@ -127,6 +127,21 @@ func (f *fakeManager) Unmount(_ context.Context, name, id string) error {
 	return nil
 }
 
+func (f *fakeManager) Holds(name, id string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.mounts[name][id] > 0
+}
+
+func (f *fakeManager) Path(_ context.Context, name string) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.mounts[name]) == 0 {
+		return "", nil
+	}
+	return filepath.Join(f.root, name, "data"), nil
+}
+
 func (f *fakeManager) Capacity(context.Context) (uint64, error) { return 5 << 30, nil }
 func (f *fakeManager) Group(context.Context) (string, error)    { return "vg-uuid-1", nil }
 func (f *fakeManager) RoundSize(_ context.Context, n uint64) (uint64, error) {
@@ -134,11 +149,36 @@ func (f *fakeManager) RoundSize(_ context.Context, n uint64) (uint64, error) {
 	return (n + extent - 1) / extent * extent, nil
 }
 
-// fakeBinds is a mount table of binds.
+// fakeBinds is a mount table of binds, and the directories sealed.
 type fakeBinds struct {
-	mu    sync.Mutex
-	table map[string]mount.At
-	fail  error // the next Bind fails with it
+	mu      sync.Mutex
+	table   map[string]mount.At
+	sealed  map[string]bool
+	fail    error // the next Bind fails with it
+	sealErr error // every Seal fails with it
+}
+
+func (b *fakeBinds) Seal(dir string) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.sealErr != nil {
+		return b.sealErr
+	}
+	if err := os.Mkdir(dir, 0o750); err != nil && !os.IsExist(err) {
+		return err
+	}
+	if b.sealed == nil {
+		b.sealed = map[string]bool{}
+	}
+	b.sealed[dir] = true
+	return nil
+}
+
+func (b *fakeBinds) Unseal(dir string) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	delete(b.sealed, dir)
+	return nil
 }
 
 func (b *fakeBinds) MountAt(target string) (mount.At, error) {
@@ -150,8 +190,8 @@ func (b *fakeBinds) MountAt(target string) (mount.At, error) {
 func (b *fakeBinds) Bind(_ context.Context, dev, src, root, target string, ro bool) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if err := os.MkdirAll(target, 0o750); err != nil {
-		return err
+	if !b.sealed[target] {
+		return fmt.Errorf("bind over %s, which is not sealed", target)
 	}
 	if b.fail != nil {
 		err := b.fail
@@ -395,8 +435,41 @@ func TestNodeLifecycle(t *testing.T) {
 	if _, err := os.Stat(target); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("target left after unpublish: %v", err)
 	}
-	if len(b.table) != 0 || len(m.mounts) != 0 {
-		t.Fatalf("left binds %v, mounts %v", b.table, m.mounts)
+	if len(b.table) != 0 || len(m.mounts) != 0 || len(b.sealed) != 0 {
+		t.Fatalf("left binds %v, mounts %v, sealed %v", b.table, m.mounts, b.sealed)
+	}
+}
+
+func TestABindThatWentIsBoundAgainWithoutASecondMount(t *testing.T) {
+	s, m, b := newTestServer(t)
+	m.vols["v"] = 1 << 30
+	target := filepath.Join(t.TempDir(), "published")
+	if err := publish(s, "v", target, false); err != nil {
+		t.Fatal(err)
+	}
+	delete(b.table, target) // unmounted from outside
+	if err := publish(s, "v", target, false); err != nil {
+		t.Fatal(err)
+	}
+	if got := m.mounts["v"][publishID(target)]; got != 1 || b.table[target].Device != volume.Device("v") {
+		t.Fatalf("mounts %d, bind %v", got, b.table[target])
+	}
+	if _, err := s.NodeUnpublishVolume(context.Background(), &csipb.NodeUnpublishVolumeRequest{VolumeId: "v", TargetPath: target}); err != nil {
+		t.Fatal(err)
+	}
+	if len(m.mounts) != 0 {
+		t.Fatalf("the volume is still held after its one unpublish: %v", m.mounts)
+	}
+}
+
+func TestPublishMakesNothingWhenTheTargetCannotBeSealed(t *testing.T) {
+	s, m, b := newTestServer(t)
+	m.vols["v"] = 1 << 30
+	b.sealErr = errors.New("mark immutable: operation not permitted (the plugin needs CAP_LINUX_IMMUTABLE)")
+	target := filepath.Join(t.TempDir(), "published")
+	wantCode(t, publish(s, "v", target, false), codes.FailedPrecondition, "CAP_LINUX_IMMUTABLE")
+	if len(m.changes) != 0 || len(b.table) != 0 {
+		t.Fatalf("made %v, binds %v", m.changes, b.table)
 	}
 }
 
@@ -415,8 +488,8 @@ func TestPublishOfAVolumeThatDoesNotExist(t *testing.T) {
 	s, _, b := newTestServer(t)
 	target := filepath.Join(t.TempDir(), "published")
 	wantCode(t, publish(s, "nosuch", target, false), codes.NotFound, "no such volume")
-	if _, err := os.Stat(target); !errors.Is(err, os.ErrNotExist) || len(b.table) != 0 {
-		t.Fatalf("a refused publish left %v, %v", err, b.table)
+	if _, err := os.Stat(target); !errors.Is(err, os.ErrNotExist) || len(b.table) != 0 || len(b.sealed) != 0 {
+		t.Fatalf("a refused publish left %v, %v, %v", err, b.table, b.sealed)
 	}
 }
 
@@ -431,8 +504,8 @@ func TestPublishUndoesTheMountWhenTheBindFails(t *testing.T) {
 	if len(m.mounts) != 0 {
 		t.Fatalf("mounts left: %v", m.mounts)
 	}
-	if _, err := os.Stat(target); !errors.Is(err, os.ErrNotExist) {
-		t.Fatalf("target left: %v", err)
+	if _, err := os.Stat(target); !errors.Is(err, os.ErrNotExist) || len(b.sealed) != 0 {
+		t.Fatalf("target left: %v, sealed %v", err, b.sealed)
 	}
 }
 

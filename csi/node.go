@@ -102,10 +102,9 @@ func (s *Server) unbind(ctx context.Context, name, path string) error {
 // NodePublishVolume brings the volume up on this node (volume.Manager.Mount
 // under the target's mount ID: in a shared group its exclusive activation,
 // then the KMIP Get, the open and the mount) and binds its data directory
-// at the target path, read-only if asked. The target is created here and
-// removed by the unpublish: it exists only while it is the volume, but for
-// the moments of this call before the bind shows in the mount table, and
-// nothing is handed the path before this call returns.
+// at the target path, read-only if asked. The target is created here,
+// sealed (an empty directory nothing can write to) before the bind covers
+// it, and removed by the unpublish: uncovered, it takes no data.
 func (s *Server) NodePublishVolume(ctx context.Context, req *csipb.NodePublishVolumeRequest) (*csipb.NodePublishVolumeResponse, error) {
 	name, target := req.GetVolumeId(), req.GetTargetPath()
 	if name == "" {
@@ -135,21 +134,39 @@ func (s *Server) NodePublishVolume(ctx context.Context, req *csipb.NodePublishVo
 	case at.Device != "":
 		return nil, status.Errorf(codes.AlreadyExists, "target path %s has %s mounted, not volume %q", target, at.Device, name)
 	}
-	id := publishID(target)
-	data, err := m.Mount(ctx, name, id)
-	if err != nil {
-		return nil, err
+	// The target is sealed before anything else is made: what the bind
+	// covers is an empty directory nothing can write to, so that a target
+	// whose bind went (the plugin disabled while the orchestrator thinks
+	// the volume is published, say) takes no data (mount/seal.go).
+	if err := s.o.Binds.Seal(target); err != nil {
+		return nil, status.Errorf(codes.FailedPrecondition, "volume %q: target %s: %v", name, target, err)
 	}
-	if err := s.o.Binds.Bind(ctx, volume.Device(name), data, dataRoot, target, ro); err != nil {
-		// Bind made the target if it was missing; an empty directory
-		// goes, anything else stays for someone to look at.
-		_ = os.Remove(target)
-		cctx, cancel := command.CleanupContext(ctx)
-		defer cancel()
-		if uerr := m.Unmount(cctx, name, id); uerr != nil {
-			err = errors.Join(err, fmt.Errorf("undoing the mount: %w", uerr))
+	id := publishID(target)
+	// A target already holding the volume whose bind went (unmounted from
+	// outside) is bound again, with no second Mount for one unpublish.
+	var data string
+	if m.Holds(name, id) {
+		data, err = m.Path(ctx, name)
+	}
+	if data == "" && err == nil {
+		data, err = m.Mount(ctx, name, id)
+	}
+	if err == nil {
+		if err = s.o.Binds.Bind(ctx, volume.Device(name), data, dataRoot, target, ro); err != nil {
+			cctx, cancel := command.CleanupContext(ctx)
+			defer cancel()
+			if uerr := m.Unmount(cctx, name, id); uerr != nil {
+				err = errors.Join(err, fmt.Errorf("undoing the mount: %w", uerr))
+			}
+			err = fmt.Errorf("volume %q: publishing at %s: %w", name, target, err)
 		}
-		return nil, fmt.Errorf("volume %q: publishing at %s: %w", name, target, err)
+	}
+	if err != nil {
+		// The sealed target goes: nothing was bound there.
+		if uerr := s.o.Binds.Unseal(target); uerr == nil {
+			_ = os.Remove(target)
+		}
+		return nil, err
 	}
 	return &csipb.NodePublishVolumeResponse{}, nil
 }
@@ -175,6 +192,9 @@ func (s *Server) NodeUnpublishVolume(ctx context.Context, req *csipb.NodeUnpubli
 	defer s.lock(name)()
 	if err := s.unbind(ctx, name, target); err != nil {
 		return nil, err
+	}
+	if err := s.o.Binds.Unseal(target); err != nil {
+		return nil, fmt.Errorf("volume %q: unpublished, but %w", name, err)
 	}
 	if err := os.Remove(target); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("volume %q: unpublished, but removing %s: %w", name, target, err)

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/cryptvol/cryptvol/internal/cost"
 	"github.com/cryptvol/cryptvol/mount"
 	"github.com/cryptvol/cryptvol/volume"
 )
@@ -28,6 +29,8 @@ type Manager interface {
 	List(ctx context.Context) ([]volume.Volume, error)
 	Mount(ctx context.Context, name, id string) (string, error)
 	Unmount(ctx context.Context, name, id string) error
+	Path(ctx context.Context, name string) (string, error)
+	Holds(name, id string) bool
 	Capacity(ctx context.Context) (uint64, error)
 	Group(ctx context.Context) (string, error)
 	RoundSize(ctx context.Context, size uint64) (uint64, error)
@@ -40,6 +43,8 @@ type Binds interface {
 	MountAt(target string) (mount.At, error)
 	Bind(ctx context.Context, dev, src, root, target string, readOnly bool) error
 	Unmount(ctx context.Context, target string) error
+	Seal(dir string) error
+	Unseal(dir string) error
 }
 
 var _ Binds = (*mount.FS)(nil)
@@ -190,10 +195,11 @@ func (s *Server) intercept(ctx context.Context, req any, info *grpc.UnaryServerI
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	ctx, tally := cost.With(ctx)
 	start := time.Now()
 	defer func() {
 		if r := recover(); r != nil {
-			s.log.WithFields(logrus.Fields{"call": method, "panic": fmt.Sprint(r), "stack": string(debug.Stack())}).Error("CSI call panicked")
+			s.log.WithFields(logrus.Fields{"op": "csi." + method, "panic": fmt.Sprint(r), "stack": string(debug.Stack())}).Error("request panicked")
 			resp, err = nil, status.Errorf(codes.Internal, "internal error: %v", r)
 		}
 		err = toStatus(err)
@@ -201,11 +207,20 @@ func (s *Server) intercept(ctx context.Context, req any, info *grpc.UnaryServerI
 		if s.o.Observe != nil {
 			s.o.Observe(method, took, err)
 		}
-		l := s.log.WithFields(logrus.Fields{"call": method, "took": took.Round(time.Millisecond)})
+		// The fields of package plugin's request lines: `make bench`
+		// reads both (scripts/bench/calls.py).
+		l := s.log.WithFields(logrus.Fields{"op": "csi." + method, "duration": took.Round(time.Microsecond),
+			"programs": tally.Programs(), "kmip_round_trips": tally.KMIPRoundTrips()})
+		if by := tally.ByProgram(); by != "" {
+			l = l.WithField("by_program", by)
+		}
+		if v, ok := req.(interface{ GetVolumeId() string }); ok && v.GetVolumeId() != "" {
+			l = l.WithField("volume", v.GetVolumeId())
+		}
 		if err != nil {
-			l.WithError(err).Warn("CSI call failed")
+			l.WithError(err).Warn("request failed")
 		} else {
-			l.Debug("CSI call")
+			l.Debug("request done")
 		}
 	}()
 	return h(ctx, req)

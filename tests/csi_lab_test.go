@@ -188,6 +188,22 @@ func TestLabCSIVolumeLife(t *testing.T) {
 		}
 		f := filepath.Join(target, "hello")
 		if write {
+			// The bind unmounted from outside: the target is an empty
+			// directory nothing can write to (mount/seal.go), and a
+			// publish binds it again without a second Mount.
+			if out, err := run(t, "umount", target); err != nil {
+				t.Fatalf("umount %s: %v %s", target, err, out)
+			}
+			if err := os.WriteFile(filepath.Join(target, "leak"), []byte("PLAINTEXT"), 0o644); err == nil {
+				t.Fatal("a file was written into the target while the volume was not bound there")
+			}
+			if _, err := node.NodePublishVolume(c, &csipb.NodePublishVolumeRequest{VolumeId: name, TargetPath: target, VolumeCapability: writer}); err != nil {
+				t.Fatal(err)
+			}
+			if !mountedAt(t, target) {
+				t.Fatal("published again, but the target is not mounted")
+			}
+
 			if err := os.WriteFile(f, []byte("through CSI\n"), 0o644); err != nil {
 				t.Fatal(err)
 			}

@@ -49,3 +49,8 @@ func (m *Manager) RoundSize(ctx context.Context, size uint64) (uint64, error) {
 // mount table shows for its filesystem and for every bind of its data
 // directory.
 func Device(name string) string { return mapperPath(name) }
+
+// Holds says whether mount ID id holds the volume (a Mount not yet matched
+// by an Unmount): a CSI publish whose bind went from under it binds again
+// without counting a second Mount that no unpublish would match.
+func (m *Manager) Holds(name, id string) bool { return m.st.Mounts(name)[id] > 0 }
