@@ -111,7 +111,7 @@ check "the task comes up on node 2 with what node 1 synced (once node 1 is remov
 	'removed=""
 	 for i in $(seq 1 450); do
 		[ "$(docker exec $(docker ps -q -f name=app. | head -1) grep -c cryptvol-node2 /data/log 2> /dev/null)" = 2 ] 2> /dev/null &&
-			{ echo "after $SECONDS s and ${removed:+docker node rm --force at $removed s}${removed:-no docker node rm}"; exit 0; }
+			{ echo "after $SECONDS s and $([ -n "$removed" ] && echo "docker node rm --force at $removed s" || echo "no docker node rm")"; exit 0; }
 		if [ -z "$removed" ] && [ $SECONDS -ge 120 ]; then docker node rm --force cryptvol-node1 > /dev/null && removed=$SECONDS; fi
 		sleep 2
 	 done; swarm_diag; exit 1'
