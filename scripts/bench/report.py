@@ -55,7 +55,7 @@ for (section, metric, variant), vals in samples.items():
     base = BASELINE.get(section)
     if section == "scale":
         base = scale_base(metric)
-    if section == "latency" and (variant == "cryptvol-csi" or metric.endswith("in the plugin")):
+    if section == "latency" and (variant == "cryptvol-csi" or metric.endswith("(in the plugin)")):
         # CSI's node publish and unpublish are set against the VolumeDriver's first mount and last unmount.
         base = "cryptvol"
     m = statistics.median(vals)
@@ -147,10 +147,10 @@ def latency():
            ("first mount", "first mount (KMIP Get, open, mount)", "02 mount", 2),
            ("last unmount", "last unmount (umount, close, deactivate)", "03 unmount", 2),
            ("reencrypt 1 GiB", "reencrypt 1 GiB offline (new volume key; baseline: dd the LV onto itself)",
-            "04 reencrypt", 3),
-           ("remove", "remove (erase, lvremove, KMIP destroy)", "05 remove", 1),
+            "06 reencrypt", 3),
+           ("remove", "remove (erase, lvremove, KMIP destroy)", "07 remove", 1),
            ("create 1 GiB integrity", "create 1 GiB with integrity=hmac-sha256 (baseline: lvcreate+mkfs)",
-            "06 create", 3)]
+            "08 create", 3)]
     for op, what, cost_metric, base_programs in ops:
         c, p = med("latency", op, "cryptvol"), med("latency", op, "plain-lv")
         progs, kmip = med("cost", cost_metric, "programs"), med("cost", cost_metric, "kmip")
@@ -169,6 +169,24 @@ def latency():
         body.append([dm, fmt(c, "s"), fmt(p, "s") + " (local)", ratio(c, p),
                      "-" if progs is None else "%d / 0" % progs, "-" if kmip is None else "%d" % kmip, "(section 5)"])
     table(["operation", "cryptvol", "baseline", "ratio", "programs", "KMIP", "cryptvol's programs"], body)
+    # The same volume through CSI between the unmount and the reencryption (run-guest, lat_cryptvol: requests 04 and
+    # 05 of each run), against the VolumeDriver's first mount and last unmount.
+    body = []
+    for op, cost_vd, cost_csi in [("first mount", "02 mount", "04 csi.NodePublishVolume"),
+                                  ("last unmount", "03 unmount", "05 csi.NodeUnpublishVolume")]:
+        for m in [op, op + " (in the plugin)"]:
+            v, c = med("latency", m, "cryptvol"), med("latency", m, "cryptvol-csi")
+            if c is None:
+                continue
+            pv, pc = med("cost", cost_vd, "programs"), med("cost", cost_csi, "programs")
+            kv, kc = med("cost", cost_vd, "kmip"), med("cost", cost_csi, "kmip")
+            body.append([m, fmt(v, "s"), fmt(c, "s"), ratio(c, v),
+                         "-" if None in (pv, pc) else "%d / %d" % (pc, pv), "-" if None in (kv, kc) else "%d / %d" % (kc, kv)])
+    if body:
+        print("   CSI (the same plugin's NodePublishVolume and NodeUnpublishVolume of the same volume, as Swarm's node")
+        print("   publishes it for a task) against the VolumeDriver: ratio = CSI / VolumeDriver; wall times include the")
+        print("   client's start (csi-call, a Go program, against curl), in-plugin times are the request lines' own.")
+        table(["operation", "VolumeDriver", "CSI", "ratio", "programs CSI / VD", "KMIP CSI / VD"], body)
 
 
 def calls():
