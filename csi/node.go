@@ -136,8 +136,9 @@ func (s *Server) NodePublishVolume(ctx context.Context, req *csipb.NodePublishVo
 	}
 	// The target is sealed before anything else is made: what the bind
 	// covers is an empty directory nothing can write to, so that a target
-	// whose bind went (the plugin disabled while the orchestrator thinks
-	// the volume is published, say) takes no data (mount/seal.go).
+	// whose bind went while the orchestrator may think the volume is
+	// published there (unmounted from outside, or gone with a reboot)
+	// takes no data (mount/seal.go; TestLabCSIVolumeLife unmounts one).
 	if err := s.o.Binds.Seal(target); err != nil {
 		return nil, status.Errorf(codes.FailedPrecondition, "volume %q: target %s: %v", name, target, err)
 	}
