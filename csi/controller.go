@@ -48,11 +48,7 @@ func (s *Server) CreateVolume(ctx context.Context, req *csipb.CreateVolumeReques
 	if err != nil {
 		return nil, err
 	}
-	m, err := s.manager(ctx)
-	if err != nil {
-		return nil, err
-	}
-	group, err := m.Group(ctx)
+	m, group, err := s.managerAndGroup(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -36,11 +36,7 @@ func publishID(target string) string {
 // NodeGetInfo: the node id names this host and its volume group, and the
 // topology is the group's.
 func (s *Server) NodeGetInfo(ctx context.Context, _ *csipb.NodeGetInfoRequest) (*csipb.NodeGetInfoResponse, error) {
-	m, err := s.manager(ctx)
-	if err != nil {
-		return nil, err
-	}
-	group, err := m.Group(ctx)
+	_, group, err := s.managerAndGroup(ctx)
 	if err != nil {
 		return nil, err
 	}

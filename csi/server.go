@@ -148,6 +148,17 @@ func (s *Server) manager(ctx context.Context) (Manager, error) {
 	}
 }
 
+// managerAndGroup waits for the manager and reads its volume group's UUID,
+// which node ids and topology name.
+func (s *Server) managerAndGroup(ctx context.Context) (Manager, string, error) {
+	m, err := s.manager(ctx)
+	if err != nil {
+		return nil, "", err
+	}
+	group, err := m.Group(ctx)
+	return m, group, err
+}
+
 // Register adds the three services to g.
 func (s *Server) Register(g *grpc.Server) {
 	csipb.RegisterIdentityServer(g, s)
