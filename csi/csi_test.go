@@ -18,6 +18,7 @@ import (
 
 	"github.com/cryptvol/cryptvol/mount"
 	"github.com/cryptvol/cryptvol/volume"
+	"github.com/cryptvol/cryptvol/volume/options"
 )
 
 // fakeManager keeps volumes in memory and records every call that makes or
@@ -59,6 +60,9 @@ func (f *fakeManager) Create(_ context.Context, name string, opts map[string]str
 func (f *fakeManager) Remove(_ context.Context, name string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if err := options.ValidateName(name); err != nil {
+		return fmt.Errorf("%w: %w", volume.ErrInvalid, err) // as volume.Manager's Remove
+	}
 	if _, ok := f.vols[name]; !ok {
 		return fmt.Errorf("volume %q: %w", name, volume.ErrNotFound)
 	}
@@ -340,6 +344,10 @@ func TestDeleteIsIdempotentAndRefusesAVolumeInUse(t *testing.T) {
 	}
 	if _, err := s.DeleteVolume(ctx, &csipb.DeleteVolumeRequest{VolumeId: "nosuch"}); err != nil {
 		t.Fatalf("missing volume: %v", err)
+	}
+	// An id no volume can have (CSI allows 128 characters of any kind) is deleted already.
+	if _, err := s.DeleteVolume(ctx, &csipb.DeleteVolumeRequest{VolumeId: strings.Repeat("x/", 64)}); err != nil {
+		t.Fatalf("an id the grammar refuses: %v", err)
 	}
 	m.vols["v"] = 1 << 30
 	m.mounts["v"] = map[string]int{"x": 1}

@@ -30,7 +30,7 @@ import (
 func (m *Manager) Mount(ctx context.Context, name, id string) (_ string, err error) {
 	defer m.recordOp("volume.mount", name, id, time.Now(), &err)
 	if err := options.ValidateName(name); err != nil {
-		return "", err
+		return "", ofKind(ErrInvalid, err)
 	}
 	if id == "" {
 		return "", fmt.Errorf("volume %q: mount request without an ID", name)
@@ -281,7 +281,7 @@ func (m *Manager) mountVerified(ctx context.Context, rb *rollback, name string, 
 func (m *Manager) Unmount(ctx context.Context, name, id string) (err error) {
 	defer m.recordOp("volume.unmount", name, id, time.Now(), &err)
 	if err := options.ValidateName(name); err != nil {
-		return err
+		return ofKind(ErrInvalid, err)
 	}
 	unlock := m.lock(name)
 	defer unlock()

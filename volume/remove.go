@@ -27,7 +27,7 @@ import (
 func (m *Manager) Remove(ctx context.Context, name string) (err error) {
 	defer m.recordOp("volume.remove", name, "", time.Now(), &err)
 	if err := options.ValidateName(name); err != nil {
-		return err
+		return ofKind(ErrInvalid, err)
 	}
 	unlock := m.lock(name)
 	defer unlock()
