@@ -35,6 +35,18 @@ timed() {
 	record "$s" "$m" "$v" "$r" "$(since "$t0")" s
 }
 
+# docker_timed TRACE SECTION METRIC VARIANT RUN IMAGE VOLUME: one timed `docker run --rm -v VOLUME:/data IMAGE true`,
+# and a line in $work/traces (TRACE, the dockerd log line it began at, its start and end) for trace.py.
+docker_timed() {
+	local tr=$1 s=$2 m=$3 v=$4 r=$5 img=$6 vol=$7 t0 t1 from
+	from=$(($(wc -l < /scratch/dockerd.log) + 1))
+	t0=$EPOCHREALTIME
+	q docker run --rm -v "$vol:/data" "$img" true
+	t1=$EPOCHREALTIME
+	record "$s" "$m" "$v" "$r" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.4f", b - a }')" s
+	echo "$tr $from $t0 $t1 $v $r" >> "$work/traces"
+}
+
 # on_error shows what failed and the end of the command log, then the guest exits non-zero (set -e).
 on_error() {
 	local rc=$? line=$1
