@@ -107,6 +107,10 @@ bin/key-state: $(shell find tests/keystate internal/keyscan -name '*.go' -not -n
 bin/csi-call: $(shell find tests/csicall -name '*.go') go.mod go.sum
 	$(GO) build -trimpath -ldflags '-s -w' -o $@ ./tests/csicall
 
+# Every mount and unmount in a namespace as it happens (tests/mountwatch): the trace of a docker run in make bench.
+bin/mount-watch: $(shell find tests/mountwatch -name '*.go') go.mod go.sum
+	$(GO) build -trimpath -ldflags '-s -w' -o $@ ./tests/mountwatch
+
 # The CSI project's conformance suite, pinned in go.mod as a tool (tests/csi_lab_test.go runs it in the guest).
 bin/csi-sanity: go.mod go.sum
 	$(GO) build -trimpath -ldflags '-s -w' -o $@ github.com/kubernetes-csi/csi-test/v5/cmd/csi-sanity
@@ -213,10 +217,10 @@ vm-shell: lab-prepare build
 # The guest's time limit and its data disks (each thin volume takes ~20 MiB of pool at create) grow with
 # BENCH_SCALE unless LAB_TIMEOUT or LAB_DISK_SIZE are set.
 BENCH_SCALE ?= 200
-BENCH_RUNS ?= 3
+BENCH_RUNS ?= 5
 BENCH_PARTS ?= pbkdf fio latency docker scale
 .PHONY: bench
-bench: lab-prepare plugin bin/csi-call
+bench: lab-prepare plugin bin/csi-call bin/mount-watch
 	@mkdir -p bin/bench
 	set -o pipefail; LAB_TIMEOUT=$${LAB_TIMEOUT:-$$((1800 + 30 * $(BENCH_SCALE)))} \
 		LAB_DISK_SIZE=$${LAB_DISK_SIZE:-$$((4 + $(BENCH_SCALE) * 32 / 1024))G} scripts/vm/run \
