@@ -16,13 +16,15 @@ from collections import OrderedDict
 raw_path, info_path, out_path = sys.argv[1:4]
 
 samples = OrderedDict()  # (section, metric, variant) -> [values]
+by_run = {}  # (section, metric, variant) -> {run: value}
 units = {}
 with open(raw_path) as f:
     for row in csv.reader(f):
         if not row:
             continue
-        section, metric, variant, _run, value, unit = row
+        section, metric, variant, run, value, unit = row
         samples.setdefault((section, metric, variant), []).append(float(value))
+        by_run.setdefault((section, metric, variant), {})[run] = float(value)
         units[(section, metric, variant)] = unit
 
 info = {}
@@ -50,6 +52,13 @@ def scale_base(metric):
     return "N=%d" % ns[0] if ns else None
 
 
+def paired(section, metric, variant, base):
+    """The ratio variant / base of each run that measured both (the two are measured back to back in a run, in
+    alternating order, so that noise on the machine hits both)."""
+    a, b = by_run.get((section, metric, variant), {}), by_run.get((section, metric, base), {})
+    return [a[r] / b[r] for r in a if r in b and b[r]]
+
+
 rows = []  # for the CSV
 for (section, metric, variant), vals in samples.items():
     base = BASELINE.get(section)
@@ -61,11 +70,14 @@ for (section, metric, variant), vals in samples.items():
     m = statistics.median(vals)
     b = med(section, metric, base) if base else None
     ratio = "" if (b in (None, 0) or variant == base) else "%.4g" % (m / b)
+    p = paired(section, metric, variant, base) if ratio else []
     rows.append([section, metric, variant, units[(section, metric, variant)], len(vals), "%.6g" % m,
-                 "%.6g" % min(vals), "%.6g" % max(vals), base or "", ratio])
+                 "%.6g" % min(vals), "%.6g" % max(vals), base or "", ratio,
+                 "%.4g" % min(p) if p else "", "%.4g" % max(p) if p else ""])
 with open(out_path, "w", newline="") as f:
     w = csv.writer(f)
-    w.writerow(["section", "metric", "variant", "unit", "runs", "median", "min", "max", "baseline", "ratio"])
+    w.writerow(["section", "metric", "variant", "unit", "runs", "median", "min", "max", "baseline", "ratio",
+                "ratio_min", "ratio_max"])
     w.writerows(rows)
 
 
@@ -84,6 +96,16 @@ def fmt(v, unit):
 def ratio(a, b):
     # Three significant digits: 0.0291, 0.536, 4.96, 12.2.
     return "-" if a is None or not b else "%.3g" % (a / b)
+
+
+def spread(section, metric, variant, base):
+    """The ratio of the medians with the spread of the paired runs' ratios: "1.25 (1.10-1.40)"."""
+    a, b = med(section, metric, variant), med(section, metric, base)
+    r = ratio(a, b)
+    p = paired(section, metric, variant, base)
+    if r == "-" or len(p) < 2:
+        return r
+    return "%s (%.3g-%.3g)" % (r, min(p), max(p))
 
 
 def table(header, body):
@@ -110,6 +132,8 @@ def header():
     print("is ~100x slower than with native AES-NI, process start-up ~10-50x). Each figure is set against a baseline")
     print("measured in the same guest, in the same run, on the same disk; values are medians of %s runs." %
           info.get("runs", "?"))
+    print("A ratio's spread (in parentheses) is the lowest and highest ratio of one run's pair: the two are measured")
+    print("back to back, in alternating order, so that noise on the machine hits both.")
     print("Guest AES-XTS (cryptsetup benchmark -c aes-xts-plain64 -s 512, memory only): encryption %s, decryption %s;"
           % (fmt(med("cpu", "aes-xts-512 encryption (cryptsetup benchmark)", "guest"), "MiB/s"),
              fmt(med("cpu", "aes-xts-512 decryption (cryptsetup benchmark)", "guest"), "MiB/s")))
@@ -130,8 +154,11 @@ def io():
         unit = "MiB/s" if name.startswith("seq") else "IOPS"
         metric = "%s %s" % (name, unit)
         p, n, q = (med("fio", metric, v) for v in ("plain", "luks-no-workqueue", "luks-workqueue"))
-        body.append([name, fmt(p, unit), fmt(n, unit), ratio(n, p), fmt(q, unit), ratio(q, p), ratio(n, q)])
-    table(["workload", "plain LV", "LUKS2 no-workqueue", "ratio", "LUKS2 workqueue", "ratio", "nowq/wq"], body)
+        body.append([name, fmt(p, unit), fmt(n, unit), spread("fio", metric, "luks-no-workqueue", "plain"), fmt(q, unit),
+                     spread("fio", metric, "luks-workqueue", "plain"),
+                     spread("fio", metric, "luks-no-workqueue", "luks-workqueue")])
+    table(["workload", "plain LV", "LUKS2 no-workqueue", "ratio (spread)", "LUKS2 workqueue", "ratio (spread)",
+           "nowq/wq (spread)"], body)
 
 
 def latency():
@@ -155,7 +182,7 @@ def latency():
         c, p = med("latency", op, "cryptvol"), med("latency", op, "plain-lv")
         progs, kmip = med("cost", cost_metric, "programs"), med("cost", cost_metric, "kmip")
         if c is not None:
-            body.append([what, fmt(c, "s"), fmt(p, "s"), ratio(c, p),
+            body.append([what, fmt(c, "s"), fmt(p, "s"), spread("latency", op, "cryptvol", "plain-lv"),
                          "-" if progs is None else "%d / %d" % (progs, base_programs),
                          "-" if kmip is None else "%d" % kmip, info.get("cost_by_" + cost_metric[:2], "")])
     for dm, sec in [("docker run --rm -v VOL:/data busybox true", "calls"),
@@ -166,9 +193,9 @@ def latency():
         calls = [m for (s, m, v) in samples if s == sec and v == "programs"]
         progs = sum(med(sec, m, "programs") for m in calls) if calls else None
         kmip = sum(med(sec, m, "kmip") for m in calls) if calls else None
-        body.append([dm, fmt(c, "s"), fmt(p, "s") + " (local)", ratio(c, p),
+        body.append([dm, fmt(c, "s"), fmt(p, "s") + " (local)", spread("docker", dm, "cryptvol", "local"),
                      "-" if progs is None else "%d / 0" % progs, "-" if kmip is None else "%d" % kmip, "(section 5)"])
-    table(["operation", "cryptvol", "baseline", "ratio", "programs", "KMIP", "cryptvol's programs"], body)
+    table(["operation", "cryptvol", "baseline", "ratio (spread)", "programs", "KMIP", "cryptvol's programs"], body)
     # The same volume through CSI between the unmount and the reencryption (run-guest, lat_cryptvol: requests 04 and
     # 05 of each run), against the VolumeDriver's first mount and last unmount.
     body = []
@@ -180,13 +207,13 @@ def latency():
                 continue
             pv, pc = med("cost", cost_vd, "programs"), med("cost", cost_csi, "programs")
             kv, kc = med("cost", cost_vd, "kmip"), med("cost", cost_csi, "kmip")
-            body.append([m, fmt(v, "s"), fmt(c, "s"), ratio(c, v),
+            body.append([m, fmt(v, "s"), fmt(c, "s"), spread("latency", m, "cryptvol-csi", "cryptvol"),
                          "-" if None in (pv, pc) else "%d / %d" % (pc, pv), "-" if None in (kv, kc) else "%d / %d" % (kc, kv)])
     if body:
         print("   CSI (the same plugin's NodePublishVolume and NodeUnpublishVolume of the same volume, as Swarm's node")
         print("   publishes it for a task) against the VolumeDriver: ratio = CSI / VolumeDriver; wall times include the")
         print("   client's start (csi-call, a Go program, against curl), in-plugin times are the request lines' own.")
-        table(["operation", "VolumeDriver", "CSI", "ratio", "programs CSI / VD", "KMIP CSI / VD"], body)
+        table(["operation", "VolumeDriver", "CSI", "ratio (spread)", "programs CSI / VD", "KMIP CSI / VD"], body)
 
 
 def calls():
@@ -211,6 +238,36 @@ def calls():
                      "%d" % sum(med(sec, m, "kmip") for m in metrics), ""])
         print(title)
         table(["request", "plugin time", "programs", "KMIP", "by program"], body)
+
+
+def trace():
+    print("6. Where a `docker run --rm -v VOL:/data IMAGE true` spends its time: every timed run of section 2, cut into")
+    print("   spans between the markers every run passes whatever its volume driver (dockerd's API calls and the")
+    print("   containerd events it logs at debug level, the CLI's start and end), medians over the runs. added = the")
+    print("   median of each run's cryptvol span minus its local span (measured back to back); in the plugin = the")
+    print("   part of the cryptvol span inside the plugin's requests (their request lines: end and duration).")
+    print("   Mount events: mounts and unmounts in the host's namespace during the run (bin/mount-watch).")
+    for sec, title in [("trace", "(a) busybox as Docker Hub ships it, no /data"),
+                       ("tracedir", "(b) the lab's busybox, which has /data (dockerd mounts the volume twice)")]:
+        metrics = sorted({m for (s, m, v) in samples if s == sec and not m.endswith("[plugin]")})
+        if not metrics:
+            continue
+        body = []
+        for m in metrics:
+            c, l = med(sec, m, "cryptvol"), med(sec, m, "local")
+            a, b = by_run.get((sec, m, "cryptvol"), {}), by_run.get((sec, m, "local"), {})
+            d = [a[r] - b[r] for r in a if r in b]
+            added = statistics.median(d) if d else None
+            inside = med(sec, m + " [plugin]", "cryptvol")
+            unit = units.get((sec, m, "cryptvol"), "s")
+            if unit == "count":
+                body.append([m, "-" if l is None else "%g" % l, "-" if c is None else "%g" % c,
+                             "-" if added is None else "%+g" % added, ""])
+                continue
+            body.append([m, fmt(l, "s"), fmt(c, "s"), "-" if added is None else "%+.3f s" % added,
+                         "" if inside is None else "%.3f s" % inside])
+        print(title)
+        table(["span", "local", "cryptvol", "added", "in the plugin"], body)
 
 
 def pbkdf():
@@ -284,6 +341,8 @@ if has("scale"):
     scale()
 if has("calls") or has("callsdir"):
     calls()
+if has("trace") or has("tracedir"):
+    trace()
 if "bench_guest_seconds" in info:
     print("Bench time inside the guest: %.0f s." % float(info["bench_guest_seconds"]))
 else:
