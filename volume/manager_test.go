@@ -802,3 +802,36 @@ func TestMountRefusesErasedHeader(t *testing.T) {
 	}
 	h.assertDown("v1")
 }
+
+// A first mount's debug line says what each of its steps took, in order,
+// so that a request's time can be accounted for (make bench's docker run
+// timeline shows it); a second mount brings nothing up and has no steps.
+func TestMountLogsItsStepsInOrder(t *testing.T) {
+	h := newHarness(t)
+	h.mustCreate("v1", nil)
+	from := len(h.logs.String())
+	h.mustMount("v1", "c1")
+	got := h.logs.String()[from:]
+	i := strings.Index(got, `msg="mount steps"`)
+	if i < 0 {
+		t.Fatalf("no mount steps line in:\n%s", got)
+	}
+	line := got[i:]
+	line = line[:strings.IndexByte(line, '\n')]
+	last := -1
+	for _, step := range []string{"LUKS header check", "KMIP key fetch", "opening the LUKS2 mapping", ", mount ", "verifying the mount", "making the data directory"} {
+		j := strings.Index(line, step)
+		if j <= last {
+			t.Fatalf("step %q missing or out of order in %s", step, line)
+		}
+		last = j
+	}
+	if !regexp.MustCompile(`making the data directory [0-9.]+(µs|ms|s)"`).MatchString(line) {
+		t.Errorf("the last step has no duration: %s", line)
+	}
+	from = len(h.logs.String())
+	h.mustMount("v1", "c2")
+	if strings.Contains(h.logs.String()[from:], "mount steps") {
+		t.Error("a second mount, which brings nothing up, logged steps")
+	}
+}
