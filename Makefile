@@ -210,7 +210,7 @@ vm-shell: lab-prepare build
 	scripts/vm/run --shell
 
 # Performance, in a fresh lab guest: encrypted vs plain I/O (fio), operation latencies through the real
-# plugin and dockerd, the PBKDF choice, List and start-up at scale. Prints a table; the CSV lands in
+# plugin and dockerd, BENCH_CONCURRENT docker runs at once, the PBKDF choice, List and start-up at scale. Prints a table; the CSV lands in
 # bin/bench/results.csv (cut out of the guest's output: the guest cannot write into the repository). Settings:
 # BENCH_SCALE thin volumes for the scale part (measured at 50, 100 and 200 by default; the creates dominate the run
 # time under emulation, about 30 minutes for 200), BENCH_RUNS runs per figure (medians are reported), BENCH_PARTS a subset of the parts.
@@ -218,13 +218,16 @@ vm-shell: lab-prepare build
 # BENCH_SCALE unless LAB_TIMEOUT or LAB_DISK_SIZE are set.
 BENCH_SCALE ?= 200
 BENCH_RUNS ?= 5
-BENCH_PARTS ?= pbkdf fio latency docker scale
+BENCH_PARTS ?= pbkdf fio latency docker concurrent scale
+BENCH_CONCURRENT ?= 100
+BENCH_CONCURRENT_RUNS ?= 3
 .PHONY: bench
 bench: lab-prepare plugin bin/csi-call bin/mount-watch
 	@mkdir -p bin/bench
 	set -o pipefail; LAB_TIMEOUT=$${LAB_TIMEOUT:-$$((1800 + 30 * $(BENCH_SCALE)))} \
 		LAB_DISK_SIZE=$${LAB_DISK_SIZE:-$$((4 + $(BENCH_SCALE) * 32 / 1024))G} scripts/vm/run \
-		env BENCH_SCALE=$(BENCH_SCALE) BENCH_RUNS=$(BENCH_RUNS) 'BENCH_PARTS=$(BENCH_PARTS)' scripts/bench/run-guest \
+		env BENCH_SCALE=$(BENCH_SCALE) BENCH_RUNS=$(BENCH_RUNS) 'BENCH_PARTS=$(BENCH_PARTS)' \
+		BENCH_CONCURRENT=$(BENCH_CONCURRENT) BENCH_CONCURRENT_RUNS=$(BENCH_CONCURRENT_RUNS) scripts/bench/run-guest \
 		| tee bin/bench/output.txt
 	scripts/bench/extract-csv bin/bench/output.txt bin/bench/results.csv
 	scripts/bench/host-aes | tee -a bin/bench/output.txt
