@@ -221,13 +221,15 @@ BENCH_RUNS ?= 5
 BENCH_PARTS ?= pbkdf fio latency docker concurrent scale
 BENCH_CONCURRENT ?= 100
 BENCH_CONCURRENT_RUNS ?= 3
+BENCH_PLUGIN_TIMEOUT ?= 120
 .PHONY: bench
 bench: lab-prepare plugin bin/csi-call bin/mount-watch
 	@mkdir -p bin/bench
 	set -o pipefail; LAB_TIMEOUT=$${LAB_TIMEOUT:-$$((1800 + 30 * $(BENCH_SCALE)))} \
 		LAB_DISK_SIZE=$${LAB_DISK_SIZE:-$$((4 + $(BENCH_SCALE) * 32 / 1024))G} scripts/vm/run \
 		env BENCH_SCALE=$(BENCH_SCALE) BENCH_RUNS=$(BENCH_RUNS) 'BENCH_PARTS=$(BENCH_PARTS)' \
-		BENCH_CONCURRENT=$(BENCH_CONCURRENT) BENCH_CONCURRENT_RUNS=$(BENCH_CONCURRENT_RUNS) scripts/bench/run-guest \
+		BENCH_CONCURRENT=$(BENCH_CONCURRENT) BENCH_CONCURRENT_RUNS=$(BENCH_CONCURRENT_RUNS) \
+		BENCH_PLUGIN_TIMEOUT=$(BENCH_PLUGIN_TIMEOUT) scripts/bench/run-guest \
 		| tee bin/bench/output.txt
 	scripts/bench/extract-csv bin/bench/output.txt bin/bench/results.csv
 	scripts/bench/host-aes | tee -a bin/bench/output.txt
