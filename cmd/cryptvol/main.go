@@ -81,7 +81,7 @@ func run() int {
 	log.SetLevel(cfg.LogLevel)
 	// Microseconds, so that a request's lines can be set beside dockerd's
 	// (RFC 3339 with nanoseconds) and the kernel's mount events on one
-	// timeline (make bench, part trace).
+	// timeline (make bench: the trace of each docker run).
 	log.SetFormatter(&logrus.TextFormatter{FullTimestamp: true, TimestampFormat: logTime})
 	// The build first, so that a log read after an upgrade says which
 	// plugin wrote what follows.
