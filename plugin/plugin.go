@@ -4,9 +4,12 @@
 // All behaviour lives in package volume.
 //
 // Deadlines: docker waits 2 minutes for Create, Remove, Mount and Unmount
-// and 1 minute for Get, List and Path (volume/drivers/proxy.go in moby). The
-// defaults here are 10 seconds shorter, so that an operation gives up, undoes
-// its steps and answers with a readable error before docker stops listening.
+// and 1 minute for Get, List and Path (volume/drivers/proxy.go in moby), or
+// less when `docker plugin enable --timeout` caps it (30 s by default). The
+// defaults here are 10 seconds shorter than docker's own, so that an
+// operation gives up, undoes its steps and answers with a readable error
+// before docker stops listening; a Mount that finishes after a shorter cap
+// is taken back (mount.go).
 //
 // The same socket serves the administrators' requests of `cryptvol rotate`
 // and `cryptvol reencrypt` (admin.go), through the same deadlines and
@@ -104,6 +107,7 @@ func New(m Manager, log logrus.FieldLogger, o Options) *Driver {
 // administrators' paths (admin.go).
 func (d *Driver) Handler() *dv.Handler {
 	h := dv.NewHandler(d)
+	d.serveMount(h)
 	d.serveAdmin(h)
 	d.serveTransfer(h)
 	return h
@@ -209,17 +213,15 @@ func (d *Driver) Remove(r *dv.RemoveRequest) error {
 	})
 }
 
-// Mount implements dv.Driver.
+// Mount implements dv.Driver, for a caller that always takes the answer;
+// dockerd's requests go through serveMount (mount.go).
 func (d *Driver) Mount(r *dv.MountRequest) (*dv.MountResponse, error) {
-	var p string
-	err := d.call("mount", r.Name, d.long, func(ctx context.Context, m Manager) (err error) {
-		p, err = m.Mount(ctx, r.Name, r.ID)
-		return err
-	})
+	var res *dv.MountResponse
+	err := d.mount(r, func(got *dv.MountResponse) error { res = got; return nil })
 	if err != nil {
 		return nil, err
 	}
-	return &dv.MountResponse{Mountpoint: p}, nil
+	return res, nil
 }
 
 // Unmount implements dv.Driver.

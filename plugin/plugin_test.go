@@ -377,3 +377,50 @@ func TestRequestLogCarriesItsCost(t *testing.T) {
 		t.Errorf("Path's log line does not show a cost of nothing:\n%s", line)
 	}
 }
+
+// dockerd's client gives up on a Mount after `docker plugin enable
+// --timeout` and then never sends its Unmount (it records a mount ID only
+// for a Mount answered in time): a Mount that finishes after the client
+// left is taken back, so the volume does not stay decrypted with no
+// container.
+func TestAMountDockerdGaveUpOnIsTakenBack(t *testing.T) {
+	f := &fakeManager{path: "/mnt/v1/data", block: make(chan struct{})}
+	d, logs := newDriver(f, Options{})
+	c := serve(t, d)
+	c.Timeout = 200 * time.Millisecond
+	resp, err := c.Post("http://plugin/VolumeDriver.Mount", "application/json", strings.NewReader(`{"Name":"v1","ID":"c1"}`))
+	if err == nil {
+		resp.Body.Close()
+		t.Fatal("the Mount answered before the client gave up")
+	}
+	close(f.block) // the Mount finishes now, after dockerd stopped waiting
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		f.mu.Lock()
+		calls := strings.Join(f.calls, "; ")
+		f.mu.Unlock()
+		if calls == "mount v1 c1; unmount v1 c1" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("calls %q, want the Mount taken back by its Unmount", calls)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := d.Wait(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs.String(), "stopped waiting") {
+		t.Errorf("the log does not say why the mount was taken back:\n%s", logs.String())
+	}
+
+	// A Mount answered in time is not taken back.
+	f2 := &fakeManager{path: "/mnt/v2/data"}
+	d2, _ := newDriver(f2, Options{})
+	if code, out := post(t, serve(t, d2), "/VolumeDriver.Mount", `{"Name":"v2","ID":"c2"}`); code != 200 || out["Mountpoint"] != "/mnt/v2/data" {
+		t.Fatalf("Mount = %d %v", code, out)
+	}
+	if got := strings.Join(f2.calls, "; "); got != "mount v2 c2" {
+		t.Errorf("calls %q, want the Mount alone", got)
+	}
+}
