@@ -14,10 +14,10 @@ VOLUME_PREFIX are left out (dockerd may list or get others while a container sta
 import re
 import sys
 
+import godur
+
 log, first, section, run = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 prefix = sys.argv[5] if len(sys.argv) > 5 else ""
-
-UNITS = {"h": 3600, "m": 60, "s": 1, "ms": 1e-3, "us": 1e-6, "\u00b5s": 1e-6, "ns": 1e-9}
 
 
 def field(line, name):
@@ -27,10 +27,10 @@ def field(line, name):
 
 
 def seconds(d):
-    parts = re.findall(r"([0-9.]+)(h|ms|us|\u00b5s|ns|m|s)", d or "")
-    if not parts:
+    try:
+        return godur.seconds(d)
+    except ValueError:
         sys.exit("calls.py: no duration in a request line")
-    return sum(float(n) * UNITS[u] for n, u in parts)
 
 
 n = 0

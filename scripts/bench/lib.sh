@@ -156,12 +156,6 @@ request_seconds() {
 # (850ms, 1.2s, 1m3.5s).
 duration_seconds() {
 	sed -n 's/.*duration=\([^ ]*\).*/\1/p' |
-		python3 -c '
-import re, sys
-d = sys.stdin.read().strip().strip("\"")
-units = {"h": 3600, "m": 60, "s": 1, "ms": 1e-3, "us": 1e-6, "\u00b5s": 1e-6, "ns": 1e-9}
-parts = re.findall(r"([0-9.]+)(h|ms|us|\u00b5s|ns|m|s)", d)
-if not parts:
-    sys.exit("no duration in the plugin log line")
-print("%.4f" % sum(float(n) * units[u] for n, u in parts))'
+		python3 -c 'import sys; sys.path.insert(0, sys.argv[1]); import godur
+print("%.4f" % godur.seconds(sys.stdin.read().strip().strip("\"")))' "$here"
 }

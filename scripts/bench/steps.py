@@ -12,12 +12,7 @@ import re
 import statistics
 import sys
 
-UNITS = {"h": 3600, "m": 60, "s": 1, "ms": 1e-3, "us": 1e-6, "\u00b5s": 1e-6, "ns": 1e-9}
-
-
-def seconds(d):
-    return sum(float(n) * UNITS[u] for n, u in re.findall(r"([0-9.]+)(h|ms|us|\u00b5s|ns|m|s)", d))
-
+from godur import seconds
 
 log, first = sys.argv[1], int(sys.argv[2])
 mounts, steps = [], {}

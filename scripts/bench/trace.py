@@ -18,6 +18,8 @@ import datetime
 import re
 import sys
 
+from godur import seconds
+
 log, first, mounts = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 t0, t1, section, variant, run = float(sys.argv[4]), float(sys.argv[5]), sys.argv[6], sys.argv[7], sys.argv[8]
 out = sys.argv[9] if len(sys.argv) > 9 else None
@@ -58,11 +60,6 @@ def stamp(s):
         return None
     t = datetime.datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S").replace(tzinfo=datetime.timezone.utc)
     return t.timestamp() + float("0." + (m.group(2) or "0"))
-
-
-def seconds(d):
-    units = {"h": 3600, "m": 60, "s": 1, "ms": 1e-3, "us": 1e-6, "\u00b5s": 1e-6, "ns": 1e-9}
-    return sum(float(n) * units[u] for n, u in re.findall(r"([0-9.]+)(h|ms|us|\u00b5s|ns|m|s)", d))
 
 
 events = []  # (time, who, text)
